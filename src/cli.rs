@@ -1,0 +1,205 @@
+//! The command line: `run`, `ca init`, `ca export`, `policy check`.
+
+use crate::config::{Overrides, ProxyConfig};
+use crate::policy::{LoadError, Policy};
+use crate::proxy::StartError;
+use crate::tls::ca::{CaError, RootCa};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tracing::{info, warn};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "A governing HTTPS proxy for AI coding agents' LLM traffic"
+)]
+pub struct Cli {
+    /// Configuration file (default: ./tollgate.yaml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy.
+    Run(RunArgs),
+    /// Manage the certificate authority that signs intercepted hosts' certificates.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Work with policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the CA (created on first run).
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// Policy directory (default: ./policies when present, else the embedded defaults).
+    #[arg(long, value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+    /// Audit database path.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Extra PEM roots trusted for upstream TLS, on top of the webpki roots (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Vec<PathBuf>,
+    /// Send connections for HOST:PORT to HOST2:PORT2, keeping HOST for TLS (repeatable).
+    #[arg(long, value_name = "HOST:PORT:HOST2:PORT2")]
+    pub connect_to: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create the CA if the directory holds none; print where its certificate is.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        ca_dir: Option<PathBuf>,
+    },
+    /// Print the CA certificate (PEM, or DER with --der) to standard output.
+    Export {
+        #[arg(long, value_name = "DIR")]
+        ca_dir: Option<PathBuf>,
+        /// Write DER instead of PEM.
+        #[arg(long)]
+        der: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Load and validate the policy files; exit non-zero naming the file and field at fault.
+    Check {
+        /// Policy directory (default: ./policies when present, else the embedded defaults).
+        dir: Option<PathBuf>,
+    },
+}
+
+/// A command that failed; [`CommandError::exit_code`] maps it for the shell.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Config(#[from] LoadError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("CA: {0}")]
+    Ca(#[from] CaError),
+    #[error("cannot write to standard output: {0}")]
+    Output(std::io::Error),
+    #[error("cannot wait for signals: {0}")]
+    Signals(std::io::Error),
+}
+
+impl CommandError {
+    /// 64 (EX_USAGE) for bad configuration, policy or CA files; 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Config(_) | CommandError::Ca(_) => 64,
+            CommandError::Start(e) if e.is_config() => 64,
+            _ => 1,
+        }
+    }
+}
+
+impl Cli {
+    pub async fn execute(self) -> Result<(), CommandError> {
+        let overrides = |run: RunArgs| Overrides {
+            config: self.config.clone(),
+            listen: run.listen,
+            ca_dir: run.ca_dir,
+            policies: run.policies,
+            db: run.db,
+            upstream_ca: run.upstream_ca,
+            connect_to: run.connect_to,
+        };
+        match self.command {
+            Command::Run(args) => {
+                let (config, file) = ProxyConfig::resolve(overrides(args))?;
+                if let Some(file) = file {
+                    info!("config: {}", file.display());
+                }
+                run(config).await
+            }
+            Command::Ca(CaCommand::Init { ca_dir }) => {
+                let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
+                    ca_dir,
+                    ..Default::default()
+                }))?;
+                let (_, created) = RootCa::load_or_create(&config.ca_dir)?;
+                let cert = config.ca_dir.join(crate::tls::ca::CERT_FILE);
+                let verb = if created {
+                    "created"
+                } else {
+                    "already present"
+                };
+                println!("CA {verb}: {}", cert.display());
+                Ok(())
+            }
+            Command::Ca(CaCommand::Export { ca_dir, der }) => {
+                let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
+                    ca_dir,
+                    ..Default::default()
+                }))?;
+                let ca = RootCa::load(&config.ca_dir)?;
+                let mut out = std::io::stdout().lock();
+                let bytes: &[u8] = if der {
+                    ca.cert_der()
+                } else {
+                    ca.cert_pem().as_bytes()
+                };
+                out.write_all(bytes)
+                    .and_then(|_| out.flush())
+                    .map_err(CommandError::Output)
+            }
+            Command::Policy(PolicyCommand::Check { dir }) => {
+                let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
+                    policies: dir,
+                    ..Default::default()
+                }))?;
+                let policy = Policy::load(config.policies.as_deref())?;
+                println!("policy OK: {}", policy.summary());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Runs the proxy until SIGINT or SIGTERM, then drains.
+async fn run(config: ProxyConfig) -> Result<(), CommandError> {
+    let proxy = crate::proxy::start(&config).await?;
+    wait_for_signal().await.map_err(CommandError::Signals)?;
+    info!("stopping: no new connections; in-flight streams may finish");
+    let report = proxy.shutdown().await;
+    if report.drained {
+        info!("stopped cleanly");
+    } else {
+        warn!(
+            abandoned = report.abandoned,
+            "drain deadline passed; cutting the streams still running"
+        );
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await
+}

@@ -1,0 +1,222 @@
+//! Run-time configuration: defaults, overlaid by a `tollgate.yaml` file, overlaid by command-line
+//! flags, validated into [`ProxyConfig`]. Policy (what may leave) lives in `policy`, not here.
+
+use crate::policy::{LoadError, Source};
+use crate::proxy::dial::ConnectTo;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The config file read from the working directory when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "tollgate.yaml";
+
+/// Everything the proxy needs to start.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub ca_dir: PathBuf,
+    /// Directory of policy files; `None` uses the embedded defaults.
+    pub policies: Option<PathBuf>,
+    pub db: PathBuf,
+    pub upstream_ca: Vec<PathBuf>,
+    pub connect_to: Vec<ConnectTo>,
+    pub timeouts: Timeouts,
+    /// How many hosts' leaf certificates stay cached.
+    pub leaf_cache_size: u64,
+}
+
+/// Every bound on time the proxy applies. None limits a whole stream: an LLM answer may run for
+/// many minutes, so only silence is timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Opening a TCP connection upstream.
+    #[serde(with = "humantime_serde")]
+    pub connect: Duration,
+    /// A client's request line and headers must arrive within this.
+    #[serde(with = "humantime_serde")]
+    pub header_read: Duration,
+    /// Longest silence inside a request or response body before the exchange is cut.
+    #[serde(with = "humantime_serde")]
+    pub body_idle: Duration,
+    /// Longest silence on a blind tunnel before it is closed.
+    #[serde(with = "humantime_serde")]
+    pub tunnel_idle: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight streams may run before the proxy exits anyway.
+    #[serde(with = "humantime_serde")]
+    pub drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            header_read: Duration::from_secs(30),
+            body_idle: Duration::from_secs(300),
+            tunnel_idle: Duration::from_secs(900),
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the command line says; `None` and empty lists defer to the file, then the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub ca_dir: Option<PathBuf>,
+    pub policies: Option<PathBuf>,
+    pub db: Option<PathBuf>,
+    pub upstream_ca: Vec<PathBuf>,
+    pub connect_to: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<SocketAddr>,
+    ca_dir: Option<PathBuf>,
+    policies: Option<PathBuf>,
+    db: Option<PathBuf>,
+    #[serde(default)]
+    upstream_ca: Vec<PathBuf>,
+    #[serde(default)]
+    connect_to: Vec<String>,
+    #[serde(default)]
+    timeouts: Timeouts,
+    leaf_cache_size: Option<u64>,
+}
+
+impl ProxyConfig {
+    /// Builds the configuration from the flags, the config file they name (or `tollgate.yaml` in
+    /// the working directory, if present) and the defaults. Paths in the file are relative to it.
+    pub fn resolve(flags: Overrides) -> Result<(Self, Option<PathBuf>), LoadError> {
+        let file_path = flags.config.clone().or_else(|| {
+            let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+            default.exists().then_some(default)
+        });
+        let (file, source) = match &file_path {
+            Some(path) => {
+                let source = Source::read(path)?;
+                (source.deserialize::<ConfigFile>()?, Some(source))
+            }
+            None => (ConfigFile::default(), None),
+        };
+        let base = file_path
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+
+        let mut connect_to = Vec::new();
+        for (i, rule) in file.connect_to.iter().enumerate() {
+            let parsed = rule
+                .parse()
+                .map_err(|e: crate::proxy::dial::ConnectToError| {
+                    source
+                        .as_ref()
+                        .expect("file rules come from a file")
+                        .invalid(format!("connect_to[{i}]"), e.to_string())
+                })?;
+            connect_to.push(parsed);
+        }
+        for rule in &flags.connect_to {
+            connect_to.push(
+                rule.parse()
+                    .map_err(|e: crate::proxy::dial::ConnectToError| LoadError::Invalid {
+                        file: "command line".into(),
+                        field: "--connect-to".into(),
+                        message: e.to_string(),
+                    })?,
+            );
+        }
+
+        let policies = flags
+            .policies
+            .or_else(|| file.policies.map(rel))
+            .or_else(|| {
+                let default = PathBuf::from("policies");
+                default.is_dir().then_some(default)
+            });
+        let mut upstream_ca: Vec<PathBuf> = file.upstream_ca.into_iter().map(rel).collect();
+        upstream_ca.extend(flags.upstream_ca);
+
+        let config = ProxyConfig {
+            listen: flags
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            ca_dir: flags
+                .ca_dir
+                .or_else(|| file.ca_dir.map(rel))
+                .unwrap_or_else(|| PathBuf::from("ca")),
+            policies,
+            db: flags
+                .db
+                .or_else(|| file.db.map(rel))
+                .unwrap_or_else(|| PathBuf::from("tollgate.db")),
+            upstream_ca,
+            connect_to,
+            timeouts: file.timeouts,
+            leaf_cache_size: file.leaf_cache_size.unwrap_or(10_000),
+        };
+        Ok((config, file_path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.yaml");
+        std::fs::write(
+            &path,
+            "listen: 127.0.0.1:9999\nca_dir: myca\ntimeouts:\n  drain: 5s\nconnect_to: ['a:443:127.0.0.1:1']\n",
+        )
+        .unwrap();
+        let (c, used) = ProxyConfig::resolve(Overrides {
+            config: Some(path.clone()),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            connect_to: vec!["b:443:127.0.0.1:2".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(used, Some(path));
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.ca_dir, dir.path().join("myca"));
+        assert_eq!(c.timeouts.drain, Duration::from_secs(5));
+        assert_eq!(c.timeouts.connect, Duration::from_secs(10));
+        assert_eq!(c.connect_to.len(), 2);
+    }
+
+    #[test]
+    fn bad_config_names_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.yaml");
+        std::fs::write(&path, "timeouts:\n  drain: soon\n").unwrap();
+        let err = ProxyConfig::resolve(Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("t.yaml") && err.contains("timeouts.drain"),
+            "{err}"
+        );
+
+        std::fs::write(&path, "connect_to: ['nonsense']\n").unwrap();
+        let err = ProxyConfig::resolve(Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("connect_to[0]"), "{err}");
+    }
+}

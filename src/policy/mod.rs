@@ -1,0 +1,423 @@
+//! Policy: the YAML files in `policies/` (embedded in the binary as defaults), validated once at
+//! load time into types the proxy consults per connection without further checks.
+//!
+//! - `providers.yaml`: the catalog of LLM API hosts ([`crate::providers::Catalog`]);
+//! - `policy.yaml`: what to do with hosts outside the catalog, hosts to refuse, internal
+//!   destinations to allow, and per-provider overrides of the catalog's mode.
+
+pub mod address;
+pub mod hosts;
+
+use crate::providers::{Catalog, ErrorFormat, HostMode, Provider};
+use address::InternalAllowlist;
+use hosts::{HostPattern, HostSet, normalize_host};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// File name of the provider catalog inside a policy directory.
+pub const CATALOG_FILE: &str = "providers.yaml";
+/// File name of the policy proper inside a policy directory.
+pub const POLICY_FILE: &str = "policy.yaml";
+
+const EMBEDDED_CATALOG: &str = include_str!("../../policies/providers.yaml");
+const EMBEDDED_POLICY: &str = include_str!("../../policies/policy.yaml");
+
+/// A policy or configuration file that could not be used; it names the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {field}: {message}")]
+    Invalid {
+        file: String,
+        field: String,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+}
+
+/// The text of one YAML file and the name errors should give it.
+#[derive(Debug, Clone)]
+pub struct Source {
+    name: String,
+    text: Cow<'static, str>,
+}
+
+impl Source {
+    pub fn embedded_catalog() -> Self {
+        Self {
+            name: format!("(embedded) {CATALOG_FILE}"),
+            text: Cow::Borrowed(EMBEDDED_CATALOG),
+        }
+    }
+
+    pub fn embedded_policy() -> Self {
+        Self {
+            name: format!("(embedded) {POLICY_FILE}"),
+            text: Cow::Borrowed(EMBEDDED_POLICY),
+        }
+    }
+
+    pub fn inline(name: &str, text: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            text: Cow::Owned(text.to_owned()),
+        }
+    }
+
+    pub fn read(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            name: path.display().to_string(),
+            text: Cow::Owned(text),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads the YAML into `T`, naming the field that failed (`hosts.deny[2]`) and its line.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, LoadError> {
+        let de = serde_yaml::Deserializer::from_str(&self.text);
+        serde_path_to_error::deserialize(de).map_err(|err| {
+            let field = err.path().to_string();
+            let message = err.into_inner().to_string();
+            if field == "." || field.is_empty() {
+                LoadError::Syntax {
+                    file: self.name.clone(),
+                    message,
+                }
+            } else {
+                LoadError::Invalid {
+                    file: self.name.clone(),
+                    field,
+                    message,
+                }
+            }
+        })
+    }
+
+    pub fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> LoadError {
+        LoadError::Invalid {
+            file: self.name.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The validated policy the proxy consults. Cheap to share: the proxy holds it in an `Arc` and
+/// swaps the whole of it on reload.
+#[derive(Debug)]
+pub struct Policy {
+    catalog: Catalog,
+    unknown_hosts: HostMode,
+    deny: HostSet,
+    allow_internal: InternalAllowlist,
+    sources: Vec<String>,
+}
+
+/// What the policy says about a CONNECT or plain-HTTP request to a host.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The catalog provider the host belongs to, if any.
+    pub provider: Option<Arc<Provider>>,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Intercept,
+    Tunnel,
+    /// Refused; `rule` names the policy entry that refused it.
+    Deny {
+        rule: String,
+    },
+}
+
+impl Decision {
+    /// The error format refusals for this host should use.
+    pub fn error_format(&self) -> ErrorFormat {
+        self.provider.as_ref().map(|p| p.errors).unwrap_or_default()
+    }
+}
+
+impl Policy {
+    /// Loads `providers.yaml` and `policy.yaml` from `dir`; a file missing there is taken from the
+    /// embedded defaults. `None` uses the embedded defaults only.
+    pub fn load(dir: Option<&Path>) -> Result<Self, LoadError> {
+        let pick = |file: &str, embedded: fn() -> Source| -> Result<Source, LoadError> {
+            match dir {
+                Some(dir) => {
+                    let path: PathBuf = dir.join(file);
+                    if path.exists() {
+                        Source::read(&path)
+                    } else {
+                        Ok(embedded())
+                    }
+                }
+                None => Ok(embedded()),
+            }
+        };
+        if let Some(dir) = dir
+            && !dir.is_dir()
+        {
+            return Err(LoadError::Read {
+                file: dir.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "policy directory not found",
+                ),
+            });
+        }
+        let catalog = pick(CATALOG_FILE, Source::embedded_catalog)?;
+        let policy = pick(POLICY_FILE, Source::embedded_policy)?;
+        Self::from_sources(&catalog, &policy)
+    }
+
+    pub fn from_sources(catalog: &Source, policy: &Source) -> Result<Self, LoadError> {
+        let mut catalog_parsed = Catalog::parse(catalog)?;
+        let file: PolicyFile = policy.deserialize()?;
+
+        if file.hosts.unknown == HostMode::Intercept {
+            return Err(policy.invalid(
+                "hosts.unknown",
+                "hosts outside the catalog can be `tunnel` or `deny`; to intercept a host, add it to a provider in providers.yaml",
+            ));
+        }
+        let deny = file
+            .hosts
+            .deny
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                HostPattern::parse(h)
+                    .map_err(|e| policy.invalid(format!("hosts.deny[{i}]"), e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let allow_internal =
+            InternalAllowlist::parse(&file.hosts.allow_internal).map_err(|(i, e)| {
+                policy.invalid(format!("hosts.allow_internal[{i}]"), e.to_string())
+            })?;
+        for (id, mode) in &file.providers {
+            match catalog_parsed.get_mut(id) {
+                Some(provider) => provider.mode = mode.mode,
+                None => {
+                    return Err(policy.invalid(
+                        format!("providers.{id}"),
+                        format!("no provider `{id}` in {}", catalog.name()),
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            catalog: catalog_parsed,
+            unknown_hosts: file.hosts.unknown,
+            deny: HostSet::new(deny),
+            allow_internal,
+            sources: vec![catalog.name().to_owned(), policy.name().to_owned()],
+        })
+    }
+
+    /// Decides what happens to a connection to `host` (any case, brackets or trailing dot).
+    pub fn decide(&self, host: &str) -> Decision {
+        let host = normalize_host(host);
+        let provider = self.catalog.lookup(&host);
+        let action = if let Some(i) = self.deny.first_match(&host) {
+            Action::Deny {
+                rule: format!("hosts.deny: {}", self.deny.pattern(i)),
+            }
+        } else {
+            match provider.map(|p| p.mode) {
+                Some(HostMode::Intercept) => Action::Intercept,
+                Some(HostMode::Tunnel) => Action::Tunnel,
+                Some(HostMode::Deny) => Action::Deny {
+                    rule: format!("provider {} is denied", provider.map_or("", |p| &p.id)),
+                },
+                None => match self.unknown_hosts {
+                    HostMode::Deny => Action::Deny {
+                        rule: "hosts.unknown: deny".to_owned(),
+                    },
+                    _ => Action::Tunnel,
+                },
+            }
+        };
+        Decision {
+            provider: provider.cloned(),
+            action,
+        }
+    }
+
+    pub fn allow_internal(&self) -> &InternalAllowlist {
+        &self.allow_internal
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// One paragraph that says what was loaded, for `policy check` and the start-up log.
+    pub fn summary(&self) -> String {
+        let intercepted = self
+            .catalog
+            .providers()
+            .iter()
+            .filter(|p| p.mode == HostMode::Intercept)
+            .count();
+        format!(
+            "{} providers ({} intercepted, {} host patterns); unknown hosts: {}; {} denied host patterns; {} internal destinations allowed; from {}",
+            self.catalog.providers().len(),
+            intercepted,
+            self.catalog.host_pattern_count(),
+            self.unknown_hosts.as_str(),
+            self.deny.len(),
+            self.allow_internal.len(),
+            self.sources.join(" and "),
+        )
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    hosts: HostsSection,
+    #[serde(default)]
+    providers: BTreeMap<String, ProviderOverride>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostsSection {
+    #[serde(default = "default_unknown")]
+    unknown: HostMode,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    allow_internal: Vec<String>,
+}
+
+impl Default for HostsSection {
+    fn default() -> Self {
+        Self {
+            unknown: default_unknown(),
+            deny: Vec::new(),
+            allow_internal: Vec::new(),
+        }
+    }
+}
+
+fn default_unknown() -> HostMode {
+    HostMode::Tunnel
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderOverride {
+    mode: HostMode,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(yaml: &str) -> Result<Policy, LoadError> {
+        Policy::from_sources(
+            &Source::embedded_catalog(),
+            &Source::inline("policy.yaml", yaml),
+        )
+    }
+
+    #[test]
+    fn embedded_defaults_load() {
+        let p = Policy::load(None).unwrap();
+        assert_eq!(p.decide("api.openai.com").action, Action::Intercept);
+        assert_eq!(p.decide("github.com").action, Action::Tunnel);
+        assert!(p.summary().contains("unknown hosts: tunnel"));
+    }
+
+    #[test]
+    fn denied_host_wins_over_catalog_and_names_the_rule() {
+        let p = policy("hosts:\n  deny: ['*.pastebin.com', api.mistral.ai]\n").unwrap();
+        let d = p.decide("API.Mistral.ai");
+        assert_eq!(
+            d.action,
+            Action::Deny {
+                rule: "hosts.deny: api.mistral.ai".into()
+            }
+        );
+        assert_eq!(d.provider.unwrap().id, "mistral");
+        assert!(matches!(
+            p.decide("x.pastebin.com").action,
+            Action::Deny { .. }
+        ));
+    }
+
+    #[test]
+    fn unknown_hosts_can_be_denied() {
+        let p = policy("hosts:\n  unknown: deny\n").unwrap();
+        assert!(matches!(
+            p.decide("example.com").action,
+            Action::Deny { .. }
+        ));
+        assert_eq!(p.decide("api.anthropic.com").action, Action::Intercept);
+    }
+
+    #[test]
+    fn provider_mode_can_be_overridden() {
+        let p =
+            policy("providers:\n  anthropic: { mode: deny }\n  cursor: { mode: deny }\n").unwrap();
+        assert!(matches!(
+            p.decide("api.anthropic.com").action,
+            Action::Deny { .. }
+        ));
+        assert!(matches!(
+            p.decide("api2.cursor.sh").action,
+            Action::Deny { .. }
+        ));
+    }
+
+    #[test]
+    fn errors_name_file_and_field() {
+        let err = policy("hosts:\n  deny: [ok.example, 'a b']\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("policy.yaml: hosts.deny[1]:"), "{err}");
+
+        let err = policy("hosts:\n  unknwon: deny\n").unwrap_err().to_string();
+        assert!(
+            err.contains("policy.yaml") && err.contains("unknwon"),
+            "{err}"
+        );
+
+        let err = policy("providers:\n  nosuch: { mode: deny }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("providers.nosuch"), "{err}");
+
+        let err = policy("hosts:\n  unknown: intercept\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hosts.unknown"), "{err}");
+
+        let err = policy("hosts:\n  allow_internal: ['10.0.0.0/8', 'x:y']\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hosts.allow_internal[1]"), "{err}");
+
+        let err = policy("hosts: [\n").unwrap_err().to_string();
+        assert!(err.starts_with("policy.yaml:"), "{err}");
+    }
+}

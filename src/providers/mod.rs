@@ -1,0 +1,200 @@
+//! The catalog of LLM API providers: which hosts belong to whom, whether Tollgate inspects them,
+//! and how each one shapes its errors. Wire formats of each API join this module as they are needed.
+
+pub mod errors;
+
+use crate::policy::hosts::{HostPattern, HostSet};
+use crate::policy::{LoadError, Source};
+pub use errors::ErrorFormat;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// What Tollgate does with a CONNECT to a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostMode {
+    /// Terminate TLS with a leaf from Tollgate's CA and inspect every request.
+    Intercept,
+    /// Pass the bytes through untouched; the client sees the upstream's own certificate.
+    Tunnel,
+    /// Refuse the CONNECT.
+    Deny,
+}
+
+impl HostMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostMode::Intercept => "intercept",
+            HostMode::Tunnel => "tunnel",
+            HostMode::Deny => "deny",
+        }
+    }
+}
+
+/// One provider of the catalog.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub id: String,
+    pub name: String,
+    pub mode: HostMode,
+    pub errors: ErrorFormat,
+}
+
+/// The validated catalog: providers and one host set to find them by.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    providers: Vec<Arc<Provider>>,
+    hosts: HostSet,
+    /// `owner[i]` is the index in `providers` of the provider that host pattern `i` belongs to.
+    owner: Vec<usize>,
+}
+
+impl Catalog {
+    /// The provider whose host patterns match `host` (normalized), the first listed winning.
+    pub fn lookup(&self, host: &str) -> Option<&Arc<Provider>> {
+        self.hosts
+            .first_match(host)
+            .map(|i| &self.providers[self.owner[i]])
+    }
+
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        &self.providers
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Provider> {
+        self.providers
+            .iter_mut()
+            .find(|p| p.id == id)
+            .map(Arc::make_mut)
+    }
+
+    pub fn host_pattern_count(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn parse(source: &Source) -> Result<Self, LoadError> {
+        let file: CatalogFile = source.deserialize()?;
+        let mut providers = Vec::new();
+        let mut patterns = Vec::new();
+        let mut owner = Vec::new();
+        let mut ids = HashSet::new();
+        for (i, raw) in file.providers.into_iter().enumerate() {
+            let at = |field: &str| format!("providers[{i}].{field}");
+            if raw.id.is_empty()
+                || !raw
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(source.invalid(
+                    at("id"),
+                    format!("`{}`: ids are lower-case letters, digits and `-`", raw.id),
+                ));
+            }
+            if !ids.insert(raw.id.clone()) {
+                return Err(source.invalid(at("id"), format!("`{}` is listed twice", raw.id)));
+            }
+            if raw.hosts.is_empty() {
+                return Err(source.invalid(at("hosts"), "a provider needs at least one host"));
+            }
+            for (j, host) in raw.hosts.iter().enumerate() {
+                let pattern = HostPattern::parse(host)
+                    .map_err(|e| source.invalid(at(&format!("hosts[{j}]")), e.to_string()))?;
+                patterns.push(pattern);
+                owner.push(providers.len());
+            }
+            providers.push(Arc::new(Provider {
+                name: raw.name.unwrap_or_else(|| raw.id.clone()),
+                id: raw.id,
+                mode: raw.mode,
+                errors: raw.errors,
+            }));
+        }
+        Ok(Self {
+            providers,
+            hosts: HostSet::new(patterns),
+            owner,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    providers: Vec<RawProvider>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    hosts: Vec<String>,
+    #[serde(default = "default_mode")]
+    mode: HostMode,
+    #[serde(default)]
+    errors: ErrorFormat,
+}
+
+fn default_mode() -> HostMode {
+    HostMode::Intercept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn embedded() -> Catalog {
+        Catalog::parse(&Source::embedded_catalog()).unwrap()
+    }
+
+    #[test]
+    fn embedded_catalog_names_the_major_llm_hosts() {
+        let c = embedded();
+        for (host, id) in [
+            ("api.openai.com", "openai"),
+            ("eu.api.openai.com", "openai"),
+            ("api.anthropic.com", "anthropic"),
+            ("generativelanguage.googleapis.com", "gemini"),
+            ("europe-west4-aiplatform.googleapis.com", "vertex"),
+            ("aiplatform.googleapis.com", "vertex"),
+            ("bedrock-runtime.eu-central-1.amazonaws.com", "bedrock"),
+            ("myres.openai.azure.com", "azure-openai"),
+            ("api.mistral.ai", "mistral"),
+            ("api.eu.mistral.ai", "mistral"),
+            ("api.githubcopilot.com", "copilot"),
+        ] {
+            let p = c
+                .lookup(host)
+                .unwrap_or_else(|| panic!("{host} not in catalog"));
+            assert_eq!(p.id, id, "{host}");
+            assert_eq!(p.mode, HostMode::Intercept, "{host}");
+        }
+        assert_eq!(c.lookup("api2.cursor.sh").unwrap().mode, HostMode::Tunnel);
+        assert!(c.lookup("github.com").is_none());
+        assert!(c.lookup("s3.amazonaws.com").is_none());
+    }
+
+    #[test]
+    fn rejects_bad_host_and_names_the_field() {
+        let src = Source::inline(
+            "providers.yaml",
+            "providers:\n  - id: x\n    hosts: [ok.example, 'bad host']\n",
+        );
+        let err = Catalog::parse(&src).unwrap_err().to_string();
+        assert!(err.contains("providers.yaml"), "{err}");
+        assert!(err.contains("providers[0].hosts[1]"), "{err}");
+    }
+
+    #[test]
+    fn rejects_unknown_fields() {
+        let src = Source::inline(
+            "providers.yaml",
+            "providers:\n  - id: x\n    hosts: [a.example]\n    hostz: []\n",
+        );
+        let err = Catalog::parse(&src).unwrap_err().to_string();
+        assert!(err.contains("hostz"), "{err}");
+    }
+}

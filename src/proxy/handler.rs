@@ -1,0 +1,383 @@
+//! The hudsucker handler: where each CONNECT is decided and each request's pipeline runs, in order.
+//!
+//! hudsucker clones the handler that saw a CONNECT for every request inside that tunnel, so the
+//! tunnel's host, provider and TLS name ride along in [`TunnelCtx`]; `handle_request` and
+//! `handle_response` of one request share one instance, so the exchange rides in [`Exchange`].
+
+use super::Shared;
+use super::body::{ObservedBody, Outcome};
+use super::headers::strip_hop_by_hop;
+use super::refusal::{Reason, Refusal};
+use super::tunnel;
+use crate::policy::Action;
+use crate::policy::hosts::normalize_host;
+use crate::providers::{ErrorFormat, Provider};
+use http::uri::{Authority, Scheme};
+use http::{Method, Request, Response};
+use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{debug, info, warn};
+
+#[derive(Clone)]
+pub struct Handler {
+    shared: Arc<Shared>,
+    tunnel: Option<Arc<TunnelCtx>>,
+    /// The server name the client asked for in its TLS hello, inside an intercepted tunnel.
+    sni: Option<Arc<str>>,
+    exchange: Option<Exchange>,
+}
+
+/// An intercepted tunnel: the CONNECT target and who owns it.
+struct TunnelCtx {
+    id: u64,
+    host: String,
+    port: u16,
+    provider: Arc<Provider>,
+}
+
+/// How a request travels: inside an intercepted tunnel, or as a plain-HTTP proxy request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Intercepted,
+    Forwarded,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Intercepted => "intercepted",
+            Mode::Forwarded => "forwarded",
+        }
+    }
+}
+
+/// One request/response pair in flight.
+#[derive(Clone)]
+struct Exchange {
+    id: u64,
+    /// The intercepted tunnel it travelled in.
+    tunnel: Option<u64>,
+    client: SocketAddr,
+    method: Method,
+    host: String,
+    /// Path without the query string (queries may carry keys, e.g. Gemini's `?key=`).
+    path: String,
+    mode: Mode,
+    errors: ErrorFormat,
+    started: Instant,
+}
+
+impl Exchange {
+    fn log(&self, status: u16, outcome: &str, bytes: u64) {
+        info!(
+            target: "tollgate::exchange",
+            id = self.id,
+            tunnel = self.tunnel,
+            client = %self.client,
+            method = %self.method,
+            host = %self.host,
+            path = %self.path,
+            status,
+            ms = self.started.elapsed().as_millis() as u64,
+            bytes,
+            mode = self.mode.as_str(),
+            outcome,
+            "exchange"
+        );
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Response<Body> {
+        self.log(refusal.status().as_u16(), refusal.reason.slug(), 0);
+        refusal.into_response(self.errors)
+    }
+}
+
+impl Handler {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            tunnel: None,
+            sni: None,
+            exchange: None,
+        }
+    }
+
+    /// A CONNECT: refuse it, tunnel it blindly, or let hudsucker intercept it.
+    async fn on_connect(&mut self, client: SocketAddr, req: Request<Body>) -> RequestOrResponse {
+        let id = self.shared.next_id();
+        let Some((host, port)) = req.uri().authority().map(host_port) else {
+            return Refusal::new(Reason::NotAProxyRequest, "CONNECT needs a host:port target")
+                .into_response(ErrorFormat::default())
+                .into();
+        };
+        if self.tunnel.is_some() {
+            return Refusal::new(
+                Reason::NestedConnect,
+                "CONNECT inside a tunnel is not supported",
+            )
+            .into_response(ErrorFormat::default())
+            .into();
+        }
+        let decision = self.shared.policy.load().decide(&host);
+        let errors = decision.error_format();
+        let refuse = |refusal: Refusal| {
+            info!(
+                target: "tollgate::tunnel",
+                id,
+                %client,
+                host = %host,
+                port,
+                status = refusal.status().as_u16(),
+                reason = refusal.reason.slug(),
+                "CONNECT refused"
+            );
+            refusal.into_response(errors).into()
+        };
+        match decision.action {
+            Action::Deny { rule } => refuse(
+                Refusal::new(
+                    Reason::HostDenied,
+                    format!("{host} is denied by policy ({rule})"),
+                )
+                .with_rule(rule),
+            ),
+            Action::Tunnel => {
+                if self.shared.inflight.is_draining() {
+                    return refuse(Refusal::new(Reason::Draining, "the proxy is shutting down"));
+                }
+                match tunnel::open(self.shared.clone(), client, id, host.clone(), port, req).await {
+                    Ok(response) => response.into(),
+                    Err(refusal) => refuse(refusal),
+                }
+            }
+            Action::Intercept => {
+                let provider = decision
+                    .provider
+                    .expect("intercepted hosts belong to a provider");
+                debug!(id, %client, host = %host, port, provider = %provider.id, "intercepting tunnel");
+                self.tunnel = Some(Arc::new(TunnelCtx {
+                    id,
+                    host,
+                    port,
+                    provider,
+                }));
+                req.into()
+            }
+        }
+    }
+
+    /// The per-request pipeline, in order. Each stage passes the request on or refuses it.
+    fn pipeline(
+        &self,
+        exchange: &Exchange,
+        mut req: Request<Body>,
+    ) -> Result<Request<Body>, Refusal> {
+        self.check_target(&req)?;
+        refuse_upgrades(&req, exchange)?;
+        if self.shared.inflight.is_draining() {
+            return Err(Refusal::new(
+                Reason::Draining,
+                "the proxy is shutting down; retry on a new connection",
+            ));
+        }
+        strip_hop_by_hop(req.headers_mut());
+        Ok(req)
+    }
+
+    /// Inside a tunnel, the request must go to the tunnel's host: hudsucker routes h2 requests by
+    /// their own `:authority`, which would let a client escape the policy decided at CONNECT.
+    /// Outside a tunnel, a plain-HTTP request is decided by its host like a CONNECT.
+    fn check_target(&self, req: &Request<Body>) -> Result<(), Refusal> {
+        let Some(tunnel) = &self.tunnel else {
+            let (host, _) = req
+                .uri()
+                .authority()
+                .map(host_port)
+                .ok_or_else(not_a_proxy_request)?;
+            let decision = self.shared.policy.load().decide(&host);
+            return match decision.action {
+                Action::Deny { rule } => Err(Refusal::new(
+                    Reason::HostDenied,
+                    format!("{host} is denied by policy ({rule})"),
+                )
+                .with_rule(rule)),
+                Action::Intercept => Err(Refusal::new(
+                    Reason::PlaintextToProvider,
+                    format!(
+                        "plain HTTP to {host} is refused: LLM APIs are HTTPS-only and plaintext would bypass inspection; use https://"
+                    ),
+                )),
+                Action::Tunnel => Ok(()),
+            };
+        };
+        if req.uri().scheme() != Some(&Scheme::HTTPS) {
+            return Err(Refusal::new(
+                Reason::PlaintextToProvider,
+                format!(
+                    "plain HTTP inside a tunnel to {} is refused; use TLS",
+                    tunnel.host
+                ),
+            ));
+        }
+        let mismatch = |seen: &str| {
+            Refusal::new(
+                Reason::HostMismatch,
+                format!(
+                    "this tunnel was opened to {}:{}, but the request targets {seen}",
+                    tunnel.host, tunnel.port
+                ),
+            )
+        };
+        let (uri_host, uri_port) = req
+            .uri()
+            .authority()
+            .map(host_port)
+            .ok_or_else(not_a_proxy_request)?;
+        if uri_host != tunnel.host || uri_port != tunnel.port {
+            return Err(mismatch(&format!("{uri_host}:{uri_port}")));
+        }
+        if let Some(host_header) = req.headers().get(http::header::HOST) {
+            let seen = host_header.to_str().unwrap_or("(not text)");
+            let matches = seen.parse::<Authority>().is_ok_and(|a| {
+                let (h, p) = host_port(&a);
+                h == tunnel.host && (a.port_u16().is_none() || p == tunnel.port)
+            });
+            if !matches {
+                return Err(mismatch(seen));
+            }
+        }
+        if let Some(sni) = &self.sni
+            && **sni != *tunnel.host
+        {
+            return Err(mismatch(&format!("TLS server name {sni}")));
+        }
+        Ok(())
+    }
+
+    fn begin_exchange(&self, client: SocketAddr, req: &Request<Body>) -> Exchange {
+        let (host, mode, errors) = match &self.tunnel {
+            Some(t) => (t.host.clone(), Mode::Intercepted, t.provider.errors),
+            None => {
+                let host = req.uri().host().map(normalize_host).unwrap_or_default();
+                let errors = self.shared.policy.load().decide(&host).error_format();
+                (host, Mode::Forwarded, errors)
+            }
+        };
+        Exchange {
+            id: self.shared.next_id(),
+            tunnel: self.tunnel.as_ref().map(|t| t.id),
+            client,
+            method: req.method().clone(),
+            host,
+            path: req.uri().path().to_owned(),
+            mode,
+            errors,
+            started: Instant::now(),
+        }
+    }
+}
+
+fn not_a_proxy_request() -> Refusal {
+    Refusal::new(
+        Reason::NotAProxyRequest,
+        "this is a proxy: send CONNECT host:port or an absolute-form http:// request",
+    )
+}
+
+/// WebSocket upgrades are refused at once (426), so clients such as Codex CLI fall back to
+/// HTTP+SSE without a retry loop. Forwarding them would bypass inspection (and hudsucker dials
+/// WebSocket upstreams itself, outside the dialer's rules).
+fn refuse_upgrades(req: &Request<Body>, exchange: &Exchange) -> Result<(), Refusal> {
+    let upgrade = req.headers().contains_key(http::header::UPGRADE)
+        || req.extensions().get::<hyper::ext::Protocol>().is_some();
+    if upgrade {
+        return Err(Refusal::new(
+            Reason::WebSocketRefused,
+            format!(
+                "protocol upgrades (WebSocket) to {} are not inspected and so not allowed; use HTTPS with server-sent events",
+                exchange.host
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Host (normalized) and port (443 when absent) of an authority.
+fn host_port(authority: &Authority) -> (String, u16) {
+    (
+        normalize_host(authority.host()),
+        authority.port_u16().unwrap_or(443),
+    )
+}
+
+impl HttpHandler for Handler {
+    async fn handle_request(&mut self, ctx: &HttpContext, req: Request<Body>) -> RequestOrResponse {
+        if req.method() == Method::CONNECT {
+            return self.on_connect(ctx.client_addr, req).await;
+        }
+        let exchange = self.begin_exchange(ctx.client_addr, &req);
+        match self.pipeline(&exchange, req) {
+            Ok(req) => {
+                self.exchange = Some(exchange);
+                req.into()
+            }
+            Err(refusal) => exchange.refuse(refusal).into(),
+        }
+    }
+
+    async fn handle_response(
+        &mut self,
+        _ctx: &HttpContext,
+        mut res: Response<Body>,
+    ) -> Response<Body> {
+        strip_hop_by_hop(res.headers_mut());
+        let Some(exchange) = self.exchange.take() else {
+            return res;
+        };
+        let status = res.status().as_u16();
+        let guard = self.shared.inflight.enter();
+        let idle = self.shared.timeouts.body_idle;
+        res.map(|body| {
+            ObservedBody::wrap(
+                body,
+                idle,
+                Box::new(move |outcome: Outcome, bytes| {
+                    drop(guard);
+                    exchange.log(status, outcome.as_str(), bytes);
+                }),
+            )
+        })
+    }
+
+    async fn handle_error(
+        &mut self,
+        _ctx: &HttpContext,
+        err: hyper_util::client::legacy::Error,
+    ) -> Response<Body> {
+        let Some(exchange) = self.exchange.take() else {
+            warn!(error = %err, "upstream request failed outside an exchange");
+            return Refusal::from_upstream_error("upstream", &err)
+                .into_response(ErrorFormat::default());
+        };
+        exchange.refuse(Refusal::from_upstream_error(&exchange.host, &err))
+    }
+
+    async fn should_intercept_connect(&mut self, _ctx: &HttpContext, _req: &Request<Body>) -> bool {
+        // Only CONNECTs decided `Intercept` reach hudsucker; blind tunnels are ours.
+        true
+    }
+
+    async fn should_intercept_tls(
+        &mut self,
+        _ctx: &HttpContext,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> bool {
+        self.sni = hello
+            .server_name()
+            .map(|name| Arc::from(normalize_host(name)));
+        // Returning false would make hudsucker tunnel the bytes itself, uninspected.
+        true
+    }
+}

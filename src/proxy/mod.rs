@@ -1,0 +1,248 @@
+//! The proxy: hudsucker underneath, Tollgate's handler deciding every CONNECT and running every
+//! request's pipeline, its own dialer under every upstream connection, and a shutdown that drains.
+
+pub mod body;
+pub mod dial;
+pub mod drain;
+mod handler;
+pub mod headers;
+pub mod refusal;
+mod tunnel;
+
+use crate::config::{ProxyConfig, Timeouts};
+use crate::policy::{LoadError, Policy};
+use crate::tls::ca::{CaError, LeafIssuer, RootCa};
+use crate::tls::upstream::{self, UpstreamTlsError};
+use arc_swap::ArcSwap;
+use dial::Dialer;
+use drain::Inflight;
+use handler::Handler;
+use hudsucker::Proxy;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+/// State every connection shares. Policy sits behind `ArcSwap` so a reload swaps it whole.
+pub struct Shared {
+    policy: Arc<ArcSwap<Policy>>,
+    dialer: Dialer,
+    timeouts: Timeouts,
+    inflight: Inflight,
+    ids: AtomicU64,
+}
+
+impl Shared {
+    fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Policy(#[from] LoadError),
+    #[error("CA: {0}")]
+    Ca(#[from] CaError),
+    #[error(transparent)]
+    UpstreamTls(#[from] UpstreamTlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the proxy: {0}")]
+    Proxy(#[from] hudsucker::Error),
+}
+
+impl StartError {
+    /// Whether the operator's configuration or files are at fault (exit code 64).
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            StartError::Policy(_) | StartError::UpstreamTls(_) | StartError::Ca(_)
+        )
+    }
+}
+
+/// A started proxy. Dropping it stops the listener at once; [`RunningProxy::shutdown`] drains.
+pub struct RunningProxy {
+    addr: SocketAddr,
+    ca_cert_pem: String,
+    inflight: Inflight,
+    drain: Duration,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), hudsucker::Error>>>,
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Everything in flight finished before the drain deadline.
+    pub drained: bool,
+    /// Exchanges and tunnels still running when the proxy gave up waiting.
+    pub abandoned: usize,
+}
+
+/// Loads policy and CA, binds the listener and starts serving. Logs `listening on ADDR`.
+pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
+    crate::tls::install_default_provider();
+    let policy = Policy::load(config.policies.as_deref())?;
+    info!("policy: {}", policy.summary());
+
+    let (ca, created) = RootCa::load_or_create(&config.ca_dir)?;
+    let cert_path = config.ca_dir.join(crate::tls::ca::CERT_FILE);
+    if created {
+        info!(
+            "created a new CA; clients must trust {} (see `tollgate ca export`)",
+            cert_path.display()
+        );
+    }
+    let ca_cert_pem = ca.cert_pem().to_owned();
+    let leaves = LeafIssuer::new(ca, config.leaf_cache_size, crate::tls::provider())?;
+
+    let policy = Arc::new(ArcSwap::from_pointee(policy));
+    let dialer = Dialer::new(
+        config.connect_to.clone(),
+        policy.clone(),
+        config.timeouts.connect,
+    );
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(upstream::client_config(&config.upstream_ca)?)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(dialer.clone());
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+
+    let inflight = Inflight::default();
+    let shared = Arc::new(Shared {
+        policy,
+        dialer,
+        timeouts: config.timeouts,
+        inflight: inflight.clone(),
+        ids: AtomicU64::new(1),
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let proxy = Proxy::builder()
+        .with_listener(listener)
+        .with_ca(leaves)
+        .with_http_connector(connector)
+        .with_client(client_builder())
+        .with_server(server_builder(&config.timeouts))
+        .with_http_handler(Handler::new(shared))
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        })
+        .build()?;
+    let task = tokio::spawn(proxy.start());
+    info!("listening on {addr}");
+    Ok(RunningProxy {
+        addr,
+        ca_cert_pem,
+        inflight,
+        drain: config.timeouts.drain,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+/// The upstream client: one pool shared by every tunnel, so a new CONNECT reuses warm upstream
+/// connections (Claude Code opens a CONNECT per request).
+fn client_builder() -> hyper_util::client::legacy::Builder {
+    let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .http2_adaptive_window(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// The server side, for the proxy's own listener and for each intercepted tunnel.
+fn server_builder(timeouts: &Timeouts) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header_read);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .adaptive_window(true)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+impl RunningProxy {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The root certificate clients must trust (PEM).
+    pub fn ca_cert_pem(&self) -> &str {
+        &self.ca_cert_pem
+    }
+
+    /// Exchanges and tunnels running now.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.count()
+    }
+
+    /// Stops accepting connections, refuses new requests on open ones (503, retryable), lets
+    /// running exchanges and tunnels finish up to the drain deadline, then returns.
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        self.inflight.start_draining();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        info!(
+            in_flight = self.inflight.count(),
+            deadline_s = self.drain.as_secs(),
+            "draining"
+        );
+        let drained = tokio::time::timeout(self.drain, self.inflight.wait_idle())
+            .await
+            .is_ok();
+        if let Some(task) = self.task.take() {
+            // Outer connections close quickly once told to; do not wait on a stuck one.
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                info!("some client connections did not close in time");
+            }
+        }
+        ShutdownReport {
+            drained,
+            abandoned: self.inflight.count(),
+        }
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! Tollgate's root certificate authority (created once, kept in `ca/`) and the leaf certificates
+//! it issues per intercepted host, cached so a new tunnel to a known host costs no signing.
+
+use moka::sync::Cache;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// File name of the root certificate (PEM) inside the CA directory.
+pub const CERT_FILE: &str = "tollgate-ca.crt";
+/// File name of the root's private key (PEM, mode 0600) inside the CA directory.
+pub const KEY_FILE: &str = "tollgate-ca.key";
+
+const CA_VALIDITY: time::Duration = time::Duration::days(3650);
+const CA_BACKDATE: time::Duration = time::Duration::days(2);
+const LEAF_VALIDITY: time::Duration = time::Duration::days(7);
+/// Leaves start a day early so clients whose clocks run behind still accept them.
+const LEAF_BACKDATE: time::Duration = time::Duration::days(1);
+/// A cached leaf is replaced well before it expires.
+const LEAF_CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a usable {what}: {message}")]
+    Parse {
+        path: PathBuf,
+        what: &'static str,
+        message: String,
+    },
+    #[error(
+        "{path} exists but {missing} does not; restore it, or remove both and run `tollgate ca init`"
+    )]
+    HalfPresent { path: PathBuf, missing: PathBuf },
+    #[error("{0} already holds a CA; remove it first to make a new one")]
+    AlreadyExists(PathBuf),
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("TLS configuration failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The root CA: its certificate and the issuer that signs leaves.
+pub struct RootCa {
+    cert_pem: String,
+    cert_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+    not_after: OffsetDateTime,
+}
+
+impl RootCa {
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    /// Loads the CA from `dir`, creating it first if the directory holds none.
+    /// Returns whether it was created.
+    pub fn load_or_create(dir: &Path) -> Result<(Self, bool), CaError> {
+        let (cert, key) = paths(dir);
+        match (cert.exists(), key.exists()) {
+            (true, true) => Ok((Self::load(dir)?, false)),
+            (false, false) => Ok((Self::create(dir)?, true)),
+            (true, false) => Err(CaError::HalfPresent {
+                path: cert,
+                missing: key,
+            }),
+            (false, true) => Err(CaError::HalfPresent {
+                path: key,
+                missing: cert,
+            }),
+        }
+    }
+
+    pub fn load(dir: &Path) -> Result<Self, CaError> {
+        let (cert_path, key_path) = paths(dir);
+        let read = |p: &Path| {
+            fs::read_to_string(p).map_err(|source| CaError::Io {
+                path: p.to_owned(),
+                source,
+            })
+        };
+        let cert_pem = read(&cert_path)?;
+        let key_pem = read(&key_path)?;
+        warn_if_key_readable_by_others(&key_path);
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| CaError::Parse {
+            path: key_path.clone(),
+            what: "private key",
+            message: e.to_string(),
+        })?;
+        let parse_err = |message: String| CaError::Parse {
+            path: cert_path.clone(),
+            what: "CA certificate",
+            message,
+        };
+        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| parse_err(e.to_string()))?;
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(&cert_der).map_err(|e| parse_err(e.to_string()))?;
+        if parsed.public_key().raw != key.subject_public_key_info().as_slice() {
+            return Err(parse_err(format!(
+                "it does not belong to the key in {}",
+                key_path.display()
+            )));
+        }
+        let not_after = parsed.validity().not_after.to_datetime();
+        let issuer =
+            Issuer::from_ca_cert_der(&cert_der, key).map_err(|e| parse_err(e.to_string()))?;
+        Ok(Self {
+            cert_pem,
+            cert_der,
+            issuer,
+            not_after,
+        })
+    }
+
+    /// Creates a new ECDSA P-256 root in `dir`; refuses to overwrite an existing one.
+    pub fn create(dir: &Path) -> Result<Self, CaError> {
+        let (cert_path, key_path) = paths(dir);
+        if cert_path.exists() || key_path.exists() {
+            return Err(CaError::AlreadyExists(dir.to_owned()));
+        }
+        fs::create_dir_all(dir).map_err(|source| CaError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let now = OffsetDateTime::now_utc();
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            format!("Tollgate Root CA {}", now.date()),
+        );
+        dn.push(DnType::OrganizationName, "Tollgate");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = now - CA_BACKDATE;
+        params.not_after = now + CA_VALIDITY;
+        params.serial_number = Some(random_serial());
+        let cert = params.self_signed(&key)?;
+
+        write_private(&key_path, key.serialize_pem().as_bytes())?;
+        fs::write(&cert_path, cert.pem()).map_err(|source| CaError::Io {
+            path: cert_path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().clone(),
+            issuer: Issuer::new(params.clone(), key),
+            not_after: params.not_after,
+        })
+    }
+}
+
+fn paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join(CERT_FILE), dir.join(KEY_FILE))
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the system random source works");
+    bytes[0] &= 0x7f; // a positive INTEGER
+    bytes[0] |= 0x01; // and no leading zero byte to strip
+    SerialNumber::from_slice(&bytes)
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), CaError> {
+    let io_err = |source| CaError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io_err)?;
+    file.write_all(contents).map_err(io_err)?;
+    file.sync_all().map_err(io_err)
+}
+
+fn warn_if_key_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "the CA private key is readable by other users; run chmod 600 on it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// Issues and caches one TLS server configuration per intercepted host.
+///
+/// Every leaf is signed by the root directly (clients get no chain to assemble) and shares one
+/// P-256 key made at start-up, distinct from the root's key. The configurations share a session
+/// cache and a ticketer, so a client that opens a new tunnel per request can resume TLS.
+pub struct LeafIssuer {
+    issuer: Issuer<'static, KeyPair>,
+    ca_not_after: OffsetDateTime,
+    leaf_key: KeyPair,
+    cache: Cache<String, Arc<ServerConfig>>,
+    provider: Arc<CryptoProvider>,
+    sessions: Arc<dyn StoresServerSessions>,
+    ticketer: Arc<dyn ProducesTickets>,
+}
+
+impl LeafIssuer {
+    pub fn new(
+        ca: RootCa,
+        cache_size: u64,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, CaError> {
+        Ok(Self {
+            issuer: ca.issuer,
+            ca_not_after: ca.not_after,
+            leaf_key: KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
+            cache: Cache::builder()
+                .max_capacity(cache_size)
+                .time_to_live(LEAF_CACHE_TTL)
+                .build(),
+            provider,
+            sessions: ServerSessionMemoryCache::new(4096),
+            ticketer: rustls::crypto::ring::Ticketer::new()?,
+        })
+    }
+
+    /// The server configuration for `host` (a DNS name or an IP literal), issued on first use.
+    pub fn server_config(&self, host: &str) -> Arc<ServerConfig> {
+        let host = crate::policy::hosts::normalize_host(host);
+        self.cache.get_with_by_ref(&host, || match self.build(&host) {
+            Ok(config) => Arc::new(config),
+            Err(error) => {
+                tracing::error!(%host, %error, "cannot issue a leaf certificate; the handshake will fail");
+                Arc::new(self.refusing_config())
+            }
+        })
+    }
+
+    /// Signs a fresh leaf for `host`, bypassing the cache (what a cache miss costs).
+    pub fn issue(&self, host: &str) -> Result<CertificateDer<'static>, CaError> {
+        let mut params = CertificateParams::default();
+        let san = match host.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(host.try_into()?),
+        };
+        params.subject_alt_names = vec![san];
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, host);
+        dn.push(DnType::OrganizationName, "Tollgate");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - LEAF_BACKDATE;
+        params.not_after = (now + LEAF_VALIDITY).min(self.ca_not_after);
+        params.serial_number = Some(random_serial());
+        Ok(params
+            .signed_by(&self.leaf_key, &self.issuer)?
+            .der()
+            .clone())
+    }
+
+    fn build(&self, host: &str) -> Result<ServerConfig, CaError> {
+        let cert = self.issue(host)?;
+        let key = PrivateKeyDer::from(PrivatePkcs8KeyDer::from(self.leaf_key.serialize_der()));
+        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.session_storage = self.sessions.clone();
+        config.ticketer = self.ticketer.clone();
+        Ok(config)
+    }
+
+    fn refusing_config(&self) -> ServerConfig {
+        #[derive(Debug)]
+        struct NoCertificate;
+        impl rustls::server::ResolvesServerCert for NoCertificate {
+            fn resolve(
+                &self,
+                _: rustls::server::ClientHello<'_>,
+            ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+                None
+            }
+        }
+        ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("the provider supports the default protocol versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(NoCertificate))
+    }
+}
+
+impl hudsucker::certificate_authority::CertificateAuthority for LeafIssuer {
+    async fn gen_server_config(&self, authority: &http::uri::Authority) -> Arc<ServerConfig> {
+        self.server_config(authority.host())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::prelude::*;
+
+    fn issuer(dir: &Path) -> LeafIssuer {
+        let (ca, _) = RootCa::load_or_create(dir).unwrap();
+        LeafIssuer::new(ca, 100, crate::tls::provider()).unwrap()
+    }
+
+    #[test]
+    fn creates_once_then_loads_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, created) = RootCa::load_or_create(dir.path()).unwrap();
+        assert!(created);
+        let (second, created) = RootCa::load_or_create(dir.path()).unwrap();
+        assert!(!created);
+        assert_eq!(first.cert_der(), second.cert_der());
+        assert!(matches!(
+            RootCa::create(dir.path()),
+            Err(CaError::AlreadyExists(_))
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_key_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        RootCa::create(dir.path()).unwrap();
+        let mode = fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn half_present_ca_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        RootCa::create(dir.path()).unwrap();
+        fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+        assert!(matches!(
+            RootCa::load_or_create(dir.path()),
+            Err(CaError::HalfPresent { .. })
+        ));
+    }
+
+    #[test]
+    fn root_is_a_constrained_ca_with_key_usages() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = RootCa::create(dir.path()).unwrap();
+        let (_, cert) = parse_x509_certificate(ca.cert_der()).unwrap();
+        let bc = cert.basic_constraints().unwrap().unwrap();
+        assert!(bc.critical && bc.value.ca);
+        let ku = cert.key_usage().unwrap().unwrap();
+        assert!(ku.value.key_cert_sign() && ku.value.crl_sign());
+        assert!(
+            cert.get_extension_unique(
+                &x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER
+            )
+            .unwrap()
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn leaf_has_san_aki_ski_eku_and_backdated_validity() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaves = issuer(dir.path());
+        let der = leaves.issue("api.openai.com").unwrap();
+        let (_, cert) = parse_x509_certificate(&der).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        assert_eq!(
+            san.value.general_names,
+            vec![GeneralName::DNSName("api.openai.com")]
+        );
+        assert!(
+            cert.get_extension_unique(
+                &x509_parser::oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER
+            )
+            .unwrap()
+            .is_some()
+        );
+        assert!(
+            cert.get_extension_unique(
+                &x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER
+            )
+            .unwrap()
+            .is_some()
+        );
+        assert!(
+            cert.extended_key_usage()
+                .unwrap()
+                .unwrap()
+                .value
+                .server_auth
+        );
+        assert!(!cert.basic_constraints().unwrap().unwrap().value.ca);
+        let not_before = cert.validity().not_before.to_datetime();
+        assert!(not_before < OffsetDateTime::now_utc() - ::time::Duration::hours(12));
+    }
+
+    #[test]
+    fn ip_hosts_get_an_ip_san() {
+        let dir = tempfile::tempdir().unwrap();
+        let der = issuer(dir.path()).issue("127.0.0.1").unwrap();
+        let (_, cert) = parse_x509_certificate(&der).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        assert!(
+            matches!(san.value.general_names[0], GeneralName::IPAddress(b) if b == [127, 0, 0, 1])
+        );
+    }
+
+    #[test]
+    fn server_configs_are_cached_per_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaves = issuer(dir.path());
+        let a = leaves.server_config("api.openai.com");
+        let b = leaves.server_config("API.OpenAI.com.");
+        let c = leaves.server_config("api.anthropic.com");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(a.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+    }
+}
