@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Regenerates tests/fixtures/: a test CA, the certificate the fake upstream presents for the LLM
+# hosts it poses as, and a self-signed certificate no one trusts (for the verification test).
+# The files are committed; run this only to renew them (they are valid for 20 years).
+set -euo pipefail
+cd "$(dirname "$0")/../tests/fixtures"
+
+hosts="api.openai.com eu.api.openai.com api.anthropic.com generativelanguage.googleapis.com tunneled.example other.example localhost"
+san=$(printf 'DNS:%s,' $hosts)IP:127.0.0.1
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7300 \
+  -keyout upstream-ca.key -out upstream-ca.crt -subj "/CN=Tollgate Test Upstream CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout upstream.key -out upstream.csr -subj "/CN=fake upstream"
+openssl x509 -req -in upstream.csr -CA upstream-ca.crt -CAkey upstream-ca.key -CAcreateserial \
+  -days 7300 -out upstream.crt -extfile <(printf '%s\n' \
+    "subjectAltName=$san" "basicConstraints=critical,CA:FALSE" \
+    "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" \
+    "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid")
+rm -f upstream.csr upstream-ca.srl upstream-ca.key
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7300 \
+  -keyout untrusted.key -out untrusted.crt -subj "/CN=api.openai.com" \
+  -addext "subjectAltName=$san"

@@ -1,0 +1,277 @@
+//! The shared test harness: start the fake upstream, start the real proxy on `127.0.0.1:0` with a
+//! policy, build clients that go through it, and open raw tunnels when a test needs full control.
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tollgate::config::{ProxyConfig, Timeouts};
+use tollgate::proxy::RunningProxy;
+pub use upstream::{FIXTURES, Upstream, UpstreamOptions};
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// The real proxy, with its own CA and policy directory in a temporary folder.
+pub struct TestProxy {
+    pub proxy: RunningProxy,
+    pub dir: TempDir,
+}
+
+impl TestProxy {
+    pub fn addr(&self) -> SocketAddr {
+        self.proxy.addr()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    pub fn ca_pem(&self) -> String {
+        self.proxy.ca_cert_pem().to_owned()
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca").join("tollgate-ca.crt")
+    }
+}
+
+/// A proxy builder that reads like the test: `ProxySetup::new(&upstream).policy("…").start()`.
+pub struct ProxySetup {
+    connect_to: Vec<String>,
+    policy: Option<String>,
+    timeouts: Timeouts,
+}
+
+impl ProxySetup {
+    /// Sends every fixture host (HTTPS on 443, plain HTTP on 80) to the fake upstream.
+    pub fn new(upstream: &Upstream) -> Self {
+        let mut connect_to = Vec::new();
+        for host in upstream::UPSTREAM_HOSTS {
+            connect_to.push(format!("{host}:443:127.0.0.1:{}", upstream.tls_addr.port()));
+            connect_to.push(format!("{host}:80:127.0.0.1:{}", upstream.http_addr.port()));
+        }
+        Self {
+            connect_to,
+            policy: None,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// A proxy with no `--connect-to` rules at all.
+    pub fn bare() -> Self {
+        Self {
+            connect_to: Vec::new(),
+            policy: None,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// Adds a `--connect-to` rule.
+    pub fn connect_to(mut self, rule: &str) -> Self {
+        self.connect_to.push(rule.to_owned());
+        self
+    }
+
+    pub fn policy(mut self, yaml: &str) -> Self {
+        self.policy = Some(yaml.to_owned());
+        self
+    }
+
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    pub async fn start(self) -> TestProxy {
+        init_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).unwrap();
+        if let Some(policy) = &self.policy {
+            std::fs::write(policies.join("policy.yaml"), policy).unwrap();
+        }
+        let config = ProxyConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ca_dir: dir.path().join("ca"),
+            policies: Some(policies),
+            db: dir.path().join("tollgate.db"),
+            upstream_ca: vec![PathBuf::from(format!("{FIXTURES}/upstream-ca.crt"))],
+            connect_to: self.connect_to.iter().map(|r| r.parse().unwrap()).collect(),
+            timeouts: self.timeouts,
+            leaf_cache_size: 1000,
+        };
+        let proxy = tollgate::proxy::start(&config).await.unwrap();
+        TestProxy { proxy, dir }
+    }
+}
+
+/// The fake upstream's CA (PEM), for clients that must see the upstream's own certificate.
+pub fn upstream_ca_pem() -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/upstream-ca.crt")).unwrap()
+}
+
+/// A reqwest client through the proxy that trusts only the given roots (PEM).
+pub fn client_trusting(proxy: &TestProxy, roots: &[&str]) -> reqwest::ClientBuilder {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .proxy(reqwest::Proxy::all(proxy.url()).unwrap())
+        .timeout(Duration::from_secs(30));
+    for pem in roots {
+        builder =
+            builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+    }
+    builder
+}
+
+/// A reqwest client through the proxy that trusts Tollgate's CA only.
+pub fn client(proxy: &TestProxy) -> reqwest::Client {
+    client_trusting(proxy, &[&proxy.ca_pem()]).build().unwrap()
+}
+
+/// What answered a CONNECT: an open tunnel, or a refusal.
+pub enum Tunnel {
+    Open(TokioIo<Upgraded>),
+    Refused {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    },
+}
+
+impl Tunnel {
+    pub fn open(self) -> TokioIo<Upgraded> {
+        match self {
+            Tunnel::Open(io) => io,
+            Tunnel::Refused { status, body, .. } => {
+                panic!(
+                    "CONNECT refused: {status} {}",
+                    String::from_utf8_lossy(&body)
+                )
+            }
+        }
+    }
+
+    pub fn refused(self) -> (StatusCode, HeaderMap, serde_json::Value) {
+        match self {
+            Tunnel::Open(_) => panic!("CONNECT was accepted"),
+            Tunnel::Refused {
+                status,
+                headers,
+                body,
+            } => (status, headers, serde_json::from_slice(&body).unwrap()),
+        }
+    }
+}
+
+/// Sends `CONNECT target` to the proxy with `headers`.
+pub async fn connect(proxy: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Tunnel {
+    let tcp = TcpStream::connect(proxy).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let mut req = Request::connect(target).header("host", target);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = sender
+        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    if res.status() == StatusCode::OK {
+        Tunnel::Open(TokioIo::new(hyper::upgrade::on(res).await.unwrap()))
+    } else {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        Tunnel::Refused {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// TLS over an open tunnel, trusting `root_pem`, offering `alpn`.
+pub async fn tls_over(
+    io: TokioIo<Upgraded>,
+    server_name: &str,
+    root_pem: &str,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TokioIo<Upgraded>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(tollgate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(server_name.to_owned()).unwrap(), io)
+        .await
+        .unwrap()
+}
+
+/// Sends one request over h2 on `io` and returns the response with its body collected.
+pub async fn h2_request<I>(io: I, req: Request<Full<Bytes>>) -> Response<Bytes>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let res = sender.send_request(req).await.unwrap();
+    let (parts, body) = res.into_parts();
+    Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+}
+
+/// Sends one request over HTTP/1.1 on `io` and returns the response with its body collected.
+pub async fn h1_request<I>(io: I, req: Request<Full<Bytes>>) -> Response<Bytes>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn.with_upgrades());
+    let res = sender.send_request(req).await.unwrap();
+    let (parts, body) = res.into_parts();
+    Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+}
+
+pub fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+}
+
+/// Whether an external program is installed; tests that need one say so when it is missing.
+pub fn have(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

@@ -1,0 +1,292 @@
+//! A fake upstream posing as the LLM hosts: HTTPS (its own test CA, h2 and HTTP/1.1) and plain
+//! HTTP on loopback, answering OpenAI chat completions (JSON and SSE), Anthropic messages (SSE),
+//! and a few test routes. It records every request exactly as it arrived.
+
+use bytes::Bytes;
+use futures_util::stream;
+use http::{HeaderMap, Request, Response, StatusCode, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+/// The hosts the fake upstream's certificate names.
+pub const UPSTREAM_HOSTS: &[&str] = &[
+    "api.openai.com",
+    "eu.api.openai.com",
+    "api.anthropic.com",
+    "generativelanguage.googleapis.com",
+    "tunneled.example",
+    "other.example",
+];
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub tls: bool,
+}
+
+struct State {
+    received: Mutex<Vec<Received>>,
+    tls_connections: AtomicUsize,
+    gate: Semaphore,
+}
+
+pub struct Upstream {
+    pub tls_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    state: Arc<State>,
+}
+
+#[derive(Clone, Copy)]
+pub struct UpstreamOptions {
+    pub h1_only: bool,
+    /// Present the self-signed certificate nobody trusts.
+    pub untrusted_cert: bool,
+}
+
+impl Default for UpstreamOptions {
+    fn default() -> Self {
+        Self {
+            h1_only: false,
+            untrusted_cert: false,
+        }
+    }
+}
+
+impl Upstream {
+    pub async fn start() -> Self {
+        Self::start_with(UpstreamOptions::default()).await
+    }
+
+    pub async fn start_with(options: UpstreamOptions) -> Self {
+        let state = Arc::new(State {
+            received: Mutex::new(Vec::new()),
+            tls_connections: AtomicUsize::new(0),
+            gate: Semaphore::new(0),
+        });
+        let (cert, key) = if options.untrusted_cert {
+            ("untrusted.crt", "untrusted.key")
+        } else {
+            ("upstream.crt", "upstream.key")
+        };
+        let certs = CertificateDer::pem_file_iter(format!("{FIXTURES}/{cert}"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(format!("{FIXTURES}/{key}")).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(tollgate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        config.alpn_protocols = if options.h1_only {
+            vec![b"http/1.1".to_vec()]
+        } else {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+        let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls_addr = tls_listener.local_addr().unwrap();
+        let http_addr = http_listener.local_addr().unwrap();
+
+        let tls_state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = tls_listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let state = tls_state.clone();
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        state.tls_connections.fetch_add(1, Ordering::SeqCst);
+                        serve(TokioIo::new(tls), state, true).await;
+                    }
+                });
+            }
+        });
+        let http_state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = http_listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(serve(TokioIo::new(tcp), http_state.clone(), false));
+            }
+        });
+        Self {
+            tls_addr,
+            http_addr,
+            state,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// TLS connections accepted so far.
+    pub fn tls_connections(&self) -> usize {
+        self.state.tls_connections.load(Ordering::SeqCst)
+    }
+
+    /// Lets one held stream (`/test/gated-sse`) send the rest of its events.
+    pub fn release(&self) {
+        self.state.gate.add_permits(1);
+    }
+}
+
+async fn serve<I>(io: I, state: Arc<State>, tls: bool)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| route(state.clone(), req, tls));
+    let _ = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(io, service)
+        .await;
+}
+
+type Out = BoxBody<Bytes, Infallible>;
+
+fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Out> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(body.into()).boxed())
+        .unwrap()
+}
+
+/// An SSE response fed by a channel, so the route controls when each event leaves.
+fn sse(rx: mpsc::Receiver<Bytes>) -> Response<Out> {
+    let events = stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(BodyExt::boxed(StreamBody::new(events)))
+        .unwrap()
+}
+
+async fn route(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    tls: bool,
+) -> Result<Response<Out>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    state.received.lock().unwrap().push(Received {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        version: parts.version,
+        headers: parts.headers.clone(),
+        body: body.clone(),
+        tls,
+    });
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let response = match parts.uri.path() {
+        "/v1/chat/completions" if json["stream"] == true => {
+            let (tx, rx) = mpsc::channel(16);
+            tokio::spawn(async move {
+                for word in ["Hello", " from", " upstream"] {
+                    let event = serde_json::json!({
+                        "id": "chatcmpl-1", "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": {"content": word}}]
+                    });
+                    let _ = tx.send(Bytes::from(format!("data: {event}\n\n"))).await;
+                }
+                let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+            });
+            sse(rx)
+        }
+        "/v1/chat/completions" => full(
+            StatusCode::OK,
+            "application/json",
+            serde_json::json!({
+                "id": "chatcmpl-1", "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from upstream"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+            })
+            .to_string(),
+        ),
+        "/v1/messages" => {
+            let (tx, rx) = mpsc::channel(16);
+            tokio::spawn(async move {
+                let events = [
+                    ("message_start", serde_json::json!({"type": "message_start", "message": {"id": "msg_1", "role": "assistant", "content": []}})),
+                    ("content_block_start", serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+                    ("content_block_delta", serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello from Claude"}})),
+                    ("content_block_stop", serde_json::json!({"type": "content_block_stop", "index": 0})),
+                    ("message_stop", serde_json::json!({"type": "message_stop"})),
+                ];
+                for (name, data) in events {
+                    let _ = tx
+                        .send(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
+                        .await;
+                }
+            });
+            sse(rx)
+        }
+        "/test/gated-sse" => {
+            let (tx, rx) = mpsc::channel(16);
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from_static(b"data: {\"n\":1}\n\n")).await;
+                // Hold the rest until the test has seen the first event.
+                state.gate.acquire().await.unwrap().forget();
+                for n in 2..=3 {
+                    let _ = tx.send(Bytes::from(format!("data: {{\"n\":{n}}}\n\n"))).await;
+                }
+                let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+            });
+            sse(rx)
+        }
+        "/test/echo" => full(StatusCode::OK, "application/octet-stream", body),
+        "/test/big" => {
+            let n: usize = parts
+                .uri
+                .query()
+                .and_then(|q| q.strip_prefix("n="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1024);
+            full(StatusCode::OK, "application/octet-stream", pattern(n))
+        }
+        _ => full(
+            StatusCode::OK,
+            "application/json",
+            serde_json::json!({"path": parts.uri.path()}).to_string(),
+        ),
+    };
+    Ok(response)
+}
+
+/// Deterministic bytes for size tests.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
