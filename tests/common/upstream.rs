@@ -55,20 +55,11 @@ pub struct Upstream {
     state: Arc<State>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct UpstreamOptions {
     pub h1_only: bool,
     /// Present the self-signed certificate nobody trusts.
     pub untrusted_cert: bool,
-}
-
-impl Default for UpstreamOptions {
-    fn default() -> Self {
-        Self {
-            h1_only: false,
-            untrusted_cert: false,
-        }
-    }
 }
 
 impl Upstream {
