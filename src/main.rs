@@ -21,10 +21,14 @@ fn main() -> ExitCode {
             };
         }
     };
+    // hudsucker's spans carry whole request URIs (query strings may hold keys, e.g. `?key=`),
+    // so they stay off whatever RUST_LOG says; Tollgate's own lines name what matters.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive("hudsucker=warn".parse().expect("valid directive"))
+        .add_directive("tokio_graceful=warn".parse().expect("valid directive"));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

@@ -19,6 +19,7 @@ use tempfile::TempDir;
 use tokio::net::TcpStream;
 use tollgate::config::{ProxyConfig, Timeouts};
 use tollgate::proxy::RunningProxy;
+#[allow(unused_imports)]
 pub use upstream::{FIXTURES, Upstream, UpstreamOptions};
 
 pub fn init_tracing() {

@@ -1,0 +1,297 @@
+//! The `tollgate` binary: commands, exit codes, start-up with no files, logs, and SIGTERM.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn tollgate(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .current_dir(cwd)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn policy_check_accepts_the_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tollgate(dir.path(), &["policy", "check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("policy OK") && stdout.contains("(embedded)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_policy_file_is_rejected_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("policy.yaml"),
+        "hosts:\n  deny: [ok.example, 'https://bad.example/']\n",
+    )
+    .unwrap();
+
+    let out = tollgate(dir.path(), &["policy", "check", "policies"]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(
+        err.contains("policy.yaml") && err.contains("hosts.deny[1]"),
+        "{err}"
+    );
+
+    // `run` picks up ./policies by default and refuses to start on the same error.
+    let out = tollgate(dir.path(), &["run", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("hosts.deny[1]"), "{}", stderr(&out));
+
+    std::fs::write(
+        policies.join("providers.yaml"),
+        "providers:\n  - id: x\n    hostz: []\n",
+    )
+    .unwrap();
+    let out = tollgate(dir.path(), &["policy", "check", "policies"]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(
+        err.contains("providers.yaml") && err.contains("hostz"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_config_file_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tollgate.yaml"), "listen: nowhere\n").unwrap();
+    let out = tollgate(dir.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(
+        err.contains("tollgate.yaml") && err.contains("listen"),
+        "{err}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        tollgate(dir.path(), &["run", "--nope"]).status.code(),
+        Some(64)
+    );
+    assert_eq!(
+        tollgate(dir.path(), &["run", "--connect-to", "a:b"])
+            .status
+            .code(),
+        Some(64)
+    );
+}
+
+#[test]
+fn ca_init_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tollgate(dir.path(), &["ca", "init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CA created"));
+    let out = tollgate(dir.path(), &["ca", "init"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already present"));
+
+    let pem = tollgate(dir.path(), &["ca", "export"]);
+    assert!(pem.status.success());
+    let on_disk = std::fs::read(dir.path().join("ca/tollgate-ca.crt")).unwrap();
+    assert_eq!(pem.stdout, on_disk);
+
+    let der = tollgate(dir.path(), &["ca", "export", "--der"]);
+    assert!(der.status.success());
+    assert_eq!(der.stdout[0], 0x30, "DER starts with a SEQUENCE");
+    x509_parser::parse_x509_certificate(&der.stdout).unwrap();
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = tollgate(empty.path(), &["ca", "export"]);
+    assert_eq!(out.status.code(), Some(64), "no CA to export");
+}
+
+/// A running `tollgate run` and the lines it has logged so far.
+struct Running {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn start(cwd: &Path, args: &[&str]) -> (Self, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .current_dir(cwd)
+            .arg("run")
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let reader = BufReader::new(child.stderr.take().unwrap());
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in reader.lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let running = Running { child, log };
+        let line = running.wait_for("listening on ");
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_owned();
+        (running, addr)
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(line) = self
+                .log
+                .lock()
+                .unwrap()
+                .lines()
+                .find(|l| l.contains(needle))
+            {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never logged `{needle}`:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        (status, self.log())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[tokio::test]
+async fn run_with_no_files_serves_logs_without_secrets_and_stops_on_sigterm() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let connect_to = format!("api.openai.com:443:127.0.0.1:{}", upstream.tls_addr.port());
+    let upstream_ca = format!("{FIXTURES}/upstream-ca.crt");
+    let (running, addr) = Running::start(
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--connect-to",
+            &connect_to,
+            "--upstream-ca",
+            &upstream_ca,
+        ],
+    );
+    assert!(
+        running.log().contains("(embedded) providers.yaml"),
+        "{}",
+        running.log()
+    );
+    let ca = std::fs::read_to_string(dir.path().join("ca/tollgate-ca.crt")).unwrap();
+
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .proxy(reqwest::Proxy::all(format!("http://{addr}")).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let res = client
+        .post("https://api.openai.com/v1/chat/completions?key=query-secret")
+        .header("authorization", "Bearer sk-header-secret")
+        .body(r#"{"messages":[{"role":"user","content":"body-secret"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap();
+
+    // A refused request logs too, still without its query string.
+    let refused = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{addr}")).unwrap())
+        .build()
+        .unwrap()
+        .get("http://api.openai.com/v1/models?key=query-secret")
+        .header("authorization", "Bearer sk-header-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    running.wait_for("outcome=\"plaintext-to-provider\"");
+
+    let line = running.wait_for("status=200");
+    for field in [
+        "method=POST",
+        "host=api.openai.com",
+        "path=/v1/chat/completions",
+        "status=200",
+        "mode=\"intercepted\"",
+        "outcome=\"complete\"",
+        "ms=",
+    ] {
+        assert!(line.contains(field), "`{field}` missing from: {line}");
+    }
+
+    let (status, log) = running.terminate();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("stopped cleanly"), "{log}");
+    for secret in ["query-secret", "sk-header-secret", "body-secret"] {
+        assert!(
+            !log.contains(secret),
+            "`{secret}` leaked into the log:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn run_refuses_an_address_in_use() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tollgate(dir.path(), &["run", "--listen", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot listen on"),
+        "{}",
+        stderr(&out)
+    );
+}
