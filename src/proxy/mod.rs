@@ -119,12 +119,10 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         .enable_http2()
         .wrap_connector(dialer.clone());
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = listen(config.listen).map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: config.listen,
         source,
@@ -162,6 +160,20 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
     })
 }
 
+/// Binds the listener with `TCP_NODELAY`, which Linux passes on to every accepted connection
+/// (hudsucker accepts them itself): small TLS and SSE writes must not wait on Nagle's algorithm.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// The upstream client: one pool shared by every tunnel, so a new CONNECT reuses warm upstream
 /// connections (Claude Code opens a CONNECT per request).
 fn client_builder() -> hyper_util::client::legacy::Builder {
@@ -171,7 +183,6 @@ fn client_builder() -> hyper_util::client::legacy::Builder {
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(64)
-        .http2_adaptive_window(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .http2_keep_alive_timeout(Duration::from_secs(20));
     builder
@@ -187,7 +198,6 @@ fn server_builder(timeouts: &Timeouts) -> hyper_util::server::conn::auto::Builde
     builder
         .http2()
         .timer(TokioTimer::new())
-        .adaptive_window(true)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     builder
@@ -244,5 +254,19 @@ impl Drop for RunningProxy {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_inherit_nodelay() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 }

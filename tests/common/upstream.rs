@@ -107,6 +107,7 @@ impl Upstream {
                 let Ok((tcp, _)) = tls_listener.accept().await else {
                     continue;
                 };
+                let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let state = tls_state.clone();
                 tokio::spawn(async move {
@@ -123,6 +124,7 @@ impl Upstream {
                 let Ok((tcp, _)) = http_listener.accept().await else {
                     continue;
                 };
+                let _ = tcp.set_nodelay(true);
                 tokio::spawn(serve(TokioIo::new(tcp), http_state.clone(), false));
             }
         });
