@@ -452,6 +452,34 @@ async fn websocket_upgrade_on_an_intercepted_host_is_refused_at_once() {
 }
 
 #[tokio::test]
+async fn non_tls_bytes_in_an_intercepted_tunnel_never_reach_any_upstream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An intercepted host that resolves, with a listener behind it: hudsucker's own passthrough
+    // for unrecognised bytes would connect straight to it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let proxy = ProxySetup::bare()
+        .catalog("providers:\n  - id: local\n    hosts: [localhost]\n")
+        .policy("hosts:\n  allow_internal: [localhost]\n")
+        .start()
+        .await;
+    let mut io = connect(proxy.addr(), &format!("localhost:{port}"), &[])
+        .await
+        .open();
+    io.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nsecret payload")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the tunnel must close: {read:?}"
+    );
+    let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(accepted.is_err(), "the bytes were spliced to the host");
+}
+
+#[tokio::test]
 async fn ten_megabyte_bodies_pass_intact_both_ways() {
     let upstream = Upstream::start().await;
     let proxy = ProxySetup::new(&upstream).start().await;

@@ -13,7 +13,7 @@ use crate::policy::Action;
 use crate::policy::hosts::normalize_host;
 use crate::providers::{ErrorFormat, Provider};
 use http::uri::{Authority, Scheme};
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, Uri, Version};
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +34,8 @@ struct TunnelCtx {
     id: u64,
     host: String,
     port: u16,
+    /// `host:port` as the client gave it, what upstream requests are sent to.
+    authority: Authority,
     provider: Arc<Provider>,
 }
 
@@ -156,11 +158,26 @@ impl Handler {
                 let provider = decision
                     .provider
                     .expect("intercepted hosts belong to a provider");
+                let Some(authority) = req.uri().authority().cloned() else {
+                    return refuse(not_a_proxy_request());
+                };
+                // hudsucker splices any tunnel whose first bytes are neither TLS nor HTTP straight
+                // to the CONNECT authority, uninspected and outside the dialer. Port 0 makes that
+                // connection fail at once; requests inside are pinned back to the real authority.
+                let Ok(sentinel) = Uri::builder()
+                    .authority(format!("{}:0", authority.host()))
+                    .build()
+                else {
+                    return refuse(not_a_proxy_request());
+                };
+                let mut req = req;
+                *req.uri_mut() = sentinel;
                 debug!(id, %client, host = %host, port, provider = %provider.id, "intercepting tunnel");
                 self.tunnel = Some(Arc::new(TunnelCtx {
                     id,
                     host,
                     port,
+                    authority,
                     provider,
                 }));
                 req.into()
@@ -174,7 +191,7 @@ impl Handler {
         exchange: &Exchange,
         mut req: Request<Body>,
     ) -> Result<Request<Body>, Refusal> {
-        self.check_target(&req)?;
+        self.check_target(&mut req)?;
         refuse_upgrades(&req, exchange)?;
         if self.shared.inflight.is_draining() {
             return Err(Refusal::new(
@@ -188,29 +205,11 @@ impl Handler {
 
     /// Inside a tunnel, the request must go to the tunnel's host: hudsucker routes h2 requests by
     /// their own `:authority`, which would let a client escape the policy decided at CONNECT.
-    /// Outside a tunnel, a plain-HTTP request is decided by its host like a CONNECT.
-    fn check_target(&self, req: &Request<Body>) -> Result<(), Refusal> {
+    /// Once checked, the URI is pinned to the tunnel's authority. Outside a tunnel, a plain-HTTP
+    /// request is decided by its host like a CONNECT.
+    fn check_target(&self, req: &mut Request<Body>) -> Result<(), Refusal> {
         let Some(tunnel) = &self.tunnel else {
-            let (host, _) = req
-                .uri()
-                .authority()
-                .map(host_port)
-                .ok_or_else(not_a_proxy_request)?;
-            let decision = self.shared.policy.load().decide(&host);
-            return match decision.action {
-                Action::Deny { rule } => Err(Refusal::new(
-                    Reason::HostDenied,
-                    format!("{host} is denied by policy ({rule})"),
-                )
-                .with_rule(rule)),
-                Action::Intercept => Err(Refusal::new(
-                    Reason::PlaintextToProvider,
-                    format!(
-                        "plain HTTP to {host} is refused: LLM APIs are HTTPS-only and plaintext would bypass inspection; use https://"
-                    ),
-                )),
-                Action::Tunnel => Ok(()),
-            };
+            return self.check_plain_http_target(req);
         };
         if req.uri().scheme() != Some(&Scheme::HTTPS) {
             return Err(Refusal::new(
@@ -230,13 +229,17 @@ impl Handler {
                 ),
             )
         };
-        let (uri_host, uri_port) = req
-            .uri()
-            .authority()
-            .map(host_port)
-            .ok_or_else(not_a_proxy_request)?;
-        if uri_host != tunnel.host || uri_port != tunnel.port {
-            return Err(mismatch(&format!("{uri_host}:{uri_port}")));
+        // HTTP/1 requests carry hudsucker's copy of the CONNECT authority (see `on_connect`);
+        // what the client said is in `Host`. h2 requests carry the client's own `:authority`.
+        if req.version() == Version::HTTP_2 {
+            let (host, port) = req
+                .uri()
+                .authority()
+                .map(host_port)
+                .ok_or_else(not_a_proxy_request)?;
+            if host != tunnel.host || port != tunnel.port {
+                return Err(mismatch(&format!("{host}:{port}")));
+            }
         }
         if let Some(host_header) = req.headers().get(http::header::HOST) {
             let seen = host_header.to_str().unwrap_or("(not text)");
@@ -247,13 +250,41 @@ impl Handler {
             if !matches {
                 return Err(mismatch(seen));
             }
+        } else if req.version() != Version::HTTP_2 {
+            return Err(mismatch("no Host header"));
         }
         if let Some(sni) = &self.sni
             && **sni != *tunnel.host
         {
             return Err(mismatch(&format!("TLS server name {sni}")));
         }
+        let mut parts = req.uri().clone().into_parts();
+        parts.authority = Some(tunnel.authority.clone());
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| not_a_proxy_request())?;
         Ok(())
+    }
+
+    fn check_plain_http_target(&self, req: &Request<Body>) -> Result<(), Refusal> {
+        let (host, _) = req
+            .uri()
+            .authority()
+            .map(host_port)
+            .ok_or_else(not_a_proxy_request)?;
+        let decision = self.shared.policy.load().decide(&host);
+        match decision.action {
+            Action::Deny { rule } => Err(Refusal::new(
+                Reason::HostDenied,
+                format!("{host} is denied by policy ({rule})"),
+            )
+            .with_rule(rule)),
+            Action::Intercept => Err(Refusal::new(
+                Reason::PlaintextToProvider,
+                format!(
+                    "plain HTTP to {host} is refused: LLM APIs are HTTPS-only and plaintext would bypass inspection; use https://"
+                ),
+            )),
+            Action::Tunnel => Ok(()),
+        }
     }
 
     fn begin_exchange(&self, client: SocketAddr, req: &Request<Body>) -> Exchange {

@@ -59,6 +59,7 @@ impl TestProxy {
 pub struct ProxySetup {
     connect_to: Vec<String>,
     policy: Option<String>,
+    catalog: Option<String>,
     timeouts: Timeouts,
 }
 
@@ -73,6 +74,7 @@ impl ProxySetup {
         Self {
             connect_to,
             policy: None,
+            catalog: None,
             timeouts: Timeouts::default(),
         }
     }
@@ -82,6 +84,7 @@ impl ProxySetup {
         Self {
             connect_to: Vec::new(),
             policy: None,
+            catalog: None,
             timeouts: Timeouts::default(),
         }
     }
@@ -89,6 +92,12 @@ impl ProxySetup {
     /// Adds a `--connect-to` rule.
     pub fn connect_to(mut self, rule: &str) -> Self {
         self.connect_to.push(rule.to_owned());
+        self
+    }
+
+    /// Replaces the provider catalog (`providers.yaml`).
+    pub fn catalog(mut self, yaml: &str) -> Self {
+        self.catalog = Some(yaml.to_owned());
         self
     }
 
@@ -109,6 +118,9 @@ impl ProxySetup {
         std::fs::create_dir_all(&policies).unwrap();
         if let Some(policy) = &self.policy {
             std::fs::write(policies.join("policy.yaml"), policy).unwrap();
+        }
+        if let Some(catalog) = &self.catalog {
+            std::fs::write(policies.join("providers.yaml"), catalog).unwrap();
         }
         let config = ProxyConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
