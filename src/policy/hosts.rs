@@ -89,6 +89,17 @@ pub fn normalize_host(host: &str) -> String {
 }
 
 /// A list of host patterns matched together; answers which pattern matched first.
+///
+/// ```
+/// use tollgate::policy::hosts::{HostPattern, HostSet};
+///
+/// let set = HostSet::new(vec![
+///     HostPattern::parse("api.openai.com").unwrap(),
+///     HostPattern::parse("*.api.openai.com").unwrap(),
+/// ]);
+/// assert_eq!(set.first_match("eu.api.openai.com"), Some(1));
+/// assert_eq!(set.first_match("api.openai.com.evil.example"), None);
+/// ```
 #[derive(Debug, Clone)]
 pub struct HostSet {
     patterns: Vec<HostPattern>,

@@ -20,6 +20,14 @@ use tokio::net::TcpStream;
 /// One `--connect-to HOST:PORT:HOST2:PORT2` rule (curl's semantics): connections for HOST:PORT
 /// go to HOST2:PORT2 while TLS names and certificate checks still use HOST. An empty HOST or PORT
 /// matches any; an empty HOST2 or PORT2 keeps the original.
+///
+/// ```
+/// use tollgate::proxy::dial::ConnectTo;
+///
+/// let rule: ConnectTo = "api.openai.com:443:127.0.0.1:8443".parse().unwrap();
+/// assert!("api.openai.com:443".parse::<ConnectTo>().is_err());
+/// # let _ = rule;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectTo {
     host: Option<String>,
