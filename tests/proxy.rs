@@ -479,6 +479,58 @@ async fn non_tls_bytes_in_an_intercepted_tunnel_never_reach_any_upstream() {
     assert!(accepted.is_err(), "the bytes were spliced to the host");
 }
 
+fn short(header_read: u64, body_idle: u64) -> tollgate::config::Timeouts {
+    tollgate::config::Timeouts {
+        header_read: Duration::from_secs(header_read),
+        body_idle: Duration::from_secs(body_idle),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_stream_that_falls_silent_is_cut_after_the_idle_timeout() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .timeouts(short(30, 1))
+        .start()
+        .await;
+    let res = client(&proxy)
+        .post("https://api.openai.com/test/gated-sse")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let mut stream = res.bytes_stream();
+    assert_eq!(stream.next().await.unwrap().unwrap(), "data: {\"n\":1}\n\n");
+    // The upstream never sends the rest: the proxy must end the stream with an error.
+    let next = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("the proxy must cut a silent stream");
+    assert!(matches!(next, Some(Err(_)) | None), "{next:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .timeouts(short(1, 300))
+        .start()
+        .await;
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    tcp.write_all(b"CONNECT api.openai.com:443 HTTP/1.1\r\nHost: api.op")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut buf))
+        .await
+        .expect("the proxy must hang up on a slow request head");
+    assert!(
+        read.is_err() || buf.is_empty() || buf.starts_with(b"HTTP/1.1 408"),
+        "{buf:?}"
+    );
+}
+
 #[tokio::test]
 async fn ten_megabyte_bodies_pass_intact_both_ways() {
     let upstream = Upstream::start().await;

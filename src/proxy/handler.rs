@@ -200,7 +200,9 @@ impl Handler {
             ));
         }
         strip_hop_by_hop(req.headers_mut());
-        Ok(req)
+        // A client that stops sending mid-body must not hold an upstream connection forever.
+        let idle = self.shared.timeouts.body_idle;
+        Ok(req.map(|body| ObservedBody::wrap(body, idle, Box::new(|_, _| {}))))
     }
 
     /// Inside a tunnel, the request must go to the tunnel's host: hudsucker routes h2 requests by
