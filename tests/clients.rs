@@ -22,6 +22,25 @@ fn skip(client: &str) -> bool {
     true
 }
 
+/// Runs a client script that CONNECTs through the proxy itself; returns what it printed.
+async fn run_script(program: &str, script: &str, proxy: &TestProxy) -> String {
+    let out = Command::new(program)
+        .arg(format!("{CLIENTS}/{script}"))
+        .arg("127.0.0.1")
+        .arg(proxy.addr().port().to_string())
+        .arg(proxy.ca_path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+}
+
 async fn curl(proxy: &TestProxy, args: &[&str]) -> Output {
     Command::new("curl")
         .args([
@@ -108,21 +127,8 @@ async fn python_strict_x509_accepts_the_leaf() {
     }
     let upstream = Upstream::start().await;
     let proxy = ProxySetup::new(&upstream).start().await;
-    let out = Command::new("python3")
-        .arg(format!("{CLIENTS}/python_strict.py"))
-        .arg("127.0.0.1")
-        .arg(proxy.addr().port().to_string())
-        .arg(proxy.ca_path())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        stdout(&out),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout(&out).starts_with("200 "), "{}", stdout(&out));
+    let out = run_script("python3", "python_strict.py", &proxy).await;
+    assert!(out.starts_with("200 "), "{out}");
 }
 
 #[tokio::test]
@@ -132,21 +138,8 @@ async fn node_tls_accepts_the_leaf() {
     }
     let upstream = Upstream::start().await;
     let proxy = ProxySetup::new(&upstream).start().await;
-    let out = Command::new("node")
-        .arg(format!("{CLIENTS}/node_tls.js"))
-        .arg("127.0.0.1")
-        .arg(proxy.addr().port().to_string())
-        .arg(proxy.ca_path())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        stdout(&out),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(stdout(&out).trim(), "HTTP/1.1 200 OK");
+    let out = run_script("node", "node_tls.js", &proxy).await;
+    assert_eq!(out.trim(), "HTTP/1.1 200 OK");
 }
 
 #[tokio::test]

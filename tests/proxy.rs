@@ -235,10 +235,7 @@ async fn http1_on_both_sides() {
 async fn h2_request_for_another_host_inside_a_tunnel_is_refused() {
     let upstream = Upstream::start().await;
     let proxy = ProxySetup::new(&upstream).start().await;
-    let io = connect(proxy.addr(), "api.openai.com:443", &[])
-        .await
-        .open();
-    let tls = tls_over(io, "api.openai.com", &proxy.ca_pem(), &[b"h2"]).await;
+    let tls = intercepted_tls(&proxy, "api.openai.com", "api.openai.com", b"h2").await;
     let req = Request::post("https://api.anthropic.com/v1/messages")
         .body(Full::new(Bytes::from_static(b"{}")))
         .unwrap();
@@ -259,10 +256,7 @@ async fn h2_request_for_another_host_inside_a_tunnel_is_refused() {
 async fn http1_host_header_for_another_host_inside_a_tunnel_is_refused() {
     let upstream = Upstream::start().await;
     let proxy = ProxySetup::new(&upstream).start().await;
-    let io = connect(proxy.addr(), "api.openai.com:443", &[])
-        .await
-        .open();
-    let tls = tls_over(io, "api.openai.com", &proxy.ca_pem(), &[b"http/1.1"]).await;
+    let tls = intercepted_tls(&proxy, "api.openai.com", "api.openai.com", b"http/1.1").await;
     let req = Request::post("/v1/chat/completions")
         .header("host", "api.anthropic.com")
         .body(Full::new(Bytes::from_static(b"{}")))
@@ -276,10 +270,7 @@ async fn http1_host_header_for_another_host_inside_a_tunnel_is_refused() {
 async fn tls_name_for_another_host_inside_a_tunnel_is_refused() {
     let upstream = Upstream::start().await;
     let proxy = ProxySetup::new(&upstream).start().await;
-    let io = connect(proxy.addr(), "api.openai.com:443", &[])
-        .await
-        .open();
-    let tls = tls_over(io, "api.anthropic.com", &proxy.ca_pem(), &[b"http/1.1"]).await;
+    let tls = intercepted_tls(&proxy, "api.openai.com", "api.anthropic.com", b"http/1.1").await;
     let req = Request::get("/v1/models")
         .header("host", "api.openai.com")
         .body(Full::new(Bytes::new()))
@@ -357,10 +348,7 @@ async fn hop_by_hop_and_proxy_headers_are_stripped() {
     let proxy = ProxySetup::new(&upstream).start().await;
 
     // Inside an intercepted tunnel.
-    let io = connect(proxy.addr(), "api.openai.com:443", &[])
-        .await
-        .open();
-    let tls = tls_over(io, "api.openai.com", &proxy.ca_pem(), &[b"http/1.1"]).await;
+    let tls = intercepted_tls(&proxy, "api.openai.com", "api.openai.com", b"http/1.1").await;
     let req = Request::post("/v1/chat/completions")
         .header("host", "api.openai.com")
         .header("connection", "keep-alive, x-hop")
@@ -432,10 +420,7 @@ async fn plain_http_to_an_llm_host_is_refused() {
 async fn websocket_upgrade_on_an_intercepted_host_is_refused_at_once() {
     let upstream = Upstream::start().await;
     let proxy = ProxySetup::new(&upstream).start().await;
-    let io = connect(proxy.addr(), "api.openai.com:443", &[])
-        .await
-        .open();
-    let tls = tls_over(io, "api.openai.com", &proxy.ca_pem(), &[b"http/1.1"]).await;
+    let tls = intercepted_tls(&proxy, "api.openai.com", "api.openai.com", b"http/1.1").await;
     let req = Request::get("/v1/responses")
         .header("host", "api.openai.com")
         .header("connection", "upgrade")

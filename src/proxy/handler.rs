@@ -138,13 +138,7 @@ impl Handler {
             refusal.into_response(errors).into()
         };
         match decision.action {
-            Action::Deny { rule } => refuse(
-                Refusal::new(
-                    Reason::HostDenied,
-                    format!("{host} is denied by policy ({rule})"),
-                )
-                .with_rule(rule),
-            ),
+            Action::Deny { rule } => refuse(Refusal::host_denied(&host, rule)),
             Action::Tunnel => {
                 if self.shared.inflight.is_draining() {
                     return refuse(Refusal::new(Reason::Draining, "the proxy is shutting down"));
@@ -274,11 +268,7 @@ impl Handler {
             .ok_or_else(not_a_proxy_request)?;
         let decision = self.shared.policy.load().decide(&host);
         match decision.action {
-            Action::Deny { rule } => Err(Refusal::new(
-                Reason::HostDenied,
-                format!("{host} is denied by policy ({rule})"),
-            )
-            .with_rule(rule)),
+            Action::Deny { rule } => Err(Refusal::host_denied(&host, rule)),
             Action::Intercept => Err(Refusal::new(
                 Reason::PlaintextToProvider,
                 format!(

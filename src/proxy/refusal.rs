@@ -91,6 +91,15 @@ impl Refusal {
         }
     }
 
+    /// `host` is refused by the policy entry `rule`.
+    pub fn host_denied(host: &str, rule: String) -> Self {
+        Refusal::new(
+            Reason::HostDenied,
+            format!("{host} is denied by policy ({rule})"),
+        )
+        .with_rule(rule)
+    }
+
     pub fn with_rule(mut self, rule: impl Into<String>) -> Self {
         self.rule = Some(rule.into());
         self

@@ -247,6 +247,20 @@ pub async fn tls_over(
         .unwrap()
 }
 
+/// Opens an intercepted tunnel to `host:443` and speaks TLS in it as `server_name`, offering
+/// `alpn`, trusting Tollgate's CA.
+pub async fn intercepted_tls(
+    proxy: &TestProxy,
+    host: &str,
+    server_name: &str,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TokioIo<Upgraded>> {
+    let io = connect(proxy.addr(), &format!("{host}:443"), &[])
+        .await
+        .open();
+    tls_over(io, server_name, &proxy.ca_pem(), &[alpn]).await
+}
+
 /// Sends one request over h2 on `io` and returns the response with its body collected.
 pub async fn h2_request<I>(io: I, req: Request<Full<Bytes>>) -> Response<Bytes>
 where
