@@ -8,6 +8,7 @@
 pub mod address;
 pub mod hosts;
 
+use crate::mask::MaskPolicy;
 use crate::providers::{Catalog, ErrorFormat, HostMode, Provider};
 use address::InternalAllowlist;
 use hosts::{HostPattern, HostSet, normalize_host};
@@ -22,9 +23,12 @@ use std::sync::Arc;
 pub const CATALOG_FILE: &str = "providers.yaml";
 /// File name of the policy proper inside a policy directory.
 pub const POLICY_FILE: &str = "policy.yaml";
+/// File name of the masking rules inside a policy directory.
+pub const MASKING_FILE: &str = "masking.yaml";
 
 const EMBEDDED_CATALOG: &str = include_str!("../../policies/providers.yaml");
 const EMBEDDED_POLICY: &str = include_str!("../../policies/policy.yaml");
+const EMBEDDED_MASKING: &str = include_str!("../../policies/masking.yaml");
 
 /// A policy or configuration file that could not be used; it names the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,13 @@ impl Source {
         Self {
             name: format!("(embedded) {POLICY_FILE}"),
             text: Cow::Borrowed(EMBEDDED_POLICY),
+        }
+    }
+
+    pub fn embedded_masking() -> Self {
+        Self {
+            name: format!("(embedded) {MASKING_FILE}"),
+            text: Cow::Borrowed(EMBEDDED_MASKING),
         }
     }
 
@@ -123,6 +134,7 @@ impl Source {
 #[derive(Debug)]
 pub struct Policy {
     catalog: Catalog,
+    masking: MaskPolicy,
     unknown_hosts: HostMode,
     deny: HostSet,
     allow_internal: InternalAllowlist,
@@ -184,10 +196,21 @@ impl Policy {
         }
         let catalog = pick(CATALOG_FILE, Source::embedded_catalog)?;
         let policy = pick(POLICY_FILE, Source::embedded_policy)?;
-        Self::from_sources(&catalog, &policy)
+        let masking = pick(MASKING_FILE, Source::embedded_masking)?;
+        Self::from_all_sources(&catalog, &policy, &masking)
     }
 
+    /// Catalog and policy from these sources, masking from the embedded defaults.
     pub fn from_sources(catalog: &Source, policy: &Source) -> Result<Self, LoadError> {
+        Self::from_all_sources(catalog, policy, &Source::embedded_masking())
+    }
+
+    pub fn from_all_sources(
+        catalog: &Source,
+        policy: &Source,
+        masking: &Source,
+    ) -> Result<Self, LoadError> {
+        let masking_parsed = MaskPolicy::parse(masking)?;
         let mut catalog_parsed = Catalog::parse(catalog)?;
         let file: PolicyFile = policy.deserialize()?;
 
@@ -224,10 +247,15 @@ impl Policy {
         }
         Ok(Self {
             catalog: catalog_parsed,
+            masking: masking_parsed,
             unknown_hosts: file.hosts.unknown,
             deny: HostSet::new(deny),
             allow_internal,
-            sources: vec![catalog.name().to_owned(), policy.name().to_owned()],
+            sources: vec![
+                catalog.name().to_owned(),
+                policy.name().to_owned(),
+                masking.name().to_owned(),
+            ],
         })
     }
 
@@ -264,6 +292,10 @@ impl Policy {
         &self.allow_internal
     }
 
+    pub fn masking(&self) -> &MaskPolicy {
+        &self.masking
+    }
+
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
@@ -277,14 +309,15 @@ impl Policy {
             .filter(|p| p.mode == HostMode::Intercept)
             .count();
         format!(
-            "{} providers ({} intercepted, {} host patterns); unknown hosts: {}; {} denied host patterns; {} internal destinations allowed; from {}",
+            "{} providers ({} intercepted, {} host patterns); unknown hosts: {}; {} denied host patterns; {} internal destinations allowed; {} masking rules; from {}",
             self.catalog.providers().len(),
             intercepted,
             self.catalog.host_pattern_count(),
             self.unknown_hosts.as_str(),
             self.deny.len(),
             self.allow_internal.len(),
-            self.sources.join(" and "),
+            self.masking.detector.rule_count(),
+            self.sources.join(", "),
         )
     }
 }

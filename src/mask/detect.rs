@@ -1,0 +1,479 @@
+//! The detector: one Aho-Corasick pass over a text finds every rule keyword and every custom
+//! literal; each rule's regex then runs only in windows around its keywords. Custom regexes,
+//! which have no keyword, run over the whole text.
+
+use super::rules::{Check, RULES, RuleSpec, is_generic};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::Regex;
+use std::sync::Arc;
+
+/// What to do when a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// Replace the value with a placeholder (and restore it in responses).
+    #[default]
+    Mask,
+    /// Refuse the request, naming the rule.
+    Block,
+    /// Hold for a person's approval; until approvals exist this refuses like `block`.
+    Approve,
+    /// Do not run the rule.
+    Off,
+}
+
+/// A detector rule ready to run.
+#[derive(Debug)]
+pub struct Rule {
+    pub id: Arc<str>,
+    pub category: Arc<str>,
+    pub action: RuleAction,
+    /// Whether placeholders of this rule are put back in responses.
+    pub restore: bool,
+    /// `None` for literal lists, which the automaton matches on its own.
+    regex: Option<Regex>,
+    check: Check,
+    reach: usize,
+    generic: bool,
+}
+
+/// A custom literal: matched by the shared automaton, then checked for word boundaries.
+#[derive(Debug)]
+struct Literal {
+    rule: usize,
+    whole_word: bool,
+}
+
+/// One match: the byte span of the secret inside the scanned text and the rule that found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    pub start: usize,
+    pub end: usize,
+    pub rule: usize,
+}
+
+/// The compiled detector. Built once per policy load; scanning takes `&self`.
+#[derive(Debug)]
+pub struct Detector {
+    rules: Vec<Rule>,
+    /// Keywords of every keyword rule, then every custom literal, case-insensitively.
+    keywords: AhoCorasick,
+    /// For each automaton pattern: a rule that needs a window there, or a literal.
+    targets: Vec<Target>,
+    /// Case-sensitive custom literals.
+    exact: Option<(AhoCorasick, Vec<Literal>)>,
+    /// Custom regexes without keywords: (rule index).
+    unanchored: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Window(usize),
+    Literal { rule: usize, whole_word: bool },
+}
+
+/// A custom identifier list from policy, already validated.
+#[derive(Debug, Clone)]
+pub struct CustomSpec {
+    pub id: String,
+    pub category: String,
+    pub action: RuleAction,
+    pub restore: bool,
+    pub literals: Vec<String>,
+    pub case_insensitive: bool,
+    pub whole_word: bool,
+    /// Regexes (`regex` syntax); domain suffixes arrive here already turned into regexes.
+    pub regexes: Vec<String>,
+    /// Keywords that anchor `regexes` (empty: they run over the whole text).
+    pub anchors: Vec<String>,
+}
+
+/// Overrides of a built-in rule from policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuiltinOverride {
+    pub action: Option<RuleAction>,
+    pub restore: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{id}: {message}")]
+pub struct DetectorError {
+    pub id: String,
+    pub message: String,
+}
+
+impl Detector {
+    /// Compiles the built-in rules (with overrides by id) and the custom lists.
+    pub fn new(
+        overrides: &dyn Fn(&str) -> BuiltinOverride,
+        customs: &[CustomSpec],
+    ) -> Result<Self, DetectorError> {
+        let mut rules = Vec::new();
+        let mut patterns: Vec<String> = Vec::new();
+        let mut targets = Vec::new();
+        let mut exact_patterns = Vec::new();
+        let mut exact_targets = Vec::new();
+        let mut unanchored = Vec::new();
+
+        for spec in RULES {
+            let o = overrides(spec.id);
+            let action = o.action.unwrap_or_default();
+            if action == RuleAction::Off {
+                continue;
+            }
+            let index = rules.len();
+            rules.push(compile_builtin(spec, action, o.restore.unwrap_or(true))?);
+            for kw in spec.keywords {
+                patterns.push((*kw).to_owned());
+                targets.push(Target::Window(index));
+            }
+        }
+        for custom in customs {
+            if custom.action == RuleAction::Off {
+                continue;
+            }
+            let err = |message: String| DetectorError {
+                id: custom.id.clone(),
+                message,
+            };
+            if !custom.literals.is_empty() {
+                let index = rules.len();
+                rules.push(Rule {
+                    id: custom.id.as_str().into(),
+                    category: custom.category.as_str().into(),
+                    action: custom.action,
+                    restore: custom.restore,
+                    regex: None,
+                    check: Check::None,
+                    reach: 0,
+                    generic: false,
+                });
+                for literal in &custom.literals {
+                    if custom.case_insensitive {
+                        patterns.push(literal.clone());
+                        targets.push(Target::Literal {
+                            rule: index,
+                            whole_word: custom.whole_word,
+                        });
+                    } else {
+                        exact_patterns.push(literal.clone());
+                        exact_targets.push(Literal {
+                            rule: index,
+                            whole_word: custom.whole_word,
+                        });
+                    }
+                }
+            }
+            for source in &custom.regexes {
+                let source = if custom.case_insensitive {
+                    format!("(?i){source}")
+                } else {
+                    source.clone()
+                };
+                let regex = Regex::new(&source).map_err(|e| err(e.to_string()))?;
+                let index = rules.len();
+                rules.push(Rule {
+                    id: custom.id.as_str().into(),
+                    category: custom.category.as_str().into(),
+                    action: custom.action,
+                    restore: custom.restore,
+                    regex: Some(regex),
+                    check: Check::None,
+                    reach: 256,
+                    generic: false,
+                });
+                if custom.anchors.is_empty() {
+                    unanchored.push(index);
+                } else {
+                    for anchor in &custom.anchors {
+                        patterns.push(anchor.clone());
+                        targets.push(Target::Window(index));
+                    }
+                }
+            }
+        }
+        let keywords = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&patterns)
+            .map_err(|e| DetectorError {
+                id: "keywords".into(),
+                message: e.to_string(),
+            })?;
+        let exact = if exact_patterns.is_empty() {
+            None
+        } else {
+            let ac = AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&exact_patterns)
+                .map_err(|e| DetectorError {
+                    id: "literals".into(),
+                    message: e.to_string(),
+                })?;
+            Some((ac, exact_targets))
+        };
+        Ok(Self {
+            rules,
+            keywords,
+            targets,
+            exact,
+            unanchored,
+        })
+    }
+
+    /// The built-in rules with no overrides and no custom lists.
+    pub fn builtin() -> Self {
+        Self::new(&|_| BuiltinOverride::default(), &[]).expect("built-in rules compile")
+    }
+
+    pub fn rule(&self, index: usize) -> &Rule {
+        &self.rules[index]
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Finds every secret and identifier in `text`: non-overlapping spans, in order. Where two
+    /// rules claim overlapping spans, a specific rule beats a generic one, then the longer wins.
+    pub fn scan(&self, text: &str) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        // Windows per rule, merged as they come (keyword hits arrive in text order).
+        let mut windows: Vec<(usize, usize, usize)> = Vec::new();
+        let mut last_window: Vec<Option<usize>> = vec![None; self.rules.len()];
+        for m in self.keywords.find_overlapping_iter(text) {
+            match self.targets[m.pattern().as_usize()] {
+                Target::Window(rule) => {
+                    let reach = self.rules[rule].reach;
+                    let start = floor_char(text, m.start().saturating_sub(128));
+                    let end = ceil_char(text, (m.end() + reach).min(text.len()));
+                    match last_window[rule].map(|i| &mut windows[i]) {
+                        Some(w) if start <= w.2 => w.2 = w.2.max(end),
+                        _ => {
+                            last_window[rule] = Some(windows.len());
+                            windows.push((rule, start, end));
+                        }
+                    }
+                }
+                Target::Literal { rule, whole_word } => {
+                    if !whole_word || is_word_bounded(text, m.start(), m.end()) {
+                        hits.push(Hit {
+                            start: m.start(),
+                            end: m.end(),
+                            rule,
+                        });
+                    }
+                }
+            }
+        }
+        for (rule, start, end) in windows {
+            self.run_regex(text, rule, start, end, &mut hits);
+        }
+        if let Some((ac, literals)) = &self.exact {
+            for m in ac.find_iter(text) {
+                let lit = &literals[m.pattern().as_usize()];
+                if !lit.whole_word || is_word_bounded(text, m.start(), m.end()) {
+                    hits.push(Hit {
+                        start: m.start(),
+                        end: m.end(),
+                        rule: lit.rule,
+                    });
+                }
+            }
+        }
+        for &rule in &self.unanchored {
+            self.run_regex(text, rule, 0, text.len(), &mut hits);
+        }
+        self.resolve_overlaps(hits)
+    }
+
+    fn run_regex(&self, text: &str, index: usize, start: usize, end: usize, hits: &mut Vec<Hit>) {
+        let rule = &self.rules[index];
+        let Some(regex) = &rule.regex else {
+            return;
+        };
+        let haystack = &text[..end];
+        let mut at = start;
+        while at <= haystack.len() {
+            let Some(caps) = regex.captures_at(haystack, at) else {
+                break;
+            };
+            let whole = caps.get(0).expect("group 0 always matches");
+            let secret = caps.get(1).unwrap_or(whole);
+            if passes(rule.check, secret.as_str()) && secret.start() < secret.end() {
+                hits.push(Hit {
+                    start: secret.start(),
+                    end: secret.end(),
+                    rule: index,
+                });
+            }
+            at = if whole.end() > whole.start() {
+                whole.end()
+            } else {
+                ceil_char(text, whole.end() + 1)
+            };
+        }
+    }
+
+    fn resolve_overlaps(&self, mut hits: Vec<Hit>) -> Vec<Hit> {
+        if hits.len() < 2 {
+            return hits;
+        }
+        // Best first: specific before generic, then longer, then earlier.
+        hits.sort_by_key(|h| {
+            (
+                self.rules[h.rule].generic,
+                std::cmp::Reverse(h.end - h.start),
+                h.start,
+            )
+        });
+        let mut kept: Vec<Hit> = Vec::with_capacity(hits.len());
+        for h in hits {
+            if kept.iter().all(|k| h.end <= k.start || h.start >= k.end) {
+                kept.push(h);
+            }
+        }
+        kept.sort_by_key(|h| h.start);
+        kept
+    }
+}
+
+fn compile_builtin(
+    spec: &RuleSpec,
+    action: RuleAction,
+    restore: bool,
+) -> Result<Rule, DetectorError> {
+    let regex = Regex::new(spec.pattern).map_err(|e| DetectorError {
+        id: spec.id.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(Rule {
+        id: spec.id.into(),
+        category: spec.category.into(),
+        action,
+        restore,
+        regex: Some(regex),
+        check: spec.check,
+        reach: spec.reach,
+        generic: is_generic(spec.id),
+    })
+}
+
+fn passes(check: Check, secret: &str) -> bool {
+    match check {
+        Check::None => true,
+        Check::NotPlaceholder => !is_placeholder(secret),
+        Check::Entropy(min) => {
+            let has_letter = secret.bytes().any(|b| b.is_ascii_alphabetic());
+            let has_digit = secret.bytes().any(|b| b.is_ascii_digit());
+            let needed = min.min((secret.len() as f64).log2() * 0.85);
+            has_letter && has_digit && !is_placeholder(secret) && entropy(secret) >= needed
+        }
+    }
+}
+
+/// Values that stand for a secret without being one.
+pub fn is_placeholder(value: &str) -> bool {
+    let v = value.trim_matches(|c| c == '"' || c == '\'');
+    let lower = v.to_ascii_lowercase();
+    const WORDS: &[&str] = &[
+        "password",
+        "passwd",
+        "pass",
+        "secret",
+        "token",
+        "changeme",
+        "change_me",
+        "example",
+        "test",
+        "dummy",
+        "none",
+        "null",
+        "nil",
+        "true",
+        "false",
+        "undefined",
+        "redacted",
+        "hidden",
+        "placeholder",
+        "required",
+        "optional",
+        "string",
+        "value",
+        "your_password",
+        "mypassword",
+        "password123",
+        "admin",
+        "root",
+        "user",
+        "username",
+    ];
+    v.is_empty()
+        || WORDS.contains(&lower.as_str())
+        || v.starts_with(['$', '{', '<', '%', '[', '('])
+        || v.ends_with(['}', '>', ')'])
+        || lower.contains("your")
+        || lower.contains("example")
+        || lower.contains("placeholder")
+        || lower.contains("xxxx")
+        || lower.contains("****")
+        || lower.contains("...")
+        || lower.starts_with("env.")
+        || lower.contains("environ")
+        || lower.contains("getenv")
+        || lower.contains("process.env")
+        || v.bytes().all(|b| b == v.as_bytes()[0])
+        || is_dotted_identifier(v)
+}
+
+/// `config.api_key`, `self.token`, `settings.SECRET_KEY`: references, not values.
+fn is_dotted_identifier(v: &str) -> bool {
+    v.contains('.')
+        && v.split('.').all(|part| {
+            !part.is_empty()
+                && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !part.as_bytes()[0].is_ascii_digit()
+        })
+}
+
+/// Shannon entropy in bits per character.
+pub fn entropy(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    for b in s.bytes() {
+        counts[b as usize] += 1;
+    }
+    let n = s.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn is_word_bounded(text: &str, start: usize, end: usize) -> bool {
+    let bytes = text.as_bytes();
+    (start == 0 || !is_word_byte(bytes[start - 1]))
+        && (end == bytes.len() || !is_word_byte(bytes[end]))
+}
+
+fn floor_char(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}

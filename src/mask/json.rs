@@ -1,0 +1,395 @@
+//! The one JSON string walker: finds every string (keys and values) in a JSON document without
+//! building a tree, hands each decoded string to a callback, and rewrites only the strings the
+//! callback changes. Everything else stays byte for byte as it was.
+
+use std::fmt;
+
+const MAX_DEPTH: usize = 512;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid JSON at byte {at}: {what}")]
+pub struct JsonError {
+    pub at: usize,
+    pub what: &'static str,
+}
+
+/// One step of the path to a string: an object key or an array index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// Where a string sits in the document (`messages[2].content`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct JsonPath(pub Vec<Segment>);
+
+impl fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("$");
+        }
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Segment::Key(k) if i == 0 => write!(f, "{k}")?,
+                Segment::Key(k) => write!(f, ".{k}")?,
+                Segment::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the callback is looking at.
+pub struct StringRef<'a> {
+    /// The decoded string.
+    pub text: &'a str,
+    /// Its path; for an object key, the path of the object plus the key.
+    pub path: &'a JsonPath,
+    pub is_key: bool,
+}
+
+/// Walks `input`, calling `f` for every string; returns the rewritten document if any call
+/// returned a replacement, `None` if nothing changed. `f` may fail, which stops the walk.
+pub fn rewrite_strings<E>(
+    input: &str,
+    mut f: impl FnMut(StringRef<'_>) -> Result<Option<String>, E>,
+) -> Result<Result<Option<String>, E>, JsonError> {
+    let mut walker = Walker {
+        s: input.as_bytes(),
+        src: input,
+        pos: 0,
+        path: JsonPath::default(),
+        edits: Vec::new(),
+    };
+    walker.ws();
+    match walker.value(&mut f, 0) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Ok(Err(e)),
+        Err(e) => return Err(e),
+    }
+    walker.ws();
+    if walker.pos != walker.s.len() {
+        return Err(walker.err("trailing characters"));
+    }
+    if walker.edits.is_empty() {
+        return Ok(Ok(None));
+    }
+    let mut out = String::with_capacity(input.len() + 64);
+    let mut at = 0;
+    for (start, end, replacement) in walker.edits {
+        out.push_str(&input[at..start]);
+        out.push_str(&replacement);
+        at = end;
+    }
+    out.push_str(&input[at..]);
+    Ok(Ok(Some(out)))
+}
+
+/// Whether `input` is one valid JSON document.
+pub fn is_valid(input: &str) -> bool {
+    rewrite_strings::<()>(input, |_| Ok(None)).is_ok()
+}
+
+struct Walker<'a> {
+    s: &'a [u8],
+    src: &'a str,
+    pos: usize,
+    path: JsonPath,
+    /// (start, end, replacement JSON string literal), in order.
+    edits: Vec<(usize, usize, String)>,
+}
+
+type Step<E> = Result<Result<(), E>, JsonError>;
+
+impl Walker<'_> {
+    fn err(&self, what: &'static str) -> JsonError {
+        JsonError { at: self.pos, what }
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.s.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    fn value<E>(
+        &mut self,
+        f: &mut impl FnMut(StringRef<'_>) -> Result<Option<String>, E>,
+        depth: usize,
+    ) -> Step<E> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nesting too deep"));
+        }
+        match self.s.get(self.pos) {
+            Some(b'{') => self.object(f, depth),
+            Some(b'[') => self.array(f, depth),
+            Some(b'"') => self.string(f, false),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => Err(self.err("unexpected character")),
+            None => Err(self.err("unexpected end")),
+        }
+    }
+
+    fn object<E>(
+        &mut self,
+        f: &mut impl FnMut(StringRef<'_>) -> Result<Option<String>, E>,
+        depth: usize,
+    ) -> Step<E> {
+        self.pos += 1;
+        self.ws();
+        if self.s.get(self.pos) == Some(&b'}') {
+            self.pos += 1;
+            return Ok(Ok(()));
+        }
+        loop {
+            if self.s.get(self.pos) != Some(&b'"') {
+                return Err(self.err("expected a key"));
+            }
+            let key_start = self.pos;
+            let key_end = self.skip_string()?;
+            let key = decode(&self.src[key_start..key_end]).ok_or(self.err("bad escape"))?;
+            self.pos = key_start;
+            self.path.0.push(Segment::Key(key));
+            if let Err(e) = self.string(f, true)? {
+                return Ok(Err(e));
+            }
+            self.ws();
+            if self.s.get(self.pos) != Some(&b':') {
+                return Err(self.err("expected `:`"));
+            }
+            self.pos += 1;
+            self.ws();
+            let r = self.value(f, depth + 1)?;
+            self.path.0.pop();
+            if let Err(e) = r {
+                return Ok(Err(e));
+            }
+            self.ws();
+            match self.s.get(self.pos) {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.ws();
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Ok(()));
+                }
+                _ => return Err(self.err("expected `,` or `}`")),
+            }
+        }
+    }
+
+    fn array<E>(
+        &mut self,
+        f: &mut impl FnMut(StringRef<'_>) -> Result<Option<String>, E>,
+        depth: usize,
+    ) -> Step<E> {
+        self.pos += 1;
+        self.ws();
+        if self.s.get(self.pos) == Some(&b']') {
+            self.pos += 1;
+            return Ok(Ok(()));
+        }
+        let mut index = 0;
+        loop {
+            self.path.0.push(Segment::Index(index));
+            let r = self.value(f, depth + 1)?;
+            self.path.0.pop();
+            if let Err(e) = r {
+                return Ok(Err(e));
+            }
+            self.ws();
+            match self.s.get(self.pos) {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.ws();
+                    index += 1;
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Ok(()));
+                }
+                _ => return Err(self.err("expected `,` or `]`")),
+            }
+        }
+    }
+
+    /// Moves past a string literal starting at `pos`; returns the end (after the closing quote).
+    fn skip_string(&mut self) -> Result<usize, JsonError> {
+        let mut i = self.pos + 1;
+        loop {
+            // Fast scan to the next quote or backslash.
+            match memchr2(b'"', b'\\', &self.s[i..]) {
+                Some(off) => i += off,
+                None => {
+                    self.pos = self.s.len();
+                    return Err(self.err("unterminated string"));
+                }
+            }
+            if self.s[i] == b'\\' {
+                i += 2;
+                if i > self.s.len() {
+                    self.pos = self.s.len();
+                    return Err(self.err("unterminated string"));
+                }
+            } else {
+                self.pos = i + 1;
+                return Ok(i + 1);
+            }
+        }
+    }
+
+    fn string<E>(
+        &mut self,
+        f: &mut impl FnMut(StringRef<'_>) -> Result<Option<String>, E>,
+        is_key: bool,
+    ) -> Step<E> {
+        let start = self.pos;
+        let end = self.skip_string()?;
+        let raw = &self.src[start..end];
+        let inner = &raw[1..raw.len() - 1];
+        let owned;
+        let text = if inner.contains('\\') {
+            owned = decode(raw).ok_or(JsonError {
+                at: start,
+                what: "bad escape",
+            })?;
+            owned.as_str()
+        } else {
+            if inner.bytes().any(|b| b < 0x20) {
+                return Err(JsonError {
+                    at: start,
+                    what: "control character in string",
+                });
+            }
+            inner
+        };
+        match f(StringRef {
+            text,
+            path: &self.path,
+            is_key,
+        }) {
+            Ok(Some(replacement)) => {
+                let literal = serde_json::to_string(&replacement).expect("strings serialize");
+                self.edits.push((start, end, literal));
+                Ok(Ok(()))
+            }
+            Ok(None) => Ok(Ok(())),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    fn literal<E>(&mut self, word: &[u8]) -> Step<E> {
+        if self.s[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(Ok(()))
+        } else {
+            Err(self.err("bad literal"))
+        }
+    }
+
+    fn number<E>(&mut self) -> Step<E> {
+        let start = self.pos;
+        while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.s.get(self.pos) {
+            self.pos += 1;
+        }
+        if self.src[start..self.pos].parse::<f64>().is_err() {
+            return Err(JsonError {
+                at: start,
+                what: "bad number",
+            });
+        }
+        Ok(Ok(()))
+    }
+}
+
+fn decode(raw: &str) -> Option<String> {
+    serde_json::from_str::<String>(raw).ok()
+}
+
+fn memchr2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    memchr::memchr2(a, b, hay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upper_values(input: &str) -> Option<String> {
+        rewrite_strings::<()>(input, |s| {
+            Ok((!s.is_key && s.text.contains("secret")).then(|| s.text.replace("secret", "XX")))
+        })
+        .unwrap()
+        .unwrap()
+    }
+
+    #[test]
+    fn rewrites_only_changed_strings_and_keeps_the_rest_byte_for_byte() {
+        let input = "{ \"a\" : [1, 2.5e3, true, null, \"keep\"],\n  \"b\": \"my secret\", \"secret\": \"x\" }";
+        let out = upper_values(input).unwrap();
+        assert_eq!(
+            out,
+            "{ \"a\" : [1, 2.5e3, true, null, \"keep\"],\n  \"b\": \"my XX\", \"secret\": \"x\" }"
+        );
+        assert_eq!(upper_values(r#"{"a":"nothing"}"#), None);
+    }
+
+    #[test]
+    fn decodes_escapes_and_reencodes() {
+        let input = r#"{"k":"line\nsecret \"q\" \u00e9"}"#;
+        let out = upper_values(input).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["k"], "line\nXX \"q\" é");
+    }
+
+    #[test]
+    fn reports_paths() {
+        let mut seen = Vec::new();
+        rewrite_strings::<()>(r#"{"messages":[{"role":"user","content":"hi"}]}"#, |s| {
+            if !s.is_key {
+                seen.push(s.path.to_string());
+            }
+            Ok(None)
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(seen, vec!["messages[0].role", "messages[0].content"]);
+    }
+
+    #[test]
+    fn rejects_invalid_documents() {
+        for bad in [
+            "{",
+            "{\"a\":}",
+            "[1,]",
+            "\"abc",
+            "{\"a\":1} x",
+            "nul",
+            "{'a':1}",
+        ] {
+            assert!(!is_valid(bad), "{bad}");
+        }
+        let deep = "[".repeat(1000) + &"]".repeat(1000);
+        assert!(!is_valid(&deep));
+        for good in ["{}", "[]", "\"s\"", "-1.5e-3", " {\"a\":[{}]} "] {
+            assert!(is_valid(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn callback_errors_stop_the_walk() {
+        let r = rewrite_strings(r#"["a","stop","c"]"#, |s| {
+            if s.text == "stop" {
+                Err("stopped")
+            } else {
+                Ok(None)
+            }
+        })
+        .unwrap();
+        assert_eq!(r, Err("stopped"));
+    }
+}

@@ -1,0 +1,357 @@
+//! Masking: secrets and protected identifiers are replaced by placeholders before a request
+//! leaves, and put back in the response before the client sees it.
+//!
+//! - [`rules`] and [`detect`]: the built-in detectors and custom identifier lists;
+//! - [`json`]: the JSON string walker every rewrite goes through;
+//! - [`vault`]: placeholders and the in-memory map back to values;
+//! - [`decode`]: content-encodings, under a size cap;
+//! - [`restore`]: responses, JSON and SSE.
+
+pub mod decode;
+pub mod detect;
+pub mod json;
+pub mod restore;
+pub mod rules;
+pub mod vault;
+
+use crate::policy::{LoadError, Source};
+use bytes::Bytes;
+use detect::{BuiltinOverride, CustomSpec, Detector, RuleAction};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use vault::Vault;
+
+/// One finding: which rule, where; never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: Arc<str>,
+    pub category: Arc<str>,
+    /// JSON path of the string (`messages[2].content`), or `body` for text bodies.
+    pub path: String,
+    /// Byte offset of the value inside that string.
+    pub offset: usize,
+}
+
+/// Why a request body could not be masked; each refuses the request.
+#[derive(Debug, thiserror::Error)]
+pub enum MaskError {
+    #[error(
+        "the request contains a value matched by rule `{rule}` ({category}) at {path}, which policy blocks"
+    )]
+    Blocked {
+        rule: Arc<str>,
+        category: Arc<str>,
+        path: String,
+    },
+    #[error(
+        "the request contains a value matched by rule `{rule}` ({category}) at {path}, which needs approval; approvals are not available yet, so it is refused"
+    )]
+    NeedsApproval {
+        rule: Arc<str>,
+        category: Arc<str>,
+        path: String,
+    },
+    #[error(transparent)]
+    Decode(#[from] decode::DecodeError),
+    #[error("a {content_type} body cannot be inspected (not UTF-8 text), so it may not leave")]
+    Uninspectable { content_type: String },
+}
+
+/// The masking part of the policy (`masking.yaml`), compiled.
+#[derive(Debug)]
+pub struct MaskPolicy {
+    pub detector: Detector,
+    pub max_body: usize,
+    pub vault_ttl: Duration,
+}
+
+impl MaskPolicy {
+    pub fn parse(source: &Source) -> Result<Self, LoadError> {
+        let file: MaskingFile = source.deserialize()?;
+        let known: HashSet<&str> = rules::RULES.iter().map(|r| r.id).collect();
+        for id in file.rules.keys() {
+            if !known.contains(id.as_str()) {
+                return Err(
+                    source.invalid(format!("rules.{id}"), format!("no built-in rule `{id}`"))
+                );
+            }
+        }
+        let mut customs = Vec::new();
+        let mut names = HashSet::new();
+        for (i, list) in file.identifiers.iter().enumerate() {
+            let at = |field: &str| format!("identifiers[{i}].{field}");
+            if !names.insert(list.name.clone()) || known.contains(list.name.as_str()) {
+                return Err(source.invalid(at("name"), format!("`{}` is already used", list.name)));
+            }
+            if list.literals.is_empty() && list.domains.is_empty() && list.regexes.is_empty() {
+                return Err(source.invalid(at("literals"), "give literals, domains or regexes"));
+            }
+            if let Some(j) = list.literals.iter().position(|l| l.trim().len() < 2) {
+                return Err(source.invalid(
+                    at(&format!("literals[{j}]")),
+                    "a literal needs at least 2 characters",
+                ));
+            }
+            let mut regexes = list.regexes.clone();
+            let mut anchors = Vec::new();
+            for (j, domain) in list.domains.iter().enumerate() {
+                let (regex, anchor) = domain_regex(domain).ok_or_else(|| {
+                    source.invalid(
+                        at(&format!("domains[{j}]")),
+                        format!("`{domain}` is not a domain or `*.domain`"),
+                    )
+                })?;
+                regexes.push(regex);
+                anchors.push(anchor);
+            }
+            let has_unanchored = !list.regexes.is_empty();
+            customs.push(CustomSpec {
+                id: list.name.clone(),
+                category: list.category.clone().unwrap_or_else(|| list.name.clone()),
+                action: list.action,
+                restore: list.restore,
+                literals: list.literals.clone(),
+                case_insensitive: list.case_insensitive,
+                whole_word: list.whole_word,
+                // Anchors only help when every regex of the list has one.
+                anchors: if has_unanchored { Vec::new() } else { anchors },
+                regexes,
+            });
+        }
+        let overrides = |id: &str| {
+            file.rules
+                .get(id)
+                .map(|o| BuiltinOverride {
+                    action: o.action,
+                    restore: o.restore,
+                })
+                .unwrap_or_default()
+        };
+        let detector = Detector::new(&overrides, &customs).map_err(|e| {
+            let field = file
+                .identifiers
+                .iter()
+                .position(|l| l.name == e.id)
+                .map(|i| format!("identifiers[{i}].regexes"))
+                .unwrap_or_else(|| format!("rules.{}", e.id));
+            source.invalid(field, e.message)
+        })?;
+        Ok(Self {
+            detector,
+            max_body: file.limits.max_body_bytes,
+            vault_ttl: file.vault_ttl,
+        })
+    }
+}
+
+/// `*.corp.example` → a regex for any subdomain, anchored on `corp.example`; `corp.example` → it.
+fn domain_regex(domain: &str) -> Option<(String, String)> {
+    let (wild, base) = match domain.strip_prefix("*.") {
+        Some(base) => (true, base),
+        None => (false, domain),
+    };
+    let valid = !base.is_empty()
+        && base.contains('.')
+        && base
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if !valid {
+        return None;
+    }
+    let escaped = regex::escape(base);
+    let regex = if wild {
+        format!(r"\b(?:[A-Za-z0-9\-]+\.)+{escaped}\b")
+    } else {
+        format!(r"\b{escaped}\b")
+    };
+    Some((regex, base.to_owned()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaskingFile {
+    #[serde(default)]
+    rules: BTreeMap<String, RuleOverride>,
+    #[serde(default)]
+    identifiers: Vec<IdentifierList>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default = "default_ttl", with = "humantime_serde")]
+    vault_ttl: Duration,
+}
+
+fn default_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleOverride {
+    action: Option<RuleAction>,
+    restore: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentifierList {
+    name: String,
+    category: Option<String>,
+    #[serde(default)]
+    literals: Vec<String>,
+    #[serde(default)]
+    domains: Vec<String>,
+    #[serde(default)]
+    regexes: Vec<String>,
+    #[serde(default = "yes")]
+    case_insensitive: bool,
+    #[serde(default = "yes")]
+    whole_word: bool,
+    #[serde(default)]
+    action: RuleAction,
+    #[serde(default = "yes")]
+    restore: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Limits {
+    max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 << 20,
+        }
+    }
+}
+
+/// A masked request body.
+#[derive(Debug)]
+pub struct Masked {
+    /// The body to send: `None` when the original can go as it is.
+    pub body: Option<Bytes>,
+    pub findings: Vec<Finding>,
+}
+
+/// Masks request bodies for one scope (identity) with the current policy.
+pub struct Masker<'a> {
+    pub policy: &'a MaskPolicy,
+    pub vault: &'a Vault,
+    pub scope: &'a str,
+}
+
+impl Masker<'_> {
+    /// Masks `text`; `path` names it in findings. Returns the new text if anything changed.
+    pub fn mask_text(
+        &self,
+        text: &str,
+        path: &dyn Fn() -> String,
+        findings: &mut Vec<Finding>,
+    ) -> Result<Option<String>, MaskError> {
+        let hits = self.policy.detector.scan(text);
+        if hits.is_empty() {
+            return Ok(None);
+        }
+        let mut out = String::with_capacity(text.len() + hits.len() * 24);
+        let mut at = 0;
+        for hit in hits {
+            let rule = self.policy.detector.rule(hit.rule);
+            let value = &text[hit.start..hit.end];
+            if value.starts_with(vault::PREFIX) {
+                continue;
+            }
+            match rule.action {
+                RuleAction::Block => {
+                    return Err(MaskError::Blocked {
+                        rule: rule.id.clone(),
+                        category: rule.category.clone(),
+                        path: path(),
+                    });
+                }
+                RuleAction::Approve => {
+                    return Err(MaskError::NeedsApproval {
+                        rule: rule.id.clone(),
+                        category: rule.category.clone(),
+                        path: path(),
+                    });
+                }
+                RuleAction::Mask | RuleAction::Off => {}
+            }
+            findings.push(Finding {
+                rule: rule.id.clone(),
+                category: rule.category.clone(),
+                path: path(),
+                offset: hit.start,
+            });
+            out.push_str(&text[at..hit.start]);
+            out.push_str(
+                &self
+                    .vault
+                    .placeholder(self.scope, &rule.id, value, rule.restore),
+            );
+            at = hit.end;
+        }
+        out.push_str(&text[at..]);
+        Ok((out != text).then_some(out))
+    }
+
+    /// Masks a request body given its `Content-Type` and `Content-Encoding`. JSON bodies are
+    /// masked inside each string; other text bodies as text; a body that is not text is refused.
+    pub fn mask_body(
+        &self,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+        body: Bytes,
+    ) -> Result<Masked, MaskError> {
+        if body.is_empty() {
+            return Ok(Masked {
+                body: None,
+                findings: Vec::new(),
+            });
+        }
+        let decoded = decode::decode(content_encoding, body, self.policy.max_body)?;
+        let decoded_changed = decoded.changed;
+        let Ok(text) = std::str::from_utf8(&decoded.bytes) else {
+            return Err(MaskError::Uninspectable {
+                content_type: content_type.unwrap_or("untyped").to_owned(),
+            });
+        };
+        let mut findings = Vec::new();
+        let json_typed = content_type.is_some_and(|t| {
+            let t = t.to_ascii_lowercase();
+            t.starts_with("application/json") || t.contains("+json")
+        });
+        let masked = if json_typed || json::is_valid(text) {
+            match json::rewrite_strings(text, |s| {
+                self.mask_text(s.text, &|| s.path.to_string(), &mut findings)
+            }) {
+                Ok(result) => result?,
+                // Not valid JSON after all: every byte is still checked, as text.
+                Err(_) => self.mask_text(text, &|| "body".into(), &mut findings)?,
+            }
+        } else {
+            self.mask_text(text, &|| "body".into(), &mut findings)?
+        };
+        let body = match masked {
+            Some(text) => Some(Bytes::from(text)),
+            None if decoded_changed => Some(decoded.bytes),
+            None => None,
+        };
+        Ok(Masked { body, findings })
+    }
+}
+
+/// The embedded default `masking.yaml`.
+pub fn embedded_policy() -> Source {
+    Source::embedded_masking()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,953 @@
+//! The built-in secret detectors, written from the token formats their issuers document.
+//!
+//! Each rule names the keywords (ASCII, matched case-insensitively) one of which must occur in or
+//! just before a secret of its kind; the detector runs a rule's regex only near those keywords,
+//! so the number of rules does not drive the cost. Where a rule's regex has a capture group,
+//! that group is the secret and only it is masked (`password=` stays, its value goes).
+
+/// How a match is confirmed beyond its regex.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Check {
+    /// The regex is specific enough.
+    None,
+    /// The secret must not be a placeholder (`changeme`, `${VAR}`, `<token>`, `YOUR_KEY`, …)
+    /// nor an identifier reference (`config.api_key`).
+    NotPlaceholder,
+    /// As `NotPlaceholder`, and the secret needs letters and digits and this much Shannon entropy
+    /// (bits per character), so code identifiers are not taken for secrets.
+    Entropy(f64),
+}
+
+/// One built-in rule.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleSpec {
+    pub id: &'static str,
+    pub category: &'static str,
+    pub keywords: &'static [&'static str],
+    pub pattern: &'static str,
+    pub check: Check,
+    /// How far past a keyword the secret may end (bytes).
+    pub reach: usize,
+}
+
+const REACH: usize = 512;
+
+macro_rules! rule {
+    ($id:literal, $cat:literal, [$($kw:literal),+], $re:expr) => {
+        rule!($id, $cat, [$($kw),+], $re, Check::None, REACH)
+    };
+    ($id:literal, $cat:literal, [$($kw:literal),+], $re:expr, $check:expr) => {
+        rule!($id, $cat, [$($kw),+], $re, $check, REACH)
+    };
+    ($id:literal, $cat:literal, [$($kw:literal),+], $re:expr, $check:expr, $reach:expr) => {
+        RuleSpec {
+            id: $id,
+            category: $cat,
+            keywords: &[$($kw),+],
+            pattern: $re,
+            check: $check,
+            reach: $reach,
+        }
+    };
+}
+
+/// Value of an `name = value` / `"name": "value"` assignment, as group 1.
+macro_rules! assigned {
+    ($name:literal, $value:literal) => {
+        concat!(
+            r#"(?i)"#,
+            $name,
+            r#"[a-z0-9_.\-]{0,24}["']?\s*(?::=|=>|=|:)\s*["']?("#,
+            $value,
+            r#")(?:[^A-Za-z0-9_\-+/=]|$)"#
+        )
+    };
+}
+
+pub const RULES: &[RuleSpec] = &[
+    // ── Cloud ──────────────────────────────────────────────────────────────────────────────
+    rule!(
+        "aws-access-key-id",
+        "cloud",
+        ["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
+        r"\b((?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z2-7]{16})\b",
+        Check::NotPlaceholder
+    ),
+    rule!(
+        "aws-secret-access-key",
+        "cloud",
+        [
+            "secret_access_key",
+            "secretaccesskey",
+            "aws_secret",
+            "awssecret",
+            "secret-access-key"
+        ],
+        r#"(?i)(?:aws)?_?secret_?(?:access)?_?key["']?\s*(?::=|=>|=|:)\s*["']?([A-Za-z0-9/+=]{40})(?:[^A-Za-z0-9/+=]|$)"#
+    ),
+    rule!(
+        "aws-session-token",
+        "cloud",
+        ["session_token", "sessiontoken", "security_token"],
+        r#"(?i)(?:session|security)_?token["']?\s*(?::=|=>|=|:)\s*["']?([A-Za-z0-9/+=]{100,})"#,
+        Check::None,
+        2048
+    ),
+    rule!(
+        "aws-mws-key",
+        "cloud",
+        ["amzn.mws."],
+        r"amzn\.mws\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    ),
+    rule!(
+        "gcp-api-key",
+        "cloud",
+        ["AIza"],
+        r"\b(AIza[0-9A-Za-z_\-]{35})(?:[^0-9A-Za-z_\-]|$)"
+    ),
+    rule!(
+        "gcp-service-account-key-id",
+        "cloud",
+        ["private_key_id"],
+        r#""private_key_id"\s*:\s*"([0-9a-f]{40})""#
+    ),
+    rule!(
+        "gcp-oauth-client-secret",
+        "cloud",
+        ["GOCSPX-"],
+        r"\bGOCSPX-[A-Za-z0-9_\-]{28}"
+    ),
+    rule!(
+        "google-oauth-access-token",
+        "cloud",
+        ["ya29."],
+        r"\bya29\.[0-9A-Za-z_\-]{20,}"
+    ),
+    rule!(
+        "google-oauth-refresh-token",
+        "cloud",
+        ["1//0"],
+        r"\b1//0[0-9A-Za-z_\-]{40,}"
+    ),
+    rule!(
+        "azure-storage-account-key",
+        "cloud",
+        ["AccountKey="],
+        r"(?i)AccountKey=([A-Za-z0-9+/]{86}==)"
+    ),
+    rule!(
+        "azure-shared-access-key",
+        "cloud",
+        ["SharedAccessKey="],
+        r"(?i)SharedAccessKey=([A-Za-z0-9+/]{42,44}=?)"
+    ),
+    rule!(
+        "azure-sas-signature",
+        "cloud",
+        ["sig="],
+        r"(?i)[?&]sig=([A-Za-z0-9%+/]{40,}(?:%3D|=)*)"
+    ),
+    rule!(
+        "azure-ad-client-secret",
+        "cloud",
+        ["Q~"],
+        r"(?:^|[^A-Za-z0-9_~.\-])([A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.\-]{31,34})(?:[^A-Za-z0-9_~.\-]|$)"
+    ),
+    rule!(
+        "azure-openai-key",
+        "cloud",
+        ["azure"],
+        assigned!("azure[a-z_\\-]*(?:api|openai)[_\\-]?key", "[0-9a-f]{32}")
+    ),
+    rule!(
+        "alibaba-access-key-id",
+        "cloud",
+        ["LTAI"],
+        r"\bLTAI[A-Za-z0-9]{20}\b"
+    ),
+    rule!(
+        "alibaba-secret-key",
+        "cloud",
+        ["alibaba", "aliyun"],
+        assigned!("(?:alibaba|aliyun)[a-z_\\-]*secret", "[A-Za-z0-9]{30}")
+    ),
+    rule!(
+        "ibm-cloud-api-key",
+        "cloud",
+        ["ibm"],
+        assigned!("ibm[a-z_\\-]*api[_\\-]?key", "[A-Za-z0-9_\\-]{44}")
+    ),
+    rule!(
+        "digitalocean-pat",
+        "cloud",
+        ["dop_v1_"],
+        r"\bdop_v1_[a-f0-9]{64}\b"
+    ),
+    rule!(
+        "digitalocean-oauth-token",
+        "cloud",
+        ["doo_v1_"],
+        r"\bdoo_v1_[a-f0-9]{64}\b"
+    ),
+    rule!(
+        "digitalocean-refresh-token",
+        "cloud",
+        ["dor_v1_"],
+        r"\bdor_v1_[a-f0-9]{64}\b"
+    ),
+    rule!(
+        "heroku-api-key",
+        "cloud",
+        ["heroku"],
+        assigned!(
+            "heroku",
+            "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+        )
+    ),
+    rule!(
+        "heroku-api-key-v2",
+        "cloud",
+        ["HRKU-"],
+        r"\bHRKU-[A-Za-z0-9_\-]{60}"
+    ),
+    rule!(
+        "cloudflare-api-token",
+        "cloud",
+        ["cloudflare", "cf_api"],
+        assigned!("(?:cloudflare|cf_api)", "[A-Za-z0-9_\\-]{40}")
+    ),
+    rule!(
+        "cloudflare-origin-ca-key",
+        "cloud",
+        ["v1.0-"],
+        r"\bv1\.0-[a-f0-9]{24}-[a-f0-9]{146}\b"
+    ),
+    rule!(
+        "fly-io-token",
+        "cloud",
+        ["FlyV1", "fo1_"],
+        r"\b(?:FlyV1 fm\d_[A-Za-z0-9+/=_\-]{100,}|fo1_[A-Za-z0-9_\-]{43})"
+    ),
+    rule!(
+        "vault-service-token",
+        "cloud",
+        ["hvs."],
+        r"\bhvs\.[A-Za-z0-9_\-]{90,}"
+    ),
+    rule!(
+        "vault-batch-token",
+        "cloud",
+        ["hvb."],
+        r"\bhvb\.[A-Za-z0-9_\-]{90,}"
+    ),
+    rule!(
+        "terraform-cloud-token",
+        "cloud",
+        ["atlasv1"],
+        r"\b[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_\-=]{60,70}"
+    ),
+    rule!("pulumi-token", "cloud", ["pul-"], r"\bpul-[a-f0-9]{40}\b"),
+    rule!(
+        "doppler-token",
+        "cloud",
+        ["dp.pt.", "dp.st.", "dp.sa.", "dp.ct."],
+        r"\bdp\.(?:pt|st|sa|ct)\.[A-Za-z0-9]{40,44}\b"
+    ),
+    rule!(
+        "scalingo-token",
+        "cloud",
+        ["tk-us-"],
+        r"\btk-us-[A-Za-z0-9_\-]{48}\b"
+    ),
+    rule!(
+        "netlify-token",
+        "cloud",
+        ["netlify"],
+        assigned!("netlify", "[A-Za-z0-9_\\-]{40,46}")
+    ),
+    rule!(
+        "vercel-token",
+        "cloud",
+        ["vercel"],
+        assigned!("vercel", "[A-Za-z0-9]{24}")
+    ),
+    rule!(
+        "linode-token",
+        "cloud",
+        ["linode"],
+        assigned!("linode", "[a-f0-9]{64}")
+    ),
+    // ── Source hosting ─────────────────────────────────────────────────────────────────────
+    rule!(
+        "github-pat",
+        "source-hosting",
+        ["ghp_"],
+        r"\bghp_[A-Za-z0-9]{36}\b"
+    ),
+    rule!(
+        "github-oauth-token",
+        "source-hosting",
+        ["gho_"],
+        r"\bgho_[A-Za-z0-9]{36}\b"
+    ),
+    rule!(
+        "github-user-to-server-token",
+        "source-hosting",
+        ["ghu_"],
+        r"\bghu_[A-Za-z0-9]{36}\b"
+    ),
+    rule!(
+        "github-server-to-server-token",
+        "source-hosting",
+        ["ghs_"],
+        r"\bghs_[A-Za-z0-9]{36}\b"
+    ),
+    rule!(
+        "github-refresh-token",
+        "source-hosting",
+        ["ghr_"],
+        r"\bghr_[A-Za-z0-9]{36,76}\b"
+    ),
+    rule!(
+        "github-fine-grained-pat",
+        "source-hosting",
+        ["github_pat_"],
+        r"\bgithub_pat_[A-Za-z0-9_]{80,90}\b"
+    ),
+    rule!(
+        "github-legacy-token",
+        "source-hosting",
+        ["github"],
+        assigned!("github[a-z_\\-]*(?:token|secret)", "[0-9a-f]{40}")
+    ),
+    rule!(
+        "gitlab-pat",
+        "source-hosting",
+        ["glpat-"],
+        r"\bglpat-[A-Za-z0-9_\-.]{20,}"
+    ),
+    rule!(
+        "gitlab-pipeline-trigger-token",
+        "source-hosting",
+        ["glptt-"],
+        r"\bglptt-[A-Za-z0-9_\-]{40}"
+    ),
+    rule!(
+        "gitlab-runner-registration-token",
+        "source-hosting",
+        ["GR1348941"],
+        r"\bGR1348941[A-Za-z0-9_\-]{20}"
+    ),
+    rule!(
+        "gitlab-runner-token",
+        "source-hosting",
+        ["glrt-"],
+        r"\bglrt-[A-Za-z0-9_\-.]{20,}"
+    ),
+    rule!(
+        "gitlab-deploy-token",
+        "source-hosting",
+        ["gldt-"],
+        r"\bgldt-[A-Za-z0-9_\-]{20,}"
+    ),
+    rule!(
+        "gitlab-feed-token",
+        "source-hosting",
+        ["glft-"],
+        r"\bglft-[A-Za-z0-9_\-]{20,}"
+    ),
+    rule!(
+        "gitlab-oauth-secret",
+        "source-hosting",
+        ["gloas-"],
+        r"\bgloas-[A-Za-z0-9_\-]{64}"
+    ),
+    rule!(
+        "gitlab-scim-token",
+        "source-hosting",
+        ["glsoat-"],
+        r"\bglsoat-[A-Za-z0-9_\-]{20}"
+    ),
+    rule!(
+        "gitlab-incoming-mail-token",
+        "source-hosting",
+        ["glimt-"],
+        r"\bglimt-[A-Za-z0-9_\-]{25}"
+    ),
+    rule!(
+        "gitlab-agent-token",
+        "source-hosting",
+        ["glagent-"],
+        r"\bglagent-[A-Za-z0-9_\-]{50,}"
+    ),
+    rule!(
+        "gitlab-cicd-job-token",
+        "source-hosting",
+        ["glcbt-"],
+        r"\bglcbt-[A-Za-z0-9_\-]{20,}"
+    ),
+    rule!(
+        "bitbucket-app-password",
+        "source-hosting",
+        ["ATBB"],
+        r"\bATBB[A-Za-z0-9_=.\-]{32}\b"
+    ),
+    rule!(
+        "atlassian-api-token",
+        "source-hosting",
+        ["ATATT3", "ATCTT3"],
+        r"\bAT[AC]TT3[A-Za-z0-9_\-=]{150,}"
+    ),
+    rule!(
+        "gitea-token",
+        "source-hosting",
+        ["gitea"],
+        assigned!("gitea", "[a-f0-9]{40}")
+    ),
+    // ── Chat ───────────────────────────────────────────────────────────────────────────────
+    rule!(
+        "slack-bot-token",
+        "chat",
+        ["xoxb-"],
+        r"\bxoxb-[0-9]{10,13}-[0-9]{10,13}[A-Za-z0-9\-]*"
+    ),
+    rule!(
+        "slack-user-token",
+        "chat",
+        ["xoxp-"],
+        r"\bxoxp-[0-9]{10,13}-[0-9]{10,13}-[0-9]{10,13}-[A-Za-z0-9]{28,34}"
+    ),
+    rule!(
+        "slack-config-token",
+        "chat",
+        ["xoxe.xox", "xoxe-"],
+        r"\bxoxe(?:\.xox[bp])?-\d-[A-Z0-9]{146,170}"
+    ),
+    rule!(
+        "slack-app-token",
+        "chat",
+        ["xapp-"],
+        r"\bxapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+"
+    ),
+    rule!(
+        "slack-legacy-token",
+        "chat",
+        ["xoxa-", "xoxo-", "xoxr-", "xoxs-"],
+        r"\bxox[aors]-(?:\d+-)+[a-z0-9]+"
+    ),
+    rule!(
+        "slack-webhook-url",
+        "chat",
+        ["hooks.slack.com"],
+        r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_\-]{40,80}"
+    ),
+    rule!(
+        "discord-webhook-url",
+        "chat",
+        ["/api/webhooks/"],
+        r"discord(?:app)?\.com/api/webhooks/[0-9]{17,20}/[A-Za-z0-9_\-]{60,68}"
+    ),
+    rule!(
+        "discord-bot-token",
+        "chat",
+        ["discord"],
+        assigned!(
+            "discord",
+            "[MNO][A-Za-z0-9_\\-]{23,25}\\.[A-Za-z0-9_\\-]{6}\\.[A-Za-z0-9_\\-]{27,38}"
+        )
+    ),
+    rule!(
+        "telegram-bot-token",
+        "chat",
+        [":AA"],
+        r"(?:\b|bot)([0-9]{8,10}:AA[0-9A-Za-z_\-]{33})(?:[^0-9A-Za-z_\-]|$)"
+    ),
+    rule!(
+        "teams-webhook-url",
+        "chat",
+        ["webhook.office.com"],
+        r"https://[a-z0-9\-]+\.webhook\.office\.com/webhookb2/[a-z0-9\-]+@[a-z0-9\-]+/IncomingWebhook/[a-z0-9]{32}/[a-z0-9\-]{36}"
+    ),
+    rule!(
+        "twitter-bearer-token",
+        "chat",
+        ["AAAAAAAAAAAAAAAAAAAAA"],
+        r"\bA{21}[A-Za-z0-9%]{30,}"
+    ),
+    rule!(
+        "mattermost-token",
+        "chat",
+        ["mattermost"],
+        assigned!("mattermost", "[a-z0-9]{26}")
+    ),
+    // ── Payments ───────────────────────────────────────────────────────────────────────────
+    rule!(
+        "stripe-secret-key",
+        "payments",
+        ["sk_live_", "sk_test_", "rk_live_", "rk_test_"],
+        r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{10,99}\b"
+    ),
+    rule!(
+        "stripe-webhook-secret",
+        "payments",
+        ["whsec_"],
+        r"\bwhsec_[A-Za-z0-9]{32,}\b"
+    ),
+    rule!(
+        "square-access-token",
+        "payments",
+        ["EAAA", "sq0atp-"],
+        r"\b(?:EAAA[A-Za-z0-9_\-]{60}|sq0atp-[A-Za-z0-9_\-]{22})\b"
+    ),
+    rule!(
+        "square-oauth-secret",
+        "payments",
+        ["sq0csp-"],
+        r"\bsq0csp-[A-Za-z0-9_\-]{43}\b"
+    ),
+    rule!(
+        "braintree-access-token",
+        "payments",
+        ["access_token$"],
+        r"access_token\$(?:production|sandbox)\$[0-9a-z]{16}\$[0-9a-f]{32}"
+    ),
+    rule!(
+        "flutterwave-secret-key",
+        "payments",
+        ["FLWSECK"],
+        r"\bFLWSECK(?:_TEST)?-[a-h0-9]{32}-X\b"
+    ),
+    rule!(
+        "razorpay-key",
+        "payments",
+        ["rzp_"],
+        r"\brzp_(?:live|test)_[A-Za-z0-9]{14}\b"
+    ),
+    rule!(
+        "coinbase-secret",
+        "payments",
+        ["coinbase"],
+        assigned!("coinbase[a-z_\\-]*secret", "[A-Za-z0-9+/=]{32,88}")
+    ),
+    // ── LLM vendors ────────────────────────────────────────────────────────────────────────
+    rule!(
+        "anthropic-api-key",
+        "llm",
+        ["sk-ant-"],
+        r"\bsk-ant-(?:api|admin|sid)\d{2}-[A-Za-z0-9_\-]{80,120}"
+    ),
+    rule!(
+        "openai-api-key",
+        "llm",
+        ["sk-proj-", "sk-svcacct-", "sk-admin-", "T3BlbkFJ"],
+        r"\bsk-(?:(?:proj|svcacct|admin|None)-)?[A-Za-z0-9_\-]{20,200}T3BlbkFJ[A-Za-z0-9_\-]{20,200}|\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{40,200}"
+    ),
+    rule!(
+        "openai-legacy-key",
+        "llm",
+        ["sk-"],
+        r"\bsk-[A-Za-z0-9]{48}\b"
+    ),
+    rule!(
+        "openrouter-api-key",
+        "llm",
+        ["sk-or-"],
+        r"\bsk-or-v1-[a-f0-9]{64}\b"
+    ),
+    rule!(
+        "huggingface-token",
+        "llm",
+        ["hf_"],
+        r"\bhf_[A-Za-z0-9]{34,40}\b"
+    ),
+    rule!(
+        "huggingface-org-token",
+        "llm",
+        ["api_org_"],
+        r"\bapi_org_[A-Za-z0-9]{34}\b"
+    ),
+    rule!("groq-api-key", "llm", ["gsk_"], r"\bgsk_[A-Za-z0-9]{52}\b"),
+    rule!("replicate-token", "llm", ["r8_"], r"\br8_[A-Za-z0-9]{37}\b"),
+    rule!(
+        "perplexity-api-key",
+        "llm",
+        ["pplx-"],
+        r"\bpplx-[A-Za-z0-9]{48}\b"
+    ),
+    rule!("xai-api-key", "llm", ["xai-"], r"\bxai-[A-Za-z0-9]{80}\b"),
+    rule!(
+        "langsmith-api-key",
+        "llm",
+        ["lsv2_"],
+        r"\blsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}\b"
+    ),
+    rule!(
+        "fireworks-api-key",
+        "llm",
+        ["fw_"],
+        r"\bfw_[A-Za-z0-9]{24}\b"
+    ),
+    rule!(
+        "pinecone-api-key",
+        "llm",
+        ["pcsk_"],
+        r"\bpcsk_[A-Za-z0-9_]{50,}"
+    ),
+    rule!("elevenlabs-api-key", "llm", ["sk_"], r"\bsk_[a-f0-9]{48}\b"),
+    rule!(
+        "cohere-api-key",
+        "llm",
+        ["cohere", "co_api"],
+        assigned!("(?:cohere|co_api)", "[A-Za-z0-9]{40}")
+    ),
+    rule!(
+        "mistral-api-key",
+        "llm",
+        ["mistral"],
+        assigned!("mistral", "[A-Za-z0-9]{32}")
+    ),
+    rule!(
+        "deepseek-api-key",
+        "llm",
+        ["deepseek"],
+        assigned!("deepseek", "sk-[a-f0-9]{32}")
+    ),
+    rule!(
+        "together-api-key",
+        "llm",
+        ["together"],
+        assigned!("together", "[a-f0-9]{64}|tgp_v1_[A-Za-z0-9_\\-]{40,}")
+    ),
+    rule!(
+        "wandb-api-key",
+        "llm",
+        ["wandb"],
+        assigned!("wandb", "[a-f0-9]{40}")
+    ),
+    rule!(
+        "voyage-api-key",
+        "llm",
+        ["voyage"],
+        assigned!("voyage", "pa-[A-Za-z0-9_\\-]{40,}")
+    ),
+    // ── Package registries ─────────────────────────────────────────────────────────────────
+    rule!(
+        "npm-token",
+        "registry",
+        ["npm_"],
+        r"\bnpm_[A-Za-z0-9]{36}\b"
+    ),
+    rule!(
+        "npmrc-auth-token",
+        "registry",
+        ["_authToken"],
+        r"_authToken\s*=\s*([A-Za-z0-9_\-.+/=]{20,})"
+    ),
+    rule!(
+        "pypi-token",
+        "registry",
+        ["pypi-AgEIcHlwaS5vcmc", "pypi-AgENdGVzdC5weXBpLm9yZw"],
+        r"\bpypi-AgE(?:IcHlwaS5vcmc|NdGVzdC5weXBpLm9yZw)[A-Za-z0-9_\-]{50,}"
+    ),
+    rule!(
+        "rubygems-api-key",
+        "registry",
+        ["rubygems_"],
+        r"\brubygems_[a-f0-9]{48}\b"
+    ),
+    rule!("nuget-api-key", "registry", ["oy2"], r"\boy2[a-z0-9]{43}\b"),
+    rule!(
+        "docker-hub-pat",
+        "registry",
+        ["dckr_pat_", "dckr_oat_"],
+        r"\bdckr_(?:pat|oat)_[A-Za-z0-9_\-]{27,}"
+    ),
+    rule!(
+        "crates-io-token",
+        "registry",
+        ["cio"],
+        r"\bcio[A-Za-z0-9]{32}\b"
+    ),
+    rule!(
+        "jfrog-api-key",
+        "registry",
+        ["AKCp"],
+        r"\bAKCp[A-Za-z0-9]{69}\b"
+    ),
+    rule!(
+        "jfrog-identity-token",
+        "registry",
+        ["cmVmdGtuOjAx"],
+        r"\bcmVmdGtuOjAx[A-Za-z0-9]{52,}"
+    ),
+    rule!(
+        "clojars-token",
+        "registry",
+        ["CLOJARS_"],
+        r"\bCLOJARS_[a-z0-9]{60}\b"
+    ),
+    rule!(
+        "postman-api-key",
+        "registry",
+        ["PMAK-"],
+        r"\bPMAK-[a-f0-9]{24}-[a-f0-9]{34}\b"
+    ),
+    rule!(
+        "pubdev-token",
+        "registry",
+        ["pub-dev", "PUB_TOKEN"],
+        assigned!("pub[_\\-]?(?:dev)?[_\\-]?token", "[A-Za-z0-9_\\-.]{40,}")
+    ),
+    // ── SaaS ───────────────────────────────────────────────────────────────────────────────
+    rule!(
+        "twilio-api-key",
+        "saas",
+        ["twilio"],
+        assigned!("twilio", "SK[0-9a-fA-F]{32}|[0-9a-f]{32}")
+    ),
+    rule!(
+        "sendgrid-api-key",
+        "saas",
+        ["SG."],
+        r"\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}\b"
+    ),
+    rule!("mailgun-api-key", "saas", ["key-"], r"\bkey-[a-f0-9]{32}\b"),
+    rule!(
+        "mailchimp-api-key",
+        "saas",
+        ["-us"],
+        r"\b[0-9a-f]{32}-us[0-9]{1,2}\b"
+    ),
+    rule!(
+        "shopify-access-token",
+        "saas",
+        ["shpat_", "shpca_", "shppa_", "shpss_"],
+        r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b"
+    ),
+    rule!(
+        "databricks-token",
+        "saas",
+        ["dapi"],
+        r"\bdapi[a-f0-9]{32}(?:-\d)?\b"
+    ),
+    rule!(
+        "datadog-api-key",
+        "saas",
+        ["datadog", "dd_api", "dd_app"],
+        assigned!("(?:datadog|dd_api|dd_app)", "[a-f0-9]{40}|[a-f0-9]{32}")
+    ),
+    rule!(
+        "new-relic-key",
+        "saas",
+        ["NRAK-", "NRJS-", "NRII-"],
+        r"\b(?:NRAK-[A-Z0-9]{27}|NRJS-[a-f0-9]{19}|NRII-[A-Za-z0-9_\-]{32})\b"
+    ),
+    rule!(
+        "sentry-token",
+        "saas",
+        ["sntrys_", "sntryu_"],
+        r"\b(?:sntrys_[A-Za-z0-9+/=_]{50,}|sntryu_[a-f0-9]{64})"
+    ),
+    rule!(
+        "linear-api-key",
+        "saas",
+        ["lin_api_"],
+        r"\blin_api_[A-Za-z0-9]{40}\b"
+    ),
+    rule!(
+        "notion-token",
+        "saas",
+        ["ntn_", "secret_"],
+        r"\b(?:ntn_[0-9]{11}[A-Za-z0-9]{35}|secret_[A-Za-z0-9]{43})\b"
+    ),
+    rule!(
+        "okta-api-token",
+        "saas",
+        ["okta"],
+        assigned!("okta", "00[A-Za-z0-9_\\-]{40}")
+    ),
+    rule!(
+        "grafana-token",
+        "saas",
+        ["glc_", "glsa_"],
+        r"\b(?:glc_[A-Za-z0-9+/]{32,400}={0,2}|glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8})"
+    ),
+    rule!(
+        "planetscale-token",
+        "saas",
+        ["pscale_"],
+        r"\bpscale_(?:tkn|oauth|pw)_[A-Za-z0-9_\-=.]{32,64}"
+    ),
+    rule!("supabase-token", "saas", ["sbp_"], r"\bsbp_[a-f0-9]{40}\b"),
+    rule!(
+        "figma-token",
+        "saas",
+        ["figd_"],
+        r"\bfigd_[A-Za-z0-9_\-]{40}"
+    ),
+    rule!(
+        "dynatrace-token",
+        "saas",
+        ["dt0c01."],
+        r"\bdt0c01\.[A-Z0-9]{24}\.[A-Z0-9]{64}\b"
+    ),
+    rule!(
+        "mapbox-secret-token",
+        "saas",
+        ["sk.eyJ"],
+        r"\bsk\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]{20,}"
+    ),
+    rule!(
+        "readme-api-key",
+        "saas",
+        ["rdme_"],
+        r"\brdme_[a-z0-9]{70}\b"
+    ),
+    rule!(
+        "prefect-api-key",
+        "saas",
+        ["pnu_"],
+        r"\bpnu_[A-Za-z0-9]{36}\b"
+    ),
+    rule!(
+        "easypost-api-key",
+        "saas",
+        ["EZAK", "EZTK"],
+        r"\bEZ[AT]K[A-Za-z0-9]{54}\b"
+    ),
+    rule!(
+        "typeform-token",
+        "saas",
+        ["tfp_"],
+        r"\btfp_[A-Za-z0-9_\-.=]{59}"
+    ),
+    rule!(
+        "onepassword-service-token",
+        "saas",
+        ["ops_eyJ"],
+        r"\bops_eyJ[A-Za-z0-9+/=_\-]{250,}",
+        Check::None,
+        2048
+    ),
+    rule!(
+        "circleci-token",
+        "saas",
+        ["CCIPAT_"],
+        r"\bCCIPAT_[A-Za-z0-9]{22}_[a-f0-9]{40}\b"
+    ),
+    rule!(
+        "airtable-pat",
+        "saas",
+        ["airtable"],
+        assigned!(
+            "airtable",
+            "pat[A-Za-z0-9]{14}\\.[a-f0-9]{64}|key[A-Za-z0-9]{14}"
+        )
+    ),
+    rule!(
+        "asana-token",
+        "saas",
+        ["asana"],
+        assigned!(
+            "asana",
+            "[0-9]/[0-9]{16}:[A-Za-z0-9]{32}|[0-9]{16}:[a-f0-9]{32}"
+        )
+    ),
+    rule!(
+        "hubspot-token",
+        "saas",
+        ["pat-na1-", "pat-eu1-"],
+        r"\bpat-(?:na|eu)1-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}\b"
+    ),
+    rule!(
+        "zendesk-token",
+        "saas",
+        ["zendesk"],
+        assigned!("zendesk", "[A-Za-z0-9]{40}")
+    ),
+    rule!(
+        "snyk-token",
+        "saas",
+        ["snyk"],
+        assigned!(
+            "snyk",
+            "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+        )
+    ),
+    rule!(
+        "age-secret-key",
+        "crypto",
+        ["AGE-SECRET-KEY-1"],
+        r"\bAGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}\b"
+    ),
+    // ── Private keys, tokens, credentials in URLs ──────────────────────────────────────────
+    rule!(
+        "private-key",
+        "private-key",
+        ["PRIVATE KEY"],
+        r"-----BEGIN[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:(?s:.)*?-----END[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----|(?:[A-Za-z0-9+/=:\- \t\r\n]|\\[nr])+)",
+        Check::None,
+        16384
+    ),
+    rule!(
+        "putty-private-key",
+        "private-key",
+        ["PuTTY-User-Key-File"],
+        r"PuTTY-User-Key-File-\d: (?s:.)*?Private-MAC: [0-9a-f]+",
+        Check::None,
+        16384
+    ),
+    rule!(
+        "jwt",
+        "token",
+        ["eyJ"],
+        r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
+    ),
+    rule!(
+        "url-credentials",
+        "credentials",
+        ["://"],
+        r#"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://[^\s:/?#@"'<>\\]{1,128}:([^\s/?#@"'<>\\]{1,256})@[A-Za-z0-9.\-\[\]:]+"#,
+        Check::NotPlaceholder
+    ),
+    rule!(
+        "connection-string-password",
+        "credentials",
+        ["password=", "pwd="],
+        r#"(?i)(?:^|[;\s"'?&])(?:password|pwd)=([^;"'\s&]{3,128})"#,
+        Check::NotPlaceholder
+    ),
+    rule!(
+        "basic-auth-header",
+        "credentials",
+        ["Basic "],
+        r"(?i)\bauthorization\s*[:=]\s*basic\s+([A-Za-z0-9+/]{12,}={0,2})"
+    ),
+    rule!(
+        "bearer-auth-header",
+        "credentials",
+        ["Bearer "],
+        r#"(?i)\bauthorization["']?\s*[:=]\s*["']?bearer\s+([A-Za-z0-9_\-.~+/]{20,}=*)"#,
+        Check::NotPlaceholder
+    ),
+    rule!(
+        "generic-secret-assignment",
+        "generic",
+        [
+            "key",
+            "secret",
+            "token",
+            "passwd",
+            "password",
+            "pwd",
+            "credential"
+        ],
+        r#"(?i)(?:api[_\-]?key|apikey|secret|token|passwd|password|pwd|auth[_\-]?key|access[_\-]?key|private[_\-]?key|client[_\-]?secret|credentials?)[a-z0-9_\-]{0,16}["']?\s*(?::=|=>|=|:)\s*["']?([A-Za-z0-9_\-+/=.~!@#$%^&*]{8,200})"#,
+        Check::Entropy(3.0)
+    ),
+];
+
+/// Rules only run when no more specific rule claimed the same span.
+pub fn is_generic(id: &str) -> bool {
+    matches!(id, "generic-secret-assignment" | "bearer-auth-header")
+}

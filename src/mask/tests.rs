@@ -1,0 +1,576 @@
+//! Every built-in rule against a sample of its format, the benign corpus against every rule,
+//! and the masker end to end on bodies.
+
+use super::detect::Detector;
+use super::rules::RULES;
+use super::*;
+
+/// Expands `{a:N}` (letters and digits), `{h:N}` (lower hex), `{u:N}` (upper and digits),
+/// `{d:N}` (digits), `{l:N}` (lower and digits), `{b:N}` (base64), `{w:N}` (url-safe) with
+/// deterministic characters, so samples have the length and alphabet of real tokens.
+pub fn sample(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    let mut seed: u32 = 0x9e37_79b9;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = open + rest[open..].find('}').unwrap();
+        let (class, n) = rest[open + 1..close].split_once(':').unwrap();
+        let n: usize = n.parse().unwrap();
+        let alphabet: &[u8] = match class {
+            "a" => b"aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ",
+            "h" => b"0123456789abcdef",
+            "u" => b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567",
+            "d" => b"0123456789",
+            "l" => b"abcdefghijklmnopqrstuvwxyz0123456789",
+            "b" => b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+            "w" => b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-",
+            other => panic!("unknown class {other}"),
+        };
+        for _ in 0..n {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            out.push(alphabet[(seed as usize) % alphabet.len()] as char);
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A sample for every built-in rule, in the context it is usually found in.
+pub const SAMPLES: &[(&str, &str)] = &[
+    ("aws-access-key-id", "aws_access_key_id = AKIA{u:16}"),
+    ("aws-secret-access-key", "aws_secret_access_key = {b:40}"),
+    ("aws-session-token", "aws_session_token = {b:180}"),
+    ("aws-mws-key", "amzn.mws.{h:8}-{h:4}-{h:4}-{h:4}-{h:12}"),
+    ("gcp-api-key", "key=AIza{w:35}&q=1"),
+    (
+        "gcp-service-account-key-id",
+        r#""private_key_id": "{h:40}""#,
+    ),
+    ("gcp-oauth-client-secret", "GOCSPX-{w:28}"),
+    ("google-oauth-access-token", "Bearer ya29.{w:60}"),
+    ("google-oauth-refresh-token", "refresh 1//0{w:60}"),
+    (
+        "azure-storage-account-key",
+        "DefaultEndpointsProtocol=https;AccountName=x;AccountKey={b:86}==;EndpointSuffix=core.windows.net",
+    ),
+    (
+        "azure-shared-access-key",
+        "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey={b:43}=",
+    ),
+    (
+        "azure-sas-signature",
+        "https://x.blob.core.windows.net/c?sv=2022&sig={b:43}%3D",
+    ),
+    ("azure-ad-client-secret", "client_secret: abc8Q~{w:32} end"),
+    ("azure-openai-key", "AZURE_OPENAI_API_KEY={h:32}"),
+    ("alibaba-access-key-id", "LTAI{a:20}"),
+    ("alibaba-secret-key", "alibaba_secret = {a:30}"),
+    ("ibm-cloud-api-key", "IBM_CLOUD_API_KEY={w:44}"),
+    ("digitalocean-pat", "dop_v1_{h:64}"),
+    ("digitalocean-oauth-token", "doo_v1_{h:64}"),
+    ("digitalocean-refresh-token", "dor_v1_{h:64}"),
+    (
+        "heroku-api-key",
+        "HEROKU_API_KEY={h:8}-{h:4}-{h:4}-{h:4}-{h:12}",
+    ),
+    ("heroku-api-key-v2", "HRKU-{w:60}"),
+    ("cloudflare-api-token", "CLOUDFLARE_API_TOKEN={w:40}"),
+    ("cloudflare-origin-ca-key", "v1.0-{h:24}-{h:146}"),
+    ("fly-io-token", "fo1_{w:43}"),
+    ("vault-service-token", "VAULT_TOKEN=hvs.{w:95}"),
+    ("vault-batch-token", "hvb.{w:95}"),
+    ("terraform-cloud-token", "{a:14}.atlasv1.{w:65}"),
+    ("pulumi-token", "pul-{h:40}"),
+    ("doppler-token", "dp.pt.{a:43}"),
+    ("scalingo-token", "tk-us-{w:48}"),
+    ("netlify-token", "NETLIFY_AUTH_TOKEN={w:43}"),
+    ("vercel-token", "VERCEL_TOKEN={a:24}"),
+    ("linode-token", "LINODE_TOKEN={h:64}"),
+    ("github-pat", "git clone https://ghp_{a:36}@github.com/o/r"),
+    ("github-oauth-token", "gho_{a:36}"),
+    ("github-user-to-server-token", "ghu_{a:36}"),
+    ("github-server-to-server-token", "ghs_{a:36}"),
+    ("github-refresh-token", "ghr_{a:76}"),
+    ("github-fine-grained-pat", "github_pat_{a:22}_{a:59}"),
+    ("github-legacy-token", "GITHUB_TOKEN={h:40}"),
+    ("gitlab-pat", "glpat-{w:20}"),
+    ("gitlab-pipeline-trigger-token", "glptt-{w:40}"),
+    ("gitlab-runner-registration-token", "GR1348941{w:20}"),
+    ("gitlab-runner-token", "glrt-{w:20}"),
+    ("gitlab-deploy-token", "gldt-{w:20}"),
+    ("gitlab-feed-token", "glft-{w:20}"),
+    ("gitlab-oauth-secret", "gloas-{w:64}"),
+    ("gitlab-scim-token", "glsoat-{w:20}"),
+    ("gitlab-incoming-mail-token", "glimt-{w:25}"),
+    ("gitlab-agent-token", "glagent-{w:50}"),
+    ("gitlab-cicd-job-token", "glcbt-{w:24}"),
+    ("bitbucket-app-password", "ATBB{a:32}"),
+    ("atlassian-api-token", "ATATT3{w:186}"),
+    ("gitea-token", "GITEA_TOKEN={h:40}"),
+    ("slack-bot-token", "xoxb-{d:12}-{d:12}-{a:24}"),
+    ("slack-user-token", "xoxp-{d:12}-{d:12}-{d:12}-{a:32}"),
+    ("slack-config-token", "xoxe.xoxp-1-{u:160}"),
+    ("slack-app-token", "xapp-1-A{u:10}-{d:13}-{h:64}"),
+    ("slack-legacy-token", "xoxs-{d:10}-{d:10}-{l:20}"),
+    (
+        "slack-webhook-url",
+        "https://hooks.slack.com/services/T{u:8}/B{u:8}/{a:24}",
+    ),
+    (
+        "discord-webhook-url",
+        "https://discord.com/api/webhooks/{d:18}/{w:68}",
+    ),
+    ("discord-bot-token", "DISCORD_TOKEN=M{w:23}.{w:6}.{w:27}"),
+    ("telegram-bot-token", "bot{d:9}:AA{w:33} "),
+    (
+        "teams-webhook-url",
+        "https://acme.webhook.office.com/webhookb2/{l:8}-{l:4}@{l:8}-{l:4}/IncomingWebhook/{l:32}/{l:8}-{l:4}-{l:4}-{l:4}-{l:12}",
+    ),
+    ("twitter-bearer-token", "AAAAAAAAAAAAAAAAAAAAA{a:40}"),
+    ("mattermost-token", "MATTERMOST_TOKEN={l:26}"),
+    ("stripe-secret-key", "sk_live_{a:24}"),
+    ("stripe-webhook-secret", "whsec_{a:32}"),
+    ("square-access-token", "EAAA{w:60}"),
+    ("square-oauth-secret", "sq0csp-{w:43}"),
+    (
+        "braintree-access-token",
+        "access_token$production${l:16}${h:32}",
+    ),
+    ("flutterwave-secret-key", "FLWSECK_TEST-{h:32}-X"),
+    ("razorpay-key", "rzp_live_{a:14}"),
+    ("coinbase-secret", "COINBASE_API_SECRET={b:44}"),
+    (
+        "anthropic-api-key",
+        "ANTHROPIC_API_KEY=sk-ant-api03-{w:93}AA",
+    ),
+    (
+        "openai-api-key",
+        "OPENAI_API_KEY=sk-proj-{w:74}T3BlbkFJ{w:74}",
+    ),
+    ("openai-legacy-key", "sk-{a:48}"),
+    ("openrouter-api-key", "sk-or-v1-{h:64}"),
+    ("huggingface-token", "hf_{a:34}"),
+    ("huggingface-org-token", "api_org_{a:34}"),
+    ("groq-api-key", "gsk_{a:52}"),
+    ("replicate-token", "r8_{a:37}"),
+    ("perplexity-api-key", "pplx-{a:48}"),
+    ("xai-api-key", "xai-{a:80}"),
+    ("langsmith-api-key", "lsv2_pt_{h:32}_{h:10}"),
+    ("fireworks-api-key", "fw_{a:24}"),
+    ("pinecone-api-key", "pcsk_{a:10}_{a:60}"),
+    ("elevenlabs-api-key", "sk_{h:48}"),
+    ("cohere-api-key", "COHERE_API_KEY={a:40}"),
+    ("mistral-api-key", "MISTRAL_API_KEY={a:32}"),
+    ("deepseek-api-key", "DEEPSEEK_API_KEY=sk-{h:32}"),
+    ("together-api-key", "TOGETHER_API_KEY={h:64}"),
+    ("wandb-api-key", "WANDB_API_KEY={h:40}"),
+    ("voyage-api-key", "VOYAGE_API_KEY=pa-{w:43}"),
+    ("npm-token", "npm_{a:36}"),
+    (
+        "npmrc-auth-token",
+        "//registry.npmjs.org/:_authToken={w:40}",
+    ),
+    ("pypi-token", "pypi-AgEIcHlwaS5vcmc{w:70}"),
+    ("rubygems-api-key", "rubygems_{h:48}"),
+    ("nuget-api-key", "oy2{l:43}"),
+    ("docker-hub-pat", "dckr_pat_{w:27}"),
+    ("crates-io-token", "cio{a:32}"),
+    ("jfrog-api-key", "AKCp{a:69}"),
+    ("jfrog-identity-token", "cmVmdGtuOjAx{a:60}"),
+    ("clojars-token", "CLOJARS_{l:60}"),
+    ("postman-api-key", "PMAK-{h:24}-{h:34}"),
+    ("pubdev-token", "PUB_TOKEN={w:48}"),
+    ("twilio-api-key", "TWILIO_API_KEY=SK{h:32}"),
+    ("sendgrid-api-key", "SG.{w:22}.{w:43}"),
+    ("mailgun-api-key", "key-{h:32}"),
+    ("mailchimp-api-key", "{h:32}-us14"),
+    ("shopify-access-token", "shpat_{h:32}"),
+    ("databricks-token", "dapi{h:32}"),
+    ("datadog-api-key", "DD_API_KEY={h:32}"),
+    ("new-relic-key", "NRAK-{u:27}"),
+    ("sentry-token", "sntryu_{h:64}"),
+    ("linear-api-key", "lin_api_{a:40}"),
+    ("notion-token", "ntn_{d:11}{a:35}"),
+    ("okta-api-token", "OKTA_API_TOKEN=00{w:40}"),
+    ("grafana-token", "glsa_{a:32}_{h:8}"),
+    ("planetscale-token", "pscale_tkn_{w:43}"),
+    ("supabase-token", "sbp_{h:40}"),
+    ("figma-token", "figd_{w:40}"),
+    ("dynatrace-token", "dt0c01.{u:24}.{u:64}"),
+    ("mapbox-secret-token", "sk.eyJ{w:40}.{w:22}"),
+    ("readme-api-key", "rdme_{l:70}"),
+    ("prefect-api-key", "pnu_{a:36}"),
+    ("easypost-api-key", "EZAK{a:54}"),
+    ("typeform-token", "tfp_{w:59}"),
+    ("onepassword-service-token", "ops_eyJ{b:300}"),
+    ("circleci-token", "CCIPAT_{a:22}_{h:40}"),
+    ("airtable-pat", "AIRTABLE_API_KEY=pat{a:14}.{h:64}"),
+    ("asana-token", "ASANA_TOKEN=1/{d:16}:{a:32}"),
+    ("hubspot-token", "pat-na1-{h:8}-{h:4}-{h:4}-{h:4}-{h:12}"),
+    ("zendesk-token", "ZENDESK_API_TOKEN={a:40}"),
+    ("snyk-token", "SNYK_TOKEN={h:8}-{h:4}-{h:4}-{h:4}-{h:12}"),
+    (
+        "age-secret-key",
+        "AGE-SECRET-KEY-1QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7LQPZRY9X8GF2TVDW0S3JN54KHCE",
+    ),
+    (
+        "private-key",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n{b:70}\n{b:70}\n{b:20}==\n-----END OPENSSH PRIVATE KEY-----",
+    ),
+    (
+        "putty-private-key",
+        "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nPrivate-Lines: 1\n{b:44}\nPrivate-MAC: {h:64}",
+    ),
+    (
+        "jwt",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.{w:43}",
+    ),
+    (
+        "url-credentials",
+        "DATABASE_URL=postgres://app:{a:20}@db.internal:5432/app",
+    ),
+    (
+        "connection-string-password",
+        "Server=db;Database=app;User Id=sa;Password=Tr0ub4dor&3x;",
+    ),
+    ("basic-auth-header", "Authorization: Basic {b:32}"),
+    ("bearer-auth-header", "Authorization: Bearer {w:40}"),
+    (
+        "generic-secret-assignment",
+        "db_password = \"h7Kq2pLx9vRm\"",
+    ),
+];
+
+#[test]
+fn every_builtin_rule_has_a_sample_and_finds_it() {
+    let detector = Detector::builtin();
+    let sampled: Vec<&str> = SAMPLES.iter().map(|s| s.0).collect();
+    for spec in RULES {
+        assert!(sampled.contains(&spec.id), "no sample for rule {}", spec.id);
+    }
+    let mut missed = Vec::new();
+    for (id, template) in SAMPLES {
+        for text in [
+            format!("some context {} more context", sample(template)),
+            sample(template),
+        ] {
+            let hits = detector.scan(&text);
+            if !hits.iter().any(|h| &*detector.rule(h.rule).id == *id) {
+                let found: Vec<_> = hits.iter().map(|h| &*detector.rule(h.rule).id).collect();
+                missed.push(format!("{id}: {text:?} (found {found:?})"));
+            }
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "rules that missed their samples:\n{}",
+        missed.join("\n")
+    );
+    assert!(RULES.len() >= 100, "{} rules", RULES.len());
+}
+
+#[test]
+fn private_keys_are_found_inside_json_escaped_text() {
+    let detector = Detector::builtin();
+    let key =
+        sample("-----BEGIN PRIVATE KEY-----\\n{b:64}\\n{b:64}\\n-----END PRIVATE KEY-----\\n");
+    let text = format!(
+        r#"{{"type": "service_account", "private_key": "{key}", "client_email": "x@y.iam.gserviceaccount.com"}}"#
+    );
+    let hits = detector.scan(&text);
+    let hit = hits
+        .iter()
+        .find(|h| &*detector.rule(h.rule).id == "private-key")
+        .expect("found");
+    assert!(text[hit.start..hit.end].ends_with("-----END PRIVATE KEY-----"));
+}
+
+/// Ordinary code and agent traffic that must pass untouched.
+pub const BENIGN: &[&str] = &[
+    "commit 3f786850e387550fdab836ed7e6dc881de23001b\nAuthor: Dev <dev@example.com>",
+    "git checkout 9fceb02d0ae598e95dc970b74767f19372d61af8",
+    "id: 123e4567-e89b-12d3-a456-426614174000",
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    r#""integrity": "sha512-v2kDEe57lecTulaDIuNTPy3Ry4gLGJ6Z1O3vE1krgXZNrsQ+5yENi3bGhJJQFqAw8Y3mKdRgJNNgqCcvb2eYrw==""#,
+    "const maxRetryAttemptsBeforeGivingUpOnTheUpstreamConnection = 5;",
+    r#"api_key = os.environ["OPENAI_API_KEY"]"#,
+    "const token = process.env.GITHUB_TOKEN;",
+    "password = getpass.getpass()",
+    "export OPENAI_API_KEY=YOUR_API_KEY",
+    "api_key: <your-api-key>",
+    "secret: ${DB_SECRET}",
+    "token = config.auth.token",
+    "version = \"1.2.3-beta.4\"",
+    "color: #ff8800; background: rgba(0, 0, 0, 0.5);",
+    "See https://docs.python.org/3/library/ssl.html#ssl.SSLContext for details.",
+    "https://github.com/omjadas/hudsucker/blob/main/src/lib.rs",
+    r#"{"max_tokens": 4096, "prompt_tokens": 1200, "token_type": "bearer"}"#,
+    "fn tokenize(input: &str) -> Vec<Token> { secret_sauce(input) }",
+    "<system-reminder>Use the TodoWrite tool to track progress.</system-reminder>",
+    r#"{"name": "Bash", "input_schema": {"type": "object", "properties": {"command": {"type": "string", "description": "The command to run"}, "timeout": {"type": "number"}}, "required": ["command"]}}"#,
+    "The S3 bucket and the C4 diagram are in the docs; use an EC2 instance.",
+    "passwordless login is enabled; see the secret-management guide.",
+    "let keyboard_layout = monkey_patch(key_binding);",
+    "postgres://localhost:5432/app",
+    "AKIAIOSFODNN7EXAMPLE is the documented example key id",
+    "Authorization: Bearer $TOKEN",
+    "password: changeme",
+    "thread 'main' panicked at src/main.rs:10:5",
+    "[package]\nname = \"tollgate\"\nversion = \"0.1.0\"\nedition = \"2024\"",
+];
+
+#[test]
+fn benign_corpus_passes_untouched() {
+    let detector = Detector::builtin();
+    for text in BENIGN {
+        let hits = detector.scan(text);
+        assert!(
+            hits.is_empty(),
+            "false positive in {text:?}: {:?}",
+            hits.iter()
+                .map(|h| (&*detector.rule(h.rule).id, &text[h.start..h.end]))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+fn policy(yaml: &str) -> MaskPolicy {
+    MaskPolicy::parse(&Source::inline("masking.yaml", yaml)).unwrap()
+}
+
+/// The default policy, compiled once for the property tests.
+fn default_policy() -> &'static MaskPolicy {
+    static POLICY: std::sync::LazyLock<MaskPolicy> = std::sync::LazyLock::new(|| policy("{}"));
+    &POLICY
+}
+
+fn vault() -> Vault {
+    Vault::new(Duration::from_secs(600), 10_000)
+}
+
+#[test]
+fn json_bodies_are_masked_inside_strings_with_stable_placeholders() {
+    let p = policy("{}");
+    let v = vault();
+    let m = Masker {
+        policy: &p,
+        vault: &v,
+        scope: "alice",
+    };
+    let token = sample("ghp_{a:36}");
+    let body = format!(
+        r#"{{"messages":[{{"role":"user","content":"use {token} please"}},{{"role":"assistant","content":"ok"}},{{"role":"user","content":"again: {token}\n"}}]}}"#
+    );
+    let out = m
+        .mask_body(Some("application/json"), None, Bytes::from(body))
+        .unwrap();
+    let sent = String::from_utf8(out.body.unwrap().to_vec()).unwrap();
+    assert!(!sent.contains(&token));
+    let v: serde_json::Value = serde_json::from_str(&sent).unwrap();
+    let first = v["messages"][0]["content"].as_str().unwrap();
+    let second = v["messages"][2]["content"].as_str().unwrap();
+    let placeholder = first.split(' ').nth(1).unwrap();
+    assert!(
+        placeholder.starts_with("TOLLGATE_GITHUB_PAT_"),
+        "{placeholder}"
+    );
+    assert!(second.contains(placeholder), "same value, same placeholder");
+    assert_eq!(out.findings.len(), 2);
+    assert_eq!(out.findings[0].path, "messages[0].content");
+    assert_eq!(&*out.findings[0].rule, "github-pat");
+}
+
+#[test]
+fn custom_identifiers_literals_domains_and_regexes() {
+    let p = policy(
+        "identifiers:\n  - name: code-names\n    category: project\n    literals: [Nightjar, Project Falcon]\n  - name: hosts\n    domains: ['*.corp.example']\n  - name: customers\n    regexes: ['\\bACME-[0-9]{4}\\b']\n    case_insensitive: false\n",
+    );
+    let v = vault();
+    let m = Masker {
+        policy: &p,
+        vault: &v,
+        scope: "s",
+    };
+    let mut findings = Vec::new();
+    let text =
+        "NIGHTJAR talks to build.eu.corp.example for ACME-1234; nightjars and acme-1234 stay.";
+    let out = m
+        .mask_text(text, &|| "t".into(), &mut findings)
+        .unwrap()
+        .unwrap();
+    assert!(
+        !out.contains("NIGHTJAR") && !out.contains("corp.example") && !out.contains("ACME-1234"),
+        "{out}"
+    );
+    assert!(
+        out.contains("nightjars") && out.contains("acme-1234"),
+        "whole-word and case rules: {out}"
+    );
+    let categories: Vec<&str> = findings.iter().map(|f| &*f.category).collect();
+    assert_eq!(categories, vec!["project", "hosts", "customers"]);
+}
+
+#[test]
+fn block_and_approve_refuse_naming_the_rule_never_the_value() {
+    let p = policy("rules:\n  stripe-secret-key: { action: block }\n  jwt: { action: approve }\n");
+    let v = vault();
+    let m = Masker {
+        policy: &p,
+        vault: &v,
+        scope: "s",
+    };
+    let key = sample("sk_live_{a:24}");
+    let err = m
+        .mask_text(
+            &format!("charge with {key}"),
+            &|| "body".into(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("stripe-secret-key") && !msg.contains(&key),
+        "{msg}"
+    );
+    let jwt = sample("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.{w:43}");
+    assert!(matches!(
+        m.mask_text(&jwt, &|| "body".into(), &mut Vec::new()),
+        Err(MaskError::NeedsApproval { .. })
+    ));
+}
+
+#[test]
+fn compressed_and_text_bodies_are_decoded_and_masked() {
+    use std::io::Write;
+    let p = policy("{}");
+    let v = vault();
+    let m = Masker {
+        policy: &p,
+        vault: &v,
+        scope: "s",
+    };
+    let key = sample("AKIA{u:16}");
+    let body = format!(r#"{{"input":"deploy with {key}"}}"#);
+    let zstd_body = zstd::encode_all(body.as_bytes(), 3).unwrap();
+    let out = m
+        .mask_body(
+            Some("application/json"),
+            Some("zstd"),
+            Bytes::from(zstd_body),
+        )
+        .unwrap();
+    let sent = out.body.unwrap();
+    assert!(!String::from_utf8_lossy(&sent).contains(&key));
+    assert!(json::is_valid(std::str::from_utf8(&sent).unwrap()));
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"plain text with no secret").unwrap();
+    let out = m
+        .mask_body(
+            Some("text/plain"),
+            Some("gzip"),
+            Bytes::from(gz.finish().unwrap()),
+        )
+        .unwrap();
+    assert_eq!(
+        &out.body.unwrap()[..],
+        b"plain text with no secret",
+        "decoded even when clean"
+    );
+
+    let binary = Bytes::from_static(&[0xff, 0xfe, 0x00, 0x81]);
+    assert!(matches!(
+        m.mask_body(Some("application/octet-stream"), None, binary),
+        Err(MaskError::Uninspectable { .. })
+    ));
+}
+
+#[test]
+fn policy_errors_name_the_field() {
+    let err = MaskPolicy::parse(&Source::inline(
+        "masking.yaml",
+        "rules:\n  nosuch: { action: off }\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("rules.nosuch"), "{err}");
+    let err = MaskPolicy::parse(&Source::inline(
+        "masking.yaml",
+        "identifiers:\n  - name: x\n    regexes: ['(unclosed']\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("identifiers[0].regexes"), "{err}");
+    let err = MaskPolicy::parse(&Source::inline(
+        "masking.yaml",
+        "identifiers:\n  - name: x\n    domains: ['not a domain']\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("identifiers[0].domains[0]"), "{err}");
+}
+
+mod properties {
+    use super::*;
+    use crate::mask::restore::{Restorer, SseRestorer};
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn a_masked_body_never_contains_the_secret(
+            before in "[ -~]{0,40}",
+            after in "[ -~]{0,40}",
+            which in 0usize..SAMPLES.len(),
+        ) {
+            let v = vault();
+            let m = Masker { policy: default_policy(), vault: &v, scope: "s" };
+            let secret = sample(SAMPLES[which].1);
+            let body = serde_json::json!({"messages": [{"role": "user", "content": format!("{before} {secret} {after}")}]}).to_string();
+            let out = m.mask_body(Some("application/json"), None, Bytes::from(body)).unwrap();
+            let sent = String::from_utf8(out.body.expect("masked").to_vec()).unwrap();
+            let decoded: serde_json::Value = serde_json::from_str(&sent).unwrap();
+            prop_assert!(!decoded.to_string().contains(&secret));
+        }
+
+        #[test]
+        fn restoring_a_stream_is_the_same_however_it_is_split(
+            cuts in proptest::collection::vec(0usize..2000, 0..12),
+        ) {
+            let v = Arc::new(vault());
+            let secret = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+            let ph = v.placeholder("s", "github-pat", secret, true);
+            let word = "é🙂";
+            let mut stream = String::new();
+            for (i, piece) in ["Use ", &ph[..5], &ph[5..14], &ph[14..], " now ", word, " and ", &ph, "."].iter().enumerate() {
+                let event = serde_json::json!({"choices": [{"index": 0, "delta": {"content": piece}}], "n": i});
+                stream.push_str(&format!("data: {event}\n\n"));
+            }
+            stream.push_str("data: [DONE]\n\n");
+            let bytes = stream.as_bytes();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.sort();
+            let mut restorer = SseRestorer::new(Restorer::new(v.clone(), "s"));
+            let mut out = Vec::new();
+            let mut at = 0;
+            for cut in cuts.into_iter().chain([bytes.len()]) {
+                out.extend(restorer.feed(&bytes[at..cut]));
+                at = cut;
+            }
+            out.extend(restorer.finish());
+            let text: String = String::from_utf8(out).unwrap()
+                .split("\n\n")
+                .filter_map(|e| e.strip_prefix("data: "))
+                .filter(|d| *d != "[DONE]")
+                .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap()["choices"][0]["delta"]["content"].as_str().unwrap_or("").to_owned())
+                .collect();
+            prop_assert_eq!(text, format!("Use {secret} now {word} and {secret}."));
+        }
+    }
+}
