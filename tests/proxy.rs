@@ -521,26 +521,35 @@ async fn ten_megabyte_bodies_pass_intact_both_ways() {
     let upstream = Upstream::start().await;
     let proxy = ProxySetup::new(&upstream).start().await;
     let client = client(&proxy);
-    let big = upstream::pattern(10 * 1024 * 1024 + 17);
+    // Requests to LLM hosts are inspected, so they must be text: a 10 MB JSON document.
+    let line = "fn main() { println!(\"a line of a large source file, ünïcödé\"); }\n";
+    let text = line.repeat(10 * 1024 * 1024 / line.len() + 1);
+    let request = serde_json::json!({"model": "m", "input": text})
+        .to_string()
+        .into_bytes();
+    assert!(request.len() > 10 * 1024 * 1024);
 
     let res = client
         .post("https://api.openai.com/test/echo")
-        .body(big.clone())
+        .header("content-type", "application/json")
+        .body(request.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     let echoed = res.bytes().await.unwrap();
     assert!(
-        echoed == big,
+        echoed == request,
         "echoed body differs ({} bytes)",
         echoed.len()
     );
     assert!(
-        upstream.received()[0].body == big,
+        upstream.received()[0].body == request,
         "upstream got a different body"
     );
 
+    // Responses may be anything, binary included.
+    let big = upstream::pattern(10 * 1024 * 1024 + 17);
     let res = client
         .get(format!("https://api.openai.com/test/big?n={}", big.len()))
         .send()

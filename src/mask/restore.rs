@@ -178,8 +178,11 @@ pub struct SseRestorer {
 
 struct Slot {
     carry: SlotCarry,
-    /// The last event that carried this slot, to copy for a flush: (event lines before data, data JSON, path).
+    /// The last event that carried this slot, to copy for a flush: (event lines before data,
+    /// data JSON, path).
     template: (String, String, Vec<Segment>),
+    /// The stream's line ending.
+    eol: &'static str,
     json_fragment: bool,
 }
 
@@ -294,6 +297,7 @@ impl SseRestorer {
                     Slot {
                         carry: SlotCarry::default(),
                         template: (String::new(), String::new(), s.path.0.clone()),
+                        eol: "\n",
                         json_fragment,
                     },
                 );
@@ -321,6 +325,7 @@ impl SseRestorer {
         for key in &touched {
             if let Some(slot) = self.slots.get_mut(key) {
                 slot.template.0 = head.clone();
+                slot.eol = line_ending(text);
                 slot.template.1 = data.clone();
                 if slot.carry.is_empty() {
                     self.slots.remove(key);
@@ -334,7 +339,7 @@ impl SseRestorer {
                 for line in text.split_inclusive('\n') {
                     if line.starts_with("data:") {
                         if !written {
-                            write_data(&data_out, out);
+                            write_data(&data_out, line_ending(text), out);
                             written = true;
                         }
                     } else {
@@ -370,9 +375,10 @@ impl SseRestorer {
             Ok(Ok(Some(d))) => strip_terminal_fields(&d),
             _ => return,
         };
+        let eol = slot.eol;
         out.extend_from_slice(head.as_bytes());
-        write_data(&data, out);
-        out.extend_from_slice(b"\n");
+        write_data(&data, eol, out);
+        out.extend_from_slice(eol.as_bytes());
     }
 }
 
@@ -403,12 +409,17 @@ fn strip_terminal_fields(data: &str) -> String {
     serde_json::to_string(&value).unwrap_or_else(|_| data.to_owned())
 }
 
-fn write_data(data: &str, out: &mut Vec<u8>) {
+/// Writes `data` as `data:` lines ending in `eol`, the line ending the stream uses.
+fn write_data(data: &str, eol: &str, out: &mut Vec<u8>) {
     for line in data.split('\n') {
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
+        out.extend_from_slice(eol.as_bytes());
     }
+}
+
+fn line_ending(event: &str) -> &'static str {
+    if event.contains("\r\n") { "\r\n" } else { "\n" }
 }
 
 /// The event's position markers (`index`, `output_index`, `content_index`, `item_id`), which

@@ -7,8 +7,10 @@
 use super::Shared;
 use super::body::{ObservedBody, Outcome};
 use super::headers::strip_hop_by_hop;
+use super::masking;
 use super::refusal::{Reason, Refusal};
 use super::tunnel;
+use crate::mask::restore::Restorer;
 use crate::policy::Action;
 use crate::policy::hosts::normalize_host;
 use crate::providers::{ErrorFormat, Provider};
@@ -69,6 +71,10 @@ struct Exchange {
     mode: Mode,
     errors: ErrorFormat,
     started: Instant,
+    /// Whose placeholders these are (the client address until proxy authentication exists).
+    scope: Arc<str>,
+    /// What masking found, as `rule:count` (never a value).
+    masked: String,
 }
 
 impl Exchange {
@@ -85,6 +91,7 @@ impl Exchange {
             ms = self.started.elapsed().as_millis() as u64,
             bytes,
             mode = self.mode.as_str(),
+            masked = %self.masked,
             outcome,
             "exchange"
         );
@@ -180,9 +187,9 @@ impl Handler {
     }
 
     /// The per-request pipeline, in order. Each stage passes the request on or refuses it.
-    fn pipeline(
+    async fn pipeline(
         &self,
-        exchange: &Exchange,
+        exchange: &mut Exchange,
         mut req: Request<Body>,
     ) -> Result<Request<Body>, Refusal> {
         self.check_target(&mut req)?;
@@ -194,6 +201,12 @@ impl Handler {
             ));
         }
         strip_hop_by_hop(req.headers_mut());
+        if exchange.mode == Mode::Intercepted {
+            let (masked, findings) =
+                masking::mask_request(&self.shared, &exchange.scope, req).await?;
+            exchange.masked = masking::summarize(&findings);
+            req = masked;
+        }
         // A client that stops sending mid-body must not hold an upstream connection forever.
         let idle = self.shared.timeouts.body_idle;
         Ok(req.map(|body| ObservedBody::wrap(body, idle, Box::new(|_, _| {}))))
@@ -298,6 +311,8 @@ impl Handler {
             mode,
             errors,
             started: Instant::now(),
+            scope: client.ip().to_string().into(),
+            masked: String::new(),
         }
     }
 }
@@ -340,8 +355,8 @@ impl HttpHandler for Handler {
         if req.method() == Method::CONNECT {
             return self.on_connect(ctx.client_addr, req).await;
         }
-        let exchange = self.begin_exchange(ctx.client_addr, &req);
-        match self.pipeline(&exchange, req) {
+        let mut exchange = self.begin_exchange(ctx.client_addr, &req);
+        match self.pipeline(&mut exchange, req).await {
             Ok(req) => {
                 self.exchange = Some(exchange);
                 req.into()
@@ -358,6 +373,15 @@ impl HttpHandler for Handler {
         strip_hop_by_hop(res.headers_mut());
         let Some(exchange) = self.exchange.take() else {
             return res;
+        };
+        let res = if exchange.mode == Mode::Intercepted {
+            let restorer = Restorer::new(self.shared.vault.clone(), &exchange.scope);
+            match masking::restore_response(restorer, res).await {
+                Ok(res) => res,
+                Err(refusal) => return exchange.refuse(refusal),
+            }
+        } else {
+            res
         };
         let status = res.status().as_u16();
         let guard = self.shared.inflight.enter();

@@ -6,6 +6,7 @@ pub mod dial;
 pub mod drain;
 mod handler;
 pub mod headers;
+mod masking;
 pub mod refusal;
 mod tunnel;
 
@@ -31,6 +32,8 @@ use tracing::info;
 /// State every connection shares. Policy sits behind `ArcSwap` so a reload swaps it whole.
 pub struct Shared {
     policy: Arc<ArcSwap<Policy>>,
+    /// Placeholders and their values; in memory only, outlives policy reloads.
+    vault: Arc<crate::mask::vault::Vault>,
     dialer: Dialer,
     timeouts: Timeouts,
     inflight: Inflight,
@@ -106,6 +109,10 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
     let ca_cert_pem = ca.cert_pem().to_owned();
     let leaves = LeafIssuer::new(ca, config.leaf_cache_size, crate::tls::provider())?;
 
+    let vault = Arc::new(crate::mask::vault::Vault::new(
+        policy.masking().vault_ttl,
+        1_000_000,
+    ));
     let policy = Arc::new(ArcSwap::from_pointee(policy));
     let dialer = Dialer::new(
         config.connect_to.clone(),
@@ -131,6 +138,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
     let inflight = Inflight::default();
     let shared = Arc::new(Shared {
         policy,
+        vault,
         dialer,
         timeouts: config.timeouts,
         inflight: inflight.clone(),

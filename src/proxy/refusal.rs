@@ -26,6 +26,11 @@ pub enum Reason {
     UpstreamTimeout,
     UpstreamTls,
     UpstreamFailed,
+    SecretBlocked,
+    ApprovalRequired,
+    BodyTooLarge,
+    UndecodableBody,
+    UninspectableBody,
 }
 
 impl Reason {
@@ -43,14 +48,24 @@ impl Reason {
             Reason::UpstreamTimeout => "upstream-timeout",
             Reason::UpstreamTls => "upstream-tls",
             Reason::UpstreamFailed => "upstream-failed",
+            Reason::SecretBlocked => "secret-blocked",
+            Reason::ApprovalRequired => "approval-required",
+            Reason::BodyTooLarge => "body-too-large",
+            Reason::UndecodableBody => "undecodable-body",
+            Reason::UninspectableBody => "uninspectable-body",
         }
     }
 
     fn status(self) -> StatusCode {
         match self {
-            Reason::HostDenied | Reason::InternalAddress | Reason::PlaintextToProvider => {
-                StatusCode::FORBIDDEN
-            }
+            Reason::HostDenied
+            | Reason::InternalAddress
+            | Reason::PlaintextToProvider
+            | Reason::SecretBlocked
+            | Reason::ApprovalRequired => StatusCode::FORBIDDEN,
+            Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::UndecodableBody => StatusCode::BAD_REQUEST,
+            Reason::UninspectableBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Reason::HostMismatch => StatusCode::MISDIRECTED_REQUEST,
             Reason::WebSocketRefused => StatusCode::UPGRADE_REQUIRED,
             Reason::NestedConnect | Reason::NotAProxyRequest => StatusCode::BAD_REQUEST,

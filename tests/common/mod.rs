@@ -60,6 +60,7 @@ pub struct ProxySetup {
     connect_to: Vec<String>,
     policy: Option<String>,
     catalog: Option<String>,
+    masking: Option<String>,
     timeouts: Timeouts,
 }
 
@@ -75,6 +76,7 @@ impl ProxySetup {
             connect_to,
             policy: None,
             catalog: None,
+            masking: None,
             timeouts: Timeouts::default(),
         }
     }
@@ -85,6 +87,7 @@ impl ProxySetup {
             connect_to: Vec::new(),
             policy: None,
             catalog: None,
+            masking: None,
             timeouts: Timeouts::default(),
         }
     }
@@ -92,6 +95,12 @@ impl ProxySetup {
     /// Adds a `--connect-to` rule.
     pub fn connect_to(mut self, rule: &str) -> Self {
         self.connect_to.push(rule.to_owned());
+        self
+    }
+
+    /// Replaces the masking rules (`masking.yaml`).
+    pub fn masking(mut self, yaml: &str) -> Self {
+        self.masking = Some(yaml.to_owned());
         self
     }
 
@@ -118,6 +127,9 @@ impl ProxySetup {
         std::fs::create_dir_all(&policies).unwrap();
         if let Some(policy) = &self.policy {
             std::fs::write(policies.join("policy.yaml"), policy).unwrap();
+        }
+        if let Some(masking) = &self.masking {
+            std::fs::write(policies.join("masking.yaml"), masking).unwrap();
         }
         if let Some(catalog) = &self.catalog {
             std::fs::write(policies.join("providers.yaml"), catalog).unwrap();

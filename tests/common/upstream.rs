@@ -204,6 +204,9 @@ async fn route(
         tls,
     });
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if parts.headers.contains_key("x-test-echo") {
+        return Ok(echo(parts.uri.path(), &json));
+    }
     let response = match parts.uri.path() {
         "/v1/chat/completions" if json["stream"] == true => {
             let (tx, rx) = mpsc::channel(16);
@@ -282,4 +285,127 @@ async fn route(
 /// Deterministic bytes for size tests.
 pub fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// Pieces of 3 characters: every placeholder in an echo is split across events.
+fn pieces(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars.chunks(3).map(|c| c.iter().collect()).collect()
+}
+
+fn sse_now(events: Vec<String>) -> Response<Out> {
+    let (tx, rx) = mpsc::channel(events.len().max(1));
+    for e in events {
+        tx.try_send(Bytes::from(e)).unwrap();
+    }
+    sse(rx)
+}
+
+/// Answers with the text the upstream received, in the API's own shape, streamed in small
+/// pieces when asked to stream: what the model would say back if it repeated the prompt.
+fn echo(path: &str, json: &serde_json::Value) -> Response<Out> {
+    use serde_json::json;
+    let last = |v: &serde_json::Value| {
+        v.as_array()
+            .and_then(|a| a.last())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let stream = json["stream"] == true || path.contains("stream");
+    match path {
+        "/v1/chat/completions" => {
+            let text = last(&json["messages"])["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let args = json!({"command": text}).to_string();
+            if !stream {
+                return full(StatusCode::OK, "application/json", json!({
+                    "id": "c", "object": "chat.completion",
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text,
+                        "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "bash", "arguments": args}}]}}]
+                }).to_string());
+            }
+            let mut events: Vec<String> = pieces(&text)
+                .into_iter()
+                .map(|p| {
+                    format!(
+                        "data: {}\n\n",
+                        json!({"choices": [{"index": 0, "delta": {"content": p}}]})
+                    )
+                })
+                .collect();
+            events.extend(pieces(&args).into_iter().map(|p| format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": p}}]}}]}))));
+            events.push(format!(
+                "data: {}\n\n",
+                json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            ));
+            events.push("data: [DONE]\n\n".into());
+            sse_now(events)
+        }
+        "/v1/messages" => {
+            let text = last(&json["messages"])["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let input = json!({"command": text}).to_string();
+            let ev =
+                |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");
+            let mut events = vec![
+                ev(
+                    "message_start",
+                    json!({"type": "message_start", "message": {"id": "msg_01T", "role": "assistant", "content": [], "model": "claude-T"}}),
+                ),
+                ev(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                ),
+            ];
+            for p in pieces(&text) {
+                events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}})));
+                events.push(ev("ping", json!({"type": "ping"})));
+            }
+            events.push(ev(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ));
+            events.push(ev("content_block_start", json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "tu", "name": "bash", "input": {}}})));
+            for p in pieces(&input) {
+                events.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": p}})));
+            }
+            events.push(ev(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 1}),
+            ));
+            events.push(ev("message_stop", json!({"type": "message_stop"})));
+            sse_now(events)
+        }
+        "/v1/responses" => {
+            let text = json["input"].as_str().unwrap_or("").to_owned();
+            let ev = |data: serde_json::Value| {
+                format!(
+                    "event: {}\ndata: {data}\n\n",
+                    data["type"].as_str().unwrap()
+                )
+            };
+            let mut events: Vec<String> = pieces(&text).into_iter().map(|p| ev(json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": p}))).collect();
+            events.push(ev(json!({"type": "response.output_text.done", "item_id": "msg_1", "output_index": 0, "content_index": 0, "text": text})));
+            events.push(ev(json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed"}})));
+            sse_now(events)
+        }
+        p if p.contains(":streamGenerateContent") => {
+            let text = last(&json["contents"])["parts"][0]["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let mut events: Vec<String> = pieces(&text).into_iter().map(|p| format!("data: {}\r\n\r\n", json!({"candidates": [{"content": {"role": "model", "parts": [{"text": p}]}, "index": 0}]}))).collect();
+            events.push(format!("data: {}\r\n\r\n", json!({"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": "STOP", "index": 0}]})));
+            sse_now(events)
+        }
+        _ => full(
+            StatusCode::OK,
+            "application/json",
+            json!({"echo": json}).to_string(),
+        ),
+    }
 }

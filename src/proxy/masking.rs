@@ -1,0 +1,245 @@
+//! The masking stage of the pipeline and its mirror on the way back: request bodies to
+//! intercepted hosts are decoded and masked before they leave; responses have their
+//! placeholders restored, JSON bodies whole and SSE streams event by event.
+
+use super::Shared;
+use super::refusal::{Reason, Refusal};
+use crate::mask::decode::{self, DecodeError};
+use crate::mask::restore::{Restorer, SseRestorer};
+use crate::mask::{Finding, MaskError, Masker};
+use bytes::Bytes;
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Limited};
+use hudsucker::Body;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Largest non-streamed response body restored in memory.
+const MAX_RESTORED_RESPONSE: usize = 64 << 20;
+
+/// Masks the request body. Returns the request to forward and what was found, or the refusal.
+pub async fn mask_request(
+    shared: &Shared,
+    scope: &str,
+    req: Request<Body>,
+) -> Result<(Request<Body>, Vec<Finding>), Refusal> {
+    let policy = shared.policy.load();
+    let masking = policy.masking();
+    let (mut parts, body) = req.into_parts();
+    // Responses come back uncompressed so placeholders can be restored as they stream.
+    parts
+        .headers
+        .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    if body.is_end_stream() {
+        return Ok((Request::from_parts(parts, body), Vec::new()));
+    }
+    let bytes = match Limited::new(body, masking.max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(refusal(MaskError::Decode(DecodeError::TooLarge {
+                limit: masking.max_body,
+            })));
+        }
+        Err(e) => {
+            return Err(Refusal::new(
+                Reason::UndecodableBody,
+                format!("the request body could not be read: {e}"),
+            ));
+        }
+    };
+    let header = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let masker = Masker {
+        policy: masking,
+        vault: &shared.vault,
+        scope,
+    };
+    let masked = masker
+        .mask_body(
+            header(CONTENT_TYPE),
+            header(CONTENT_ENCODING),
+            bytes.clone(),
+        )
+        .map_err(refusal)?;
+    let body = match masked.body {
+        Some(new) => {
+            parts.headers.remove(CONTENT_ENCODING);
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(new.len()));
+            new
+        }
+        None => bytes,
+    };
+    Ok((
+        Request::from_parts(parts, Body::from(body)),
+        masked.findings,
+    ))
+}
+
+fn refusal(err: MaskError) -> Refusal {
+    let message = err.to_string();
+    match err {
+        MaskError::Blocked { rule, .. } => {
+            Refusal::new(Reason::SecretBlocked, message).with_rule(format!("masking.rules: {rule}"))
+        }
+        MaskError::NeedsApproval { rule, .. } => Refusal::new(Reason::ApprovalRequired, message)
+            .with_rule(format!("masking.rules: {rule}")),
+        MaskError::Decode(DecodeError::TooLarge { .. }) => {
+            Refusal::new(Reason::BodyTooLarge, message).with_rule("masking.limits.max_body_bytes")
+        }
+        MaskError::Decode(_) => Refusal::new(Reason::UndecodableBody, message),
+        MaskError::Uninspectable { .. } => Refusal::new(Reason::UninspectableBody, message),
+    }
+}
+
+/// Restores placeholders in the response of an exchange whose scope has any.
+pub async fn restore_response(
+    restorer: Restorer,
+    res: Response<Body>,
+) -> Result<Response<Body>, Refusal> {
+    if !restorer.is_active() {
+        return Ok(res);
+    }
+    let content_type = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let encoded = res
+        .headers()
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.eq_ignore_ascii_case("identity"))
+        .map(str::to_owned);
+    if content_type.starts_with("text/event-stream") && encoded.is_none() {
+        let (mut parts, body) = res.into_parts();
+        parts.headers.remove(CONTENT_LENGTH);
+        let body = RestoringSse {
+            inner: body,
+            sse: SseRestorer::new(restorer),
+            ended: false,
+        };
+        return Ok(Response::from_parts(parts, Body::from(BoxBody::new(body))));
+    }
+    let textual = content_type.is_empty()
+        || content_type.contains("json")
+        || content_type.starts_with("text/");
+    if !textual {
+        return Ok(res);
+    }
+    let (mut parts, body) = res.into_parts();
+    let bytes = Limited::new(body, MAX_RESTORED_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| {
+            Refusal::new(
+                Reason::UpstreamFailed,
+                format!("the response could not be read to restore it: {e}"),
+            )
+        })?
+        .to_bytes();
+    let decoded =
+        decode::decode(encoded.as_deref(), bytes, MAX_RESTORED_RESPONSE).map_err(|e| {
+            Refusal::new(
+                Reason::UpstreamFailed,
+                format!("the response could not be decoded to restore it: {e}"),
+            )
+        })?;
+    let restored = std::str::from_utf8(&decoded.bytes).ok().and_then(|text| {
+        if content_type.contains("json") {
+            restorer.restore_json(text)
+        } else {
+            restorer.restore_text(text)
+        }
+    });
+    let body = match restored {
+        Some(text) => Bytes::from(text),
+        None => decoded.bytes,
+    };
+    parts.headers.remove(CONTENT_ENCODING);
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+/// An SSE body with placeholders restored as events pass.
+struct RestoringSse {
+    inner: Body,
+    sse: SseRestorer,
+    ended: bool,
+}
+
+impl HttpBody for RestoringSse {
+    type Data = Bytes;
+    type Error = hudsucker::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let out = this.sse.feed(&data);
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                        }
+                    }
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    let out = this.sse.finish();
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+/// Rule ids and counts of findings, for the exchange's log line: `github-pat:2,jwt:1`.
+pub fn summarize(findings: &[Finding]) -> String {
+    let mut counts: Vec<(Arc<str>, usize)> = Vec::new();
+    for f in findings {
+        match counts.iter_mut().find(|(r, _)| *r == f.rule) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((f.rule.clone(), 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(r, n)| format!("{r}:{n}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
