@@ -3,7 +3,7 @@
 //! which have no keyword, run over the whole text.
 
 use super::rules::{Check, RULES, RuleSpec, is_generic};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
 use std::sync::Arc;
 
@@ -56,10 +56,10 @@ pub struct Hit {
 #[derive(Debug)]
 pub struct Detector {
     rules: Vec<Rule>,
-    /// Keywords of every keyword rule, then every custom literal, case-insensitively.
+    /// Every distinct keyword and case-insensitive custom literal, matched leftmost-longest.
     keywords: AhoCorasick,
-    /// For each automaton pattern: a rule that needs a window there, or a literal.
-    targets: Vec<Target>,
+    /// For each automaton pattern, what a match of it means (see [`Detector::new`]).
+    targets: Vec<Targets>,
     /// Case-sensitive custom literals.
     exact: Option<(AhoCorasick, Vec<Literal>)>,
     /// Custom regexes without keywords: (rule index).
@@ -71,6 +71,12 @@ enum Target {
     Window(usize),
     Literal { rule: usize, whole_word: bool },
 }
+
+/// What one matched pattern stands for: every target whose pattern occurs inside it, with the
+/// offset of that occurrence. The search reports only the longest pattern at each position, so
+/// a shorter pattern hidden inside it (`sk-` in `sk-ant-`) is answered from here.
+#[derive(Debug, Default)]
+struct Targets(Vec<(Target, usize, usize)>);
 
 /// A custom identifier list from policy, already validated.
 #[derive(Debug, Clone)]
@@ -192,9 +198,12 @@ impl Detector {
                 }
             }
         }
+        let (patterns, targets) = contained_targets(&patterns, &targets);
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
+            .prefilter(false)
             .build(&patterns)
             .map_err(|e| DetectorError {
                 id: "keywords".into(),
@@ -240,31 +249,44 @@ impl Detector {
         let mut hits = Vec::new();
         // Windows per rule, merged as they come (keyword hits arrive in text order).
         let mut windows: Vec<(usize, usize, usize)> = Vec::new();
-        let mut last_window: Vec<Option<usize>> = vec![None; self.rules.len()];
-        for m in self.keywords.find_overlapping_iter(text) {
-            match self.targets[m.pattern().as_usize()] {
-                Target::Window(rule) => {
-                    let reach = self.rules[rule].reach;
-                    let start = floor_char(text, m.start().saturating_sub(128));
-                    let end = ceil_char(text, (m.end() + reach).min(text.len()));
-                    match last_window[rule].map(|i| &mut windows[i]) {
-                        Some(w) if start <= w.2 => w.2 = w.2.max(end),
-                        _ => {
-                            last_window[rule] = Some(windows.len());
-                            windows.push((rule, start, end));
+        let mut last_window: Option<Vec<Option<usize>>> = None;
+        let mut at = 0;
+        while let Some(m) = self
+            .keywords
+            .find(aho_corasick::Input::new(text).span(at..text.len()))
+        {
+            for &(target, offset, len) in &self.targets[m.pattern().as_usize()].0 {
+                let (t_start, t_end) = (m.start() + offset, m.start() + offset + len);
+                match target {
+                    Target::Window(rule) => {
+                        let reach = self.rules[rule].reach;
+                        let start = floor_char(text, t_start.saturating_sub(128));
+                        let end = ceil_char(text, (t_end + reach).min(text.len()));
+                        let last = last_window.get_or_insert_with(|| vec![None; self.rules.len()]);
+                        match last[rule].map(|i| &mut windows[i]) {
+                            Some(w) if start <= w.2 => w.2 = w.2.max(end),
+                            _ => {
+                                last[rule] = Some(windows.len());
+                                windows.push((rule, start, end));
+                            }
+                        }
+                    }
+                    Target::Literal { rule, whole_word } => {
+                        if text.is_char_boundary(t_start)
+                            && text.is_char_boundary(t_end)
+                            && (!whole_word || is_word_bounded(text, t_start, t_end))
+                        {
+                            hits.push(Hit {
+                                start: t_start,
+                                end: t_end,
+                                rule,
+                            });
                         }
                     }
                 }
-                Target::Literal { rule, whole_word } => {
-                    if !whole_word || is_word_bounded(text, m.start(), m.end()) {
-                        hits.push(Hit {
-                            start: m.start(),
-                            end: m.end(),
-                            rule,
-                        });
-                    }
-                }
             }
+            // Resume just after this match's start: keywords that overlap it partly still count.
+            at = m.start() + 1;
         }
         for (rule, start, end) in windows {
             self.run_regex(text, rule, start, end, &mut hits);
@@ -336,6 +358,34 @@ impl Detector {
         kept.sort_by_key(|h| h.start);
         kept
     }
+}
+
+/// Merges equal patterns (ignoring ASCII case) and gives each distinct pattern every target
+/// whose own pattern occurs inside it, with its offset and length.
+fn contained_targets(patterns: &[String], targets: &[Target]) -> (Vec<String>, Vec<Targets>) {
+    let mut distinct: Vec<String> = Vec::new();
+    for p in patterns {
+        let lower = p.to_ascii_lowercase();
+        if !distinct.contains(&lower) {
+            distinct.push(lower);
+        }
+    }
+    let mut out: Vec<Targets> = distinct.iter().map(|_| Targets::default()).collect();
+    for (i, outer) in distinct.iter().enumerate() {
+        for (p, &target) in patterns.iter().zip(targets) {
+            let inner = p.to_ascii_lowercase();
+            let mut from = 0;
+            while let Some(off) = outer[from..].find(&inner) {
+                out[i].0.push((target, from + off, inner.len()));
+                // Windows need one entry per pattern; literals one per occurrence.
+                if matches!(target, Target::Window(_)) {
+                    break;
+                }
+                from += off + 1;
+            }
+        }
+    }
+    (distinct, out)
 }
 
 fn compile_builtin(

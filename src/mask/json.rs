@@ -2,6 +2,7 @@
 //! building a tree, hands each decoded string to a callback, and rewrites only the strings the
 //! callback changes. Everything else stays byte for byte as it was.
 
+use std::borrow::Cow;
 use std::fmt;
 
 const MAX_DEPTH: usize = 512;
@@ -15,16 +16,25 @@ pub struct JsonError {
 
 /// One step of the path to a string: an object key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
-    Key(String),
+pub enum Segment<'a> {
+    Key(Cow<'a, str>),
     Index(usize),
+}
+
+impl Segment<'_> {
+    pub fn into_owned(self) -> Segment<'static> {
+        match self {
+            Segment::Key(k) => Segment::Key(Cow::Owned(k.into_owned())),
+            Segment::Index(i) => Segment::Index(i),
+        }
+    }
 }
 
 /// Where a string sits in the document (`messages[2].content`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct JsonPath(pub Vec<Segment>);
+pub struct JsonPath<'a>(pub Vec<Segment<'a>>);
 
-impl fmt::Display for JsonPath {
+impl fmt::Display for JsonPath<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.is_empty() {
             return f.write_str("$");
@@ -45,7 +55,7 @@ pub struct StringRef<'a> {
     /// The decoded string.
     pub text: &'a str,
     /// Its path; for an object key, the path of the object plus the key.
-    pub path: &'a JsonPath,
+    pub path: &'a JsonPath<'a>,
     pub is_key: bool,
 }
 
@@ -95,14 +105,14 @@ struct Walker<'a> {
     s: &'a [u8],
     src: &'a str,
     pos: usize,
-    path: JsonPath,
+    path: JsonPath<'a>,
     /// (start, end, replacement JSON string literal), in order.
     edits: Vec<(usize, usize, String)>,
 }
 
 type Step<E> = Result<Result<(), E>, JsonError>;
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
     fn err(&self, what: &'static str) -> JsonError {
         JsonError { at: self.pos, what }
     }
@@ -151,7 +161,12 @@ impl Walker<'_> {
             }
             let key_start = self.pos;
             let key_end = self.skip_string()?;
-            let key = decode(&self.src[key_start..key_end]).ok_or(self.err("bad escape"))?;
+            let raw: &'a str = &self.src[key_start..key_end];
+            let key = if raw.contains('\\') {
+                Cow::Owned(decode(raw).ok_or(self.err("bad escape"))?)
+            } else {
+                Cow::Borrowed(&raw[1..raw.len() - 1])
+            };
             self.pos = key_start;
             self.path.0.push(Segment::Key(key));
             if let Err(e) = self.string(f, true)? {
@@ -307,8 +322,58 @@ impl Walker<'_> {
     }
 }
 
+/// Decodes a JSON string literal (with its quotes). `None` for a malformed escape.
 fn decode(raw: &str) -> Option<String> {
-    serde_json::from_str::<String>(raw).ok()
+    let inner = &raw.as_bytes()[1..raw.len() - 1];
+    let mut out = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        let Some(off) = memchr::memchr(b'\\', &inner[i..]) else {
+            out.extend_from_slice(&inner[i..]);
+            break;
+        };
+        out.extend_from_slice(&inner[i..i + off]);
+        i += off;
+        let escape = *inner.get(i + 1)?;
+        i += 2;
+        match escape {
+            b'"' => out.push(b'"'),
+            b'\\' => out.push(b'\\'),
+            b'/' => out.push(b'/'),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'u' => {
+                let mut code = hex4(inner.get(i..i + 4)?)?;
+                i += 4;
+                if (0xD800..0xDC00).contains(&code) {
+                    // A high surrogate must be followed by `\uDC00`-`\uDFFF`.
+                    if inner.get(i..i + 2) != Some(b"\\u") {
+                        return None;
+                    }
+                    let low = hex4(inner.get(i + 2..i + 6)?)?;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    i += 6;
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+                }
+                let c = char::from_u32(code)?;
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex4(digits: &[u8]) -> Option<u32> {
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
 }
 
 fn memchr2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
@@ -344,6 +409,25 @@ mod tests {
         let out = upper_values(input).unwrap();
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["k"], "line\nXX \"q\" é");
+    }
+
+    #[test]
+    fn decodes_every_escape_like_serde_json() {
+        for raw in [
+            r#""plain""#,
+            r#""a\"b\\c\/d\b\f\n\r\t""#,
+            r#""\u00e9\u4e2d\ud83d\ude00""#,
+            r#""mixed é and \u00e9""#,
+        ] {
+            assert_eq!(
+                decode(raw),
+                serde_json::from_str::<String>(raw).ok(),
+                "{raw}"
+            );
+        }
+        for bad in [r#""\x""#, r#""\ud83d""#, r#""\u12""#] {
+            assert_eq!(decode(bad), None, "{bad}");
+        }
     }
 
     #[test]

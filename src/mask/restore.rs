@@ -48,7 +48,7 @@ impl Restorer {
         let mut out: Option<String> = None;
         let mut copied = 0;
         let mut search = 0;
-        while let Some(found) = text[search..].find(PREFIX) {
+        while let Some(found) = PREFIX_FINDER.find(&text.as_bytes()[search..]) {
             let start = search + found;
             let run_end = start
                 + PREFIX.len()
@@ -89,7 +89,7 @@ impl Restorer {
     }
 
     fn restore_string(&self, text: &str) -> Option<String> {
-        if !text.contains(PREFIX) {
+        if PREFIX_FINDER.find(text.as_bytes()).is_none() {
             return None;
         }
         let trimmed = text.trim_start();
@@ -180,7 +180,7 @@ struct Slot {
     carry: SlotCarry,
     /// The last event that carried this slot, to copy for a flush: (event lines before data,
     /// data JSON, path).
-    template: (String, String, Vec<Segment>),
+    template: (String, String, Vec<Segment<'static>>),
     /// The stream's line ending.
     eol: &'static str,
     json_fragment: bool,
@@ -197,12 +197,23 @@ impl SseRestorer {
 
     /// Feeds bytes from upstream; returns the bytes to send to the client now.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        self.buf.extend_from_slice(chunk);
-        let mut out = Vec::new();
-        while let Some((end, sep)) = find_event_end(&self.buf) {
-            let event: Vec<u8> = self.buf.drain(..end + sep).collect();
-            self.process_event(&event[..end], &event[end..], &mut out);
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(chunk.len() + 64);
+        let mut at = 0;
+        while let Some((end, sep)) = find_event_end(&buf[at..]) {
+            let (event, separator) = (&buf[at..at + end], &buf[at + end..at + end + sep]);
+            if self.slots.is_empty() && !may_hold_placeholder(event) {
+                // The common case: nothing held, nothing to restore.
+                out.extend_from_slice(event);
+                out.extend_from_slice(separator);
+            } else {
+                self.process_event(event, separator, &mut out);
+            }
+            at += end + sep;
         }
+        buf.drain(..at);
+        self.buf = buf;
         out
     }
 
@@ -267,7 +278,6 @@ impl SseRestorer {
         }
         let index_key = index_key(&data);
         let mut touched: Vec<String> = Vec::new();
-        let mut new_slots: Vec<(String, Vec<Segment>, bool)> = Vec::new();
         let restorer = self.restorer.clone();
         let slots = &mut self.slots;
         let rewritten = rewrite_strings::<()>(&data, |s| {
@@ -279,7 +289,7 @@ impl SseRestorer {
             let slot_exists = slots.contains_key(&key);
             if !is_delta_field(&s.path.0) || (!slot_exists && pending_len(s.text) == 0) {
                 // The common case: no carry, nothing held; restore whole placeholders only.
-                return Ok(if s.text.contains(PREFIX) {
+                return Ok(if PREFIX_FINDER.find(s.text.as_bytes()).is_some() {
                     if json_fragment {
                         restorer.restore_json_fragment(s.text)
                     } else {
@@ -291,12 +301,11 @@ impl SseRestorer {
             }
             touched.push(key.clone());
             if !slot_exists {
-                new_slots.push((key.clone(), s.path.0.clone(), json_fragment));
                 slots.insert(
                     key.clone(),
                     Slot {
                         carry: SlotCarry::default(),
-                        template: (String::new(), String::new(), s.path.0.clone()),
+                        template: (String::new(), String::new(), owned_path(&s.path.0)),
                         eol: "\n",
                         json_fragment,
                     },
@@ -448,12 +457,16 @@ fn index_key(data: &str) -> String {
     key
 }
 
+fn owned_path(path: &[Segment<'_>]) -> Vec<Segment<'static>> {
+    path.iter().cloned().map(Segment::into_owned).collect()
+}
+
 /// Fields that carry a stream's text in pieces, where a placeholder may be split.
-fn is_delta_field(path: &[Segment]) -> bool {
+fn is_delta_field(path: &[Segment<'_>]) -> bool {
     matches!(
         path.last(),
         Some(Segment::Key(k)) if matches!(
-            k.as_str(),
+            k.as_ref(),
             "content" | "text" | "arguments" | "partial_json" | "thinking" | "delta" | "refusal"
         )
     )
@@ -461,7 +474,7 @@ fn is_delta_field(path: &[Segment]) -> bool {
 
 /// Strings that carry JSON text in pieces: OpenAI's tool-call `arguments`, Anthropic's
 /// `partial_json`, the Responses API's argument deltas.
-fn looks_like_json_fragment(path: &[Segment], text: &str) -> bool {
+fn looks_like_json_fragment(path: &[Segment<'_>], text: &str) -> bool {
     match path.last() {
         Some(Segment::Key(k)) => {
             k == "arguments"
@@ -474,17 +487,27 @@ fn looks_like_json_fragment(path: &[Segment], text: &str) -> bool {
 
 /// End of the first complete event in `buf`: (index of the separator, its length).
 fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            if buf[i + 1] == b'\n' {
-                return Some((i + 1, 1));
-            }
-            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
-                return Some((i + 1, 2));
-            }
+    for i in memchr::memchr_iter(b'\n', buf) {
+        match (buf.get(i + 1), buf.get(i + 2)) {
+            (Some(b'\n'), _) => return Some((i + 1, 1)),
+            (Some(b'\r'), Some(b'\n')) => return Some((i + 1, 2)),
+            _ => {}
         }
-        i += 1;
     }
     None
+}
+
+static PREFIX_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(PREFIX.as_bytes()));
+
+/// Whether an event holds a placeholder, or a string that ends in what could begin one.
+fn may_hold_placeholder(event: &[u8]) -> bool {
+    let prefix = PREFIX.as_bytes();
+    PREFIX_FINDER.find(event).is_some()
+        || memchr::memchr_iter(b'"', event).any(|q| {
+            // Every proper prefix of `TOLLGATE_` ends in one of these letters.
+            q > 0
+                && matches!(event[q - 1], b'T' | b'O' | b'L' | b'G' | b'A' | b'E')
+                && (1..prefix.len()).any(|n| q >= n && event[q - n..q] == prefix[..n])
+        })
 }

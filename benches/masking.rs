@@ -1,0 +1,129 @@
+//! Masking and restoring throughput on a realistic agent request: ~1 MB of JSON carrying a
+//! system prompt, tool schemas and several source files read by tools, with a few secrets,
+//! every built-in rule and 100 custom identifiers; and an SSE answer of the same size.
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+use tollgate::mask::restore::{Restorer, SseRestorer};
+use tollgate::mask::vault::Vault;
+use tollgate::mask::{MaskPolicy, Masker};
+use tollgate::policy::Source;
+
+const SOURCES: &[&str] = &[
+    include_str!("../src/proxy/handler.rs"),
+    include_str!("../src/proxy/mod.rs"),
+    include_str!("../src/mask/detect.rs"),
+    include_str!("../src/mask/restore.rs"),
+    include_str!("../src/mask/json.rs"),
+    include_str!("../src/tls/ca.rs"),
+    include_str!("../src/policy/mod.rs"),
+    include_str!("../README.md"),
+    include_str!("../Cargo.lock"),
+];
+
+fn policy() -> MaskPolicy {
+    let literals: Vec<String> = (0..80).map(|i| format!("Codename{i:02}")).collect();
+    let yaml = format!(
+        "identifiers:\n  - name: code-names\n    category: project\n    literals: [{}]\n  - name: hosts\n    domains: [{}]\n",
+        literals.join(", "),
+        (0..20)
+            .map(|i| format!("'*.corp{i}.example'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    MaskPolicy::parse(&Source::inline("masking.yaml", &yaml)).unwrap()
+}
+
+fn agent_request() -> String {
+    let mut messages = vec![
+        serde_json::json!({"role": "user", "content": "Review these files; the deploy token is ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ."}),
+    ];
+    let mut size = 0;
+    let mut i = 0;
+    while size < 1 << 20 {
+        let file = SOURCES[i % SOURCES.len()];
+        size += file.len();
+        messages.push(serde_json::json!({"role": "assistant", "content": [{"type": "tool_use", "id": format!("toolu_{i}"), "name": "Read", "input": {"file_path": format!("/repo/file{i}.rs")}}]}));
+        messages.push(serde_json::json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": format!("toolu_{i}"), "content": file}]}));
+        i += 1;
+    }
+    serde_json::json!({
+        "model": "claude-sonnet",
+        "system": "You are Claude Code. <env>Working directory: /repo</env> Codename07 ships on build.corp3.example.",
+        "tools": [{"name": "Bash", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}],
+        "messages": messages,
+    })
+    .to_string()
+}
+
+fn sse_answer(vault: &Vault) -> String {
+    let placeholder = vault.placeholder(
+        "bench",
+        "github-pat",
+        "ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ",
+        true,
+    );
+    let text = SOURCES.concat();
+    let mut out = String::new();
+    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    for (n, chunk) in words.chunks(4).enumerate() {
+        let mut piece: String = chunk.concat();
+        if n % 50 == 0 {
+            piece.push_str(&placeholder);
+        }
+        let event = serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}});
+        out.push_str(&format!("event: content_block_delta\ndata: {event}\n\n"));
+        if out.len() > 1 << 20 {
+            break;
+        }
+    }
+    out
+}
+
+fn masking(c: &mut Criterion) {
+    let policy = policy();
+    let vault = Vault::new(Duration::from_secs(3600), 100_000);
+    let body = Bytes::from(agent_request());
+    let masker = Masker {
+        policy: &policy,
+        vault: &vault,
+        scope: "bench",
+    };
+    let out = masker
+        .mask_body(Some("application/json"), None, body.clone())
+        .unwrap();
+    assert!(out.findings.len() >= 3, "{:?}", out.findings);
+
+    let mut group = c.benchmark_group("mask");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("agent request ~1 MB", |b| {
+        b.iter(|| {
+            masker
+                .mask_body(Some("application/json"), None, black_box(body.clone()))
+                .unwrap()
+        })
+    });
+    group.finish();
+
+    let vault = Arc::new(vault);
+    let stream = sse_answer(&vault);
+    let mut group = c.benchmark_group("restore");
+    group.throughput(Throughput::Bytes(stream.len() as u64));
+    group.bench_function("anthropic SSE ~1 MB, 16 KB chunks", |b| {
+        b.iter(|| {
+            let mut restorer = SseRestorer::new(Restorer::new(vault.clone(), "bench"));
+            let mut n = 0;
+            for chunk in stream.as_bytes().chunks(16 * 1024) {
+                n += restorer.feed(chunk).len();
+            }
+            n + restorer.finish().len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, masking);
+criterion_main!(benches);
