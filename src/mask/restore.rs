@@ -89,9 +89,8 @@ impl Restorer {
     }
 
     fn restore_string(&self, text: &str) -> Option<String> {
-        if PREFIX_FINDER.find(text.as_bytes()).is_none() {
-            return None;
-        }
+        // Most strings hold no placeholder at all.
+        PREFIX_FINDER.find(text.as_bytes())?;
         let trimmed = text.trim_start();
         if trimmed.starts_with('{') || trimmed.starts_with('[') {
             if let Ok(Ok(inner)) = rewrite_strings::<()>(text, |s| Ok(self.restore_text(s.text))) {
