@@ -196,24 +196,36 @@ impl SseRestorer {
 
     /// Feeds bytes from upstream; returns the bytes to send to the client now.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.extend_from_slice(chunk);
         let mut out = Vec::with_capacity(chunk.len() + 64);
+        if self.buf.is_empty() {
+            // Work on the chunk itself; keep only an unfinished event.
+            let at = self.events(chunk, &mut out);
+            self.buf.extend_from_slice(&chunk[at..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.extend_from_slice(chunk);
+            let at = self.events(&buf, &mut out);
+            buf.drain(..at);
+            self.buf = buf;
+        }
+        out
+    }
+
+    /// Processes the complete events at the start of `bytes`; returns where the rest begins.
+    fn events(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> usize {
         let mut at = 0;
-        while let Some((end, sep)) = find_event_end(&buf[at..]) {
-            let (event, separator) = (&buf[at..at + end], &buf[at + end..at + end + sep]);
+        while let Some((end, sep)) = find_event_end(&bytes[at..]) {
+            let (event, separator) = (&bytes[at..at + end], &bytes[at + end..at + end + sep]);
             if self.slots.is_empty() && !may_hold_placeholder(event) {
                 // The common case: nothing held, nothing to restore.
                 out.extend_from_slice(event);
                 out.extend_from_slice(separator);
             } else {
-                self.process_event(event, separator, &mut out);
+                self.process_event(event, separator, out);
             }
             at += end + sep;
         }
-        buf.drain(..at);
-        self.buf = buf;
-        out
+        at
     }
 
     /// The upstream ended: flush what is left.
@@ -503,10 +515,11 @@ static PREFIX_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
 fn may_hold_placeholder(event: &[u8]) -> bool {
     let prefix = PREFIX.as_bytes();
     PREFIX_FINDER.find(event).is_some()
-        || memchr::memchr_iter(b'"', event).any(|q| {
-            // Every proper prefix of `TOLLGATE_` ends in one of these letters.
-            q > 0
-                && matches!(event[q - 1], b'T' | b'O' | b'L' | b'G' | b'A' | b'E')
+        || event.windows(2).enumerate().any(|(i, pair)| {
+            // A string ends right after a letter that ends some proper prefix of `TOLLGATE_`.
+            let q = i + 1;
+            pair[1] == b'"'
+                && matches!(pair[0], b'T' | b'O' | b'L' | b'G' | b'A' | b'E')
                 && (1..prefix.len()).any(|n| q >= n && event[q - n..q] == prefix[..n])
         })
 }

@@ -73,8 +73,8 @@ struct Exchange {
     started: Instant,
     /// Whose placeholders these are (the client address until proxy authentication exists).
     scope: Arc<str>,
-    /// What masking found, as `rule:count` (never a value).
-    masked: String,
+    /// What masking found: rule, category and place, never a value.
+    findings: Vec<crate::mask::Finding>,
 }
 
 impl Exchange {
@@ -91,7 +91,7 @@ impl Exchange {
             ms = self.started.elapsed().as_millis() as u64,
             bytes,
             mode = self.mode.as_str(),
-            masked = %self.masked,
+            masked = %masking::summarize(&self.findings),
             outcome,
             "exchange"
         );
@@ -204,7 +204,7 @@ impl Handler {
         if exchange.mode == Mode::Intercepted {
             let (masked, findings) =
                 masking::mask_request(&self.shared, &exchange.scope, req).await?;
-            exchange.masked = masking::summarize(&findings);
+            exchange.findings = findings;
             req = masked;
         }
         // A client that stops sending mid-body must not hold an upstream connection forever.
@@ -312,7 +312,7 @@ impl Handler {
             errors,
             started: Instant::now(),
             scope: client.ip().to_string().into(),
-            masked: String::new(),
+            findings: Vec::new(),
         }
     }
 }
