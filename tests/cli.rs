@@ -238,7 +238,7 @@ async fn run_with_no_files_serves_logs_without_secrets_and_stops_on_sigterm() {
     let res = client
         .post("https://api.openai.com/v1/chat/completions?key=query-secret")
         .header("authorization", "Bearer sk-header-secret")
-        .body(r#"{"messages":[{"role":"user","content":"body-secret"}]}"#)
+        .body(r#"{"messages":[{"role":"user","content":"body-secret ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ"}]}"#)
         .send()
         .await
         .unwrap();
@@ -266,6 +266,7 @@ async fn run_with_no_files_serves_logs_without_secrets_and_stops_on_sigterm() {
         "status=200",
         "mode=\"intercepted\"",
         "outcome=\"complete\"",
+        "masked=github-pat:1",
         "ms=",
     ] {
         assert!(line.contains(field), "`{field}` missing from: {line}");
@@ -274,7 +275,12 @@ async fn run_with_no_files_serves_logs_without_secrets_and_stops_on_sigterm() {
     let (status, log) = running.terminate();
     assert!(status.success(), "{status:?}\n{log}");
     assert!(log.contains("stopped cleanly"), "{log}");
-    for secret in ["query-secret", "sk-header-secret", "body-secret"] {
+    for secret in [
+        "query-secret",
+        "sk-header-secret",
+        "body-secret",
+        "ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ",
+    ] {
         assert!(
             !log.contains(secret),
             "`{secret}` leaked into the log:\n{log}"
