@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../tests/fixtures"
 
-hosts="api.openai.com eu.api.openai.com api.anthropic.com generativelanguage.googleapis.com tunneled.example other.example localhost"
+hosts="api.openai.com eu.api.openai.com api.anthropic.com generativelanguage.googleapis.com bedrock-runtime.eu-central-1.amazonaws.com tunneled.example other.example localhost"
 san=$(printf 'DNS:%s,' $hosts)IP:127.0.0.1
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7300 \

@@ -259,6 +259,58 @@ async fn compressed_requests_are_decoded_masked_and_sent_plain() {
 }
 
 #[tokio::test]
+async fn clean_compressed_bodies_go_as_they_came() {
+    let upstream = Upstream::start().await;
+    let proxy = proxy_with_masking(&upstream).await;
+    let body =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}).to_string();
+    let compressed = zstd::encode_all(body.as_bytes(), 3).unwrap();
+    let res = client(&proxy)
+        .post("https://api.openai.com/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("content-encoding", "zstd")
+        .body(compressed.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let received = &upstream.received()[0];
+    assert_eq!(received.headers["content-encoding"], "zstd");
+    assert!(received.body == compressed);
+}
+
+#[tokio::test]
+async fn sigv4_signed_bodies_with_secrets_are_refused_not_broken() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let client = client(&proxy);
+    let send = |content: String| {
+        client
+            .post("https://bedrock-runtime.eu-central-1.amazonaws.com/model/anthropic.claude/invoke")
+            .header("content-type", "application/json")
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/eu-central-1/bedrock/aws4_request, SignedHeaders=host, Signature=abc")
+            .header("x-amz-content-sha256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+            .body(json!({"messages": [{"role": "user", "content": content}]}).to_string())
+            .send()
+    };
+    let res = send(prompt()).await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(res.headers()["x-tollgate-reason"], "signed-body");
+    assert_eq!(res.headers()["x-amzn-errortype"], "AccessDeniedException");
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("SigV4"),
+        "{body}"
+    );
+    assert!(upstream.received().is_empty());
+
+    // Nothing to mask: the signed body goes untouched.
+    let res = send("hello".into()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(upstream.received().len(), 1);
+}
+
+#[tokio::test]
 async fn placeholders_are_stable_across_turns() {
     let upstream = Upstream::start().await;
     let proxy = proxy_with_masking(&upstream).await;

@@ -235,7 +235,8 @@ impl Default for Limits {
 /// A masked request body.
 #[derive(Debug)]
 pub struct Masked {
-    /// The body to send: `None` when the original can go as it is.
+    /// The masked body, decoded, to send instead: `None` when nothing was found and the
+    /// original bytes can go as they are.
     pub body: Option<Bytes>,
     pub findings: Vec<Finding>,
 }
@@ -317,7 +318,6 @@ impl Masker<'_> {
             });
         }
         let decoded = decode::decode(content_encoding, body, self.policy.max_body)?;
-        let decoded_changed = decoded.changed;
         let Ok(text) = std::str::from_utf8(&decoded.bytes) else {
             return Err(MaskError::Uninspectable {
                 content_type: content_type.unwrap_or("untyped").to_owned(),
@@ -339,12 +339,11 @@ impl Masker<'_> {
         } else {
             self.mask_text(text, &|| "body".into(), &mut findings)?
         };
-        let body = match masked {
-            Some(text) => Some(Bytes::from(text)),
-            None if decoded_changed => Some(decoded.bytes),
-            None => None,
-        };
-        Ok(Masked { body, findings })
+        // Nothing found: the original bytes go, compressed and signed as they came.
+        Ok(Masked {
+            body: masked.map(Bytes::from),
+            findings,
+        })
     }
 }
 

@@ -476,10 +476,9 @@ fn compressed_and_text_bodies_are_decoded_and_masked() {
             Bytes::from(gz.finish().unwrap()),
         )
         .unwrap();
-    assert_eq!(
-        &out.body.unwrap()[..],
-        b"plain text with no secret",
-        "decoded even when clean"
+    assert!(
+        out.body.is_none(),
+        "a clean body goes as it came, still compressed"
     );
 
     let binary = Bytes::from_static(&[0xff, 0xfe, 0x00, 0x81]);

@@ -73,6 +73,15 @@ pub async fn mask_request(
         )
         .map_err(refusal)?;
     let body = match masked.body {
+        Some(_) if is_signed(&parts.headers) => {
+            return Err(Refusal::new(
+                Reason::SignedBody,
+                format!(
+                    "the request contains values that must be masked ({}), but its body is signed (AWS SigV4) and a rewritten body would fail the signature; remove them, or use a bearer API key",
+                    summarize(&masked.findings)
+                ),
+            ));
+        }
         Some(new) => {
             parts.headers.remove(CONTENT_ENCODING);
             parts
@@ -86,6 +95,18 @@ pub async fn mask_request(
         Request::from_parts(parts, Body::from(body)),
         masked.findings,
     ))
+}
+
+/// AWS SigV4 covers the body's hash unless the client declared it unsigned.
+fn is_signed(headers: &http::HeaderMap) -> bool {
+    let sigv4 = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
+    let unsigned_payload = headers
+        .get("x-amz-content-sha256")
+        .is_some_and(|v| v.as_bytes().starts_with(b"UNSIGNED-PAYLOAD"));
+    sigv4 && !unsigned_payload
 }
 
 fn refusal(err: MaskError) -> Refusal {

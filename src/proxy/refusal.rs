@@ -31,6 +31,7 @@ pub enum Reason {
     BodyTooLarge,
     UndecodableBody,
     UninspectableBody,
+    SignedBody,
 }
 
 impl Reason {
@@ -53,6 +54,7 @@ impl Reason {
             Reason::BodyTooLarge => "body-too-large",
             Reason::UndecodableBody => "undecodable-body",
             Reason::UninspectableBody => "uninspectable-body",
+            Reason::SignedBody => "signed-body",
         }
     }
 
@@ -62,7 +64,8 @@ impl Reason {
             | Reason::InternalAddress
             | Reason::PlaintextToProvider
             | Reason::SecretBlocked
-            | Reason::ApprovalRequired => StatusCode::FORBIDDEN,
+            | Reason::ApprovalRequired
+            | Reason::SignedBody => StatusCode::FORBIDDEN,
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::UndecodableBody => StatusCode::BAD_REQUEST,
             Reason::UninspectableBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,

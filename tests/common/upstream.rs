@@ -28,6 +28,7 @@ pub const UPSTREAM_HOSTS: &[&str] = &[
     "eu.api.openai.com",
     "api.anthropic.com",
     "generativelanguage.googleapis.com",
+    "bedrock-runtime.eu-central-1.amazonaws.com",
     "tunneled.example",
     "other.example",
 ];
