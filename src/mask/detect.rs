@@ -144,16 +144,7 @@ impl Detector {
             };
             if !custom.literals.is_empty() {
                 let index = rules.len();
-                rules.push(Rule {
-                    id: custom.id.as_str().into(),
-                    category: custom.category.as_str().into(),
-                    action: custom.action,
-                    restore: custom.restore,
-                    regex: None,
-                    check: Check::None,
-                    reach: 0,
-                    generic: false,
-                });
+                rules.push(custom_rule(custom, None));
                 for literal in &custom.literals {
                     if custom.case_insensitive {
                         patterns.push(literal.clone());
@@ -178,16 +169,7 @@ impl Detector {
                 };
                 let regex = Regex::new(&source).map_err(|e| err(e.to_string()))?;
                 let index = rules.len();
-                rules.push(Rule {
-                    id: custom.id.as_str().into(),
-                    category: custom.category.as_str().into(),
-                    action: custom.action,
-                    restore: custom.restore,
-                    regex: Some(regex),
-                    check: Check::None,
-                    reach: 256,
-                    generic: false,
-                });
+                rules.push(custom_rule(custom, Some(regex)));
                 if custom.anchors.is_empty() {
                     unanchored.push(index);
                 } else {
@@ -357,6 +339,20 @@ impl Detector {
         }
         kept.sort_by_key(|h| h.start);
         kept
+    }
+}
+
+/// A rule for one custom list: its literals (`regex: None`) or one of its regexes.
+fn custom_rule(custom: &CustomSpec, regex: Option<Regex>) -> Rule {
+    Rule {
+        id: custom.id.as_str().into(),
+        category: custom.category.as_str().into(),
+        action: custom.action,
+        restore: custom.restore,
+        regex,
+        check: Check::None,
+        reach: 256,
+        generic: false,
     }
 }
 
