@@ -34,6 +34,19 @@ pub enum Command {
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Check the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain of the audit store; exit 1 naming the first broken link.
+    Verify {
+        /// Audit database path (default: `db` from the config, else tollgate.db).
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args, Default)]
@@ -97,6 +110,14 @@ pub enum CommandError {
     Output(std::io::Error),
     #[error("cannot wait for signals: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] crate::record::StoreError),
+    #[error("{path}: the audit chain is broken at row {row}: {reason}")]
+    ChainBroken {
+        path: String,
+        row: i64,
+        reason: String,
+    },
 }
 
 impl CommandError {
@@ -159,6 +180,34 @@ impl Cli {
                 out.write_all(bytes)
                     .and_then(|_| out.flush())
                     .map_err(CommandError::Output)
+            }
+            Command::Audit(AuditCommand::Verify { db }) => {
+                let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
+                    db,
+                    ..Default::default()
+                }))?;
+                if !config.db.exists() {
+                    return Err(CommandError::Store(crate::record::StoreError::Sqlite {
+                        path: config.db.clone(),
+                        source: rusqlite::Error::InvalidPath(config.db.clone()),
+                    }));
+                }
+                let store = crate::record::Store::open(&config.db)?;
+                match store.verify()? {
+                    None => {
+                        println!(
+                            "audit chain intact: {} records in {}",
+                            store.count()?,
+                            config.db.display()
+                        );
+                        Ok(())
+                    }
+                    Some(brk) => Err(CommandError::ChainBroken {
+                        path: config.db.display().to_string(),
+                        row: brk.row,
+                        reason: brk.reason,
+                    }),
+                }
             }
             Command::Policy(PolicyCommand::Check { dir }) => {
                 let (config, _) = ProxyConfig::resolve(overrides(RunArgs {

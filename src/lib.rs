@@ -25,4 +25,5 @@ pub mod mask;
 pub mod policy;
 pub mod providers;
 pub mod proxy;
+pub mod record;
 pub mod tls;

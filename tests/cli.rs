@@ -275,6 +275,27 @@ async fn run_with_no_files_serves_logs_without_secrets_and_stops_on_sigterm() {
     let (status, log) = running.terminate();
     assert!(status.success(), "{status:?}\n{log}");
     assert!(log.contains("stopped cleanly"), "{log}");
+
+    // Every exchange, the refused one included, is in the audit store, and the chain holds.
+    let out = tollgate(dir.path(), &["audit", "verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("audit chain intact: 2 records"), "{said}");
+    let db = std::fs::read(dir.path().join("tollgate.db")).unwrap();
+    let wal = std::fs::read(dir.path().join("tollgate.db-wal")).unwrap_or_default();
+    for secret in [
+        "query-secret",
+        "sk-header-secret",
+        "ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ",
+    ] {
+        let bytes = secret.as_bytes();
+        for file in [&db, &wal] {
+            assert!(
+                !file.windows(bytes.len()).any(|w| w == bytes),
+                "`{secret}` is in the store"
+            );
+        }
+    }
     for secret in [
         "query-secret",
         "sk-header-secret",
@@ -286,6 +307,49 @@ async fn run_with_no_files_serves_logs_without_secrets_and_stops_on_sigterm() {
             "`{secret}` leaked into the log:\n{log}"
         );
     }
+}
+
+#[test]
+fn audit_verify_names_the_first_broken_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let mut store = tollgate::record::Store::open(&db).unwrap();
+    let record = tollgate::record::Record {
+        kind: tollgate::record::RecordKind::Exchange,
+        started_at: "2026-11-24T00:00:00Z".into(),
+        duration_ms: 5,
+        client: "127.0.0.1:1".into(),
+        scope: "127.0.0.1".into(),
+        mode: "intercepted".into(),
+        provider: Some("openai".into()),
+        host: "api.openai.com".into(),
+        method: Some("POST".into()),
+        path: Some("/v1/chat/completions".into()),
+        status: Some(200),
+        outcome: "complete".into(),
+        bytes_up: 1,
+        bytes_down: 2,
+        findings: "[]".into(),
+    };
+    store.append(&vec![record; 5]).unwrap();
+    drop(store);
+    let db_arg = db.to_str().unwrap();
+    assert!(
+        tollgate(dir.path(), &["audit", "verify", "--db", db_arg])
+            .status
+            .success()
+    );
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE records SET host = 'api.anthropic.com' WHERE id = 3",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = tollgate(dir.path(), &["audit", "verify", "--db", db_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("broken at row 3"), "{}", stderr(&out));
 }
 
 #[test]

@@ -581,9 +581,10 @@ async fn upstream_with_an_untrusted_certificate_is_refused() {
 
 #[tokio::test]
 async fn unreachable_upstream_gets_a_readable_502() {
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Bound but not listening: the port stays ours (no other test can take it) and refuses.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let port = closed.local_addr().unwrap().port();
-    drop(closed);
     // Only generativelanguage.googleapis.com is sent anywhere: to a closed port.
     let proxy = ProxySetup::bare()
         .connect_to(&format!(

@@ -14,6 +14,7 @@ use crate::mask::restore::Restorer;
 use crate::policy::Action;
 use crate::policy::hosts::normalize_host;
 use crate::providers::{ErrorFormat, Provider};
+use crate::record::{Record, RecordKind, Recorder};
 use http::uri::{Authority, Scheme};
 use http::{Method, Request, Response, Uri, Version};
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
@@ -75,10 +76,35 @@ struct Exchange {
     scope: Arc<str>,
     /// What masking found: rule, category and place, never a value.
     findings: Vec<crate::mask::Finding>,
+    provider: Option<String>,
+    /// Wall-clock start, for the audit record.
+    started_at: String,
+    /// Request body bytes sent upstream, where known.
+    bytes_up: u64,
+    recorder: Recorder,
 }
 
 impl Exchange {
-    fn log(&self, status: u16, outcome: &str, bytes: u64) {
+    /// Logs the exchange's line and queues its audit record.
+    fn finish(&self, status: u16, outcome: &str, bytes: u64) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.recorder.record(Record {
+            kind: RecordKind::Exchange,
+            started_at: self.started_at.clone(),
+            duration_ms: ms,
+            client: self.client.to_string(),
+            scope: self.scope.to_string(),
+            mode: self.mode.as_str().into(),
+            provider: self.provider.clone(),
+            host: self.host.clone(),
+            method: Some(self.method.to_string()),
+            path: Some(self.path.clone()),
+            status: Some(status),
+            outcome: outcome.into(),
+            bytes_up: self.bytes_up,
+            bytes_down: bytes,
+            findings: findings_json(&self.findings),
+        });
         info!(
             target: "tollgate::exchange",
             id = self.id,
@@ -88,7 +114,7 @@ impl Exchange {
             host = %self.host,
             path = %self.path,
             status,
-            ms = self.started.elapsed().as_millis() as u64,
+            ms,
             bytes,
             mode = self.mode.as_str(),
             masked = %masking::summarize(&self.findings),
@@ -98,7 +124,7 @@ impl Exchange {
     }
 
     fn refuse(&self, refusal: Refusal) -> Response<Body> {
-        self.log(refusal.status().as_u16(), refusal.reason.slug(), 0);
+        self.finish(refusal.status().as_u16(), refusal.reason.slug(), 0);
         refusal.into_response(self.errors)
     }
 }
@@ -131,7 +157,26 @@ impl Handler {
         }
         let decision = self.shared.policy.load().decide(&host);
         let errors = decision.error_format();
+        let started_at = crate::record::now();
+        let provider = decision.provider.as_ref().map(|p| p.id.clone());
         let refuse = |refusal: Refusal| {
+            self.shared.recorder.record(Record {
+                kind: RecordKind::ConnectRefused,
+                started_at: started_at.clone(),
+                duration_ms: 0,
+                client: client.to_string(),
+                scope: client.ip().to_string(),
+                mode: "connect".into(),
+                provider: provider.clone(),
+                host: host.clone(),
+                method: Some("CONNECT".into()),
+                path: None,
+                status: Some(refusal.status().as_u16()),
+                outcome: refusal.reason.slug().into(),
+                bytes_up: 0,
+                bytes_down: 0,
+                findings: "[]".into(),
+            });
             info!(
                 target: "tollgate::tunnel",
                 id,
@@ -205,6 +250,9 @@ impl Handler {
             let (masked, findings) =
                 masking::mask_request(&self.shared, &exchange.scope, req).await?;
             exchange.findings = findings;
+            if let Some(len) = http_body::Body::size_hint(masked.body()).exact() {
+                exchange.bytes_up = len;
+            }
             req = masked;
         }
         // A client that stops sending mid-body must not hold an upstream connection forever.
@@ -293,12 +341,18 @@ impl Handler {
     }
 
     fn begin_exchange(&self, client: SocketAddr, req: &Request<Body>) -> Exchange {
-        let (host, mode, errors) = match &self.tunnel {
-            Some(t) => (t.host.clone(), Mode::Intercepted, t.provider.errors),
+        let (host, mode, errors, provider) = match &self.tunnel {
+            Some(t) => (
+                t.host.clone(),
+                Mode::Intercepted,
+                t.provider.errors,
+                Some(t.provider.id.clone()),
+            ),
             None => {
                 let host = req.uri().host().map(normalize_host).unwrap_or_default();
-                let errors = self.shared.policy.load().decide(&host).error_format();
-                (host, Mode::Forwarded, errors)
+                let decision = self.shared.policy.load().decide(&host);
+                let provider = decision.provider.as_ref().map(|p| p.id.clone());
+                (host, Mode::Forwarded, decision.error_format(), provider)
             }
         };
         Exchange {
@@ -313,6 +367,15 @@ impl Handler {
             started: Instant::now(),
             scope: client.ip().to_string().into(),
             findings: Vec::new(),
+            provider,
+            started_at: crate::record::now(),
+            bytes_up: req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            recorder: self.shared.recorder.clone(),
         }
     }
 }
@@ -392,7 +455,7 @@ impl HttpHandler for Handler {
                 idle,
                 Box::new(move |outcome: Outcome, bytes| {
                     drop(guard);
-                    exchange.log(status, outcome.as_str(), bytes);
+                    exchange.finish(status, outcome.as_str(), bytes);
                 }),
             )
         })
@@ -427,4 +490,20 @@ impl HttpHandler for Handler {
         // Returning false would make hudsucker tunnel the bytes itself, uninspected.
         true
     }
+}
+
+/// Findings as the audit record keeps them: rule, category, place; never a value.
+fn findings_json(findings: &[crate::mask::Finding]) -> String {
+    let list: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "rule": &*f.rule,
+                "category": &*f.category,
+                "path": f.path,
+                "offset": f.offset,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(list).to_string()
 }

@@ -32,6 +32,7 @@ use tracing::info;
 /// State every connection shares. Policy sits behind `ArcSwap` so a reload swaps it whole.
 pub struct Shared {
     policy: Arc<ArcSwap<Policy>>,
+    recorder: crate::record::Recorder,
     /// Placeholders and their values; in memory only, outlives policy reloads.
     vault: Arc<crate::mask::vault::Vault>,
     dialer: Dialer,
@@ -61,6 +62,8 @@ pub enum StartError {
     },
     #[error("cannot build the proxy: {0}")]
     Proxy(#[from] hudsucker::Error),
+    #[error("audit store: {0}")]
+    Store(#[from] crate::record::StoreError),
 }
 
 impl StartError {
@@ -81,6 +84,7 @@ pub struct RunningProxy {
     drain: Duration,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), hudsucker::Error>>>,
+    writer: Option<crate::record::Writer>,
 }
 
 /// How a shutdown went.
@@ -135,8 +139,11 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         source,
     })?;
 
+    let (recorder, writer) = crate::record::Recorder::start(&config.db)?;
+    info!("recording to {}", config.db.display());
     let inflight = Inflight::default();
     let shared = Arc::new(Shared {
+        recorder,
         policy,
         vault,
         dialer,
@@ -165,6 +172,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         drain: config.timeouts.drain,
         stop: Some(stop),
         task: Some(task),
+        writer: Some(writer),
     })
 }
 
@@ -250,10 +258,14 @@ impl RunningProxy {
                 info!("some client connections did not close in time");
             }
         }
-        ShutdownReport {
-            drained,
-            abandoned: self.inflight.count(),
+        let abandoned = self.inflight.count();
+        if let Some(writer) = self.writer.take() {
+            // Every record queued so far reaches the disk before the proxy exits.
+            tokio::task::spawn_blocking(move || writer.finish())
+                .await
+                .ok();
         }
+        ShutdownReport { drained, abandoned }
     }
 }
 

@@ -5,6 +5,7 @@
 
 use super::Shared;
 use super::refusal::Refusal;
+use crate::record::{Record, RecordKind};
 use http::{Request, Response};
 use hudsucker::Body;
 use hyper_util::rt::TokioIo;
@@ -38,12 +39,32 @@ pub async fn open(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let guard = shared.inflight.enter();
     let idle = shared.timeouts.tunnel_idle;
+    let recorder = shared.recorder.clone();
+    let started_at = crate::record::now();
     tokio::spawn(async move {
         let _guard = guard;
         let (outcome, up, down) = match on_upgrade.await {
             Ok(upgraded) => splice(TokioIo::new(upgraded), upstream, idle).await,
             Err(_) => ("upgrade-failed", 0, 0),
         };
+        let ms = started.elapsed().as_millis() as u64;
+        recorder.record(Record {
+            kind: RecordKind::Tunnel,
+            started_at,
+            duration_ms: ms,
+            client: client.to_string(),
+            scope: client.ip().to_string(),
+            mode: "tunneled".into(),
+            provider: None,
+            host: host.clone(),
+            method: Some("CONNECT".into()),
+            path: None,
+            status: Some(200),
+            outcome: outcome.into(),
+            bytes_up: up,
+            bytes_down: down,
+            findings: "[]".into(),
+        });
         info!(
             target: "tollgate::tunnel",
             id,
@@ -53,7 +74,7 @@ pub async fn open(
             mode = "tunneled",
             bytes_up = up,
             bytes_down = down,
-            ms = started.elapsed().as_millis() as u64,
+            ms,
             outcome,
             "tunnel closed"
         );

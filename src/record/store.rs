@@ -1,0 +1,368 @@
+//! The SQLite side: schema migrations, appending hash-chained rows, and verifying the chain.
+
+use super::Record;
+use ring::digest::{Context, SHA256};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path}: written by a newer Tollgate (schema {found}, this one knows up to {known})")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("cannot start the audit writer: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Where the chain first fails to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    /// The first row whose hash or link does not match (the head, if rows are missing at the end).
+    pub row: i64,
+    pub reason: String,
+}
+
+/// Each migration takes the schema from its index to the next version.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE records (
+        id           INTEGER PRIMARY KEY,
+        kind         TEXT    NOT NULL,
+        started_at   TEXT    NOT NULL,
+        duration_ms  INTEGER NOT NULL,
+        client       TEXT    NOT NULL,
+        scope        TEXT    NOT NULL,
+        mode         TEXT    NOT NULL,
+        provider     TEXT,
+        host         TEXT    NOT NULL,
+        method       TEXT,
+        path         TEXT,
+        status       INTEGER,
+        outcome      TEXT    NOT NULL,
+        bytes_up     INTEGER NOT NULL,
+        bytes_down   INTEGER NOT NULL,
+        findings     TEXT    NOT NULL,
+        prev_hash    BLOB    NOT NULL,
+        hash         BLOB    NOT NULL
+    );
+    CREATE INDEX records_started_at ON records (started_at);
+    CREATE INDEX records_scope ON records (scope, started_at);
+    CREATE TABLE chain_head (
+        one     INTEGER PRIMARY KEY CHECK (one = 1),
+        last_id INTEGER NOT NULL,
+        hash    BLOB    NOT NULL
+    );
+"#];
+
+const GENESIS: [u8; 32] = [0; 32];
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the database, creating it and applying migrations as needed.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            tx.execute_batch(sql)
+                .and_then(|_| tx.pragma_update(None, "user_version", i as i64 + 1))
+                .and_then(|_| tx.commit())
+                .map_err(|e| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Appends records in one transaction, extending the chain.
+    pub fn append(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let head: Option<(i64, Vec<u8>)> = tx
+            .query_row(
+                "SELECT last_id, hash FROM chain_head WHERE one = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(err)?;
+        let (mut id, mut prev) = head.unwrap_or((0, GENESIS.to_vec()));
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO records (id, kind, started_at, duration_ms, client, scope, mode, provider, host,
+                     method, path, status, outcome, bytes_up, bytes_down, findings, prev_hash, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                )
+                .map_err(err)?;
+            for r in records {
+                id += 1;
+                let hash = link_hash(id, &prev, r);
+                insert
+                    .execute(params![
+                        id,
+                        r.kind.as_str(),
+                        r.started_at,
+                        r.duration_ms as i64,
+                        r.client,
+                        r.scope,
+                        r.mode,
+                        r.provider,
+                        r.host,
+                        r.method,
+                        r.path,
+                        r.status,
+                        r.outcome,
+                        r.bytes_up as i64,
+                        r.bytes_down as i64,
+                        r.findings,
+                        prev,
+                        hash,
+                    ])
+                    .map_err(err)?;
+                prev = hash.to_vec();
+            }
+        }
+        tx.execute(
+            "INSERT INTO chain_head (one, last_id, hash) VALUES (1, ?1, ?2)
+             ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id, hash = excluded.hash",
+            params![id, prev],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    pub fn count(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Walks the chain; `None` if every row and the head hold, else the first break.
+    pub fn verify(&self) -> Result<Option<ChainBreak>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
+                 status, outcome, bytes_up, bytes_down, findings, prev_hash, hash FROM records ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut expected_id = 1i64;
+        let mut prev = GENESIS.to_vec();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let id: i64 = row.get(0).map_err(|e| self.err(e))?;
+            let read = |i: usize| -> rusqlite::Result<String> { row.get(i) };
+            let record = (|| -> rusqlite::Result<Record> {
+                Ok(Record {
+                    kind: match read(1)?.as_str() {
+                        "tunnel" => super::RecordKind::Tunnel,
+                        "connect-refused" => super::RecordKind::ConnectRefused,
+                        _ => super::RecordKind::Exchange,
+                    },
+                    started_at: read(2)?,
+                    duration_ms: row.get::<_, i64>(3)? as u64,
+                    client: read(4)?,
+                    scope: read(5)?,
+                    mode: read(6)?,
+                    provider: row.get(7)?,
+                    host: read(8)?,
+                    method: row.get(9)?,
+                    path: row.get(10)?,
+                    status: row.get(11)?,
+                    outcome: read(12)?,
+                    bytes_up: row.get::<_, i64>(13)? as u64,
+                    bytes_down: row.get::<_, i64>(14)? as u64,
+                    findings: read(15)?,
+                })
+            })()
+            .map_err(|e| self.err(e))?;
+            let kind_text = read(1).map_err(|e| self.err(e))?;
+            let stored_prev: Vec<u8> = row.get(16).map_err(|e| self.err(e))?;
+            let stored_hash: Vec<u8> = row.get(17).map_err(|e| self.err(e))?;
+            let brk = |reason: &str| {
+                Ok(Some(ChainBreak {
+                    row: id,
+                    reason: reason.into(),
+                }))
+            };
+            if id != expected_id {
+                return brk(&format!("row {expected_id} is missing (deleted)"));
+            }
+            if stored_prev != prev {
+                return brk(
+                    "its link to the previous row does not match (a row before it was altered or replaced)",
+                );
+            }
+            if kind_text != record.kind.as_str()
+                || link_hash(id, &prev, &record).as_slice() != stored_hash
+            {
+                return brk("its contents do not match its hash (altered)");
+            }
+            prev = stored_hash;
+            expected_id += 1;
+        }
+        let head: Option<(i64, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT last_id, hash FROM chain_head WHERE one = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let last = expected_id - 1;
+        match head {
+            None if last == 0 => Ok(None),
+            Some((head_id, head_hash)) if head_id == last && head_hash == prev => Ok(None),
+            Some((head_id, _)) if head_id > last => Ok(Some(ChainBreak {
+                row: last + 1,
+                reason: format!(
+                    "rows {} to {head_id} are missing (deleted at the end)",
+                    last + 1
+                ),
+            })),
+            _ => Ok(Some(ChainBreak {
+                row: last,
+                reason: "the chain head does not match the last row (altered)".into(),
+            })),
+        }
+    }
+}
+
+/// SHA-256 over the row's id, the previous hash and the record's fields.
+fn link_hash(id: i64, prev: &[u8], record: &Record) -> [u8; 32] {
+    let mut ctx = Context::new(&SHA256);
+    ctx.update(&id.to_be_bytes());
+    ctx.update(prev);
+    ctx.update(&serde_json::to_vec(record).expect("records serialize"));
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::record;
+    use super::*;
+
+    fn store_with(n: u64) -> (tempfile::TempDir, PathBuf, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut store = Store::open(&path).unwrap();
+        let records: Vec<Record> = (0..n).map(record).collect();
+        store.append(&records[..n as usize / 2]).unwrap();
+        store.append(&records[n as usize / 2..]).unwrap();
+        (dir, path, store)
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let (_dir, _, store) = store_with(10);
+        assert_eq!(store.count().unwrap(), 10);
+        assert_eq!(store.verify().unwrap(), None);
+    }
+
+    #[test]
+    fn an_altered_row_is_the_first_break() {
+        let (_dir, _, store) = store_with(10);
+        store
+            .conn
+            .execute("UPDATE records SET status = 403 WHERE id = 4", [])
+            .unwrap();
+        let brk = store.verify().unwrap().unwrap();
+        assert_eq!(brk.row, 4);
+        assert!(brk.reason.contains("altered"), "{}", brk.reason);
+    }
+
+    #[test]
+    fn deleted_rows_are_found_in_the_middle_and_at_the_end() {
+        let (_dir, _, store) = store_with(10);
+        store
+            .conn
+            .execute("DELETE FROM records WHERE id = 6", [])
+            .unwrap();
+        assert_eq!(store.verify().unwrap().unwrap().row, 7);
+        let (_dir, _, store) = store_with(10);
+        store
+            .conn
+            .execute("DELETE FROM records WHERE id >= 9", [])
+            .unwrap();
+        let brk = store.verify().unwrap().unwrap();
+        assert_eq!(brk.row, 9, "{}", brk.reason);
+    }
+
+    #[test]
+    fn reopening_keeps_the_schema_and_extends_the_chain() {
+        let (_dir, path, store) = store_with(4);
+        drop(store);
+        let mut store = Store::open(&path).unwrap();
+        store.append(&[record(99)]).unwrap();
+        assert_eq!(store.count().unwrap(), 5);
+        assert_eq!(store.verify().unwrap(), None);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let (_dir, path, store) = store_with(1);
+        store.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(store);
+        assert!(matches!(Store::open(&path), Err(StoreError::TooNew { .. })));
+    }
+}
