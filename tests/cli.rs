@@ -314,23 +314,16 @@ fn audit_verify_names_the_first_broken_link() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
     let mut store = tollgate::record::Store::open(&db).unwrap();
-    let record = tollgate::record::Record {
-        kind: tollgate::record::RecordKind::Exchange,
-        started_at: "2026-11-24T00:00:00Z".into(),
-        duration_ms: 5,
-        client: "127.0.0.1:1".into(),
-        scope: "127.0.0.1".into(),
-        mode: "intercepted".into(),
-        provider: Some("openai".into()),
-        host: "api.openai.com".into(),
-        method: Some("POST".into()),
-        path: Some("/v1/chat/completions".into()),
-        status: Some(200),
-        outcome: "complete".into(),
-        bytes_up: 1,
-        bytes_down: 2,
-        findings: "[]".into(),
-    };
+    let mut record = tollgate::record::Record::new(
+        tollgate::record::RecordKind::Exchange,
+        "127.0.0.1:1",
+        "127.0.0.1",
+        "intercepted",
+        "api.openai.com",
+    );
+    record.status = Some(200);
+    record.outcome = "complete".into();
+    record.request_body = b"{}".to_vec();
     store.append(&vec![record; 5]).unwrap();
     drop(store);
     let db_arg = db.to_str().unwrap();

@@ -239,6 +239,34 @@ pub struct Masked {
     /// original bytes can go as they are.
     pub body: Option<Bytes>,
     pub findings: Vec<Finding>,
+    /// What the walk noticed on the way, for the audit record.
+    pub facts: RequestFacts,
+}
+
+/// Facts about a JSON request body, noticed while masking it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RequestFacts {
+    /// The top-level `model` field.
+    pub model: Option<String>,
+    /// The first message of the conversation (`messages`, `contents` or `input`), which agents
+    /// resend unchanged on every turn: what ties the turns of one conversation together.
+    pub first_message: Option<String>,
+}
+
+impl RequestFacts {
+    fn notice(&mut self, path: &json::JsonPath<'_>, text: &str) {
+        use json::Segment::Key;
+        let segs = &path.0;
+        if self.model.is_none() && segs.len() == 1 && matches!(&segs[0], Key(k) if k == "model") {
+            self.model = Some(text.chars().take(200).collect());
+        }
+        if self.first_message.is_none()
+            && matches!(segs.first(), Some(Key(k)) if k == "messages" || k == "contents" || k == "input")
+            && matches!(segs.last(), Some(Key(k)) if k == "content" || k == "text" || k == "input")
+        {
+            self.first_message = Some(text.to_owned());
+        }
+    }
 }
 
 /// Masks request bodies for one scope (identity) with the current policy.
@@ -315,6 +343,7 @@ impl Masker<'_> {
             return Ok(Masked {
                 body: None,
                 findings: Vec::new(),
+                facts: RequestFacts::default(),
             });
         }
         let decoded = decode::decode(content_encoding, body, self.policy.max_body)?;
@@ -328,8 +357,12 @@ impl Masker<'_> {
             let t = t.to_ascii_lowercase();
             t.starts_with("application/json") || t.contains("+json")
         });
+        let mut facts = RequestFacts::default();
         let masked = if json_typed || json::is_valid(text) {
             match json::rewrite_strings(text, |s| {
+                if !s.is_key {
+                    facts.notice(s.path, s.text);
+                }
                 self.mask_text(s.text, &|| s.path.to_string(), &mut findings)
             }) {
                 Ok(result) => result?,
@@ -343,6 +376,7 @@ impl Masker<'_> {
         Ok(Masked {
             body: masked.map(Bytes::from),
             findings,
+            facts,
         })
     }
 }

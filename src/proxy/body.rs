@@ -129,6 +129,82 @@ impl Drop for ObservedBody {
     }
 }
 
+/// The upstream's response body as it passed, kept for the audit record (up to a cap).
+pub struct Capture {
+    buf: std::sync::Mutex<Vec<u8>>,
+    sse: bool,
+}
+
+/// Response bytes kept per exchange at most; the rest is counted, not kept.
+const CAPTURE_LIMIT: usize = 16 << 20;
+
+impl Capture {
+    pub fn new<B>(res: &http::Response<B>) -> Self {
+        let sse = res
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        Self {
+            buf: std::sync::Mutex::new(Vec::new()),
+            sse,
+        }
+    }
+
+    fn push(&self, data: &[u8]) {
+        let mut buf = self.buf.lock().expect("capture lock");
+        let room = CAPTURE_LIMIT.saturating_sub(buf.len());
+        buf.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    /// What was captured; the capture is empty afterwards.
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.buf.lock().expect("capture lock"))
+    }
+
+    pub fn is_sse(&self) -> bool {
+        self.sse
+    }
+}
+
+/// Copies every data frame into a [`Capture`] as it passes.
+pub struct TeeBody {
+    inner: Body,
+    capture: std::sync::Arc<Capture>,
+}
+
+impl TeeBody {
+    pub fn wrap(inner: Body, capture: std::sync::Arc<Capture>) -> Body {
+        Body::from(BoxBody::new(TeeBody { inner, capture }))
+    }
+}
+
+impl HttpBody for TeeBody {
+    type Data = Bytes;
+    type Error = hudsucker::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let poll = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &poll
+            && let Some(data) = frame.data_ref()
+        {
+            self.capture.push(data);
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,8 @@
 //! `handle_response` of one request share one instance, so the exchange rides in [`Exchange`].
 
 use super::Shared;
-use super::body::{ObservedBody, Outcome};
+use super::body::{Capture, ObservedBody, Outcome, TeeBody};
+use bytes::Bytes;
 use super::headers::strip_hop_by_hop;
 use super::masking;
 use super::refusal::{Reason, Refusal};
@@ -82,29 +83,51 @@ struct Exchange {
     /// Request body bytes sent upstream, where known.
     bytes_up: u64,
     recorder: Recorder,
+    session_id: String,
+    model: Option<String>,
+    ttfb_ms: Option<u64>,
+    /// The policy rule that refused it, if one did.
+    rule: Option<String>,
+    /// The request body exactly as sent upstream (intercepted exchanges).
+    request_body: Bytes,
+    /// The upstream's response body as it arrives (intercepted exchanges).
+    capture: Option<Arc<Capture>>,
 }
 
 impl Exchange {
     /// Logs the exchange's line and queues its audit record.
     fn finish(&self, status: u16, outcome: &str, bytes: u64) {
         let ms = self.started.elapsed().as_millis() as u64;
-        self.recorder.record(Record {
-            kind: RecordKind::Exchange,
-            started_at: self.started_at.clone(),
-            duration_ms: ms,
-            client: self.client.to_string(),
-            scope: self.scope.to_string(),
-            mode: self.mode.as_str().into(),
-            provider: self.provider.clone(),
-            host: self.host.clone(),
-            method: Some(self.method.to_string()),
-            path: Some(self.path.clone()),
-            status: Some(status),
-            outcome: outcome.into(),
-            bytes_up: self.bytes_up,
-            bytes_down: bytes,
-            findings: findings_json(&self.findings),
-        });
+        let mut record = Record::new(
+            RecordKind::Exchange,
+            &self.client.to_string(),
+            &self.scope,
+            self.mode.as_str(),
+            &self.host,
+        );
+        record.started_at = self.started_at.clone();
+        record.duration_ms = ms;
+        record.provider = self.provider.clone();
+        record.method = Some(self.method.to_string());
+        record.path = Some(self.path.clone());
+        record.status = Some(status);
+        record.outcome = outcome.into();
+        record.bytes_up = self.bytes_up;
+        record.bytes_down = bytes;
+        record.findings = findings_json(&self.findings);
+        record.session_id = self.session_id.clone();
+        record.model = self.model.clone().or_else(|| model_in_path(&self.path));
+        record.ttfb_ms = self.ttfb_ms;
+        record.rule = self.rule.clone();
+        record.request_body = self.request_body.to_vec();
+        if let Some(capture) = &self.capture {
+            record.response_body = capture.take();
+            record.usage = crate::record::usage_of(&record.response_body);
+            if capture.is_sse() {
+                record.response_text = crate::record::sse_text(&record.response_body);
+            }
+        }
+        self.recorder.record(record);
         info!(
             target: "tollgate::exchange",
             id = self.id,
@@ -123,7 +146,8 @@ impl Exchange {
         );
     }
 
-    fn refuse(&self, refusal: Refusal) -> Response<Body> {
+    fn refuse(&mut self, refusal: Refusal) -> Response<Body> {
+        self.rule = refusal.rule.clone();
         self.finish(refusal.status().as_u16(), refusal.reason.slug(), 0);
         refusal.into_response(self.errors)
     }
@@ -160,23 +184,20 @@ impl Handler {
         let started_at = crate::record::now();
         let provider = decision.provider.as_ref().map(|p| p.id.clone());
         let refuse = |refusal: Refusal| {
-            self.shared.recorder.record(Record {
-                kind: RecordKind::ConnectRefused,
-                started_at: started_at.clone(),
-                duration_ms: 0,
-                client: client.to_string(),
-                scope: client.ip().to_string(),
-                mode: "connect".into(),
-                provider: provider.clone(),
-                host: host.clone(),
-                method: Some("CONNECT".into()),
-                path: None,
-                status: Some(refusal.status().as_u16()),
-                outcome: refusal.reason.slug().into(),
-                bytes_up: 0,
-                bytes_down: 0,
-                findings: "[]".into(),
-            });
+            let mut record = Record::new(
+                RecordKind::ConnectRefused,
+                &client.to_string(),
+                &client.ip().to_string(),
+                "connect",
+                &host,
+            );
+            record.started_at = started_at.clone();
+            record.provider = provider.clone();
+            record.method = Some("CONNECT".into());
+            record.status = Some(refusal.status().as_u16());
+            record.outcome = refusal.reason.slug().into();
+            record.rule = refusal.rule.clone();
+            self.shared.recorder.record(record);
             info!(
                 target: "tollgate::tunnel",
                 id,
@@ -247,13 +268,17 @@ impl Handler {
         }
         strip_hop_by_hop(req.headers_mut());
         if exchange.mode == Mode::Intercepted {
-            let (masked, findings) =
-                masking::mask_request(&self.shared, &exchange.scope, req).await?;
-            exchange.findings = findings;
-            if let Some(len) = http_body::Body::size_hint(masked.body()).exact() {
-                exchange.bytes_up = len;
-            }
-            req = masked;
+            let masked = masking::mask_request(&self.shared, &exchange.scope, req).await?;
+            exchange.findings = masked.findings;
+            exchange.bytes_up = masked.sent.len() as u64;
+            exchange.request_body = masked.sent;
+            exchange.model = masked.facts.model;
+            exchange.session_id = crate::record::session_id(
+                &exchange.scope,
+                exchange.provider.as_deref(),
+                masked.facts.first_message.as_deref(),
+            );
+            req = masked.req;
         }
         // A client that stops sending mid-body must not hold an upstream connection forever.
         let idle = self.shared.timeouts.body_idle;
@@ -355,6 +380,8 @@ impl Handler {
                 (host, Mode::Forwarded, decision.error_format(), provider)
             }
         };
+        let scope = client.ip().to_string();
+        let provider_id = provider.clone();
         Exchange {
             id: self.shared.next_id(),
             tunnel: self.tunnel.as_ref().map(|t| t.id),
@@ -365,7 +392,7 @@ impl Handler {
             mode,
             errors,
             started: Instant::now(),
-            scope: client.ip().to_string().into(),
+            scope: scope.as_str().into(),
             findings: Vec::new(),
             provider,
             started_at: crate::record::now(),
@@ -376,6 +403,12 @@ impl Handler {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
             recorder: self.shared.recorder.clone(),
+            session_id: crate::record::session_id(&scope, provider_id.as_deref(), None),
+            model: None,
+            ttfb_ms: None,
+            rule: None,
+            request_body: Bytes::new(),
+            capture: None,
         }
     }
 }
@@ -434,10 +467,14 @@ impl HttpHandler for Handler {
         mut res: Response<Body>,
     ) -> Response<Body> {
         strip_hop_by_hop(res.headers_mut());
-        let Some(exchange) = self.exchange.take() else {
+        let Some(mut exchange) = self.exchange.take() else {
             return res;
         };
+        exchange.ttfb_ms = Some(exchange.started.elapsed().as_millis() as u64);
         let res = if exchange.mode == Mode::Intercepted {
+            let capture = Arc::new(Capture::new(&res));
+            exchange.capture = Some(capture.clone());
+            let res = res.map(|body| TeeBody::wrap(body, capture));
             let restorer = Restorer::new(self.shared.vault.clone(), &exchange.scope);
             match masking::restore_response(restorer, res).await {
                 Ok(res) => res,
@@ -466,7 +503,7 @@ impl HttpHandler for Handler {
         _ctx: &HttpContext,
         err: hyper_util::client::legacy::Error,
     ) -> Response<Body> {
-        let Some(exchange) = self.exchange.take() else {
+        let Some(mut exchange) = self.exchange.take() else {
             warn!(error = %err, "upstream request failed outside an exchange");
             return Refusal::from_upstream_error("upstream", &err)
                 .into_response(ErrorFormat::default());
@@ -490,6 +527,16 @@ impl HttpHandler for Handler {
         // Returning false would make hudsucker tunnel the bytes itself, uninspected.
         true
     }
+}
+
+/// The model named in a URL path: Gemini and Vertex `.../models/{model}:...`, Bedrock
+/// `/model/{id}/...`.
+fn model_in_path(path: &str) -> Option<String> {
+    let (_, rest) = path
+        .split_once("/models/")
+        .or_else(|| path.split_once("/model/"))?;
+    let model = rest.split([':', '/']).next()?;
+    (!model.is_empty()).then(|| model.to_owned())
 }
 
 /// Findings as the audit record keeps them: rule, category, place; never a value.

@@ -6,7 +6,7 @@ use super::Shared;
 use super::refusal::{Reason, Refusal};
 use crate::mask::decode::{self, DecodeError};
 use crate::mask::restore::{Restorer, SseRestorer};
-use crate::mask::{Finding, MaskError, Masker};
+use crate::mask::{Finding, MaskError, Masker, RequestFacts};
 use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response};
@@ -21,12 +21,21 @@ use std::task::{Context, Poll};
 /// Largest non-streamed response body restored in memory.
 const MAX_RESTORED_RESPONSE: usize = 64 << 20;
 
+/// A request ready to leave.
+pub struct MaskedRequest {
+    pub req: Request<Body>,
+    pub findings: Vec<Finding>,
+    pub facts: RequestFacts,
+    /// The body exactly as it is sent upstream.
+    pub sent: Bytes,
+}
+
 /// Masks the request body. Returns the request to forward and what was found, or the refusal.
 pub async fn mask_request(
     shared: &Shared,
     scope: &str,
     req: Request<Body>,
-) -> Result<(Request<Body>, Vec<Finding>), Refusal> {
+) -> Result<MaskedRequest, Refusal> {
     let policy = shared.policy.load();
     let masking = policy.masking();
     let (mut parts, body) = req.into_parts();
@@ -35,7 +44,12 @@ pub async fn mask_request(
         .headers
         .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     if body.is_end_stream() {
-        return Ok((Request::from_parts(parts, body), Vec::new()));
+        return Ok(MaskedRequest {
+            req: Request::from_parts(parts, body),
+            findings: Vec::new(),
+            facts: RequestFacts::default(),
+            sent: Bytes::new(),
+        });
     }
     let bytes = match Limited::new(body, masking.max_body).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -91,10 +105,12 @@ pub async fn mask_request(
         }
         None => bytes,
     };
-    Ok((
-        Request::from_parts(parts, Body::from(body)),
-        masked.findings,
-    ))
+    Ok(MaskedRequest {
+        req: Request::from_parts(parts, Body::from(body.clone())),
+        findings: masked.findings,
+        facts: masked.facts,
+        sent: body,
+    })
 }
 
 /// AWS SigV4 covers the body's hash unless the client declared it unsigned.

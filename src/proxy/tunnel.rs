@@ -48,23 +48,21 @@ pub async fn open(
             Err(_) => ("upgrade-failed", 0, 0),
         };
         let ms = started.elapsed().as_millis() as u64;
-        recorder.record(Record {
-            kind: RecordKind::Tunnel,
-            started_at,
-            duration_ms: ms,
-            client: client.to_string(),
-            scope: client.ip().to_string(),
-            mode: "tunneled".into(),
-            provider: None,
-            host: host.clone(),
-            method: Some("CONNECT".into()),
-            path: None,
-            status: Some(200),
-            outcome: outcome.into(),
-            bytes_up: up,
-            bytes_down: down,
-            findings: "[]".into(),
-        });
+        let mut record = Record::new(
+            RecordKind::Tunnel,
+            &client.to_string(),
+            &client.ip().to_string(),
+            "tunneled",
+            &host,
+        );
+        record.started_at = started_at;
+        record.duration_ms = ms;
+        record.method = Some("CONNECT".into());
+        record.status = Some(200);
+        record.outcome = outcome.into();
+        record.bytes_up = up;
+        record.bytes_down = down;
+        recorder.record(record);
         info!(
             target: "tollgate::tunnel",
             id,

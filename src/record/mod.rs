@@ -59,6 +59,70 @@ pub struct Record {
     pub bytes_down: u64,
     /// Masking findings as JSON (`[{"rule","category","path","offset"}]`), never values.
     pub findings: String,
+    /// The conversation this exchange belongs to (see [`session_id`]).
+    pub session_id: String,
+    pub model: Option<String>,
+    /// Time until the upstream's response headers arrived.
+    pub ttfb_ms: Option<u64>,
+    /// The policy rule that refused it, where one did.
+    pub rule: Option<String>,
+    /// Token usage as the provider reported it (JSON).
+    pub usage: Option<String>,
+    /// For SSE answers: the text of the stream's deltas, joined.
+    pub response_text: Option<String>,
+    /// The request body exactly as sent upstream (masked, possibly compressed).
+    #[serde(skip)]
+    pub request_body: Vec<u8>,
+    /// The response body exactly as the upstream sent it (placeholders not restored).
+    #[serde(skip)]
+    pub response_body: Vec<u8>,
+}
+
+impl Record {
+    /// A record with the given kind and place and nothing else known yet.
+    pub fn new(kind: RecordKind, client: &str, scope: &str, mode: &str, host: &str) -> Self {
+        Record {
+            kind,
+            started_at: now(),
+            duration_ms: 0,
+            client: client.into(),
+            scope: scope.into(),
+            mode: mode.into(),
+            provider: None,
+            host: host.into(),
+            method: None,
+            path: None,
+            status: None,
+            outcome: String::new(),
+            bytes_up: 0,
+            bytes_down: 0,
+            findings: "[]".into(),
+            session_id: session_id(scope, None, None),
+            model: None,
+            ttfb_ms: None,
+            rule: None,
+            usage: None,
+            response_text: None,
+            request_body: Vec::new(),
+            response_body: Vec::new(),
+        }
+    }
+}
+
+/// Sessions group what an auditor thinks of as one conversation: the same identity, the same
+/// provider, and the same first message. Agents resend the whole history on every turn, so the
+/// first message stays the same from turn to turn. Calls without messages (model lists, token
+/// counts) fall into one session per identity and provider.
+pub fn session_id(scope: &str, provider: Option<&str>, first_message: Option<&str>) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [scope, provider.unwrap_or(""), first_message.unwrap_or("")] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    ctx.finish().as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The current time as RFC 3339 UTC, as records store it.
@@ -66,6 +130,51 @@ pub fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .expect("UTC times format")
+}
+
+/// The token usage a provider reported in a response body (JSON or SSE): the last `usage` or
+/// `usageMetadata` object in it.
+pub fn usage_of(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let at = ["\"usage\":", "\"usageMetadata\":"]
+        .iter()
+        .filter_map(|key| text.rfind(key).map(|i| i + key.len()))
+        .max()?;
+    let mut values = serde_json::Deserializer::from_str(text[at..].trim_start()).into_iter::<serde_json::Value>();
+    match values.next() {
+        Some(Ok(v)) if v.is_object() => Some(v.to_string()),
+        _ => None,
+    }
+}
+
+/// The text of an SSE answer's deltas, joined: what the model said, readable in the audit.
+pub fn sse_text(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut out = String::new();
+    for line in text.lines() {
+        let Some(data) = line.strip_prefix("data:").map(str::trim_start) else {
+            continue;
+        };
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(data) else {
+            continue;
+        };
+        let pieces = [
+            &event["choices"][0]["delta"]["content"],
+            &event["delta"]["text"],
+            &event["candidates"][0]["content"]["parts"][0]["text"],
+        ];
+        for piece in pieces {
+            if let Some(s) = piece.as_str() {
+                out.push_str(s);
+            }
+        }
+        if event["type"] == "response.output_text.delta"
+            && let Some(s) = event["delta"].as_str()
+        {
+            out.push_str(s);
+        }
+    }
+    Some(out)
 }
 
 /// Sends records to the writer thread. Cheap to clone; never blocks the caller.
@@ -155,23 +264,41 @@ mod tests {
     use super::*;
 
     pub fn record(n: u64) -> Record {
-        Record {
-            kind: RecordKind::Exchange,
-            started_at: "2026-11-24T00:00:00Z".into(),
-            duration_ms: n,
-            client: "127.0.0.1:5000".into(),
-            scope: "127.0.0.1".into(),
-            mode: "intercepted".into(),
-            provider: Some("openai".into()),
-            host: "api.openai.com".into(),
-            method: Some("POST".into()),
-            path: Some("/v1/chat/completions".into()),
-            status: Some(200),
-            outcome: "complete".into(),
-            bytes_up: 10,
-            bytes_down: 20,
-            findings: "[]".into(),
-        }
+        let mut r = Record::new(
+            RecordKind::Exchange,
+            "127.0.0.1:5000",
+            "127.0.0.1",
+            "intercepted",
+            "api.openai.com",
+        );
+        r.duration_ms = n;
+        r.provider = Some("openai".into());
+        r.method = Some("POST".into());
+        r.path = Some("/v1/chat/completions".into());
+        r.status = Some(200);
+        r.outcome = "complete".into();
+        r.request_body = format!("{{\"n\":{n}}}").into_bytes();
+        r.response_body = b"data: {}\n\n".to_vec();
+        r
+    }
+
+    #[test]
+    fn usage_and_text_come_out_of_streams() {
+        let sse = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}],\"usage\":{\"total_tokens\":7}}\n\ndata: [DONE]\n\n";
+        assert_eq!(sse_text(sse).unwrap(), "Hello");
+        assert_eq!(usage_of(sse).unwrap(), r#"{"total_tokens":7}"#);
+        let anthropic = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n";
+        assert_eq!(sse_text(anthropic).unwrap(), "Hi");
+        assert_eq!(usage_of(b"{\"id\":1}"), None);
+    }
+
+    #[test]
+    fn sessions_follow_identity_provider_and_first_message() {
+        let a = session_id("alice", Some("openai"), Some("fix the bug"));
+        assert_eq!(a, session_id("alice", Some("openai"), Some("fix the bug")));
+        assert_ne!(a, session_id("bob", Some("openai"), Some("fix the bug")));
+        assert_ne!(a, session_id("alice", Some("openai"), Some("write docs")));
+        assert_eq!(a.len(), 16);
     }
 
     #[test]

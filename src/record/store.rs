@@ -49,11 +49,20 @@ const MIGRATIONS: &[&str] = &[r#"
         bytes_up     INTEGER NOT NULL,
         bytes_down   INTEGER NOT NULL,
         findings     TEXT    NOT NULL,
+        session_id   TEXT    NOT NULL,
+        model        TEXT,
+        ttfb_ms      INTEGER,
+        rule         TEXT,
+        usage        TEXT,
+        response_text TEXT,
+        request_body BLOB    NOT NULL,
+        response_body BLOB   NOT NULL,
         prev_hash    BLOB    NOT NULL,
         hash         BLOB    NOT NULL
     );
     CREATE INDEX records_started_at ON records (started_at);
     CREATE INDEX records_scope ON records (scope, started_at);
+    CREATE INDEX records_session ON records (session_id, id);
     CREATE TABLE chain_head (
         one     INTEGER PRIMARY KEY CHECK (one = 1),
         last_id INTEGER NOT NULL,
@@ -147,8 +156,10 @@ impl Store {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO records (id, kind, started_at, duration_ms, client, scope, mode, provider, host,
-                     method, path, status, outcome, bytes_up, bytes_down, findings, prev_hash, hash)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                     method, path, status, outcome, bytes_up, bytes_down, findings, session_id, model, ttfb_ms,
+                     rule, usage, response_text, request_body, response_body, prev_hash, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                     ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
                 )
                 .map_err(err)?;
             for r in records {
@@ -172,6 +183,14 @@ impl Store {
                         r.bytes_up as i64,
                         r.bytes_down as i64,
                         r.findings,
+                        r.session_id,
+                        r.model,
+                        r.ttfb_ms.map(|v| v as i64),
+                        r.rule,
+                        r.usage,
+                        r.response_text,
+                        r.request_body,
+                        r.response_body,
                         prev,
                         hash,
                     ])
@@ -200,7 +219,8 @@ impl Store {
             .conn
             .prepare(
                 "SELECT id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
-                 status, outcome, bytes_up, bytes_down, findings, prev_hash, hash FROM records ORDER BY id",
+                 status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
+                 rule, usage, response_text, request_body, response_body FROM records ORDER BY id",
             )
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
@@ -230,6 +250,14 @@ impl Store {
                     bytes_up: row.get::<_, i64>(13)? as u64,
                     bytes_down: row.get::<_, i64>(14)? as u64,
                     findings: read(15)?,
+                    session_id: read(18)?,
+                    model: row.get(19)?,
+                    ttfb_ms: row.get::<_, Option<i64>>(20)?.map(|v| v as u64),
+                    rule: row.get(21)?,
+                    usage: row.get(22)?,
+                    response_text: row.get(23)?,
+                    request_body: row.get(24)?,
+                    response_body: row.get(25)?,
                 })
             })()
             .map_err(|e| self.err(e))?;
@@ -286,12 +314,16 @@ impl Store {
     }
 }
 
-/// SHA-256 over the row's id, the previous hash and the record's fields.
+/// SHA-256 over the row's id, the previous hash, the record's fields and its bodies.
 fn link_hash(id: i64, prev: &[u8], record: &Record) -> [u8; 32] {
     let mut ctx = Context::new(&SHA256);
     ctx.update(&id.to_be_bytes());
     ctx.update(prev);
     ctx.update(&serde_json::to_vec(record).expect("records serialize"));
+    for body in [&record.request_body, &record.response_body] {
+        ctx.update(&(body.len() as u64).to_be_bytes());
+        ctx.update(ring::digest::digest(&SHA256, body).as_ref());
+    }
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
@@ -329,6 +361,16 @@ mod tests {
         let brk = store.verify().unwrap().unwrap();
         assert_eq!(brk.row, 4);
         assert!(brk.reason.contains("altered"), "{}", brk.reason);
+    }
+
+    #[test]
+    fn an_altered_body_breaks_the_chain() {
+        let (_dir, _, store) = store_with(4);
+        store
+            .conn
+            .execute("UPDATE records SET response_body = x'00' WHERE id = 2", [])
+            .unwrap();
+        assert_eq!(store.verify().unwrap().unwrap().row, 2);
     }
 
     #[test]
