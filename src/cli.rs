@@ -37,6 +37,47 @@ pub enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Browse recorded sessions (conversations).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Print exactly what one exchange sent upstream and what came back.
+    Replay {
+        /// The exchange id (from `sessions show`).
+        id: i64,
+        /// Print only the request body as sent upstream, byte for byte.
+        #[arg(long, conflicts_with = "response")]
+        request: bool,
+        /// Print only the response body as the upstream sent it, byte for byte.
+        #[arg(long)]
+        response: bool,
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List sessions, newest first.
+    List {
+        /// Only sessions active since this RFC 3339 time (e.g. 2026-11-24T00:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only this identity.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+    },
+    /// The exchanges of one session.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +153,8 @@ pub enum CommandError {
     Signals(std::io::Error),
     #[error(transparent)]
     Store(#[from] crate::record::StoreError),
+    #[error("no {what} `{id}` in the audit store")]
+    NotFound { what: &'static str, id: String },
     #[error("{path}: the audit chain is broken at row {row}: {reason}")]
     ChainBroken {
         path: String,
@@ -181,29 +224,146 @@ impl Cli {
                     .and_then(|_| out.flush())
                     .map_err(CommandError::Output)
             }
-            Command::Audit(AuditCommand::Verify { db }) => {
-                let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
+            Command::Sessions(SessionsCommand::List {
+                since,
+                user,
+                json,
+                db,
+            }) => {
+                let store = open_store(overrides(RunArgs {
                     db,
                     ..Default::default()
                 }))?;
-                if !config.db.exists() {
-                    return Err(CommandError::Store(crate::record::StoreError::Sqlite {
-                        path: config.db.clone(),
-                        source: rusqlite::Error::InvalidPath(config.db.clone()),
-                    }));
+                let sessions = store.sessions(since.as_deref(), user.as_deref())?;
+                let mut out = std::io::stdout().lock();
+                let written = if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&sessions).expect("serializes")
+                    )
+                } else {
+                    writeln!(
+                        out,
+                        "{:<16}  {:<20}  {:<20}  {:<16}  {:>9}  {:>7}",
+                        "SESSION", "LAST", "FIRST", "USER", "EXCHANGES", "REFUSED"
+                    )
+                    .and_then(|_| {
+                        sessions.iter().try_for_each(|s| {
+                            writeln!(
+                                out,
+                                "{:<16}  {:<20}  {:<20}  {:<16}  {:>9}  {:>7}",
+                                s.id, s.last_at, s.first_at, s.scope, s.exchanges, s.refused
+                            )
+                        })
+                    })
+                };
+                written.map_err(CommandError::Output)
+            }
+            Command::Sessions(SessionsCommand::Show { id, json, db }) => {
+                let store = open_store(overrides(RunArgs {
+                    db,
+                    ..Default::default()
+                }))?;
+                let records = store.session(&id)?;
+                if records.is_empty() {
+                    return Err(CommandError::NotFound {
+                        what: "session",
+                        id,
+                    });
                 }
-                let store = crate::record::Store::open(&config.db)?;
+                let mut out = std::io::stdout().lock();
+                let written = if json {
+                    let list: Vec<serde_json::Value> = records
+                        .iter()
+                        .map(|(n, r)| {
+                            let mut v = serde_json::to_value(r).expect("serializes");
+                            v["id"] = (*n).into();
+                            v
+                        })
+                        .collect();
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&list).expect("serializes")
+                    )
+                } else {
+                    records.iter().try_for_each(|(n, r)| {
+                        writeln!(
+                            out,
+                            "{n:>6}  {}  {:<6} {}{}  {}  {}  {}ms  {}",
+                            r.started_at,
+                            r.method.as_deref().unwrap_or(""),
+                            r.host,
+                            r.path.as_deref().unwrap_or(""),
+                            r.status.map(|s| s.to_string()).unwrap_or_default(),
+                            r.outcome,
+                            r.duration_ms,
+                            r.model.as_deref().unwrap_or(""),
+                        )
+                    })
+                };
+                written.map_err(CommandError::Output)
+            }
+            Command::Replay {
+                id,
+                request,
+                response,
+                db,
+            } => {
+                let store = open_store(overrides(RunArgs {
+                    db,
+                    ..Default::default()
+                }))?;
+                let record = store.get(id)?.ok_or(CommandError::NotFound {
+                    what: "exchange",
+                    id: id.to_string(),
+                })?;
+                let mut out = std::io::stdout().lock();
+                let written = if request {
+                    out.write_all(&record.request_body)
+                } else if response {
+                    out.write_all(&record.response_body)
+                } else {
+                    writeln!(
+                        out,
+                        "=== request as sent upstream: {} https://{}{}",
+                        record.method.as_deref().unwrap_or(""),
+                        record.host,
+                        record.path.as_deref().unwrap_or("")
+                    )
+                    .and_then(|_| out.write_all(&record.request_body))
+                    .and_then(|_| {
+                        writeln!(
+                            out,
+                            "\n=== response as received: {} ({})",
+                            record.status.map(|s| s.to_string()).unwrap_or_default(),
+                            record.outcome
+                        )
+                    })
+                    .and_then(|_| out.write_all(&record.response_body))
+                    .and_then(|_| writeln!(out))
+                };
+                written
+                    .and_then(|_| out.flush())
+                    .map_err(CommandError::Output)
+            }
+            Command::Audit(AuditCommand::Verify { db }) => {
+                let store = open_store(overrides(RunArgs {
+                    db,
+                    ..Default::default()
+                }))?;
                 match store.verify()? {
                     None => {
                         println!(
                             "audit chain intact: {} records in {}",
                             store.count()?,
-                            config.db.display()
+                            store.path().display()
                         );
                         Ok(())
                     }
                     Some(brk) => Err(CommandError::ChainBroken {
-                        path: config.db.display().to_string(),
+                        path: store.path().display().to_string(),
                         row: brk.row,
                         reason: brk.reason,
                     }),
@@ -220,6 +380,18 @@ impl Cli {
             }
         }
     }
+}
+
+/// Opens an existing audit store (never creates one).
+fn open_store(overrides: Overrides) -> Result<crate::record::Store, CommandError> {
+    let (config, _) = ProxyConfig::resolve(overrides)?;
+    if !config.db.exists() {
+        return Err(CommandError::NotFound {
+            what: "audit store",
+            id: config.db.display().to_string(),
+        });
+    }
+    Ok(crate::record::Store::open(&config.db)?)
 }
 
 /// Runs the proxy until SIGINT or SIGTERM, then drains.

@@ -6,7 +6,6 @@
 
 use super::Shared;
 use super::body::{Capture, ObservedBody, Outcome, TeeBody};
-use bytes::Bytes;
 use super::headers::strip_hop_by_hop;
 use super::masking;
 use super::refusal::{Reason, Refusal};
@@ -16,6 +15,7 @@ use crate::policy::Action;
 use crate::policy::hosts::normalize_host;
 use crate::providers::{ErrorFormat, Provider};
 use crate::record::{Record, RecordKind, Recorder};
+use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{Method, Request, Response, Uri, Version};
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};

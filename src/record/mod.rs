@@ -5,7 +5,7 @@
 
 mod store;
 
-pub use store::{ChainBreak, Store, StoreError};
+pub use store::{ChainBreak, SessionSummary, Store, StoreError};
 
 use serde::Serialize;
 use std::path::Path;
@@ -140,7 +140,8 @@ pub fn usage_of(body: &[u8]) -> Option<String> {
         .iter()
         .filter_map(|key| text.rfind(key).map(|i| i + key.len()))
         .max()?;
-    let mut values = serde_json::Deserializer::from_str(text[at..].trim_start()).into_iter::<serde_json::Value>();
+    let mut values = serde_json::Deserializer::from_str(text[at..].trim_start())
+        .into_iter::<serde_json::Value>();
     match values.next() {
         Some(Ok(v)) if v.is_object() => Some(v.to_string()),
         _ => None,

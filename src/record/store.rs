@@ -207,61 +207,87 @@ impl Store {
         tx.commit().map_err(err)
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn count(&self) -> Result<i64, StoreError> {
         self.conn
             .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
             .map_err(|e| self.err(e))
     }
 
+    /// The record with this id (what `replay` and `sessions show` call an exchange id).
+    pub fn get(&self, id: i64) -> Result<Option<Record>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM records WHERE id = ?1"),
+                [id],
+                row_to_record,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The records of one session, in order, with their ids.
+    pub fn session(&self, session_id: &str) -> Result<Vec<(i64, Record)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM records WHERE session_id = ?1 ORDER BY id"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([session_id], |row| Ok((row.get(0)?, row_to_record(row)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Sessions with exchanges, newest first; `since` is an RFC 3339 time, `scope` an identity.
+    pub fn sessions(
+        &self,
+        since: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT session_id, scope, max(provider), min(started_at), max(started_at), count(*),
+                        sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END)
+                 FROM records
+                 WHERE kind = 'exchange' AND (?1 IS NULL OR started_at >= ?1) AND (?2 IS NULL OR scope = ?2)
+                 GROUP BY session_id, scope ORDER BY max(started_at) DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params![since, scope], |r| {
+                Ok(SessionSummary {
+                    id: r.get(0)?,
+                    scope: r.get(1)?,
+                    provider: r.get(2)?,
+                    first_at: r.get(3)?,
+                    last_at: r.get(4)?,
+                    exchanges: r.get(5)?,
+                    refused: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// Walks the chain; `None` if every row and the head hold, else the first break.
     pub fn verify(&self) -> Result<Option<ChainBreak>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
-                 status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
-                 rule, usage, response_text, request_body, response_body FROM records ORDER BY id",
-            )
+            .prepare(&format!("SELECT {COLUMNS} FROM records ORDER BY id"))
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
         let mut expected_id = 1i64;
         let mut prev = GENESIS.to_vec();
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             let id: i64 = row.get(0).map_err(|e| self.err(e))?;
-            let read = |i: usize| -> rusqlite::Result<String> { row.get(i) };
-            let record = (|| -> rusqlite::Result<Record> {
-                Ok(Record {
-                    kind: match read(1)?.as_str() {
-                        "tunnel" => super::RecordKind::Tunnel,
-                        "connect-refused" => super::RecordKind::ConnectRefused,
-                        _ => super::RecordKind::Exchange,
-                    },
-                    started_at: read(2)?,
-                    duration_ms: row.get::<_, i64>(3)? as u64,
-                    client: read(4)?,
-                    scope: read(5)?,
-                    mode: read(6)?,
-                    provider: row.get(7)?,
-                    host: read(8)?,
-                    method: row.get(9)?,
-                    path: row.get(10)?,
-                    status: row.get(11)?,
-                    outcome: read(12)?,
-                    bytes_up: row.get::<_, i64>(13)? as u64,
-                    bytes_down: row.get::<_, i64>(14)? as u64,
-                    findings: read(15)?,
-                    session_id: read(18)?,
-                    model: row.get(19)?,
-                    ttfb_ms: row.get::<_, Option<i64>>(20)?.map(|v| v as u64),
-                    rule: row.get(21)?,
-                    usage: row.get(22)?,
-                    response_text: row.get(23)?,
-                    request_body: row.get(24)?,
-                    response_body: row.get(25)?,
-                })
-            })()
-            .map_err(|e| self.err(e))?;
-            let kind_text = read(1).map_err(|e| self.err(e))?;
+            let record = row_to_record(row).map_err(|e| self.err(e))?;
+            let kind_text: String = row.get(1).map_err(|e| self.err(e))?;
             let stored_prev: Vec<u8> = row.get(16).map_err(|e| self.err(e))?;
             let stored_hash: Vec<u8> = row.get(17).map_err(|e| self.err(e))?;
             let brk = |reason: &str| {
@@ -312,6 +338,56 @@ impl Store {
             })),
         }
     }
+}
+
+const COLUMNS: &str =
+    "id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
+     status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
+     rule, usage, response_text, request_body, response_body";
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    let text = |i: usize| -> rusqlite::Result<String> { row.get(i) };
+    Ok(Record {
+        kind: match text(1)?.as_str() {
+            "tunnel" => super::RecordKind::Tunnel,
+            "connect-refused" => super::RecordKind::ConnectRefused,
+            _ => super::RecordKind::Exchange,
+        },
+        started_at: text(2)?,
+        duration_ms: row.get::<_, i64>(3)? as u64,
+        client: text(4)?,
+        scope: text(5)?,
+        mode: text(6)?,
+        provider: row.get(7)?,
+        host: text(8)?,
+        method: row.get(9)?,
+        path: row.get(10)?,
+        status: row.get(11)?,
+        outcome: text(12)?,
+        bytes_up: row.get::<_, i64>(13)? as u64,
+        bytes_down: row.get::<_, i64>(14)? as u64,
+        findings: text(15)?,
+        session_id: text(18)?,
+        model: row.get(19)?,
+        ttfb_ms: row.get::<_, Option<i64>>(20)?.map(|v| v as u64),
+        rule: row.get(21)?,
+        usage: row.get(22)?,
+        response_text: row.get(23)?,
+        request_body: row.get(24)?,
+        response_body: row.get(25)?,
+    })
+}
+
+/// One session as `sessions list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionSummary {
+    pub id: String,
+    pub scope: String,
+    pub provider: Option<String>,
+    pub first_at: String,
+    pub last_at: String,
+    pub exchanges: i64,
+    pub refused: i64,
 }
 
 /// SHA-256 over the row's id, the previous hash, the record's fields and its bodies.

@@ -50,6 +50,18 @@ impl TestProxy {
         self.proxy.ca_cert_pem().to_owned()
     }
 
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("tollgate.db")
+    }
+
+    /// Drains the proxy (so every record is written) and opens its audit store.
+    pub async fn stop_and_open_store(self) -> (tollgate::record::Store, TempDir) {
+        let db = self.db_path();
+        let TestProxy { proxy, dir } = self;
+        proxy.shutdown().await;
+        (tollgate::record::Store::open(&db).unwrap(), dir)
+    }
+
     pub fn ca_path(&self) -> PathBuf {
         self.dir.path().join("ca").join("tollgate-ca.crt")
     }

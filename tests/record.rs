@@ -1,0 +1,185 @@
+//! Recording end to end: every exchange and refusal lands in the hash-chained store, with the
+//! bodies exactly as they crossed the wire, grouped into sessions, and readable with the CLI.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use tollgate::record::RecordKind;
+
+const GITHUB: &str = "ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_one_of_many_concurrent_streams_is_recorded() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let client = client(&proxy);
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let res = client
+                    .post("https://api.openai.com/v1/chat/completions")
+                    .body(json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": format!("n{i}")}]}).to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                res.text().await.unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().ends_with("data: [DONE]\n\n"));
+    }
+    let (store, _dir) = proxy.stop_and_open_store().await;
+    assert_eq!(store.count().unwrap(), 100);
+    assert_eq!(store.verify().unwrap(), None);
+    for id in 1..=100 {
+        let r = store.get(id).unwrap().unwrap();
+        assert_eq!(r.kind, RecordKind::Exchange);
+        assert_eq!(r.outcome, "complete");
+        assert_eq!(r.status, Some(200));
+        assert_eq!(r.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(r.response_text.as_deref(), Some("Hello from upstream"));
+        assert!(r.ttfb_ms.is_some());
+    }
+}
+
+#[tokio::test]
+async fn recorded_bodies_are_exactly_what_crossed_the_wire() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let body = json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": format!("use {GITHUB}")}]}).to_string();
+    let res = client(&proxy)
+        .post("https://api.anthropic.com/v1/messages")
+        .header("x-test-echo", "1")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let answer = res.text().await.unwrap();
+    assert!(answer.contains("ghp_"), "restored for the client");
+    let (store, _dir) = proxy.stop_and_open_store().await;
+    let record = store.get(1).unwrap().unwrap();
+    let received = &upstream.received()[0];
+    assert!(
+        record.request_body == received.body,
+        "request as sent upstream"
+    );
+    let raw = String::from_utf8(record.response_body.clone()).unwrap();
+    assert!(
+        raw.contains("event: message_stop") && !raw.contains(GITHUB),
+        "response as received"
+    );
+    let text = record.response_text.unwrap();
+    assert!(
+        text.contains("TOLLGATE_GITHUB_PAT_"),
+        "the stream's text, joined: {text}"
+    );
+    assert!(
+        record.findings.contains("github-pat"),
+        "{}",
+        record.findings
+    );
+    assert!(!record.findings.contains(GITHUB));
+    assert_eq!(record.provider.as_deref(), Some("anthropic"));
+}
+
+#[tokio::test]
+async fn refusals_are_recorded_with_the_rule() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .policy("hosts:\n  deny: [tunneled.example]\n")
+        .masking("rules:\n  github-pat: { action: block }\n")
+        .start()
+        .await;
+    connect(proxy.addr(), "tunneled.example:443", &[])
+        .await
+        .refused();
+    let res = client(&proxy)
+        .post("https://api.openai.com/v1/chat/completions")
+        .body(json!({"messages": [{"role": "user", "content": GITHUB}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let (store, _dir) = proxy.stop_and_open_store().await;
+    let connect = store.get(1).unwrap().unwrap();
+    assert_eq!(connect.kind, RecordKind::ConnectRefused);
+    assert_eq!(connect.outcome, "host-denied");
+    assert_eq!(
+        connect.rule.as_deref(),
+        Some("hosts.deny: tunneled.example")
+    );
+    let blocked = store.get(2).unwrap().unwrap();
+    assert_eq!(blocked.outcome, "secret-blocked");
+    assert_eq!(blocked.status, Some(403));
+    assert_eq!(blocked.rule.as_deref(), Some("masking.rules: github-pat"));
+    assert!(blocked.request_body.is_empty(), "nothing was sent upstream");
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn turns_of_one_conversation_share_a_session_and_the_cli_shows_them() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let client = client(&proxy);
+    let turn = |messages: serde_json::Value| {
+        client
+            .post("https://api.openai.com/v1/chat/completions")
+            .body(json!({"model": "gpt-4o", "messages": messages}).to_string())
+            .send()
+    };
+    let first = json!({"role": "user", "content": "refactor the parser"});
+    turn(json!([first])).await.unwrap().text().await.unwrap();
+    turn(json!([first, {"role": "assistant", "content": "done"}, {"role": "user", "content": "now tests"}]))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    turn(json!([{"role": "user", "content": "another task"}]))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let db = proxy.db_path();
+    let (store, dir) = proxy.stop_and_open_store().await;
+    let one = store.get(1).unwrap().unwrap().session_id;
+    assert_eq!(store.get(2).unwrap().unwrap().session_id, one);
+    assert_ne!(store.get(3).unwrap().unwrap().session_id, one);
+    drop(store);
+
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(args)
+            .args(["--db", db.to_str().unwrap()])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let list = cli(&["sessions", "list", "--json"]);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let sessions: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(sessions.as_array().unwrap().len(), 2);
+    let show = cli(&["sessions", "show", &one]);
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert_eq!(shown.lines().count(), 2, "{shown}");
+    assert!(
+        shown.contains("/v1/chat/completions") && shown.contains("gpt-4o"),
+        "{shown}"
+    );
+
+    let replay = cli(&["replay", "2", "--request"]);
+    assert!(
+        replay.stdout == upstream.received()[1].body,
+        "replay prints the bytes sent"
+    );
+    let missing = cli(&["replay", "99"]);
+    assert_eq!(missing.status.code(), Some(1));
+}
