@@ -37,6 +37,9 @@ pub enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Maintain the audit store.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Browse recorded sessions (conversations).
     #[command(subcommand)]
     Sessions(SessionsCommand),
@@ -52,6 +55,18 @@ pub enum Command {
         response: bool,
         #[arg(long, value_name = "PATH")]
         db: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Apply the policy's retention now (recording.yaml): clear old bodies, delete old records.
+    Purge {
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+        /// Policy directory (default: ./policies when present, else the embedded defaults).
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
     },
 }
 
@@ -347,6 +362,25 @@ impl Cli {
                 written
                     .and_then(|_| out.flush())
                     .map_err(CommandError::Output)
+            }
+            Command::Store(StoreCommand::Purge { db, policies }) => {
+                let run = RunArgs {
+                    db,
+                    policies,
+                    ..Default::default()
+                };
+                let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
+                    policies: run.policies.clone(),
+                    ..Default::default()
+                }))?;
+                let policy = Policy::load(config.policies.as_deref())?;
+                let mut store = open_store(overrides(run))?;
+                let report = crate::record::purge(&mut store, *policy.recording())?;
+                println!(
+                    "cleared the bodies of {} records, deleted {} records",
+                    report.bodies, report.records
+                );
+                Ok(())
             }
             Command::Audit(AuditCommand::Verify { db }) => {
                 let store = open_store(overrides(RunArgs {

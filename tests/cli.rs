@@ -346,6 +346,48 @@ fn audit_verify_names_the_first_broken_link() {
 }
 
 #[test]
+fn store_purge_applies_retention_and_the_chain_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let mut store = tollgate::record::Store::open(&db).unwrap();
+    let at = |when: &str| {
+        let mut r = tollgate::record::Record::new(
+            tollgate::record::RecordKind::Exchange,
+            "127.0.0.1:1",
+            "127.0.0.1",
+            "intercepted",
+            "api.openai.com",
+        );
+        r.started_at = when.into();
+        r.request_body = b"{\"old\":true}".to_vec();
+        r
+    };
+    let recent = tollgate::record::now();
+    store
+        .append(&[
+            at("2020-01-01T00:00:00Z"),
+            at("2020-01-02T00:00:00Z"),
+            at(&recent),
+        ])
+        .unwrap();
+    drop(store);
+    let db_arg = db.to_str().unwrap();
+    let out = tollgate(dir.path(), &["store", "purge", "--db", db_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deleted 2 records"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = tollgate(dir.path(), &["audit", "verify", "--db", db_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 records"),
+        "the recent one and the purge's own"
+    );
+}
+
+#[test]
 fn run_refuses_an_address_in_use() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();

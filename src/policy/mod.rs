@@ -25,10 +25,13 @@ pub const CATALOG_FILE: &str = "providers.yaml";
 pub const POLICY_FILE: &str = "policy.yaml";
 /// File name of the masking rules inside a policy directory.
 pub const MASKING_FILE: &str = "masking.yaml";
+/// File name of the recording rules (retention) inside a policy directory.
+pub const RECORDING_FILE: &str = "recording.yaml";
 
 const EMBEDDED_CATALOG: &str = include_str!("../../policies/providers.yaml");
 const EMBEDDED_POLICY: &str = include_str!("../../policies/policy.yaml");
 const EMBEDDED_MASKING: &str = include_str!("../../policies/masking.yaml");
+const EMBEDDED_RECORDING: &str = include_str!("../../policies/recording.yaml");
 
 /// A policy or configuration file that could not be used; it names the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,13 @@ impl Source {
         Self {
             name: format!("(embedded) {MASKING_FILE}"),
             text: Cow::Borrowed(EMBEDDED_MASKING),
+        }
+    }
+
+    pub fn embedded_recording() -> Self {
+        Self {
+            name: format!("(embedded) {RECORDING_FILE}"),
+            text: Cow::Borrowed(EMBEDDED_RECORDING),
         }
     }
 
@@ -135,6 +145,7 @@ impl Source {
 pub struct Policy {
     catalog: Catalog,
     masking: MaskPolicy,
+    recording: RecordingPolicy,
     unknown_hosts: HostMode,
     deny: HostSet,
     allow_internal: InternalAllowlist,
@@ -197,7 +208,11 @@ impl Policy {
         let catalog = pick(CATALOG_FILE, Source::embedded_catalog)?;
         let policy = pick(POLICY_FILE, Source::embedded_policy)?;
         let masking = pick(MASKING_FILE, Source::embedded_masking)?;
-        Self::from_all_sources(&catalog, &policy, &masking)
+        let recording = pick(RECORDING_FILE, Source::embedded_recording)?;
+        let mut loaded = Self::from_all_sources(&catalog, &policy, &masking)?;
+        loaded.recording = RecordingPolicy::parse(&recording)?;
+        loaded.sources.push(recording.name().to_owned());
+        Ok(loaded)
     }
 
     /// Catalog and policy from these sources, masking from the embedded defaults.
@@ -248,6 +263,7 @@ impl Policy {
         Ok(Self {
             catalog: catalog_parsed,
             masking: masking_parsed,
+            recording: RecordingPolicy::parse(&Source::embedded_recording())?,
             unknown_hosts: file.hosts.unknown,
             deny: HostSet::new(deny),
             allow_internal,
@@ -296,6 +312,10 @@ impl Policy {
         &self.masking
     }
 
+    pub fn recording(&self) -> &RecordingPolicy {
+        &self.recording
+    }
+
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
@@ -320,6 +340,46 @@ impl Policy {
             self.sources.join(", "),
         )
     }
+}
+
+/// How long the audit store keeps what (`recording.yaml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordingPolicy {
+    /// Request and response bodies are cleared after this.
+    pub bodies: std::time::Duration,
+    /// Records are deleted after this.
+    pub records: std::time::Duration,
+}
+
+impl RecordingPolicy {
+    pub fn parse(source: &Source) -> Result<Self, LoadError> {
+        let file: RecordingFile = source.deserialize()?;
+        if file.retention.records < file.retention.bodies {
+            return Err(source.invalid(
+                "retention.records",
+                "records cannot be kept for less time than their bodies",
+            ));
+        }
+        Ok(Self {
+            bodies: file.retention.bodies,
+            records: file.retention.records,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordingFile {
+    retention: Retention,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Retention {
+    #[serde(with = "humantime_serde")]
+    bodies: std::time::Duration,
+    #[serde(with = "humantime_serde")]
+    records: std::time::Duration,
 }
 
 #[derive(Debug, Deserialize)]

@@ -139,7 +139,8 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         source,
     })?;
 
-    let (recorder, writer) = crate::record::Recorder::start(&config.db)?;
+    let (recorder, writer) =
+        crate::record::Recorder::start(&config.db, *policy.load().recording())?;
     info!("recording to {}", config.db.display());
     let inflight = Inflight::default();
     let shared = Arc::new(Shared {

@@ -5,7 +5,7 @@
 
 mod store;
 
-pub use store::{ChainBreak, SessionSummary, Store, StoreError};
+pub use store::{ChainBreak, PurgeReport, SessionSummary, Store, StoreError};
 
 use serde::Serialize;
 use std::path::Path;
@@ -23,6 +23,8 @@ pub enum RecordKind {
     Tunnel,
     /// A CONNECT Tollgate refused.
     ConnectRefused,
+    /// Retention ran: what it removed (the record of the removal stays).
+    Purge,
 }
 
 impl RecordKind {
@@ -31,6 +33,7 @@ impl RecordKind {
             RecordKind::Exchange => "exchange",
             RecordKind::Tunnel => "tunnel",
             RecordKind::ConnectRefused => "connect-refused",
+            RecordKind::Purge => "purge",
         }
     }
 }
@@ -68,7 +71,9 @@ pub struct Record {
     pub rule: Option<String>,
     /// Token usage as the provider reported it (JSON).
     pub usage: Option<String>,
-    /// For SSE answers: the text of the stream's deltas, joined.
+    /// For SSE answers: the text of the stream's deltas, joined. Derived from the response
+    /// body and purged with it, so not covered by the chain itself.
+    #[serde(skip)]
     pub response_text: Option<String>,
     /// The request body exactly as sent upstream (masked, possibly compressed).
     #[serde(skip)]
@@ -195,10 +200,43 @@ pub struct Writer {
 const QUEUE: usize = 65_536;
 /// Records written per transaction at most.
 const BATCH: usize = 512;
+/// How often retention runs while the proxy runs.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Applies `retention` to the store now, and records what it removed.
+pub fn purge(
+    store: &mut Store,
+    retention: crate::policy::RecordingPolicy,
+) -> Result<PurgeReport, StoreError> {
+    let cutoff = |age: std::time::Duration| {
+        (time::OffsetDateTime::now_utc() - age)
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("UTC times format")
+    };
+    let report = store.purge(&cutoff(retention.bodies), &cutoff(retention.records))?;
+    if report.bodies > 0 || report.records > 0 {
+        let mut record = Record::new(RecordKind::Purge, "", "", "retention", "");
+        record.outcome = format!(
+            "cleared the bodies of {} records, deleted {} records",
+            report.bodies, report.records
+        );
+        store.append(&[record])?;
+        tracing::info!(
+            bodies = report.bodies,
+            records = report.records,
+            "retention applied"
+        );
+    }
+    Ok(report)
+}
 
 impl Recorder {
-    /// Opens (creating and migrating) the store at `path` and starts its writer.
-    pub fn start(path: &Path) -> Result<(Recorder, Writer), StoreError> {
+    /// Opens (creating and migrating) the store at `path` and starts its writer, which also
+    /// applies `retention` at start and every hour.
+    pub fn start(
+        path: &Path,
+        retention: crate::policy::RecordingPolicy,
+    ) -> Result<(Recorder, Writer), StoreError> {
         let mut store = Store::open(path)?;
         let (tx, rx) = mpsc::sync_channel::<Record>(QUEUE);
         let recorder = Recorder {
@@ -208,16 +246,30 @@ impl Recorder {
         let handle = std::thread::Builder::new()
             .name("tollgate-recorder".into())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < BATCH {
-                        match rx.try_recv() {
-                            Ok(r) => batch.push(r),
-                            Err(_) => break,
+                let mut next_purge = std::time::Instant::now();
+                loop {
+                    let wait = next_purge.saturating_duration_since(std::time::Instant::now());
+                    match rx.recv_timeout(wait) {
+                        Ok(first) => {
+                            let mut batch = vec![first];
+                            while batch.len() < BATCH {
+                                match rx.try_recv() {
+                                    Ok(r) => batch.push(r),
+                                    Err(_) => break,
+                                }
+                            }
+                            if let Err(error) = store.append(&batch) {
+                                tracing::error!(%error, lost = batch.len(), "cannot write audit records");
+                            }
                         }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
-                    if let Err(error) = store.append(&batch) {
-                        tracing::error!(%error, lost = batch.len(), "cannot write audit records");
+                    if std::time::Instant::now() >= next_purge {
+                        if let Err(error) = purge(&mut store, retention) {
+                            tracing::error!(%error, "retention could not run");
+                        }
+                        next_purge = std::time::Instant::now() + PURGE_EVERY;
                     }
                 }
             })
@@ -306,7 +358,11 @@ mod tests {
     fn writer_persists_every_queued_record_before_finishing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let (recorder, writer) = Recorder::start(&path).unwrap();
+        let retention = crate::policy::RecordingPolicy {
+            bodies: std::time::Duration::from_secs(3600),
+            records: std::time::Duration::from_secs(7200),
+        };
+        let (recorder, writer) = Recorder::start(&path, retention).unwrap();
         for n in 0..2000 {
             recorder.record(record(n));
         }

@@ -58,15 +58,21 @@ const MIGRATIONS: &[&str] = &[r#"
         request_body BLOB    NOT NULL,
         response_body BLOB   NOT NULL,
         prev_hash    BLOB    NOT NULL,
-        hash         BLOB    NOT NULL
+        hash         BLOB    NOT NULL,
+        request_digest  BLOB NOT NULL,
+        response_digest BLOB NOT NULL,
+        bodies_purged   INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX records_started_at ON records (started_at);
     CREATE INDEX records_scope ON records (scope, started_at);
     CREATE INDEX records_session ON records (session_id, id);
     CREATE TABLE chain_head (
-        one     INTEGER PRIMARY KEY CHECK (one = 1),
-        last_id INTEGER NOT NULL,
-        hash    BLOB    NOT NULL
+        one       INTEGER PRIMARY KEY CHECK (one = 1),
+        last_id   INTEGER NOT NULL,
+        hash      BLOB    NOT NULL,
+        -- After a purge: the first row kept, and the hash it links to.
+        first_id  INTEGER NOT NULL DEFAULT 1,
+        base_hash BLOB
     );
 "#];
 
@@ -157,14 +163,16 @@ impl Store {
                 .prepare_cached(
                     "INSERT INTO records (id, kind, started_at, duration_ms, client, scope, mode, provider, host,
                      method, path, status, outcome, bytes_up, bytes_down, findings, session_id, model, ttfb_ms,
-                     rule, usage, response_text, request_body, response_body, prev_hash, hash)
+                     rule, usage, response_text, request_body, response_body, prev_hash, hash,
+                     request_digest, response_digest)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                     ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+                     ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
                 )
                 .map_err(err)?;
             for r in records {
                 id += 1;
-                let hash = link_hash(id, &prev, r);
+                let (req_digest, resp_digest) = (digest(&r.request_body), digest(&r.response_body));
+                let hash = link_hash(id, &prev, r, &req_digest, &resp_digest);
                 insert
                     .execute(params![
                         id,
@@ -193,13 +201,15 @@ impl Store {
                         r.response_body,
                         prev,
                         hash,
+                        req_digest,
+                        resp_digest,
                     ])
                     .map_err(err)?;
                 prev = hash.to_vec();
             }
         }
         tx.execute(
-            "INSERT INTO chain_head (one, last_id, hash) VALUES (1, ?1, ?2)
+            "INSERT INTO chain_head (one, last_id, hash, first_id) VALUES (1, ?1, ?2, 1)
              ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id, hash = excluded.hash",
             params![id, prev],
         )
@@ -275,6 +285,62 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// Clears bodies of records started before `bodies_before` and deletes records started before
+    /// `records_before` (both RFC 3339). The chain stays verifiable: bodies are covered by their
+    /// digests, and the first kept row's link becomes the chain's base.
+    pub fn purge(
+        &mut self,
+        bodies_before: &str,
+        records_before: &str,
+    ) -> Result<PurgeReport, StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let bodies = tx
+            .execute(
+                "UPDATE records SET request_body = x'', response_body = x'', response_text = NULL,
+                 bodies_purged = 1 WHERE started_at < ?1 AND bodies_purged = 0",
+                [bodies_before],
+            )
+            .map_err(err)?;
+        let head: Option<(i64, Vec<u8>)> = tx
+            .query_row(
+                "SELECT last_id, hash FROM chain_head WHERE one = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(err)?;
+        let mut records = 0;
+        if let Some((last_id, last_hash)) = head {
+            // Records are deleted from the oldest up to the first one young enough to keep.
+            let keep: Option<(i64, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT id, prev_hash FROM records WHERE started_at >= ?1 ORDER BY id LIMIT 1",
+                    [records_before],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(err)?;
+            let (first_id, base) = keep.unwrap_or((last_id + 1, last_hash));
+            records = tx
+                .execute("DELETE FROM records WHERE id < ?1", [first_id])
+                .map_err(err)?;
+            if records > 0 {
+                tx.execute(
+                    "UPDATE chain_head SET first_id = ?1, base_hash = ?2 WHERE one = 1",
+                    params![first_id, base],
+                )
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(PurgeReport { bodies, records })
+    }
+
     /// Walks the chain; `None` if every row and the head hold, else the first break.
     pub fn verify(&self) -> Result<Option<ChainBreak>, StoreError> {
         let mut stmt = self
@@ -282,8 +348,18 @@ impl Store {
             .prepare(&format!("SELECT {COLUMNS} FROM records ORDER BY id"))
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
-        let mut expected_id = 1i64;
-        let mut prev = GENESIS.to_vec();
+        let (first_id, base): (i64, Option<Vec<u8>>) = self
+            .conn
+            .query_row(
+                "SELECT first_id, base_hash FROM chain_head WHERE one = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or((1, None));
+        let mut expected_id = first_id;
+        let mut prev = base.unwrap_or_else(|| GENESIS.to_vec());
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             let id: i64 = row.get(0).map_err(|e| self.err(e))?;
             let record = row_to_record(row).map_err(|e| self.err(e))?;
@@ -304,8 +380,18 @@ impl Store {
                     "its link to the previous row does not match (a row before it was altered or replaced)",
                 );
             }
+            let req_digest: Vec<u8> = row.get(26).map_err(|e| self.err(e))?;
+            let resp_digest: Vec<u8> = row.get(27).map_err(|e| self.err(e))?;
+            let purged: bool = row.get(28).map_err(|e| self.err(e))?;
+            if !purged
+                && (digest(&record.request_body) != req_digest.as_slice()
+                    || digest(&record.response_body) != resp_digest.as_slice())
+            {
+                return brk("its bodies do not match their digests (altered)");
+            }
             if kind_text != record.kind.as_str()
-                || link_hash(id, &prev, &record).as_slice() != stored_hash
+                || link_hash(id, &prev, &record, &req_digest, &resp_digest).as_slice()
+                    != stored_hash
             {
                 return brk("its contents do not match its hash (altered)");
             }
@@ -343,7 +429,8 @@ impl Store {
 const COLUMNS: &str =
     "id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
      status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
-     rule, usage, response_text, request_body, response_body";
+     rule, usage, response_text, request_body, response_body, request_digest, response_digest,
+     bodies_purged";
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let text = |i: usize| -> rusqlite::Result<String> { row.get(i) };
@@ -351,6 +438,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         kind: match text(1)?.as_str() {
             "tunnel" => super::RecordKind::Tunnel,
             "connect-refused" => super::RecordKind::ConnectRefused,
+            "purge" => super::RecordKind::Purge,
             _ => super::RecordKind::Exchange,
         },
         started_at: text(2)?,
@@ -378,6 +466,15 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     })
 }
 
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Records whose bodies were cleared.
+    pub bodies: usize,
+    /// Records deleted.
+    pub records: usize,
+}
+
 /// One session as `sessions list` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SessionSummary {
@@ -390,16 +487,27 @@ pub struct SessionSummary {
     pub refused: i64,
 }
 
-/// SHA-256 over the row's id, the previous hash, the record's fields and its bodies.
-fn link_hash(id: i64, prev: &[u8], record: &Record) -> [u8; 32] {
+fn digest(body: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&SHA256, body).as_ref());
+    out
+}
+
+/// SHA-256 over the row's id, the previous hash, the record's fields and its bodies' digests.
+/// Digests, not bodies: retention may clear bodies and the chain still verifies.
+fn link_hash(
+    id: i64,
+    prev: &[u8],
+    record: &Record,
+    req_digest: &[u8],
+    resp_digest: &[u8],
+) -> [u8; 32] {
     let mut ctx = Context::new(&SHA256);
     ctx.update(&id.to_be_bytes());
     ctx.update(prev);
     ctx.update(&serde_json::to_vec(record).expect("records serialize"));
-    for body in [&record.request_body, &record.response_body] {
-        ctx.update(&(body.len() as u64).to_be_bytes());
-        ctx.update(ring::digest::digest(&SHA256, body).as_ref());
-    }
+    ctx.update(req_digest);
+    ctx.update(resp_digest);
     let mut out = [0u8; 32];
     out.copy_from_slice(ctx.finish().as_ref());
     out
@@ -447,6 +555,35 @@ mod tests {
             .execute("UPDATE records SET response_body = x'00' WHERE id = 2", [])
             .unwrap();
         assert_eq!(store.verify().unwrap().unwrap().row, 2);
+    }
+
+    #[test]
+    fn purging_keeps_the_chain_verifiable() {
+        let (_dir, _, mut fresh) = store_with(0);
+        let mut old: Vec<Record> = (0..6).map(record).collect();
+        for r in old.iter_mut().take(4) {
+            r.started_at = "2020-01-01T00:00:00Z".into();
+        }
+        fresh.append(&old).unwrap();
+        let report = fresh
+            .purge("2021-01-01T00:00:00Z", "2020-06-01T00:00:00Z")
+            .unwrap();
+        assert_eq!(
+            report,
+            PurgeReport {
+                bodies: 4,
+                records: 4
+            }
+        );
+        assert_eq!(fresh.verify().unwrap(), None);
+        assert_eq!(fresh.count().unwrap(), 2);
+        fresh.append(&[record(7)]).unwrap();
+        assert_eq!(fresh.verify().unwrap(), None);
+        let report = fresh
+            .purge("2100-01-01T00:00:00Z", "2100-01-01T00:00:00Z")
+            .unwrap();
+        assert_eq!(report.records, 3);
+        assert_eq!(fresh.verify().unwrap(), None);
     }
 
     #[test]
