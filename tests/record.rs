@@ -183,3 +183,61 @@ async fn turns_of_one_conversation_share_a_session_and_the_cli_shows_them() {
     let missing = cli(&["replay", "99"]);
     assert_eq!(missing.status.code(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_requests_are_refused_while_the_store_cannot_record_them() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let client = client(&proxy);
+    let send = || {
+        client
+            .post("https://api.openai.com/v1/chat/completions")
+            .body(json!({"messages": [{"role": "user", "content": "hi"}]}).to_string())
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 200);
+
+    // Another process holds the database: every write times out.
+    let lock = rusqlite::Connection::open(proxy.db_path()).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let refused = loop {
+        let res = send().await.unwrap();
+        if res.status() == 503 {
+            break res;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refused");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(refused.headers()["x-tollgate-reason"], "store-unavailable");
+    assert_eq!(refused.headers()["x-should-retry"], "true");
+    let sent_before = upstream.received().len();
+    // Tunnels do not wait on the store.
+    let tunneled = client_trusting(&proxy, &[&upstream_ca_pem()])
+        .build()
+        .unwrap();
+    assert_eq!(
+        tunneled
+            .get("https://tunneled.example/x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    drop(tunneled); // closes the tunnel, so shutdown need not wait for it
+
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while send().await.unwrap().status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (store, _dir) = proxy.stop_and_open_store().await;
+    assert_eq!(store.verify().unwrap(), None);
+    let exchanges = upstream.received().len();
+    assert!(exchanges > sent_before);
+    // Every exchange that reached the upstream was recorded, the refused ones too.
+    assert!(store.count().unwrap() as usize >= exchanges + 1);
+}

@@ -349,6 +349,19 @@ pub struct RecordingPolicy {
     pub bodies: std::time::Duration,
     /// Records are deleted after this.
     pub records: std::time::Duration,
+    /// Whether LLM requests may go out while the store cannot record them.
+    pub on_store_failure: StoreFailure,
+}
+
+/// What to do with LLM requests while the audit store cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreFailure {
+    /// Refuse them (503, retryable): nothing leaves unrecorded.
+    #[default]
+    Refuse,
+    /// Let them through; their records wait in memory until the store recovers.
+    Continue,
 }
 
 impl RecordingPolicy {
@@ -363,6 +376,7 @@ impl RecordingPolicy {
         Ok(Self {
             bodies: file.retention.bodies,
             records: file.retention.records,
+            on_store_failure: file.on_store_failure,
         })
     }
 }
@@ -371,6 +385,8 @@ impl RecordingPolicy {
 #[serde(deny_unknown_fields)]
 struct RecordingFile {
     retention: Retention,
+    #[serde(default)]
+    on_store_failure: StoreFailure,
 }
 
 #[derive(Debug, Deserialize)]

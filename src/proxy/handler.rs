@@ -11,8 +11,8 @@ use super::masking;
 use super::refusal::{Reason, Refusal};
 use super::tunnel;
 use crate::mask::restore::Restorer;
-use crate::policy::Action;
 use crate::policy::hosts::normalize_host;
+use crate::policy::{Action, StoreFailure};
 use crate::providers::{ErrorFormat, Provider};
 use crate::record::{Record, RecordKind, Recorder};
 use bytes::Bytes;
@@ -267,6 +267,16 @@ impl Handler {
             ));
         }
         strip_hop_by_hop(req.headers_mut());
+        if exchange.mode == Mode::Intercepted
+            && !self.shared.recorder.is_healthy()
+            && self.shared.policy.load().recording().on_store_failure == StoreFailure::Refuse
+        {
+            return Err(Refusal::new(
+                Reason::StoreUnavailable,
+                "the audit store cannot be written right now, and policy does not let requests leave unrecorded; retry shortly",
+            )
+            .with_rule("recording.on_store_failure: refuse"));
+        }
         if exchange.mode == Mode::Intercepted {
             let masked = masking::mask_request(&self.shared, &exchange.scope, req).await?;
             exchange.findings = masked.findings;

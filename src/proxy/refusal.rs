@@ -32,6 +32,7 @@ pub enum Reason {
     UndecodableBody,
     UninspectableBody,
     SignedBody,
+    StoreUnavailable,
 }
 
 impl Reason {
@@ -55,6 +56,7 @@ impl Reason {
             Reason::UndecodableBody => "undecodable-body",
             Reason::UninspectableBody => "uninspectable-body",
             Reason::SignedBody => "signed-body",
+            Reason::StoreUnavailable => "store-unavailable",
         }
     }
 
@@ -72,7 +74,7 @@ impl Reason {
             Reason::HostMismatch => StatusCode::MISDIRECTED_REQUEST,
             Reason::WebSocketRefused => StatusCode::UPGRADE_REQUIRED,
             Reason::NestedConnect | Reason::NotAProxyRequest => StatusCode::BAD_REQUEST,
-            Reason::Draining => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::Draining | Reason::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reason::UpstreamUnreachable | Reason::UpstreamTls | Reason::UpstreamFailed => {
                 StatusCode::BAD_GATEWAY
@@ -85,6 +87,7 @@ impl Reason {
         matches!(
             self,
             Reason::Draining
+                | Reason::StoreUnavailable
                 | Reason::UpstreamUnreachable
                 | Reason::UpstreamTimeout
                 | Reason::UpstreamFailed

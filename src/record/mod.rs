@@ -188,6 +188,8 @@ pub fn sse_text(body: &[u8]) -> Option<String> {
 pub struct Recorder {
     tx: Arc<Mutex<Option<mpsc::SyncSender<Record>>>>,
     dropped: Arc<AtomicU64>,
+    /// False while the store refuses writes (disk full, locked, corrupt).
+    healthy: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The writer thread; join it on shutdown so every queued record reaches the disk.
@@ -242,7 +244,9 @@ impl Recorder {
         let recorder = Recorder {
             tx: Arc::new(Mutex::new(Some(tx))),
             dropped: Arc::new(AtomicU64::new(0)),
+            healthy: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
+        let healthy = recorder.healthy.clone();
         let handle = std::thread::Builder::new()
             .name("tollgate-recorder".into())
             .spawn(move || {
@@ -258,8 +262,17 @@ impl Recorder {
                                     Err(_) => break,
                                 }
                             }
-                            if let Err(error) = store.append(&batch) {
-                                tracing::error!(%error, lost = batch.len(), "cannot write audit records");
+                            // A batch the store refuses is retried until it is written: while
+                            // that lasts the recorder reports unhealthy, and the proxy (by
+                            // default) refuses new LLM requests rather than lose their records.
+                            while let Err(error) = store.append(&batch) {
+                                if healthy.swap(false, Ordering::SeqCst) {
+                                    tracing::error!(%error, waiting = batch.len(), "cannot write audit records; retrying");
+                                }
+                                std::thread::sleep(std::time::Duration::from_millis(500));
+                            }
+                            if !healthy.swap(true, Ordering::SeqCst) {
+                                tracing::info!("audit store writable again");
                             }
                         }
                         Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -294,6 +307,11 @@ impl Recorder {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::error!(dropped = n, "audit queue full or closed; a record was lost");
         }
+    }
+
+    /// Whether records are reaching the store.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::SeqCst)
     }
 
     /// Records that could not be queued.
@@ -361,6 +379,7 @@ mod tests {
         let retention = crate::policy::RecordingPolicy {
             bodies: std::time::Duration::from_secs(3600),
             records: std::time::Duration::from_secs(7200),
+            on_store_failure: crate::policy::StoreFailure::Refuse,
         };
         let (recorder, writer) = Recorder::start(&path, retention).unwrap();
         for n in 0..2000 {

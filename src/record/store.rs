@@ -148,7 +148,10 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
         let head: Option<(i64, Vec<u8>)> = tx
             .query_row(
                 "SELECT last_id, hash FROM chain_head WHERE one = 1",
@@ -298,7 +301,10 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
         let bodies = tx
             .execute(
                 "UPDATE records SET request_body = x'', response_body = x'', response_text = NULL,
