@@ -239,5 +239,5 @@ async fn llm_requests_are_refused_while_the_store_cannot_record_them() {
     let exchanges = upstream.received().len();
     assert!(exchanges > sent_before);
     // Every exchange that reached the upstream was recorded, the refused ones too.
-    assert!(store.count().unwrap() as usize >= exchanges + 1);
+    assert!(store.count().unwrap() as usize > exchanges);
 }
