@@ -37,6 +37,17 @@ pub enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Export recorded exchanges.
+    Export {
+        /// Write a HAR 1.2 file (opens in browser devtools and other proxies' tools).
+        #[arg(long, value_name = "FILE")]
+        har: PathBuf,
+        /// Only this session.
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+    },
     /// Maintain the audit store.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -362,6 +373,25 @@ impl Cli {
                 written
                     .and_then(|_| out.flush())
                     .map_err(CommandError::Output)
+            }
+            Command::Export { har, session, db } => {
+                let store = open_store(overrides(RunArgs {
+                    db,
+                    ..Default::default()
+                }))?;
+                let records = match &session {
+                    Some(id) => store.session(id)?,
+                    None => store.all()?,
+                };
+                let doc = crate::record::har(&records);
+                let text = serde_json::to_string_pretty(&doc).expect("serializes");
+                std::fs::write(&har, text).map_err(CommandError::Output)?;
+                println!(
+                    "wrote {} exchanges to {}",
+                    doc["log"]["entries"].as_array().map_or(0, Vec::len),
+                    har.display()
+                );
+                Ok(())
             }
             Command::Store(StoreCommand::Purge { db, policies }) => {
                 let run = RunArgs {

@@ -199,6 +199,18 @@ impl Running {
     }
 }
 
+impl Running {
+    /// SIGKILL: no chance to drain or flush.
+    fn kill(mut self) -> Child {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -385,6 +397,59 @@ fn store_purge_applies_retention_and_the_chain_still_verifies() {
         String::from_utf8_lossy(&out.stdout).contains("2 records"),
         "the recent one and the purge's own"
     );
+}
+
+#[tokio::test]
+async fn a_proxy_killed_mid_stream_leaves_a_store_that_opens_and_verifies() {
+    use futures_util::StreamExt;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let connect_to = format!("api.openai.com:443:127.0.0.1:{}", upstream.tls_addr.port());
+    let upstream_ca = format!("{FIXTURES}/upstream-ca.crt");
+    let (running, addr) = Running::start(
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--connect-to",
+            &connect_to,
+            "--upstream-ca",
+            &upstream_ca,
+        ],
+    );
+    let ca = std::fs::read_to_string(dir.path().join("ca/tollgate-ca.crt")).unwrap();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .proxy(reqwest::Proxy::all(format!("http://{addr}")).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let res = client
+            .post("https://api.openai.com/v1/chat/completions")
+            .body(r#"{"model":"m","messages":[]}"#)
+            .send()
+            .await
+            .unwrap();
+        res.text().await.unwrap();
+    }
+    let res = client
+        .post("https://api.openai.com/test/gated-sse")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let mut stream = res.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    // Give the writer its moment, then kill without warning, mid-stream.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut child = running.kill();
+    child.wait().unwrap();
+
+    let out = tollgate(dir.path(), &["audit", "verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("audit chain intact: 5 records"), "{said}");
 }
 
 #[test]

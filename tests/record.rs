@@ -175,6 +175,25 @@ async fn turns_of_one_conversation_share_a_session_and_the_cli_shows_them() {
         "{shown}"
     );
 
+    let har_path = dir.path().join("out.har");
+    let export = cli(&["export", "--har", har_path.to_str().unwrap()]);
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let har: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&har_path).unwrap()).unwrap();
+    let entries = har["log"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(
+        entries[1]["request"]["postData"]["text"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+        &upstream.received()[1].body[..]
+    );
+
     let replay = cli(&["replay", "2", "--request"]);
     assert!(
         replay.stdout == upstream.received()[1].body,

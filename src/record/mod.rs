@@ -3,7 +3,10 @@
 //! hash-chained (SHA-256): each row's hash covers its fields and the previous row's hash, and a
 //! head row remembers the last one, so altering, deleting or truncating shows up in `verify`.
 
+mod har;
 mod store;
+
+pub use har::har;
 
 pub use store::{ChainBreak, PurgeReport, SessionSummary, Store, StoreError};
 

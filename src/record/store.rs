@@ -242,6 +242,18 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Every record, in order, with its id.
+    pub fn all(&self) -> Result<Vec<(i64, Record)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {COLUMNS} FROM records ORDER BY id"))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get(0)?, row_to_record(row)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// The records of one session, in order, with their ids.
     pub fn session(&self, session_id: &str) -> Result<Vec<(i64, Record)>, StoreError> {
         let mut stmt = self
