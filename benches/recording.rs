@@ -1,0 +1,55 @@
+//! How many records per second the audit writer sustains: 10,000 exchanges with 4 KB request
+//! and 8 KB response bodies, queued as the proxy queues them and written in batches.
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use std::time::Duration;
+use tollgate::policy::{RecordingPolicy, StoreFailure};
+use tollgate::record::{Record, RecordKind, Recorder};
+
+const N: usize = 10_000;
+
+fn record(n: usize) -> Record {
+    let mut r = Record::new(RecordKind::Exchange, "127.0.0.1:5000", "127.0.0.1", "intercepted", "api.openai.com");
+    r.method = Some("POST".into());
+    r.path = Some("/v1/chat/completions".into());
+    r.status = Some(200);
+    r.outcome = "complete".into();
+    r.duration_ms = n as u64;
+    r.request_body = vec![b'x'; 4096];
+    r.response_body = vec![b'y'; 8192];
+    r
+}
+
+fn recording(c: &mut Criterion) {
+    let retention = RecordingPolicy {
+        bodies: Duration::from_secs(86_400),
+        records: Duration::from_secs(86_400),
+        on_store_failure: StoreFailure::Refuse,
+    };
+    let mut group = c.benchmark_group("recording");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(N as u64));
+    group.bench_function("10k exchanges, 12 KB bodies each", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let records: Vec<Record> = (0..N).map(record).collect();
+                (dir, records)
+            },
+            |(dir, records)| {
+                let (recorder, writer) = Recorder::start(&dir.path().join("bench.db"), retention).unwrap();
+                for r in records {
+                    recorder.record(r);
+                }
+                writer.finish();
+                assert_eq!(recorder.dropped(), 0);
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, recording);
+criterion_main!(benches);
