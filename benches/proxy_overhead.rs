@@ -44,6 +44,7 @@ async fn setup() -> Setup {
         connect_to: vec![connect_to.parse().unwrap()],
         timeouts: Timeouts::default(),
         leaf_cache_size: 1000,
+        originals_key: None,
     };
     let proxy = tollgate::proxy::start(&config).await.unwrap();
 

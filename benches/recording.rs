@@ -9,7 +9,13 @@ use tollgate::record::{Record, RecordKind, Recorder};
 const N: usize = 10_000;
 
 fn record(n: usize) -> Record {
-    let mut r = Record::new(RecordKind::Exchange, "127.0.0.1:5000", "127.0.0.1", "intercepted", "api.openai.com");
+    let mut r = Record::new(
+        RecordKind::Exchange,
+        "127.0.0.1:5000",
+        "127.0.0.1",
+        "intercepted",
+        "api.openai.com",
+    );
     r.method = Some("POST".into());
     r.path = Some("/v1/chat/completions".into());
     r.status = Some(200);
@@ -25,6 +31,7 @@ fn recording(c: &mut Criterion) {
         bodies: Duration::from_secs(86_400),
         records: Duration::from_secs(86_400),
         on_store_failure: StoreFailure::Refuse,
+        store_originals: false,
     };
     let mut group = c.benchmark_group("recording");
     group.sample_size(10);
@@ -37,7 +44,8 @@ fn recording(c: &mut Criterion) {
                 (dir, records)
             },
             |(dir, records)| {
-                let (recorder, writer) = Recorder::start(&dir.path().join("bench.db"), retention).unwrap();
+                let (recorder, writer) =
+                    Recorder::start(&dir.path().join("bench.db"), retention).unwrap();
                 for r in records {
                     recorder.record(r);
                 }

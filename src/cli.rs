@@ -62,8 +62,11 @@ pub enum Command {
         #[arg(long, conflicts_with = "response")]
         request: bool,
         /// Print only the response body as the upstream sent it, byte for byte.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "original")]
         response: bool,
+        /// Print the unmasked request body the client sent (needs the originals key).
+        #[arg(long, conflicts_with = "request")]
+        original: bool,
         #[arg(long, value_name = "PATH")]
         db: Option<PathBuf>,
     },
@@ -179,6 +182,11 @@ pub enum CommandError {
     Signals(std::io::Error),
     #[error(transparent)]
     Store(#[from] crate::record::StoreError),
+    #[error(
+        "the original cannot be opened: set {} (or originals_key_file) to the key that sealed it",
+        crate::config::ORIGINALS_KEY_ENV
+    )]
+    OriginalsKey,
     #[error("no {what} `{id}` in the audit store")]
     NotFound { what: &'static str, id: String },
     #[error("{path}: the audit chain is broken at row {row}: {reason}")]
@@ -335,18 +343,35 @@ impl Cli {
                 id,
                 request,
                 response,
+                original,
                 db,
             } => {
-                let store = open_store(overrides(RunArgs {
+                let run = overrides(RunArgs {
                     db,
                     ..Default::default()
-                }))?;
+                });
+                let (config, _) = ProxyConfig::resolve(run.clone())?;
+                let store = open_store(run)?;
                 let record = store.get(id)?.ok_or(CommandError::NotFound {
                     what: "exchange",
                     id: id.to_string(),
                 })?;
                 let mut out = std::io::stdout().lock();
-                let written = if request {
+                let written = if original {
+                    if record.original_body.is_empty() {
+                        return Err(CommandError::NotFound {
+                            what: "stored original for exchange",
+                            id: id.to_string(),
+                        });
+                    }
+                    let key = config.originals_key.ok_or(CommandError::OriginalsKey)?;
+                    let context =
+                        crate::record::originals::context(&record.started_at, &record.host);
+                    let plain = key
+                        .open(&record.original_body, &context)
+                        .ok_or(CommandError::OriginalsKey)?;
+                    out.write_all(&plain)
+                } else if request {
                     out.write_all(&record.request_body)
                 } else if response {
                     out.write_all(&record.response_body)

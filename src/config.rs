@@ -24,7 +24,12 @@ pub struct ProxyConfig {
     pub timeouts: Timeouts,
     /// How many hosts' leaf certificates stay cached.
     pub leaf_cache_size: u64,
+    /// The key that seals unmasked originals, when policy keeps them.
+    pub originals_key: Option<std::sync::Arc<crate::record::originals::OriginalsKey>>,
 }
+
+/// The environment variable that may hold the originals key (64 hex characters).
+pub const ORIGINALS_KEY_ENV: &str = "TOLLGATE_ORIGINALS_KEY";
 
 /// Every bound on time the proxy applies. None limits a whole stream: an LLM answer may run for
 /// many minutes, so only silence is timed.
@@ -86,6 +91,8 @@ struct ConfigFile {
     #[serde(default)]
     timeouts: Timeouts,
     leaf_cache_size: Option<u64>,
+    /// A file holding the originals key (64 hex characters); the environment variable wins.
+    originals_key_file: Option<PathBuf>,
 }
 
 impl ProxyConfig {
@@ -143,6 +150,33 @@ impl ProxyConfig {
         let mut upstream_ca: Vec<PathBuf> = file.upstream_ca.into_iter().map(rel).collect();
         upstream_ca.extend(flags.upstream_ca);
 
+        // The only environment variable Tollgate reads besides RUST_LOG.
+        let key_text = match std::env::var(ORIGINALS_KEY_ENV) {
+            Ok(text) => Some((text, ORIGINALS_KEY_ENV.to_owned())),
+            Err(_) => match file.originals_key_file.map(rel) {
+                Some(path) => Some((
+                    std::fs::read_to_string(&path).map_err(|source| LoadError::Read {
+                        file: path.display().to_string(),
+                        source,
+                    })?,
+                    path.display().to_string(),
+                )),
+                None => None,
+            },
+        };
+        let originals_key = match key_text {
+            Some((text, from)) => Some(std::sync::Arc::new(
+                crate::record::originals::OriginalsKey::from_hex(&text).map_err(|e| {
+                    LoadError::Invalid {
+                        file: from,
+                        field: "originals key".into(),
+                        message: e.to_string(),
+                    }
+                })?,
+            )),
+            None => None,
+        };
+
         let config = ProxyConfig {
             listen: flags
                 .listen
@@ -161,6 +195,7 @@ impl ProxyConfig {
             connect_to,
             timeouts: file.timeouts,
             leaf_cache_size: file.leaf_cache_size.unwrap_or(10_000),
+            originals_key,
         };
         Ok((config, file_path))
     }

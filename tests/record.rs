@@ -260,3 +260,78 @@ async fn llm_requests_are_refused_while_the_store_cannot_record_them() {
     // Every exchange that reached the upstream was recorded, the refused ones too.
     assert!(store.count().unwrap() as usize > exchanges);
 }
+
+const KEY: &str = "8f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+#[tokio::test]
+async fn originals_are_kept_sealed_only_when_policy_asks() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .recording("retention: { bodies: 30d, records: 400d }\nstore_originals: true\n")
+        .originals_key(KEY)
+        .start()
+        .await;
+    let body = json!({"messages": [{"role": "user", "content": format!("deploy with {GITHUB}")}]})
+        .to_string();
+    client(&proxy)
+        .post("https://api.openai.com/v1/chat/completions")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let db = proxy.db_path();
+    let (store, dir) = proxy.stop_and_open_store().await;
+    let record = store.get(1).unwrap().unwrap();
+    assert!(!record.original_body.is_empty());
+    drop(store);
+    let raw = std::fs::read(&db).unwrap();
+    let wal = std::fs::read(db.with_extension("db-wal")).unwrap_or_default();
+    for file in [&raw, &wal] {
+        assert!(
+            !file.windows(GITHUB.len()).any(|w| w == GITHUB.as_bytes()),
+            "the secret is in the store in clear"
+        );
+    }
+    let replay = |key: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        cmd.args(["replay", "1", "--original", "--db", db.to_str().unwrap()])
+            .current_dir(dir.path())
+            .env_remove("TOLLGATE_ORIGINALS_KEY");
+        if let Some(key) = key {
+            cmd.env("TOLLGATE_ORIGINALS_KEY", key);
+        }
+        cmd.output().unwrap()
+    };
+    let opened = replay(Some(KEY));
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    assert_eq!(opened.stdout, body.as_bytes());
+    assert_eq!(replay(None).status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn keeping_originals_without_a_key_refuses_to_start() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/recording.yaml"),
+        "retention: { bodies: 1d, records: 2d }\nstore_originals: true\n",
+    )
+    .unwrap();
+    let _ = &upstream;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("TOLLGATE_ORIGINALS_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("store_originals"));
+}

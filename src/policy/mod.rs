@@ -351,6 +351,8 @@ pub struct RecordingPolicy {
     pub records: std::time::Duration,
     /// Whether LLM requests may go out while the store cannot record them.
     pub on_store_failure: StoreFailure,
+    /// Whether unmasked request bodies are kept, sealed (the key comes from configuration).
+    pub store_originals: bool,
 }
 
 /// What to do with LLM requests while the audit store cannot be written.
@@ -377,6 +379,7 @@ impl RecordingPolicy {
             bodies: file.retention.bodies,
             records: file.retention.records,
             on_store_failure: file.on_store_failure,
+            store_originals: file.store_originals,
         })
     }
 }
@@ -387,6 +390,8 @@ struct RecordingFile {
     retention: Retention,
     #[serde(default)]
     on_store_failure: StoreFailure,
+    #[serde(default)]
+    store_originals: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -92,6 +92,8 @@ struct Exchange {
     request_body: Bytes,
     /// The upstream's response body as it arrives (intercepted exchanges).
     capture: Option<Arc<Capture>>,
+    /// The unmasked request body and the key to seal it with, when policy keeps originals.
+    original: Option<(Bytes, Arc<crate::record::originals::OriginalsKey>)>,
 }
 
 impl Exchange {
@@ -120,6 +122,10 @@ impl Exchange {
         record.ttfb_ms = self.ttfb_ms;
         record.rule = self.rule.clone();
         record.request_body = self.request_body.to_vec();
+        if let Some((original, key)) = &self.original {
+            let context = crate::record::originals::context(&self.started_at, &self.host);
+            record.original_body = key.seal(original, &context);
+        }
         if let Some(capture) = &self.capture {
             record.response_body = capture.take();
             record.usage = crate::record::usage_of(&record.response_body);
@@ -283,6 +289,11 @@ impl Handler {
             exchange.bytes_up = masked.sent.len() as u64;
             exchange.request_body = masked.sent;
             exchange.model = masked.facts.model;
+            if self.shared.policy.load().recording().store_originals
+                && let (Some(original), Some(key)) = (masked.original, &self.shared.originals_key)
+            {
+                exchange.original = Some((original, key.clone()));
+            }
             exchange.session_id = crate::record::session_id(
                 &exchange.scope,
                 exchange.provider.as_deref(),
@@ -419,6 +430,7 @@ impl Handler {
             rule: None,
             request_body: Bytes::new(),
             capture: None,
+            original: None,
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct MaskedRequest {
     pub facts: RequestFacts,
     /// The body exactly as it is sent upstream.
     pub sent: Bytes,
+    /// The body as the client sent it, when masking changed it.
+    pub original: Option<Bytes>,
 }
 
 /// Masks the request body. Returns the request to forward and what was found, or the refusal.
@@ -49,6 +51,7 @@ pub async fn mask_request(
             findings: Vec::new(),
             facts: RequestFacts::default(),
             sent: Bytes::new(),
+            original: None,
         });
     }
     let bytes = match Limited::new(body, masking.max_body).collect().await {
@@ -86,6 +89,7 @@ pub async fn mask_request(
             bytes.clone(),
         )
         .map_err(refusal)?;
+    let original = masked.body.is_some().then(|| bytes.clone());
     let body = match masked.body {
         Some(_) if is_signed(&parts.headers) => {
             return Err(Refusal::new(
@@ -110,6 +114,7 @@ pub async fn mask_request(
         findings: masked.findings,
         facts: masked.facts,
         sent: body,
+        original,
     })
 }
 

@@ -33,6 +33,8 @@ use tracing::info;
 pub struct Shared {
     policy: Arc<ArcSwap<Policy>>,
     recorder: crate::record::Recorder,
+    /// Seals unmasked originals when policy keeps them.
+    originals_key: Option<Arc<crate::record::originals::OriginalsKey>>,
     /// Placeholders and their values; in memory only, outlives policy reloads.
     vault: Arc<crate::mask::vault::Vault>,
     dialer: Dialer,
@@ -64,6 +66,11 @@ pub enum StartError {
     Proxy(#[from] hudsucker::Error),
     #[error("audit store: {0}")]
     Store(#[from] crate::record::StoreError),
+    #[error(
+        "recording.yaml: store_originals is on, but no key seals them: set {} or originals_key_file in the config",
+        crate::config::ORIGINALS_KEY_ENV
+    )]
+    OriginalsKeyMissing,
 }
 
 impl StartError {
@@ -71,7 +78,10 @@ impl StartError {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            StartError::Policy(_) | StartError::UpstreamTls(_) | StartError::Ca(_)
+            StartError::Policy(_)
+                | StartError::UpstreamTls(_)
+                | StartError::Ca(_)
+                | StartError::OriginalsKeyMissing
         )
     }
 }
@@ -101,6 +111,9 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
     crate::tls::install_default_provider();
     let policy = Policy::load(config.policies.as_deref())?;
     info!("policy: {}", policy.summary());
+    if policy.recording().store_originals && config.originals_key.is_none() {
+        return Err(StartError::OriginalsKeyMissing);
+    }
 
     let (ca, created) = RootCa::load_or_create(&config.ca_dir)?;
     let cert_path = config.ca_dir.join(crate::tls::ca::CERT_FILE);
@@ -145,6 +158,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
     let inflight = Inflight::default();
     let shared = Arc::new(Shared {
         recorder,
+        originals_key: config.originals_key.clone(),
         policy,
         vault,
         dialer,

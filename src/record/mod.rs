@@ -4,6 +4,7 @@
 //! head row remembers the last one, so altering, deleting or truncating shows up in `verify`.
 
 mod har;
+pub mod originals;
 mod store;
 
 pub use har::har;
@@ -84,6 +85,9 @@ pub struct Record {
     /// The response body exactly as the upstream sent it (placeholders not restored).
     #[serde(skip)]
     pub response_body: Vec<u8>,
+    /// The unmasked request body, sealed (see [`originals`]); empty unless policy keeps them.
+    #[serde(skip)]
+    pub original_body: Vec<u8>,
 }
 
 impl Record {
@@ -113,6 +117,7 @@ impl Record {
             response_text: None,
             request_body: Vec::new(),
             response_body: Vec::new(),
+            original_body: Vec::new(),
         }
     }
 }
@@ -383,6 +388,7 @@ mod tests {
             bodies: std::time::Duration::from_secs(3600),
             records: std::time::Duration::from_secs(7200),
             on_store_failure: crate::policy::StoreFailure::Refuse,
+            store_originals: false,
         };
         let (recorder, writer) = Recorder::start(&path, retention).unwrap();
         for n in 0..2000 {

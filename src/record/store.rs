@@ -61,7 +61,8 @@ const MIGRATIONS: &[&str] = &[r#"
         hash         BLOB    NOT NULL,
         request_digest  BLOB NOT NULL,
         response_digest BLOB NOT NULL,
-        bodies_purged   INTEGER NOT NULL DEFAULT 0
+        bodies_purged   INTEGER NOT NULL DEFAULT 0,
+        original_body   BLOB NOT NULL DEFAULT x''
     );
     CREATE INDEX records_started_at ON records (started_at);
     CREATE INDEX records_scope ON records (scope, started_at);
@@ -167,9 +168,9 @@ impl Store {
                     "INSERT INTO records (id, kind, started_at, duration_ms, client, scope, mode, provider, host,
                      method, path, status, outcome, bytes_up, bytes_down, findings, session_id, model, ttfb_ms,
                      rule, usage, response_text, request_body, response_body, prev_hash, hash,
-                     request_digest, response_digest)
+                     request_digest, response_digest, original_body)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                     ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+                     ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
                 )
                 .map_err(err)?;
             for r in records {
@@ -206,6 +207,7 @@ impl Store {
                         hash,
                         req_digest,
                         resp_digest,
+                        r.original_body,
                     ])
                     .map_err(err)?;
                 prev = hash.to_vec();
@@ -320,7 +322,7 @@ impl Store {
         let bodies = tx
             .execute(
                 "UPDATE records SET request_body = x'', response_body = x'', response_text = NULL,
-                 bodies_purged = 1 WHERE started_at < ?1 AND bodies_purged = 0",
+                 original_body = x'', bodies_purged = 1 WHERE started_at < ?1 AND bodies_purged = 0",
                 [bodies_before],
             )
             .map_err(err)?;
@@ -448,7 +450,7 @@ const COLUMNS: &str =
     "id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
      status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
      rule, usage, response_text, request_body, response_body, request_digest, response_digest,
-     bodies_purged";
+     bodies_purged, original_body";
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let text = |i: usize| -> rusqlite::Result<String> { row.get(i) };
@@ -481,6 +483,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         response_text: row.get(23)?,
         request_body: row.get(24)?,
         response_body: row.get(25)?,
+        original_body: row.get(29)?,
     })
 }
 

@@ -73,6 +73,8 @@ pub struct ProxySetup {
     policy: Option<String>,
     catalog: Option<String>,
     masking: Option<String>,
+    recording: Option<String>,
+    originals_key: Option<String>,
     timeouts: Timeouts,
 }
 
@@ -89,6 +91,8 @@ impl ProxySetup {
             policy: None,
             catalog: None,
             masking: None,
+            recording: None,
+            originals_key: None,
             timeouts: Timeouts::default(),
         }
     }
@@ -100,6 +104,8 @@ impl ProxySetup {
             policy: None,
             catalog: None,
             masking: None,
+            recording: None,
+            originals_key: None,
             timeouts: Timeouts::default(),
         }
     }
@@ -113,6 +119,18 @@ impl ProxySetup {
     /// Replaces the masking rules (`masking.yaml`).
     pub fn masking(mut self, yaml: &str) -> Self {
         self.masking = Some(yaml.to_owned());
+        self
+    }
+
+    /// Replaces the recording rules (`recording.yaml`).
+    pub fn recording(mut self, yaml: &str) -> Self {
+        self.recording = Some(yaml.to_owned());
+        self
+    }
+
+    /// Gives the proxy a key to seal unmasked originals with (64 hex characters).
+    pub fn originals_key(mut self, hex: &str) -> Self {
+        self.originals_key = Some(hex.to_owned());
         self
     }
 
@@ -143,6 +161,9 @@ impl ProxySetup {
         if let Some(masking) = &self.masking {
             std::fs::write(policies.join("masking.yaml"), masking).unwrap();
         }
+        if let Some(recording) = &self.recording {
+            std::fs::write(policies.join("recording.yaml"), recording).unwrap();
+        }
         if let Some(catalog) = &self.catalog {
             std::fs::write(policies.join("providers.yaml"), catalog).unwrap();
         }
@@ -155,6 +176,11 @@ impl ProxySetup {
             connect_to: self.connect_to.iter().map(|r| r.parse().unwrap()).collect(),
             timeouts: self.timeouts,
             leaf_cache_size: 1000,
+            originals_key: self.originals_key.as_deref().map(|hex| {
+                std::sync::Arc::new(
+                    tollgate::record::originals::OriginalsKey::from_hex(hex).unwrap(),
+                )
+            }),
         };
         let proxy = tollgate::proxy::start(&config).await.unwrap();
         TestProxy { proxy, dir }
