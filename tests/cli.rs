@@ -441,8 +441,19 @@ async fn a_proxy_killed_mid_stream_leaves_a_store_that_opens_and_verifies() {
         .unwrap();
     let mut stream = res.bytes_stream();
     stream.next().await.unwrap().unwrap();
-    // Give the writer its moment, then kill without warning, mid-stream.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the finished exchanges are on disk, kill without warning, mid-stream.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tollgate::record::Store::open(&dir.path().join("tollgate.db"))
+        .and_then(|s| s.count())
+        .unwrap_or(0)
+        < 5
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the finished exchanges were never written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut child = running.kill();
     child.wait().unwrap();
 
