@@ -104,6 +104,52 @@ async fn openai_chat_json_is_masked_and_restored_including_tool_arguments() {
 }
 
 #[tokio::test]
+async fn anthropic_responses_and_gemini_json_answers_are_restored() {
+    let upstream = Upstream::start().await;
+    let proxy = proxy_with_masking(&upstream).await;
+    let anthropic: Value = post(
+        &proxy,
+        "https://api.anthropic.com/v1/messages",
+        json!({"model": "claude", "max_tokens": 10, "messages": [{"role": "user", "content": prompt()}]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(anthropic["content"][0]["text"], prompt());
+    assert_eq!(anthropic["content"][1]["input"]["command"], prompt());
+
+    let responses: Value = post(
+        &proxy,
+        "https://api.openai.com/v1/responses",
+        json!({"model": "gpt-5", "input": prompt()}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(responses["output"][0]["content"][0]["text"], prompt());
+    let args: Value =
+        serde_json::from_str(responses["output"][1]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args["command"], prompt());
+
+    let gemini: Value = post(
+        &proxy,
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-pro:generateContent",
+        json!({"contents": [{"role": "user", "parts": [{"text": prompt()}]}]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        gemini["candidates"][0]["content"]["parts"][0]["text"],
+        prompt()
+    );
+    assert_nothing_leaked(&upstream);
+}
+
+#[tokio::test]
 async fn openai_chat_stream_is_restored_across_split_events() {
     let upstream = Upstream::start().await;
     let proxy = proxy_with_masking(&upstream).await;
@@ -256,6 +302,30 @@ async fn compressed_requests_are_decoded_masked_and_sent_plain() {
         serde_json::from_slice::<Value>(&r.body).expect("sent as plain JSON");
     }
     assert_nothing_leaked(&upstream);
+}
+
+#[tokio::test]
+async fn a_rule_set_not_to_restore_keeps_its_placeholder_in_answers() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .masking("rules:\n  github-pat: { restore: false }\n")
+        .start()
+        .await;
+    let reply: Value = post(
+        &proxy,
+        "https://api.openai.com/v1/chat/completions",
+        json!({"messages": [{"role": "user", "content": format!("{GITHUB} and {AWS}")}]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let content = reply["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.starts_with("TOLLGATE_GITHUB_PAT_"), "{content}");
+    assert!(
+        content.ends_with(AWS),
+        "other rules still restore: {content}"
+    );
 }
 
 #[tokio::test]

@@ -344,6 +344,34 @@ fn echo(path: &str, json: &serde_json::Value) -> Response<Out> {
             events.push("data: [DONE]\n\n".into());
             sse_now(events)
         }
+        "/v1/messages" if !stream => {
+            let text = last(&json["messages"])["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            full(StatusCode::OK, "application/json", json!({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+                "content": [{"type": "text", "text": text}, {"type": "tool_use", "id": "tu", "name": "bash", "input": {"command": text}}],
+                "usage": {"input_tokens": 3, "output_tokens": 5}
+            }).to_string())
+        }
+        "/v1/responses" if !stream => {
+            let text = json["input"].as_str().unwrap_or("").to_owned();
+            full(StatusCode::OK, "application/json", json!({
+                "id": "resp_1", "object": "response", "status": "completed",
+                "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]},
+                           {"type": "function_call", "name": "bash", "arguments": json!({"command": text}).to_string()}]
+            }).to_string())
+        }
+        p if p.contains(":generateContent") => {
+            let text = last(&json["contents"])["parts"][0]["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            full(StatusCode::OK, "application/json", json!({
+                "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}]
+            }).to_string())
+        }
         "/v1/messages" => {
             let text = last(&json["messages"])["content"]
                 .as_str()
