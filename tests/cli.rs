@@ -200,6 +200,32 @@ impl Running {
 }
 
 impl Running {
+    /// `tollgate run` on a free port with `api.openai.com` sent to `upstream`, and a client that
+    /// goes through it trusting its CA.
+    fn start_against(dir: &Path, upstream: &Upstream) -> (Self, String, reqwest::Client) {
+        let connect_to = format!("api.openai.com:443:127.0.0.1:{}", upstream.tls_addr.port());
+        let upstream_ca = format!("{FIXTURES}/upstream-ca.crt");
+        let (running, addr) = Running::start(
+            dir,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--connect-to",
+                &connect_to,
+                "--upstream-ca",
+                &upstream_ca,
+            ],
+        );
+        let ca = std::fs::read_to_string(dir.join("ca/tollgate-ca.crt")).unwrap();
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .proxy(reqwest::Proxy::all(format!("http://{addr}")).unwrap())
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        (running, addr, client)
+    }
+
     /// SIGKILL: no chance to drain or flush.
     fn kill(mut self) -> Child {
         let status = Command::new("kill")
@@ -221,32 +247,12 @@ impl Drop for Running {
 async fn run_with_no_files_serves_logs_without_secrets_and_stops_on_sigterm() {
     let upstream = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let connect_to = format!("api.openai.com:443:127.0.0.1:{}", upstream.tls_addr.port());
-    let upstream_ca = format!("{FIXTURES}/upstream-ca.crt");
-    let (running, addr) = Running::start(
-        dir.path(),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--connect-to",
-            &connect_to,
-            "--upstream-ca",
-            &upstream_ca,
-        ],
-    );
+    let (running, addr, client) = Running::start_against(dir.path(), &upstream);
     assert!(
         running.log().contains("(embedded) providers.yaml"),
         "{}",
         running.log()
     );
-    let ca = std::fs::read_to_string(dir.path().join("ca/tollgate-ca.crt")).unwrap();
-
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .proxy(reqwest::Proxy::all(format!("http://{addr}")).unwrap())
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
-        .build()
-        .unwrap();
     let res = client
         .post("https://api.openai.com/v1/chat/completions?key=query-secret")
         .header("authorization", "Bearer sk-header-secret")
@@ -404,26 +410,7 @@ async fn a_proxy_killed_mid_stream_leaves_a_store_that_opens_and_verifies() {
     use futures_util::StreamExt;
     let upstream = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let connect_to = format!("api.openai.com:443:127.0.0.1:{}", upstream.tls_addr.port());
-    let upstream_ca = format!("{FIXTURES}/upstream-ca.crt");
-    let (running, addr) = Running::start(
-        dir.path(),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--connect-to",
-            &connect_to,
-            "--upstream-ca",
-            &upstream_ca,
-        ],
-    );
-    let ca = std::fs::read_to_string(dir.path().join("ca/tollgate-ca.crt")).unwrap();
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .proxy(reqwest::Proxy::all(format!("http://{addr}")).unwrap())
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let (running, _, client) = Running::start_against(dir.path(), &upstream);
     for _ in 0..5 {
         let res = client
             .post("https://api.openai.com/v1/chat/completions")
