@@ -67,6 +67,17 @@ pub enum Command {
         /// Print the unmasked request body the client sent (needs the originals key).
         #[arg(long, conflicts_with = "request")]
         original: bool,
+        /// Send the recorded request again through a running Tollgate (the policy in force now)
+        /// and show how the answer differs from the recorded one.
+        #[arg(long, conflicts_with_all = ["request", "response", "original"])]
+        send: bool,
+        /// The Tollgate to send through (default: the configured listen address).
+        #[arg(long, value_name = "URL", requires = "send")]
+        proxy: Option<String>,
+        /// A header to add when sending, e.g. the provider's credentials, which are never
+        /// recorded (repeatable): `--header 'authorization: Bearer sk-…'`.
+        #[arg(long, value_name = "NAME: VALUE", requires = "send")]
+        header: Vec<String>,
         #[arg(long, value_name = "PATH")]
         db: Option<PathBuf>,
     },
@@ -187,6 +198,10 @@ pub enum CommandError {
         crate::config::ORIGINALS_KEY_ENV
     )]
     OriginalsKey,
+    #[error("`{0}` is not a header: write it as `name: value`")]
+    BadHeader(String),
+    #[error(transparent)]
+    Replay(#[from] crate::record::replay::ReplayError),
     #[error("no {what} `{id}` in the audit store")]
     NotFound { what: &'static str, id: String },
     #[error("{path}: the audit chain is broken at row {row}: {reason}")]
@@ -344,6 +359,9 @@ impl Cli {
                 request,
                 response,
                 original,
+                send,
+                proxy,
+                header,
                 db,
             } => {
                 let run = overrides(RunArgs {
@@ -356,6 +374,9 @@ impl Cli {
                     what: "exchange",
                     id: id.to_string(),
                 })?;
+                if send {
+                    return resend(&config, &record, proxy, &header).await;
+                }
                 let mut out = std::io::stdout().lock();
                 let written = if original {
                     if record.original_body.is_empty() {
@@ -469,6 +490,36 @@ impl Cli {
             }
         }
     }
+}
+
+/// `replay --send`: through the running proxy, then the difference.
+async fn resend(
+    config: &ProxyConfig,
+    record: &crate::record::Record,
+    proxy: Option<String>,
+    headers: &[String],
+) -> Result<(), CommandError> {
+    let proxy = proxy.unwrap_or_else(|| format!("http://{}", config.listen));
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|h| match h.split_once(':') {
+            Some((k, v)) => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            None => Err(CommandError::BadHeader(h.clone())),
+        })
+        .collect::<Result<_, _>>()?;
+    let ca = RootCa::load(&config.ca_dir)?;
+    let resent = crate::record::replay::resend(record, &proxy, ca.cert_pem(), &headers).await?;
+    println!(
+        "recorded: {} ({}); now: {}",
+        record.status.map(|s| s.to_string()).unwrap_or_default(),
+        record.outcome,
+        resent.status
+    );
+    match crate::record::replay::diff(record, &resent.body) {
+        None => println!("the answers are the same"),
+        Some(diff) => print!("{diff}"),
+    }
+    Ok(())
 }
 
 /// Opens an existing audit store (never creates one).

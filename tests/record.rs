@@ -335,3 +335,65 @@ async fn keeping_originals_without_a_key_refuses_to_start() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("store_originals"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_send_goes_through_the_running_proxy_and_shows_the_difference() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    client(&proxy)
+        .post("https://api.openai.com/v1/chat/completions")
+        .body(
+            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Wait until the exchange is on disk.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tollgate::record::Store::open(&proxy.db_path())
+        .and_then(|s| s.count())
+        .unwrap_or(0)
+        < 1
+    {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let replay = |extra: &[&str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        cmd.args(["replay", "1", "--send", "--proxy", &proxy.url()])
+            .args(["--db", proxy.db_path().to_str().unwrap()])
+            .args(extra)
+            .current_dir(proxy.dir.path());
+        cmd.output()
+    };
+    let same = replay(&[]).await.unwrap();
+    let said = String::from_utf8_lossy(&same.stdout).into_owned();
+    assert!(
+        same.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    assert!(
+        said.contains("recorded: 200 (complete); now: 200"),
+        "{said}"
+    );
+    assert!(said.contains("the answers are the same"), "{said}");
+
+    // The echo route answers differently: the difference is shown as a unified diff.
+    let changed = replay(&["--header", "x-test-echo: 1"]).await.unwrap();
+    let said = String::from_utf8_lossy(&changed.stdout).into_owned();
+    assert!(
+        said.contains("--- recorded") && said.contains("+++ now"),
+        "{said}"
+    );
+    assert!(
+        said.contains("-") && said.contains("Hello from upstream"),
+        "{said}"
+    );
+    // Both re-sends went through the proxy's pipeline and were recorded.
+    assert_eq!(upstream.received().len(), 3);
+    assert_eq!(upstream.received()[2].headers["x-test-echo"], "1");
+}

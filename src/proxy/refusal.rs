@@ -154,7 +154,7 @@ impl Refusal {
         }
         Refusal::new(
             Reason::UpstreamFailed,
-            format!("the exchange with {host} failed: {}", describe_chain(err)),
+            format!("the exchange with {host} failed: {}", describe_error(err)),
         )
     }
 
@@ -219,7 +219,8 @@ pub fn find_in_chain<'a, T: std::error::Error + 'static>(
     None
 }
 
-fn describe_chain(err: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its sources, joined: `a: b: c`.
+pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![err.to_string()];
     let mut next = err.source();
     while let Some(e) = next {

@@ -5,6 +5,7 @@
 
 mod har;
 pub mod originals;
+pub mod replay;
 mod store;
 
 pub use har::har;
