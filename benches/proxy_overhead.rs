@@ -23,10 +23,11 @@ const BODY: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"he
 struct Setup {
     upstream: Upstream,
     tollgate: SocketAddr,
+    unrecorded: SocketAddr,
     noop: SocketAddr,
     ca_pem: String,
     _dir: tempfile::TempDir,
-    _proxy: tollgate::proxy::RunningProxy,
+    _proxies: [tollgate::proxy::RunningProxy; 2],
 }
 
 async fn setup() -> Setup {
@@ -47,6 +48,22 @@ async fn setup() -> Setup {
         originals_key: None,
     };
     let proxy = tollgate::proxy::start(&config).await.unwrap();
+
+    // The same proxy with recording off: what recording costs.
+    let policies = dir.path().join("policies-unrecorded");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("recording.yaml"),
+        "retention: { bodies: 30d, records: 400d }\nenabled: false\n",
+    )
+    .unwrap();
+    let unrecorded_config = ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        policies: Some(policies),
+        db: dir.path().join("unused.db"),
+        ..config.clone()
+    };
+    let unrecorded = tollgate::proxy::start(&unrecorded_config).await.unwrap();
 
     // A no-op hudsucker proxy on the same CA, connector and dialer: the floor Tollgate adds to.
     let ca = RootCa::load(&dir.path().join("ca")).unwrap();
@@ -72,10 +89,11 @@ async fn setup() -> Setup {
     Setup {
         ca_pem: proxy.ca_cert_pem().to_owned(),
         tollgate: proxy.addr(),
+        unrecorded: unrecorded.addr(),
         noop,
         upstream,
         _dir: dir,
-        _proxy: proxy,
+        _proxies: [proxy, unrecorded],
     }
 }
 
@@ -117,9 +135,13 @@ fn proxy_overhead(c: &mut Criterion) {
         .unwrap();
     let s = rt.block_on(setup());
     type MakeClient = Box<dyn Fn(&Setup) -> reqwest::Client>;
-    let paths: [(&str, MakeClient); 3] = [
+    let paths: [(&str, MakeClient); 4] = [
         ("direct", Box::new(direct_client)),
         ("hudsucker no-op", Box::new(|s| proxied_client(s, s.noop))),
+        (
+            "tollgate, recording off",
+            Box::new(|s| proxied_client(s, s.unrecorded)),
+        ),
         ("tollgate", Box::new(|s| proxied_client(s, s.tollgate))),
     ];
 

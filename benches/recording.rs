@@ -32,6 +32,7 @@ fn recording(c: &mut Criterion) {
         records: Duration::from_secs(86_400),
         on_store_failure: StoreFailure::Refuse,
         store_originals: false,
+        enabled: true,
     };
     let mut group = c.benchmark_group("recording");
     group.sample_size(10);

@@ -14,7 +14,7 @@ async fn every_one_of_many_concurrent_streams_is_recorded() {
     let upstream = Upstream::start().await;
     let proxy = ProxySetup::new(&upstream).start().await;
     let client = client(&proxy);
-    let tasks: Vec<_> = (0..100)
+    let tasks: Vec<_> = (0..200)
         .map(|i| {
             let client = client.clone();
             tokio::spawn(async move {
@@ -32,9 +32,9 @@ async fn every_one_of_many_concurrent_streams_is_recorded() {
         assert!(t.await.unwrap().ends_with("data: [DONE]\n\n"));
     }
     let (store, _dir) = proxy.stop_and_open_store().await;
-    assert_eq!(store.count().unwrap(), 100);
+    assert_eq!(store.count().unwrap(), 200);
     assert_eq!(store.verify().unwrap(), None);
-    for id in 1..=100 {
+    for id in 1..=200 {
         let r = store.get(id).unwrap().unwrap();
         assert_eq!(r.kind, RecordKind::Exchange);
         assert_eq!(r.outcome, "complete");
@@ -396,4 +396,24 @@ async fn replay_send_goes_through_the_running_proxy_and_shows_the_difference() {
     // Both re-sends went through the proxy's pipeline and were recorded.
     assert_eq!(upstream.received().len(), 3);
     assert_eq!(upstream.received()[2].headers["x-test-echo"], "1");
+}
+
+#[tokio::test]
+async fn recording_can_be_turned_off() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .recording("retention: { bodies: 30d, records: 400d }\nenabled: false\n")
+        .start()
+        .await;
+    let res = client(&proxy)
+        .post("https://api.openai.com/v1/chat/completions")
+        .body(json!({"messages": []}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let db = proxy.db_path();
+    let TestProxy { proxy, dir: _dir } = proxy;
+    proxy.shutdown().await;
+    assert!(!db.exists(), "no store is created when recording is off");
 }

@@ -353,6 +353,8 @@ pub struct RecordingPolicy {
     pub on_store_failure: StoreFailure,
     /// Whether unmasked request bodies are kept, sealed (the key comes from configuration).
     pub store_originals: bool,
+    /// Whether anything is recorded at all.
+    pub enabled: bool,
 }
 
 /// What to do with LLM requests while the audit store cannot be written.
@@ -380,6 +382,7 @@ impl RecordingPolicy {
             records: file.retention.records,
             on_store_failure: file.on_store_failure,
             store_originals: file.store_originals,
+            enabled: file.enabled,
         })
     }
 }
@@ -392,6 +395,12 @@ struct RecordingFile {
     on_store_failure: StoreFailure,
     #[serde(default)]
     store_originals: bool,
+    #[serde(default = "enabled")]
+    enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]

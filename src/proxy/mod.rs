@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 /// State every connection shares. Policy sits behind `ArcSwap` so a reload swaps it whole.
 pub struct Shared {
@@ -152,9 +152,15 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         source,
     })?;
 
-    let (recorder, writer) =
-        crate::record::Recorder::start(&config.db, *policy.load().recording())?;
-    info!("recording to {}", config.db.display());
+    let retention = *policy.load().recording();
+    let (recorder, writer) = if retention.enabled {
+        let (recorder, writer) = crate::record::Recorder::start(&config.db, retention)?;
+        info!("recording to {}", config.db.display());
+        (recorder, Some(writer))
+    } else {
+        warn!("recording is off (recording.yaml: enabled: false): exchanges leave no audit record");
+        (crate::record::Recorder::disabled(), None)
+    };
     let inflight = Inflight::default();
     let shared = Arc::new(Shared {
         recorder,
@@ -187,7 +193,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         drain: config.timeouts.drain,
         stop: Some(stop),
         task: Some(task),
-        writer: Some(writer),
+        writer,
     })
 }
 

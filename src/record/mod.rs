@@ -199,6 +199,8 @@ pub struct Recorder {
     dropped: Arc<AtomicU64>,
     /// False while the store refuses writes (disk full, locked, corrupt).
     healthy: Arc<std::sync::atomic::AtomicBool>,
+    /// False when policy turned recording off.
+    enabled: bool,
 }
 
 /// The writer thread; join it on shutdown so every queued record reaches the disk.
@@ -254,6 +256,7 @@ impl Recorder {
             tx: Arc::new(Mutex::new(Some(tx))),
             dropped: Arc::new(AtomicU64::new(0)),
             healthy: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            enabled: true,
         };
         let healthy = recorder.healthy.clone();
         let handle = std::thread::Builder::new()
@@ -305,8 +308,21 @@ impl Recorder {
         ))
     }
 
+    /// A recorder that records nothing (`recording.yaml: enabled: false`).
+    pub fn disabled() -> Recorder {
+        Recorder {
+            tx: Arc::new(Mutex::new(None)),
+            dropped: Arc::new(AtomicU64::new(0)),
+            healthy: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            enabled: false,
+        }
+    }
+
     /// Queues a record for the writer.
     pub fn record(&self, record: Record) {
+        if !self.enabled {
+            return;
+        }
         let tx = self.tx.lock().expect("recorder lock");
         let sent = match tx.as_ref() {
             Some(tx) => tx.try_send(record).is_ok(),
@@ -390,6 +406,7 @@ mod tests {
             records: std::time::Duration::from_secs(7200),
             on_store_failure: crate::policy::StoreFailure::Refuse,
             store_originals: false,
+            enabled: true,
         };
         let (recorder, writer) = Recorder::start(&path, retention).unwrap();
         for n in 0..2000 {
