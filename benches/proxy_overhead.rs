@@ -46,6 +46,7 @@ async fn setup() -> Setup {
         timeouts: Timeouts::default(),
         leaf_cache_size: 1000,
         originals_key: None,
+        open: false,
     };
     let proxy = tollgate::proxy::start(&config).await.unwrap();
 

@@ -37,6 +37,9 @@ pub enum Command {
     /// Check the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage proxy tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Export recorded exchanges.
     Export {
         /// Write a HAR 1.2 file (opens in browser devtools and other proxies' tools).
@@ -80,6 +83,15 @@ pub enum Command {
         header: Vec<String>,
         #[arg(long, value_name = "PATH")]
         db: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a new token: prints it once, and the line to add to policies/identity.yaml.
+    Create {
+        /// The token's name (shown in logs and records).
+        name: String,
     },
 }
 
@@ -150,6 +162,9 @@ pub struct RunArgs {
     /// Send connections for HOST:PORT to HOST2:PORT2, keeping HOST for TLS (repeatable).
     #[arg(long, value_name = "HOST:PORT:HOST2:PORT2")]
     pub connect_to: Vec<String>,
+    /// Serve a non-loopback address without authentication (deliberately open).
+    #[arg(long)]
+    pub open: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +248,7 @@ impl Cli {
             db: run.db,
             upstream_ca: run.upstream_ca,
             connect_to: run.connect_to,
+            open: run.open,
         };
         match self.command {
             Command::Run(args) => {
@@ -419,6 +435,15 @@ impl Cli {
                 written
                     .and_then(|_| out.flush())
                     .map_err(CommandError::Output)
+            }
+            Command::Token(TokenCommand::Create { name }) => {
+                let (token, hash) = crate::identity::new_token();
+                println!("token (shown once; give it to the client as the proxy password):");
+                println!("  {token}");
+                println!("add to policies/identity.yaml under `tokens:`:");
+                println!("  - {{ name: {name}, sha256: {hash} }}");
+                println!("client: HTTPS_PROXY=http://{name}:{token}@<proxy-host>:8080");
+                Ok(())
             }
             Command::Export { har, session, db } => {
                 let store = open_store(overrides(RunArgs {

@@ -26,6 +26,8 @@ pub struct ProxyConfig {
     pub leaf_cache_size: u64,
     /// The key that seals unmasked originals, when policy keeps them.
     pub originals_key: Option<std::sync::Arc<crate::record::originals::OriginalsKey>>,
+    /// Serve without authentication on a non-loopback address (deliberately open).
+    pub open: bool,
 }
 
 /// The environment variable that may hold the originals key (64 hex characters).
@@ -75,6 +77,7 @@ pub struct Overrides {
     pub db: Option<PathBuf>,
     pub upstream_ca: Vec<PathBuf>,
     pub connect_to: Vec<String>,
+    pub open: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +96,8 @@ struct ConfigFile {
     leaf_cache_size: Option<u64>,
     /// A file holding the originals key (64 hex characters); the environment variable wins.
     originals_key_file: Option<PathBuf>,
+    #[serde(default)]
+    open: bool,
 }
 
 impl ProxyConfig {
@@ -196,6 +201,7 @@ impl ProxyConfig {
             timeouts: file.timeouts,
             leaf_cache_size: file.leaf_cache_size.unwrap_or(10_000),
             originals_key,
+            open: flags.open || file.open,
         };
         Ok((config, file_path))
     }

@@ -21,6 +21,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod identity;
 pub mod mask;
 pub mod policy;
 pub mod providers;

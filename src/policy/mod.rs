@@ -27,11 +27,14 @@ pub const POLICY_FILE: &str = "policy.yaml";
 pub const MASKING_FILE: &str = "masking.yaml";
 /// File name of the recording rules (retention) inside a policy directory.
 pub const RECORDING_FILE: &str = "recording.yaml";
+/// File name of the proxy's users (tokens) inside a policy directory.
+pub const IDENTITY_FILE: &str = "identity.yaml";
 
 const EMBEDDED_CATALOG: &str = include_str!("../../policies/providers.yaml");
 const EMBEDDED_POLICY: &str = include_str!("../../policies/policy.yaml");
 const EMBEDDED_MASKING: &str = include_str!("../../policies/masking.yaml");
 const EMBEDDED_RECORDING: &str = include_str!("../../policies/recording.yaml");
+const EMBEDDED_IDENTITY: &str = include_str!("../../policies/identity.yaml");
 
 /// A policy or configuration file that could not be used; it names the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,13 @@ impl Source {
         Self {
             name: format!("(embedded) {RECORDING_FILE}"),
             text: Cow::Borrowed(EMBEDDED_RECORDING),
+        }
+    }
+
+    pub fn embedded_identity() -> Self {
+        Self {
+            name: format!("(embedded) {IDENTITY_FILE}"),
+            text: Cow::Borrowed(EMBEDDED_IDENTITY),
         }
     }
 
@@ -146,6 +156,7 @@ pub struct Policy {
     catalog: Catalog,
     masking: MaskPolicy,
     recording: RecordingPolicy,
+    tokens: crate::identity::Tokens,
     unknown_hosts: HostMode,
     deny: HostSet,
     allow_internal: InternalAllowlist,
@@ -209,9 +220,12 @@ impl Policy {
         let policy = pick(POLICY_FILE, Source::embedded_policy)?;
         let masking = pick(MASKING_FILE, Source::embedded_masking)?;
         let recording = pick(RECORDING_FILE, Source::embedded_recording)?;
+        let identity = pick(IDENTITY_FILE, Source::embedded_identity)?;
         let mut loaded = Self::from_all_sources(&catalog, &policy, &masking)?;
         loaded.recording = RecordingPolicy::parse(&recording)?;
+        loaded.tokens = crate::identity::Tokens::parse(&identity)?;
         loaded.sources.push(recording.name().to_owned());
+        loaded.sources.push(identity.name().to_owned());
         Ok(loaded)
     }
 
@@ -264,6 +278,7 @@ impl Policy {
             catalog: catalog_parsed,
             masking: masking_parsed,
             recording: RecordingPolicy::parse(&Source::embedded_recording())?,
+            tokens: crate::identity::Tokens::default(),
             unknown_hosts: file.hosts.unknown,
             deny: HostSet::new(deny),
             allow_internal,
@@ -314,6 +329,10 @@ impl Policy {
 
     pub fn recording(&self) -> &RecordingPolicy {
         &self.recording
+    }
+
+    pub fn tokens(&self) -> &crate::identity::Tokens {
+        &self.tokens
     }
 
     pub fn catalog(&self) -> &Catalog {

@@ -27,6 +27,8 @@ use tracing::{debug, info, warn};
 #[derive(Clone)]
 pub struct Handler {
     shared: Arc<Shared>,
+    /// Who opened this tunnel (when authentication is on).
+    identity: Option<crate::identity::Identity>,
     tunnel: Option<Arc<TunnelCtx>>,
     /// The server name the client asked for in its TLS hello, inside an intercepted tunnel.
     sni: Option<Arc<str>>,
@@ -163,6 +165,7 @@ impl Handler {
     pub(super) fn new(shared: Arc<Shared>) -> Self {
         Self {
             shared,
+            identity: None,
             tunnel: None,
             sni: None,
             exchange: None,
@@ -185,9 +188,11 @@ impl Handler {
             .into_response(ErrorFormat::default())
             .into();
         }
-        let decision = self.shared.policy.load().decide(&host);
+        let policy = self.shared.policy.load();
+        let decision = policy.decide(&host);
         let errors = decision.error_format();
         let started_at = crate::record::now();
+        let identity = authenticate(&policy, &req);
         let provider = decision.provider.as_ref().map(|p| p.id.clone());
         let refuse = |refusal: Refusal| {
             let mut record = Record::new(
@@ -216,13 +221,29 @@ impl Handler {
             );
             refusal.into_response(errors).into()
         };
+        let identity = match identity {
+            Ok(identity) => identity,
+            Err(refusal) => return refuse(refusal),
+        };
+        let scope = scope_of(identity.as_ref(), client);
+        self.identity = identity;
         match decision.action {
             Action::Deny { rule } => refuse(Refusal::host_denied(&host, rule)),
             Action::Tunnel => {
                 if self.shared.inflight.is_draining() {
                     return refuse(Refusal::new(Reason::Draining, "the proxy is shutting down"));
                 }
-                match tunnel::open(self.shared.clone(), client, id, host.clone(), port, req).await {
+                match tunnel::open(
+                    self.shared.clone(),
+                    client,
+                    &scope,
+                    id,
+                    host.clone(),
+                    port,
+                    req,
+                )
+                .await
+                {
                     Ok(response) => response.into(),
                     Err(refusal) => refuse(refusal),
                 }
@@ -264,6 +285,12 @@ impl Handler {
         exchange: &mut Exchange,
         mut req: Request<Body>,
     ) -> Result<Request<Body>, Refusal> {
+        if self.tunnel.is_none() {
+            // Plain-HTTP proxy requests carry their credentials on every request.
+            if let Some(identity) = authenticate(&self.shared.policy.load(), &req)? {
+                exchange.scope = identity.user.clone();
+            }
+        }
         self.check_target(&mut req)?;
         refuse_upgrades(&req, exchange)?;
         if self.shared.inflight.is_draining() {
@@ -401,7 +428,7 @@ impl Handler {
                 (host, Mode::Forwarded, decision.error_format(), provider)
             }
         };
-        let scope = client.ip().to_string();
+        let scope = scope_of(self.identity.as_ref(), client);
         let provider_id = provider.clone();
         Exchange {
             id: self.shared.next_id(),
@@ -433,6 +460,38 @@ impl Handler {
             original: None,
         }
     }
+}
+
+/// Checks `Proxy-Authorization` when tokens are configured: `Ok(None)` when authentication is
+/// off, the identity when the credentials are good, a 407 otherwise.
+fn authenticate(
+    policy: &crate::policy::Policy,
+    req: &Request<Body>,
+) -> Result<Option<crate::identity::Identity>, Refusal> {
+    let tokens = policy.tokens();
+    if !tokens.is_enabled() {
+        return Ok(None);
+    }
+    let header = req
+        .headers()
+        .get(http::header::PROXY_AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match tokens.authenticate(header) {
+        Some(identity) => Ok(Some(identity)),
+        None => Err(Refusal::new(
+            Reason::ProxyAuthRequired,
+            match header {
+                None => "this proxy needs credentials: put a token in the proxy URL, http://NAME:TOKEN@host:port",
+                Some(_) => "the proxy credentials were not accepted",
+            },
+        )
+        .with_rule("identity.yaml: tokens")),
+    }
+}
+
+/// Whose placeholders and records these are: the authenticated user, else the client address.
+fn scope_of(identity: Option<&crate::identity::Identity>, client: SocketAddr) -> String {
+    identity.map_or_else(|| client.ip().to_string(), |i| i.user.to_string())
 }
 
 fn not_a_proxy_request() -> Refusal {

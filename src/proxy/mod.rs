@@ -67,6 +67,10 @@ pub enum StartError {
     #[error("audit store: {0}")]
     Store(#[from] crate::record::StoreError),
     #[error(
+        "{0} is not a loopback address and no token is configured (identity.yaml), so anyone who reaches it could use it; add tokens with `tollgate token create`, or pass --open to serve it open deliberately"
+    )]
+    OpenProxy(SocketAddr),
+    #[error(
         "recording.yaml: store_originals is on, but no key seals them: set {} or originals_key_file in the config",
         crate::config::ORIGINALS_KEY_ENV
     )]
@@ -82,6 +86,7 @@ impl StartError {
                 | StartError::UpstreamTls(_)
                 | StartError::Ca(_)
                 | StartError::OriginalsKeyMissing
+                | StartError::OpenProxy(_)
         )
     }
 }
@@ -111,6 +116,12 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
     crate::tls::install_default_provider();
     let policy = Policy::load(config.policies.as_deref())?;
     info!("policy: {}", policy.summary());
+    if !config.listen.ip().is_loopback() && !policy.tokens().is_enabled() && !config.open {
+        return Err(StartError::OpenProxy(config.listen));
+    }
+    if policy.tokens().is_enabled() {
+        info!("proxy authentication on: {} tokens", policy.tokens().len());
+    }
     if policy.recording().store_originals && config.originals_key.is_none() {
         return Err(StartError::OriginalsKeyMissing);
     }

@@ -33,6 +33,7 @@ pub enum Reason {
     UninspectableBody,
     SignedBody,
     StoreUnavailable,
+    ProxyAuthRequired,
 }
 
 impl Reason {
@@ -57,6 +58,7 @@ impl Reason {
             Reason::UninspectableBody => "uninspectable-body",
             Reason::SignedBody => "signed-body",
             Reason::StoreUnavailable => "store-unavailable",
+            Reason::ProxyAuthRequired => "proxy-auth-required",
         }
     }
 
@@ -72,6 +74,7 @@ impl Reason {
             Reason::UndecodableBody => StatusCode::BAD_REQUEST,
             Reason::UninspectableBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Reason::HostMismatch => StatusCode::MISDIRECTED_REQUEST,
+            Reason::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             Reason::WebSocketRefused => StatusCode::UPGRADE_REQUIRED,
             Reason::NestedConnect | Reason::NotAProxyRequest => StatusCode::BAD_REQUEST,
             Reason::Draining | Reason::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -184,6 +187,12 @@ impl Refusal {
         }
         if let Some((name, value)) = body.extra_header {
             response = response.header(name, value);
+        }
+        if self.reason == Reason::ProxyAuthRequired {
+            response = response.header(
+                http::header::PROXY_AUTHENTICATE,
+                "Basic realm=\"tollgate\", charset=\"UTF-8\"",
+            );
         }
         if self.reason == Reason::Draining {
             response = response.header(http::header::CONNECTION, "close");

@@ -25,6 +25,7 @@ use tracing::info;
 pub async fn open(
     shared: Arc<Shared>,
     client: SocketAddr,
+    scope: &str,
     id: u64,
     host: String,
     port: u16,
@@ -41,6 +42,7 @@ pub async fn open(
     let idle = shared.timeouts.tunnel_idle;
     let recorder = shared.recorder.clone();
     let started_at = crate::record::now();
+    let scope = scope.to_owned();
     tokio::spawn(async move {
         let _guard = guard;
         let (outcome, up, down) = match on_upgrade.await {
@@ -51,7 +53,7 @@ pub async fn open(
         let mut record = Record::new(
             RecordKind::Tunnel,
             &client.to_string(),
-            &client.ip().to_string(),
+            &scope,
             "tunneled",
             &host,
         );

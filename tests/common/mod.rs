@@ -74,6 +74,7 @@ pub struct ProxySetup {
     catalog: Option<String>,
     masking: Option<String>,
     recording: Option<String>,
+    identity: Option<String>,
     originals_key: Option<String>,
     timeouts: Timeouts,
 }
@@ -92,6 +93,7 @@ impl ProxySetup {
             catalog: None,
             masking: None,
             recording: None,
+            identity: None,
             originals_key: None,
             timeouts: Timeouts::default(),
         }
@@ -105,6 +107,7 @@ impl ProxySetup {
             catalog: None,
             masking: None,
             recording: None,
+            identity: None,
             originals_key: None,
             timeouts: Timeouts::default(),
         }
@@ -125,6 +128,12 @@ impl ProxySetup {
     /// Replaces the recording rules (`recording.yaml`).
     pub fn recording(mut self, yaml: &str) -> Self {
         self.recording = Some(yaml.to_owned());
+        self
+    }
+
+    /// Replaces the proxy's users (`identity.yaml`).
+    pub fn identity(mut self, yaml: &str) -> Self {
+        self.identity = Some(yaml.to_owned());
         self
     }
 
@@ -161,6 +170,9 @@ impl ProxySetup {
         if let Some(masking) = &self.masking {
             std::fs::write(policies.join("masking.yaml"), masking).unwrap();
         }
+        if let Some(identity) = &self.identity {
+            std::fs::write(policies.join("identity.yaml"), identity).unwrap();
+        }
         if let Some(recording) = &self.recording {
             std::fs::write(policies.join("recording.yaml"), recording).unwrap();
         }
@@ -176,6 +188,7 @@ impl ProxySetup {
             connect_to: self.connect_to.iter().map(|r| r.parse().unwrap()).collect(),
             timeouts: self.timeouts,
             leaf_cache_size: 1000,
+            open: false,
             originals_key: self.originals_key.as_deref().map(|hex| {
                 std::sync::Arc::new(
                     tollgate::record::originals::OriginalsKey::from_hex(hex).unwrap(),
