@@ -141,6 +141,7 @@ impl Exchange {
             id = self.id,
             tunnel = self.tunnel,
             client = %self.client,
+            user = %self.scope,
             method = %self.method,
             host = %self.host,
             path = %self.path,

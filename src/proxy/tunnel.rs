@@ -69,6 +69,7 @@ pub async fn open(
             target: "tollgate::tunnel",
             id,
             %client,
+            user = %scope,
             host = %host,
             port,
             mode = "tunneled",
