@@ -85,7 +85,8 @@ struct Exchange {
     /// Request body bytes sent upstream, where known.
     bytes_up: u64,
     recorder: Recorder,
-    session_id: String,
+    /// Set once the request's first message is known; otherwise derived at the end.
+    session_id: Option<String>,
     model: Option<String>,
     ttfb_ms: Option<u64>,
     /// The policy rule that refused it, if one did.
@@ -119,7 +120,9 @@ impl Exchange {
         record.bytes_up = self.bytes_up;
         record.bytes_down = bytes;
         record.findings = findings_json(&self.findings);
-        record.session_id = self.session_id.clone();
+        record.session_id = self.session_id.clone().unwrap_or_else(|| {
+            crate::record::session_id(&self.scope, self.provider.as_deref(), None)
+        });
         record.model = self.model.clone().or_else(|| model_in_path(&self.path));
         record.ttfb_ms = self.ttfb_ms;
         record.rule = self.rule.clone();
@@ -286,9 +289,11 @@ impl Handler {
         exchange: &mut Exchange,
         mut req: Request<Body>,
     ) -> Result<Request<Body>, Refusal> {
+        // One policy snapshot for every stage, even if a reload lands meanwhile.
+        let policy = self.shared.policy.load_full();
         if self.tunnel.is_none() {
             // Plain-HTTP proxy requests carry their credentials on every request.
-            if let Some(identity) = authenticate(&self.shared.policy.load(), &req)? {
+            if let Some(identity) = authenticate(&policy, &req)? {
                 exchange.scope = identity.user.clone();
             }
         }
@@ -303,7 +308,7 @@ impl Handler {
         strip_hop_by_hop(req.headers_mut());
         if exchange.mode == Mode::Intercepted
             && !self.shared.recorder.is_healthy()
-            && self.shared.policy.load().recording().on_store_failure == StoreFailure::Refuse
+            && policy.recording().on_store_failure == StoreFailure::Refuse
         {
             return Err(Refusal::new(
                 Reason::StoreUnavailable,
@@ -312,21 +317,21 @@ impl Handler {
             .with_rule("recording.on_store_failure: refuse"));
         }
         if exchange.mode == Mode::Intercepted {
-            let masked = masking::mask_request(&self.shared, &exchange.scope, req).await?;
+            let masked = masking::mask_request(&self.shared, &policy, &exchange.scope, req).await?;
             exchange.findings = masked.findings;
             exchange.bytes_up = masked.sent.len() as u64;
             exchange.request_body = masked.sent;
             exchange.model = masked.facts.model;
-            if self.shared.policy.load().recording().store_originals
+            if policy.recording().store_originals
                 && let (Some(original), Some(key)) = (masked.original, &self.shared.originals_key)
             {
                 exchange.original = Some((original, key.clone()));
             }
-            exchange.session_id = crate::record::session_id(
+            exchange.session_id = Some(crate::record::session_id(
                 &exchange.scope,
                 exchange.provider.as_deref(),
                 masked.facts.first_message.as_deref(),
-            );
+            ));
             req = masked.req;
         }
         // A client that stops sending mid-body must not hold an upstream connection forever.
@@ -430,7 +435,6 @@ impl Handler {
             }
         };
         let scope = scope_of(self.identity.as_ref(), client);
-        let provider_id = provider.clone();
         Exchange {
             id: self.shared.next_id(),
             tunnel: self.tunnel.as_ref().map(|t| t.id),
@@ -452,7 +456,7 @@ impl Handler {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
             recorder: self.shared.recorder.clone(),
-            session_id: crate::record::session_id(&scope, provider_id.as_deref(), None),
+            session_id: None,
             model: None,
             ttfb_ms: None,
             rule: None,
@@ -554,9 +558,14 @@ impl HttpHandler for Handler {
         };
         exchange.ttfb_ms = Some(exchange.started.elapsed().as_millis() as u64);
         let res = if exchange.mode == Mode::Intercepted {
-            let capture = Arc::new(Capture::new(&res));
-            exchange.capture = Some(capture.clone());
-            let res = res.map(|body| TeeBody::wrap(body, capture));
+            // Keep the upstream's answer for the record, unless nothing is recorded.
+            let res = if self.shared.recorder.is_enabled() {
+                let capture = Arc::new(Capture::new(&res));
+                exchange.capture = Some(capture.clone());
+                res.map(|body| TeeBody::wrap(body, capture))
+            } else {
+                res
+            };
             let restorer = Restorer::new(self.shared.vault.clone(), &exchange.scope);
             match masking::restore_response(restorer, res).await {
                 Ok(res) => res,

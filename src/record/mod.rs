@@ -334,6 +334,11 @@ impl Recorder {
         }
     }
 
+    /// Whether anything is recorded at all.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Whether records are reaching the store.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::SeqCst)

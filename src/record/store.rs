@@ -246,26 +246,27 @@ impl Store {
 
     /// Every record, in order, with its id.
     pub fn all(&self) -> Result<Vec<(i64, Record)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM records ORDER BY id"))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |row| Ok((row.get(0)?, row_to_record(row)?)))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        self.records_where("1 = 1", [])
     }
 
     /// The records of one session, in order, with their ids.
     pub fn session(&self, session_id: &str) -> Result<Vec<(i64, Record)>, StoreError> {
+        self.records_where("session_id = ?1", [session_id])
+    }
+
+    fn records_where<P: rusqlite::Params>(
+        &self,
+        condition: &str,
+        params: P,
+    ) -> Result<Vec<(i64, Record)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT {COLUMNS} FROM records WHERE session_id = ?1 ORDER BY id"
+                "SELECT {COLUMNS} FROM records WHERE {condition} ORDER BY id"
             ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([session_id], |row| Ok((row.get(0)?, row_to_record(row)?)))
+            .query_map(params, |row| Ok((row.get(0)?, row_to_record(row)?)))
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }

@@ -68,13 +68,11 @@ impl TestProxy {
 }
 
 /// A proxy builder that reads like the test: `ProxySetup::new(&upstream).policy("…").start()`.
+#[derive(Default)]
 pub struct ProxySetup {
     connect_to: Vec<String>,
-    policy: Option<String>,
-    catalog: Option<String>,
-    masking: Option<String>,
-    recording: Option<String>,
-    identity: Option<String>,
+    /// Policy files written into the proxy's policy directory: (file name, YAML).
+    files: Vec<(&'static str, String)>,
     originals_key: Option<String>,
     timeouts: Timeouts,
 }
@@ -89,28 +87,18 @@ impl ProxySetup {
         }
         Self {
             connect_to,
-            policy: None,
-            catalog: None,
-            masking: None,
-            recording: None,
-            identity: None,
-            originals_key: None,
-            timeouts: Timeouts::default(),
+            ..Self::default()
         }
     }
 
     /// A proxy with no `--connect-to` rules at all.
     pub fn bare() -> Self {
-        Self {
-            connect_to: Vec::new(),
-            policy: None,
-            catalog: None,
-            masking: None,
-            recording: None,
-            identity: None,
-            originals_key: None,
-            timeouts: Timeouts::default(),
-        }
+        Self::default()
+    }
+
+    fn file(mut self, name: &'static str, yaml: &str) -> Self {
+        self.files.push((name, yaml.to_owned()));
+        self
     }
 
     /// Adds a `--connect-to` rule.
@@ -120,21 +108,18 @@ impl ProxySetup {
     }
 
     /// Replaces the masking rules (`masking.yaml`).
-    pub fn masking(mut self, yaml: &str) -> Self {
-        self.masking = Some(yaml.to_owned());
-        self
+    pub fn masking(self, yaml: &str) -> Self {
+        self.file("masking.yaml", yaml)
     }
 
     /// Replaces the recording rules (`recording.yaml`).
-    pub fn recording(mut self, yaml: &str) -> Self {
-        self.recording = Some(yaml.to_owned());
-        self
+    pub fn recording(self, yaml: &str) -> Self {
+        self.file("recording.yaml", yaml)
     }
 
     /// Replaces the proxy's users (`identity.yaml`).
-    pub fn identity(mut self, yaml: &str) -> Self {
-        self.identity = Some(yaml.to_owned());
-        self
+    pub fn identity(self, yaml: &str) -> Self {
+        self.file("identity.yaml", yaml)
     }
 
     /// Gives the proxy a key to seal unmasked originals with (64 hex characters).
@@ -144,14 +129,12 @@ impl ProxySetup {
     }
 
     /// Replaces the provider catalog (`providers.yaml`).
-    pub fn catalog(mut self, yaml: &str) -> Self {
-        self.catalog = Some(yaml.to_owned());
-        self
+    pub fn catalog(self, yaml: &str) -> Self {
+        self.file("providers.yaml", yaml)
     }
 
-    pub fn policy(mut self, yaml: &str) -> Self {
-        self.policy = Some(yaml.to_owned());
-        self
+    pub fn policy(self, yaml: &str) -> Self {
+        self.file("policy.yaml", yaml)
     }
 
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
@@ -164,20 +147,8 @@ impl ProxySetup {
         let dir = tempfile::tempdir().unwrap();
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies).unwrap();
-        if let Some(policy) = &self.policy {
-            std::fs::write(policies.join("policy.yaml"), policy).unwrap();
-        }
-        if let Some(masking) = &self.masking {
-            std::fs::write(policies.join("masking.yaml"), masking).unwrap();
-        }
-        if let Some(identity) = &self.identity {
-            std::fs::write(policies.join("identity.yaml"), identity).unwrap();
-        }
-        if let Some(recording) = &self.recording {
-            std::fs::write(policies.join("recording.yaml"), recording).unwrap();
-        }
-        if let Some(catalog) = &self.catalog {
-            std::fs::write(policies.join("providers.yaml"), catalog).unwrap();
+        for (name, yaml) in &self.files {
+            std::fs::write(policies.join(name), yaml).unwrap();
         }
         let config = ProxyConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
