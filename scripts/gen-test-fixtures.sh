@@ -5,7 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../tests/fixtures"
 
-hosts="api.openai.com eu.api.openai.com api.anthropic.com generativelanguage.googleapis.com bedrock-runtime.eu-central-1.amazonaws.com tunneled.example other.example localhost"
+hosts="api.openai.com eu.api.openai.com us.api.openai.com api.anthropic.com
+  generativelanguage.googleapis.com aiplatform.googleapis.com
+  europe-west4-aiplatform.googleapis.com us-central1-aiplatform.googleapis.com
+  bedrock-runtime.eu-central-1.amazonaws.com bedrock-runtime.us-east-1.amazonaws.com
+  api.mistral.ai api.eu.mistral.ai contoso-eu.openai.azure.com contoso-us.openai.azure.com
+  idp.example tunneled.example other.example localhost"
 san=$(printf 'DNS:%s,' $hosts)IP:127.0.0.1
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7300 \

@@ -356,7 +356,7 @@ impl Cli {
                     records.iter().try_for_each(|(n, r)| {
                         writeln!(
                             out,
-                            "{n:>6}  {}  {:<6} {}{}  {}  {}  {}ms  {}",
+                            "{n:>6}  {}  {:<6} {}{}  {}  {}  {}ms  {}  {}",
                             r.started_at,
                             r.method.as_deref().unwrap_or(""),
                             r.host,
@@ -365,6 +365,7 @@ impl Cli {
                             r.outcome,
                             r.duration_ms,
                             r.model.as_deref().unwrap_or(""),
+                            r.region.as_deref().unwrap_or(""),
                         )
                     })
                 };

@@ -59,6 +59,15 @@ pub enum MaskError {
     Uninspectable { content_type: String },
 }
 
+/// Why masking.yaml with a group's changes could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum OverrideError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{field}: {message}")]
+    Unknown { field: String, message: String },
+}
+
 /// The masking part of the policy (`masking.yaml`), compiled.
 #[derive(Debug)]
 pub struct MaskPolicy {
@@ -67,17 +76,79 @@ pub struct MaskPolicy {
     pub vault_ttl: Duration,
 }
 
+/// A group's changes to masking.yaml (`masking:` of an `access.groups` entry in policy.yaml).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingOverride {
+    /// Names of masking.yaml `identifiers` lists that apply; all of them when absent.
+    #[serde(default)]
+    pub lists: Option<Vec<String>>,
+    /// Rule or list id → action (`mask`, `block`, `approve`, `off`) in place of masking.yaml's.
+    #[serde(default)]
+    pub rules: BTreeMap<String, RuleAction>,
+}
+
 impl MaskPolicy {
     pub fn parse(source: &Source) -> Result<Self, LoadError> {
-        let file: MaskingFile = source.deserialize()?;
+        Self::parse_for(source, None).map_err(|e| match e {
+            OverrideError::Load(e) => e,
+            OverrideError::Unknown { field, message } => source.invalid(field, message),
+        })
+    }
+
+    /// masking.yaml with a group's changes applied. Unknown list or rule names in the changes
+    /// come back as [`OverrideError::Unknown`], for the caller to place in its own file.
+    pub fn parse_for(
+        source: &Source,
+        over: Option<&MaskingOverride>,
+    ) -> Result<Self, OverrideError> {
+        let mut file: MaskingFile = source.deserialize()?;
         let known: HashSet<&str> = rules::RULES.iter().map(|r| r.id).collect();
         for id in file.rules.keys() {
             if !known.contains(id.as_str()) {
-                return Err(
-                    source.invalid(format!("rules.{id}"), format!("no built-in rule `{id}`"))
-                );
+                return Err(source
+                    .invalid(format!("rules.{id}"), format!("no built-in rule `{id}`"))
+                    .into());
             }
         }
+        if let Some(over) = over {
+            if let Some(lists) = &over.lists {
+                if let Some((i, name)) = lists
+                    .iter()
+                    .enumerate()
+                    .find(|(_, n)| !file.identifiers.iter().any(|l| &l.name == *n))
+                {
+                    return Err(OverrideError::Unknown {
+                        field: format!("masking.lists[{i}]"),
+                        message: format!("no identifiers list `{name}` in {}", source.name()),
+                    });
+                }
+                file.identifiers.retain(|l| lists.contains(&l.name));
+            }
+            for (id, action) in &over.rules {
+                if let Some(list) = file.identifiers.iter_mut().find(|l| &l.name == id) {
+                    list.action = *action;
+                } else if known.contains(id.as_str()) {
+                    file.rules
+                        .entry(id.clone())
+                        .or_insert(RuleOverride {
+                            action: None,
+                            restore: None,
+                        })
+                        .action = Some(*action);
+                } else {
+                    return Err(OverrideError::Unknown {
+                        field: format!("masking.rules.{id}"),
+                        message: format!("no built-in rule or applied identifiers list `{id}`"),
+                    });
+                }
+            }
+        }
+        Ok(Self::compile(source, file)?)
+    }
+
+    fn compile(source: &Source, file: MaskingFile) -> Result<Self, LoadError> {
+        let known: HashSet<&str> = rules::RULES.iter().map(|r| r.id).collect();
         let mut customs = Vec::new();
         let mut names = HashSet::new();
         for (i, list) in file.identifiers.iter().enumerate() {
@@ -251,14 +322,22 @@ pub struct RequestFacts {
     /// The first message of the conversation (`messages`, `contents` or `input`), which agents
     /// resend unchanged on every turn: what ties the turns of one conversation together.
     pub first_message: Option<String>,
+    /// Short top-level string fields (`inference_geo`, `service_tier`, …), for policy checks.
+    pub fields: Vec<(String, String)>,
 }
 
 impl RequestFacts {
     fn notice(&mut self, path: &json::JsonPath<'_>, text: &str) {
         use json::Segment::Key;
         let segs = &path.0;
-        if self.model.is_none() && segs.len() == 1 && matches!(&segs[0], Key(k) if k == "model") {
-            self.model = Some(text.chars().take(200).collect());
+        if let [Key(k)] = segs.as_slice()
+            && text.len() <= 200
+            && self.fields.len() < 32
+        {
+            if self.model.is_none() && k == "model" {
+                self.model = Some(text.to_owned());
+            }
+            self.fields.push((k.to_string(), text.to_owned()));
         }
         if self.first_message.is_none()
             && matches!(segs.first(), Some(Key(k)) if k == "messages" || k == "contents" || k == "input")

@@ -3,13 +3,19 @@
 //!
 //! - `providers.yaml`: the catalog of LLM API hosts ([`crate::providers::Catalog`]);
 //! - `policy.yaml`: what to do with hosts outside the catalog, hosts to refuse, internal
-//!   destinations to allow, and per-provider overrides of the catalog's mode.
+//!   destinations to allow, per-provider overrides of the catalog's mode, where hosts whose name
+//!   says nothing are (`locations`), and who may reach which providers, regions and models
+//!   (`access`, see [`access`]);
+//! - `masking.yaml`, `recording.yaml`, `identity.yaml`: see their modules.
 
+pub mod access;
 pub mod address;
 pub mod hosts;
 
-use crate::mask::MaskPolicy;
+use crate::mask::{MaskPolicy, OverrideError};
+use crate::providers::residency::{Configured, Location, Mismatch, RequestView};
 use crate::providers::{Catalog, ErrorFormat, HostMode, Provider};
+use access::{Access, Profile};
 use address::InternalAllowlist;
 use hosts::{HostPattern, HostSet, normalize_host};
 use serde::Deserialize;
@@ -155,6 +161,10 @@ impl Source {
 pub struct Policy {
     catalog: Catalog,
     masking: MaskPolicy,
+    /// masking.yaml with a group's changes, by profile name.
+    group_masking: BTreeMap<String, MaskPolicy>,
+    access: Access,
+    locations: BTreeMap<String, Configured>,
     recording: RecordingPolicy,
     tokens: crate::identity::Tokens,
     unknown_hosts: HostMode,
@@ -274,9 +284,37 @@ impl Policy {
                 }
             }
         }
+        let access = Access::parse(file.access, &catalog_parsed)
+            .map_err(|(field, message)| policy.invalid(field, message))?;
+        let mut group_masking = BTreeMap::new();
+        for profile in access.profiles() {
+            let Some(over) = &profile.masking else {
+                continue;
+            };
+            let compiled = MaskPolicy::parse_for(masking, Some(over)).map_err(|e| match e {
+                OverrideError::Load(e) => e,
+                OverrideError::Unknown { field, message } => {
+                    policy.invalid(format!("{}.{field}", profile.field), message)
+                }
+            })?;
+            group_masking.insert(profile.name.clone(), compiled);
+        }
+        let mut locations = BTreeMap::new();
+        for (host, place) in file.locations {
+            let field = format!("locations.{host}");
+            let pattern =
+                HostPattern::parse(&host).map_err(|e| policy.invalid(&field, e.to_string()))?;
+            if pattern.as_str().contains('*') {
+                return Err(policy.invalid(field, "name one host, without `*`"));
+            }
+            locations.insert(pattern.as_str().to_owned(), place);
+        }
         Ok(Self {
             catalog: catalog_parsed,
             masking: masking_parsed,
+            group_masking,
+            access,
+            locations,
             recording: RecordingPolicy::parse(&Source::embedded_recording())?,
             tokens: crate::identity::Tokens::default(),
             unknown_hosts: file.hosts.unknown,
@@ -327,6 +365,24 @@ impl Policy {
         &self.masking
     }
 
+    /// The masking rules for a profile: masking.yaml, with the group's changes if it has any.
+    pub fn masking_for(&self, profile: &Profile) -> &MaskPolicy {
+        self.group_masking
+            .get(&profile.name)
+            .unwrap_or(&self.masking)
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// Every place a request to `provider` goes to.
+    pub fn locate(&self, provider: &Provider, view: RequestView<'_>) -> Result<Location, Mismatch> {
+        provider
+            .residency
+            .locate(view, self.locations.get(view.host))
+    }
+
     pub fn recording(&self) -> &RecordingPolicy {
         &self.recording
     }
@@ -348,7 +404,7 @@ impl Policy {
             .filter(|p| p.mode == HostMode::Intercept)
             .count();
         format!(
-            "{} providers ({} intercepted, {} host patterns); unknown hosts: {}; {} denied host patterns; {} internal destinations allowed; {} masking rules; from {}",
+            "{} providers ({} intercepted, {} host patterns); unknown hosts: {}; {} denied host patterns; {} internal destinations allowed; {} masking rules; {} access profiles; {} configured locations; from {}",
             self.catalog.providers().len(),
             intercepted,
             self.catalog.host_pattern_count(),
@@ -356,6 +412,8 @@ impl Policy {
             self.deny.len(),
             self.allow_internal.len(),
             self.masking.detector.rule_count(),
+            self.access.profiles().count(),
+            self.locations.len(),
             self.sources.join(", "),
         )
     }
@@ -438,6 +496,10 @@ struct PolicyFile {
     hosts: HostsSection,
     #[serde(default)]
     providers: BTreeMap<String, ProviderOverride>,
+    #[serde(default)]
+    locations: BTreeMap<String, Configured>,
+    #[serde(default)]
+    access: access::RawAccess,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,8 @@
 //! and how each one shapes its errors. Wire formats of each API join this module as they are needed.
 
 pub mod errors;
+pub mod regions;
+pub mod residency;
 
 use crate::policy::hosts::{HostPattern, HostSet};
 use crate::policy::{LoadError, Source};
@@ -39,6 +41,8 @@ pub struct Provider {
     pub name: String,
     pub mode: HostMode,
     pub errors: ErrorFormat,
+    /// How to tell where its requests go.
+    pub residency: residency::Residency,
 }
 
 /// The validated catalog: providers and one host set to find them by.
@@ -104,11 +108,16 @@ impl Catalog {
                 patterns.push(pattern);
                 owner.push(providers.len());
             }
+            let residency =
+                residency::Residency::parse(raw.residency).map_err(|(field, message)| {
+                    source.invalid(at(&format!("residency.{field}")), message)
+                })?;
             providers.push(Arc::new(Provider {
                 name: raw.name.unwrap_or_else(|| raw.id.clone()),
                 id: raw.id,
                 mode: raw.mode,
                 errors: raw.errors,
+                residency,
             }));
         }
         Ok(Self {
@@ -136,6 +145,8 @@ struct RawProvider {
     mode: HostMode,
     #[serde(default)]
     errors: ErrorFormat,
+    #[serde(default)]
+    residency: residency::RawResidency,
 }
 
 fn default_mode() -> HostMode {

@@ -10,9 +10,11 @@ use super::headers::strip_hop_by_hop;
 use super::masking;
 use super::refusal::{Reason, Refusal};
 use super::tunnel;
+use crate::identity::Identity;
 use crate::mask::restore::Restorer;
 use crate::policy::hosts::normalize_host;
 use crate::policy::{Action, StoreFailure};
+use crate::providers::residency::{Location, RequestView};
 use crate::providers::{ErrorFormat, Provider};
 use crate::record::{Record, RecordKind, Recorder};
 use bytes::Bytes;
@@ -28,7 +30,7 @@ use tracing::{debug, info, warn};
 pub struct Handler {
     shared: Arc<Shared>,
     /// Who opened this tunnel (when authentication is on).
-    identity: Option<crate::identity::Identity>,
+    identity: Option<Identity>,
     tunnel: Option<Arc<TunnelCtx>>,
     /// The server name the client asked for in its TLS hello, inside an intercepted tunnel.
     sni: Option<Arc<str>>,
@@ -97,6 +99,12 @@ struct Exchange {
     capture: Option<Arc<Capture>>,
     /// The unmasked request body and the key to seal it with, when policy keeps originals.
     original: Option<(Bytes, Arc<crate::record::originals::OriginalsKey>)>,
+    /// Who sent it, when authentication is on.
+    identity: Option<Identity>,
+    /// The access profile that applied (`default` or a group entry's name).
+    profile: Option<String>,
+    /// Where the request was headed, once known.
+    location: Option<Location>,
 }
 
 impl Exchange {
@@ -126,6 +134,12 @@ impl Exchange {
         record.model = self.model.clone().or_else(|| model_in_path(&self.path));
         record.ttfb_ms = self.ttfb_ms;
         record.rule = self.rule.clone();
+        record.set_identity(self.identity.as_ref());
+        record.profile = self.profile.clone();
+        if let Some(location) = &self.location {
+            record.region = location.regions();
+            record.jurisdiction = location.jurisdictions();
+        }
         record.request_body = self.request_body.to_vec();
         if let Some((original, key)) = &self.original {
             let context = crate::record::originals::context(&self.started_at, &self.host);
@@ -153,6 +167,7 @@ impl Exchange {
             bytes,
             mode = self.mode.as_str(),
             masked = %masking::summarize(&self.findings),
+            region = self.location.as_ref().and_then(Location::regions).as_deref().unwrap_or("-"),
             outcome,
             "exchange"
         );
@@ -198,14 +213,16 @@ impl Handler {
         let started_at = crate::record::now();
         let identity = authenticate(&policy, &req);
         let provider = decision.provider.as_ref().map(|p| p.id.clone());
+        let who = identity.as_ref().ok().cloned().flatten();
         let refuse = |refusal: Refusal| {
             let mut record = Record::new(
                 RecordKind::ConnectRefused,
                 &client.to_string(),
-                &client.ip().to_string(),
+                &scope_of(who.as_ref(), client),
                 "connect",
                 &host,
             );
+            record.set_identity(who.as_ref());
             record.started_at = started_at.clone();
             record.provider = provider.clone();
             record.method = Some("CONNECT".into());
@@ -229,6 +246,14 @@ impl Handler {
             Ok(identity) => identity,
             Err(refusal) => return refuse(refusal),
         };
+        if let Some(provider) = &decision.provider
+            && let Err(denied) = policy
+                .access()
+                .profile(identity.as_ref())
+                .check_provider(&provider.id)
+        {
+            return refuse(Refusal::denied(denied));
+        }
         let scope = scope_of(identity.as_ref(), client);
         self.identity = identity;
         match decision.action {
@@ -295,6 +320,7 @@ impl Handler {
             // Plain-HTTP proxy requests carry their credentials on every request.
             if let Some(identity) = authenticate(&policy, &req)? {
                 exchange.scope = identity.user.clone();
+                exchange.identity = Some(identity);
             }
         }
         self.check_target(&mut req)?;
@@ -316,12 +342,20 @@ impl Handler {
             )
             .with_rule("recording.on_store_failure: refuse"));
         }
-        if exchange.mode == Mode::Intercepted {
-            let masked = masking::mask_request(&self.shared, &policy, &exchange.scope, req).await?;
+        if let Some(tunnel) = &self.tunnel {
+            let profile = policy.access().profile(exchange.identity.as_ref());
+            exchange.profile = Some(profile.name.clone());
+            let masking = policy.masking_for(profile);
+            let masked = masking::mask_request(&self.shared, masking, &exchange.scope, req).await?;
             exchange.findings = masked.findings;
             exchange.bytes_up = masked.sent.len() as u64;
             exchange.request_body = masked.sent;
-            exchange.model = masked.facts.model;
+            exchange.model = masked
+                .facts
+                .model
+                .clone()
+                .or_else(|| model_in_path(&exchange.path));
+            check_access(&policy, profile, tunnel, exchange, &masked.facts)?;
             if policy.recording().store_originals
                 && let (Some(original), Some(key)) = (masked.original, &self.shared.originals_key)
             {
@@ -463,8 +497,42 @@ impl Handler {
             request_body: Bytes::new(),
             capture: None,
             original: None,
+            identity: self.identity.clone(),
+            profile: None,
+            location: None,
         }
     }
+}
+
+/// Where the request goes and what it asks for, against the access rules of the user's profile:
+/// the provider, every place the request would be processed, and the model.
+fn check_access(
+    policy: &crate::policy::Policy,
+    profile: &crate::policy::access::Profile,
+    tunnel: &TunnelCtx,
+    exchange: &mut Exchange,
+    facts: &crate::mask::RequestFacts,
+) -> Result<(), Refusal> {
+    let provider = &tunnel.provider;
+    let view = RequestView {
+        host: &tunnel.host,
+        path: &exchange.path,
+        model: exchange.model.as_deref(),
+        body_fields: &facts.fields,
+    };
+    let location = policy.locate(provider, view).map_err(|mismatch| {
+        Refusal::new(Reason::RegionMismatch, mismatch.to_string()).with_rule(format!(
+            "providers.yaml: {}.residency.path_locations",
+            provider.id
+        ))
+    })?;
+    exchange.location = Some(location);
+    let location = exchange.location.as_ref().expect("just set");
+    profile
+        .check_provider(&provider.id)
+        .and_then(|()| profile.check_location(&provider.id, location))
+        .and_then(|()| profile.check_model(exchange.model.as_deref()))
+        .map_err(Refusal::denied)
 }
 
 /// Checks `Proxy-Authorization` when tokens are configured: `Ok(None)` when authentication is
@@ -620,14 +688,17 @@ impl HttpHandler for Handler {
     }
 }
 
-/// The model named in a URL path: Gemini and Vertex `.../models/{model}:...`, Bedrock
-/// `/model/{id}/...`.
+/// The model named in a URL path: Gemini and Vertex `.../models/{model}:method`, Bedrock
+/// `/model/{id}/...` (an id such as `anthropic.claude-v2:1`, or a percent-encoded ARN).
 fn model_in_path(path: &str) -> Option<String> {
-    let (_, rest) = path
-        .split_once("/models/")
-        .or_else(|| path.split_once("/model/"))?;
-    let model = rest.split([':', '/']).next()?;
-    (!model.is_empty()).then(|| model.to_owned())
+    let model = match path.split_once("/models/") {
+        Some((_, rest)) => rest.split(['/', ':']).next()?,
+        None => path.split_once("/model/")?.1.split('/').next()?,
+    };
+    let model = percent_encoding::percent_decode_str(model)
+        .decode_utf8()
+        .ok()?;
+    (!model.is_empty()).then(|| model.into_owned())
 }
 
 /// Findings as the audit record keeps them: rule, category, place; never a value.
@@ -644,4 +715,29 @@ fn findings_json(findings: &[crate::mask::Finding]) -> String {
         })
         .collect();
     serde_json::Value::Array(list).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model_in_path;
+
+    #[test]
+    fn models_are_read_from_paths() {
+        assert_eq!(
+            model_in_path("/v1beta/models/gemini-2.0-flash:streamGenerateContent").as_deref(),
+            Some("gemini-2.0-flash")
+        );
+        assert_eq!(
+            model_in_path("/model/anthropic.claude-3-sonnet-20240229-v1:0/invoke").as_deref(),
+            Some("anthropic.claude-3-sonnet-20240229-v1:0")
+        );
+        assert_eq!(
+            model_in_path(
+                "/model/arn%3Aaws%3Abedrock%3Aeu-central-1%3A1%3Ainference-profile%2Feu.anthropic.x/converse"
+            )
+            .as_deref(),
+            Some("arn:aws:bedrock:eu-central-1:1:inference-profile/eu.anthropic.x")
+        );
+        assert_eq!(model_in_path("/v1/chat/completions"), None);
+    }
 }

@@ -6,8 +6,7 @@ use super::Shared;
 use super::refusal::{Reason, Refusal};
 use crate::mask::decode::{self, DecodeError};
 use crate::mask::restore::{Restorer, SseRestorer};
-use crate::mask::{Finding, MaskError, Masker, RequestFacts};
-use crate::policy::Policy;
+use crate::mask::{Finding, MaskError, MaskPolicy, Masker, RequestFacts};
 use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response};
@@ -36,11 +35,10 @@ pub struct MaskedRequest {
 /// Masks the request body. Returns the request to forward and what was found, or the refusal.
 pub async fn mask_request(
     shared: &Shared,
-    policy: &Policy,
+    masking: &MaskPolicy,
     scope: &str,
     req: Request<Body>,
 ) -> Result<MaskedRequest, Refusal> {
-    let masking = policy.masking();
     let (mut parts, body) = req.into_parts();
     // Responses come back uncompressed so placeholders can be restored as they stream.
     parts

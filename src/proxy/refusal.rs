@@ -34,6 +34,11 @@ pub enum Reason {
     SignedBody,
     StoreUnavailable,
     ProxyAuthRequired,
+    IdentityUnavailable,
+    ProviderNotAllowed,
+    RegionNotAllowed,
+    RegionMismatch,
+    ModelNotAllowed,
 }
 
 impl Reason {
@@ -59,6 +64,11 @@ impl Reason {
             Reason::SignedBody => "signed-body",
             Reason::StoreUnavailable => "store-unavailable",
             Reason::ProxyAuthRequired => "proxy-auth-required",
+            Reason::IdentityUnavailable => "identity-unavailable",
+            Reason::ProviderNotAllowed => "provider-not-allowed",
+            Reason::RegionNotAllowed => "region-not-allowed",
+            Reason::RegionMismatch => "region-mismatch",
+            Reason::ModelNotAllowed => "model-not-allowed",
         }
     }
 
@@ -69,7 +79,11 @@ impl Reason {
             | Reason::PlaintextToProvider
             | Reason::SecretBlocked
             | Reason::ApprovalRequired
-            | Reason::SignedBody => StatusCode::FORBIDDEN,
+            | Reason::SignedBody
+            | Reason::ProviderNotAllowed
+            | Reason::RegionNotAllowed
+            | Reason::ModelNotAllowed => StatusCode::FORBIDDEN,
+            Reason::RegionMismatch => StatusCode::BAD_REQUEST,
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::UndecodableBody => StatusCode::BAD_REQUEST,
             Reason::UninspectableBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -77,7 +91,9 @@ impl Reason {
             Reason::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             Reason::WebSocketRefused => StatusCode::UPGRADE_REQUIRED,
             Reason::NestedConnect | Reason::NotAProxyRequest => StatusCode::BAD_REQUEST,
-            Reason::Draining | Reason::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::Draining | Reason::StoreUnavailable | Reason::IdentityUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reason::UpstreamUnreachable | Reason::UpstreamTls | Reason::UpstreamFailed => {
                 StatusCode::BAD_GATEWAY
@@ -91,6 +107,7 @@ impl Reason {
             self,
             Reason::Draining
                 | Reason::StoreUnavailable
+                | Reason::IdentityUnavailable
                 | Reason::UpstreamUnreachable
                 | Reason::UpstreamTimeout
                 | Reason::UpstreamFailed
@@ -122,6 +139,17 @@ impl Refusal {
             format!("{host} is denied by policy ({rule})"),
         )
         .with_rule(rule)
+    }
+
+    /// What the access rules of policy.yaml refused.
+    pub fn denied(denied: crate::policy::access::Denied) -> Self {
+        use crate::policy::access::DeniedKind;
+        let reason = match denied.kind {
+            DeniedKind::Provider => Reason::ProviderNotAllowed,
+            DeniedKind::Region => Reason::RegionNotAllowed,
+            DeniedKind::Model => Reason::ModelNotAllowed,
+        };
+        Refusal::new(reason, denied.message).with_rule(format!("policy.yaml: {}", denied.rule))
     }
 
     pub fn with_rule(mut self, rule: impl Into<String>) -> Self {

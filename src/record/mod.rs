@@ -76,6 +76,23 @@ pub struct Record {
     pub rule: Option<String>,
     /// Token usage as the provider reported it (JSON).
     pub usage: Option<String>,
+    // Fields added after the first schema are left out of the chained JSON when empty, so rows
+    // written before them hash as they did.
+    /// Where the request was headed: its regions, comma-separated (`eu-central-1,eu`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The jurisdictions of those regions (`eu`, `us`, `?` where unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jurisdiction: Option<String>,
+    /// The authenticated user's groups, comma-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<String>,
+    /// How the user authenticated: the token's name, or `oidc`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The access profile that applied (`default` or a group entry of policy.yaml).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
     /// For SSE answers: the text of the stream's deltas, joined. Derived from the response
     /// body and purged with it, so not covered by the chain itself.
     #[serde(skip)]
@@ -115,10 +132,25 @@ impl Record {
             ttfb_ms: None,
             rule: None,
             usage: None,
+            region: None,
+            jurisdiction: None,
+            groups: None,
+            token: None,
+            profile: None,
             response_text: None,
             request_body: Vec::new(),
             response_body: Vec::new(),
             original_body: Vec::new(),
+        }
+    }
+}
+
+impl Record {
+    /// Notes who sent it: groups and token, when authentication is on.
+    pub fn set_identity(&mut self, identity: Option<&crate::identity::Identity>) {
+        if let Some(identity) = identity {
+            self.groups = (!identity.groups.is_empty()).then(|| identity.groups.join(","));
+            self.token = Some(identity.token.to_string());
         }
     }
 }
@@ -363,6 +395,19 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_added_after_the_first_schema_leave_old_rows_hashing_as_before() {
+        // The chain hashes each record's JSON: a row written before `region` existed must
+        // serialize exactly as it did then, or upgraded stores would fail `audit verify`.
+        let json = serde_json::to_value(record(1)).unwrap();
+        for added in ["region", "jurisdiction", "groups", "token", "profile"] {
+            assert!(json.get(added).is_none(), "{added}");
+        }
+        let mut r = record(1);
+        r.region = Some("eu".into());
+        assert_eq!(serde_json::to_value(r).unwrap()["region"], "eu");
+    }
 
     pub fn record(n: u64) -> Record {
         let mut r = Record::new(

@@ -31,7 +31,8 @@ pub struct ChainBreak {
 }
 
 /// Each migration takes the schema from its index to the next version.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE records (
         id           INTEGER PRIMARY KEY,
         kind         TEXT    NOT NULL,
@@ -75,7 +76,15 @@ const MIGRATIONS: &[&str] = &[r#"
         first_id  INTEGER NOT NULL DEFAULT 1,
         base_hash BLOB
     );
-"#];
+"#,
+    r#"
+    ALTER TABLE records ADD COLUMN region TEXT;
+    ALTER TABLE records ADD COLUMN jurisdiction TEXT;
+    ALTER TABLE records ADD COLUMN groups TEXT;
+    ALTER TABLE records ADD COLUMN token TEXT;
+    ALTER TABLE records ADD COLUMN profile TEXT;
+"#,
+];
 
 const GENESIS: [u8; 32] = [0; 32];
 
@@ -168,9 +177,10 @@ impl Store {
                     "INSERT INTO records (id, kind, started_at, duration_ms, client, scope, mode, provider, host,
                      method, path, status, outcome, bytes_up, bytes_down, findings, session_id, model, ttfb_ms,
                      rule, usage, response_text, request_body, response_body, prev_hash, hash,
-                     request_digest, response_digest, original_body)
+                     request_digest, response_digest, original_body, region, jurisdiction, groups, token,
+                     profile)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                     ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+                     ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)",
                 )
                 .map_err(err)?;
             for r in records {
@@ -208,6 +218,11 @@ impl Store {
                         req_digest,
                         resp_digest,
                         r.original_body,
+                        r.region,
+                        r.jurisdiction,
+                        r.groups,
+                        r.token,
+                        r.profile,
                     ])
                     .map_err(err)?;
                 prev = hash.to_vec();
@@ -451,7 +466,7 @@ const COLUMNS: &str =
     "id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
      status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
      rule, usage, response_text, request_body, response_body, request_digest, response_digest,
-     bodies_purged, original_body";
+     bodies_purged, original_body, region, jurisdiction, groups, token, profile";
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let text = |i: usize| -> rusqlite::Result<String> { row.get(i) };
@@ -481,6 +496,11 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         ttfb_ms: row.get::<_, Option<i64>>(20)?.map(|v| v as u64),
         rule: row.get(21)?,
         usage: row.get(22)?,
+        region: row.get(30)?,
+        jurisdiction: row.get(31)?,
+        groups: row.get(32)?,
+        token: row.get(33)?,
+        profile: row.get(34)?,
         response_text: row.get(23)?,
         request_body: row.get(24)?,
         response_body: row.get(25)?,
