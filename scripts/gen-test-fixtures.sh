@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates tests/fixtures/: a test CA, the certificate the fake upstream presents for the LLM
 # hosts it poses as, and a self-signed certificate no one trusts (for the verification test).
+# Also two RSA keys a fake identity provider signs JWTs with.
 # The files are committed; run this only to renew them (they are valid for 20 years).
 set -euo pipefail
 cd "$(dirname "$0")/../tests/fixtures"
@@ -29,3 +30,7 @@ rm -f upstream.csr upstream-ca.srl upstream-ca.key
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7300 \
   -keyout untrusted.key -out untrusted.crt -subj "/CN=api.openai.com" \
   -addext "subjectAltName=$san"
+
+for key in jwt-rsa.key jwt-rsa-2.key; do
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$key"
+done

@@ -65,12 +65,15 @@ pub enum LoadError {
 pub struct Source {
     name: String,
     text: Cow<'static, str>,
+    /// The file it was read from, if any.
+    path: Option<PathBuf>,
 }
 
 impl Source {
     pub fn embedded_catalog() -> Self {
         Self {
             name: format!("(embedded) {CATALOG_FILE}"),
+            path: None,
             text: Cow::Borrowed(EMBEDDED_CATALOG),
         }
     }
@@ -78,6 +81,7 @@ impl Source {
     pub fn embedded_policy() -> Self {
         Self {
             name: format!("(embedded) {POLICY_FILE}"),
+            path: None,
             text: Cow::Borrowed(EMBEDDED_POLICY),
         }
     }
@@ -85,6 +89,7 @@ impl Source {
     pub fn embedded_masking() -> Self {
         Self {
             name: format!("(embedded) {MASKING_FILE}"),
+            path: None,
             text: Cow::Borrowed(EMBEDDED_MASKING),
         }
     }
@@ -92,6 +97,7 @@ impl Source {
     pub fn embedded_recording() -> Self {
         Self {
             name: format!("(embedded) {RECORDING_FILE}"),
+            path: None,
             text: Cow::Borrowed(EMBEDDED_RECORDING),
         }
     }
@@ -99,6 +105,7 @@ impl Source {
     pub fn embedded_identity() -> Self {
         Self {
             name: format!("(embedded) {IDENTITY_FILE}"),
+            path: None,
             text: Cow::Borrowed(EMBEDDED_IDENTITY),
         }
     }
@@ -107,6 +114,7 @@ impl Source {
         Self {
             name: name.to_owned(),
             text: Cow::Owned(text.to_owned()),
+            path: None,
         }
     }
 
@@ -118,11 +126,17 @@ impl Source {
         Ok(Self {
             name: path.display().to_string(),
             text: Cow::Owned(text),
+            path: Some(path.to_owned()),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The directory of the file it was read from: what relative paths inside are relative to.
+    pub fn dir(&self) -> Option<&Path> {
+        self.path.as_deref().and_then(Path::parent)
     }
 
     /// Reads the YAML into `T`, naming the field that failed (`hosts.deny[2]`) and its line.
@@ -166,7 +180,7 @@ pub struct Policy {
     access: Access,
     locations: BTreeMap<String, Configured>,
     recording: RecordingPolicy,
-    tokens: crate::identity::Tokens,
+    auth: crate::identity::Authenticator,
     unknown_hosts: HostMode,
     deny: HostSet,
     allow_internal: InternalAllowlist,
@@ -233,7 +247,7 @@ impl Policy {
         let identity = pick(IDENTITY_FILE, Source::embedded_identity)?;
         let mut loaded = Self::from_all_sources(&catalog, &policy, &masking)?;
         loaded.recording = RecordingPolicy::parse(&recording)?;
-        loaded.tokens = crate::identity::Tokens::parse(&identity)?;
+        loaded.auth = crate::identity::Authenticator::parse(&identity)?;
         loaded.sources.push(recording.name().to_owned());
         loaded.sources.push(identity.name().to_owned());
         Ok(loaded)
@@ -316,7 +330,7 @@ impl Policy {
             access,
             locations,
             recording: RecordingPolicy::parse(&Source::embedded_recording())?,
-            tokens: crate::identity::Tokens::default(),
+            auth: crate::identity::Authenticator::default(),
             unknown_hosts: file.hosts.unknown,
             deny: HostSet::new(deny),
             allow_internal,
@@ -387,8 +401,9 @@ impl Policy {
         &self.recording
     }
 
-    pub fn tokens(&self) -> &crate::identity::Tokens {
-        &self.tokens
+    /// Who may use the proxy (identity.yaml).
+    pub fn auth(&self) -> &crate::identity::Authenticator {
+        &self.auth
     }
 
     pub fn catalog(&self) -> &Catalog {

@@ -142,7 +142,9 @@ pub struct Dialer {
 
 struct Inner {
     connect_to: Vec<ConnectTo>,
-    policy: Arc<ArcSwap<Policy>>,
+    /// Whose `allow_internal` decides which internal addresses may be reached; `None` for
+    /// destinations the operator configured (an identity provider), which may be anywhere.
+    policy: Option<Arc<ArcSwap<Policy>>>,
     timeout: Duration,
 }
 
@@ -155,7 +157,19 @@ impl Dialer {
         Self {
             inner: Arc::new(Inner {
                 connect_to,
-                policy,
+                policy: Some(policy),
+                timeout,
+            }),
+        }
+    }
+
+    /// A dialer for destinations the operator configured, not a client: internal addresses
+    /// are allowed. `--connect-to` rules still apply.
+    pub fn for_operator(connect_to: Vec<ConnectTo>, timeout: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                connect_to,
+                policy: None,
                 timeout,
             }),
         }
@@ -206,8 +220,11 @@ impl Dialer {
 
     /// Resolves `host` and keeps the addresses the policy lets the proxy reach.
     async fn public_addrs(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, DialError> {
-        let policy = self.inner.policy.load();
         let all = resolve(host, port).await?;
+        let Some(policy) = &self.inner.policy else {
+            return Ok(all);
+        };
+        let policy = policy.load();
         let allowed: Vec<_> = all
             .iter()
             .copied()

@@ -10,7 +10,7 @@ use super::headers::strip_hop_by_hop;
 use super::masking;
 use super::refusal::{Reason, Refusal};
 use super::tunnel;
-use crate::identity::Identity;
+use crate::identity::{AuthError, Identity};
 use crate::mask::restore::Restorer;
 use crate::policy::hosts::normalize_host;
 use crate::policy::{Action, StoreFailure};
@@ -211,7 +211,7 @@ impl Handler {
         let decision = policy.decide(&host);
         let errors = decision.error_format();
         let started_at = crate::record::now();
-        let identity = authenticate(&policy, &req);
+        let identity = authenticate(&self.shared, &policy, &req).await;
         let provider = decision.provider.as_ref().map(|p| p.id.clone());
         let who = identity.as_ref().ok().cloned().flatten();
         let refuse = |refusal: Refusal| {
@@ -318,7 +318,7 @@ impl Handler {
         let policy = self.shared.policy.load_full();
         if self.tunnel.is_none() {
             // Plain-HTTP proxy requests carry their credentials on every request.
-            if let Some(identity) = authenticate(&policy, &req)? {
+            if let Some(identity) = authenticate(&self.shared, &policy, &req).await? {
                 exchange.scope = identity.user.clone();
                 exchange.identity = Some(identity);
             }
@@ -535,31 +535,36 @@ fn check_access(
         .map_err(Refusal::denied)
 }
 
-/// Checks `Proxy-Authorization` when tokens are configured: `Ok(None)` when authentication is
-/// off, the identity when the credentials are good, a 407 otherwise.
-fn authenticate(
+/// Checks `Proxy-Authorization` when identity.yaml asks for credentials: `Ok(None)` when
+/// authentication is off, the identity when the credentials are good, a 407 otherwise (a 503 when
+/// they cannot be checked right now).
+async fn authenticate(
+    shared: &Shared,
     policy: &crate::policy::Policy,
     req: &Request<Body>,
-) -> Result<Option<crate::identity::Identity>, Refusal> {
-    let tokens = policy.tokens();
-    if !tokens.is_enabled() {
+) -> Result<Option<Identity>, Refusal> {
+    let auth = policy.auth();
+    if !auth.is_enabled() {
         return Ok(None);
     }
     let header = req
         .headers()
         .get(http::header::PROXY_AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match tokens.authenticate(header) {
-        Some(identity) => Ok(Some(identity)),
-        None => Err(Refusal::new(
+    let refusal = match auth.authenticate(header, &shared.fetcher).await {
+        Ok(identity) => return Ok(Some(identity)),
+        Err(AuthError::Missing) => Refusal::new(
             Reason::ProxyAuthRequired,
-            match header {
-                None => "this proxy needs credentials: put a token in the proxy URL, http://NAME:TOKEN@host:port",
-                Some(_) => "the proxy credentials were not accepted",
-            },
-        )
-        .with_rule("identity.yaml: tokens")),
-    }
+            "this proxy needs credentials: put a token in the proxy URL, http://NAME:TOKEN@host:port, or send an OIDC bearer token",
+        ),
+        Err(e @ AuthError::Rejected(_)) => Refusal::new(Reason::ProxyAuthRequired, e.to_string()),
+        Err(e @ AuthError::Unavailable(_)) => {
+            Refusal::new(Reason::IdentityUnavailable, e.to_string())
+        }
+    };
+    Err(refusal
+        .with_rule("identity.yaml")
+        .with_bearer_challenge(auth.oidc().is_some()))
 }
 
 /// Whose placeholders and records these are: the authenticated user, else the client address.

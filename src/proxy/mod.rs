@@ -4,6 +4,7 @@
 pub mod body;
 pub mod dial;
 pub mod drain;
+mod fetch;
 mod handler;
 pub mod headers;
 mod masking;
@@ -38,6 +39,8 @@ pub struct Shared {
     /// Placeholders and their values; in memory only, outlives policy reloads.
     vault: Arc<crate::mask::vault::Vault>,
     dialer: Dialer,
+    /// Fetches the identity provider's keys.
+    fetcher: fetch::HttpsFetcher,
     timeouts: Timeouts,
     inflight: Inflight,
     ids: AtomicU64,
@@ -116,11 +119,16 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
     crate::tls::install_default_provider();
     let policy = Policy::load(config.policies.as_deref())?;
     info!("policy: {}", policy.summary());
-    if !config.listen.ip().is_loopback() && !policy.tokens().is_enabled() && !config.open {
+    let auth = policy.auth();
+    if !config.listen.ip().is_loopback() && !auth.is_enabled() && !config.open {
         return Err(StartError::OpenProxy(config.listen));
     }
-    if policy.tokens().is_enabled() {
-        info!("proxy authentication on: {} tokens", policy.tokens().len());
+    if auth.is_enabled() {
+        info!(
+            "proxy authentication on: {} tokens{}",
+            auth.tokens().len(),
+            if auth.oidc().is_some() { ", OIDC" } else { "" }
+        );
     }
     if policy.recording().store_originals && config.originals_key.is_none() {
         return Err(StartError::OriginalsKeyMissing);
@@ -147,8 +155,13 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         policy.clone(),
         config.timeouts.connect,
     );
+    let upstream_tls = upstream::client_config(&config.upstream_ca)?;
+    let fetcher = fetch::HttpsFetcher::new(
+        Dialer::for_operator(config.connect_to.clone(), config.timeouts.connect),
+        upstream_tls.clone(),
+    );
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(upstream::client_config(&config.upstream_ca)?)
+        .with_tls_config(upstream_tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
@@ -179,10 +192,26 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         policy,
         vault,
         dialer,
+        fetcher,
         timeouts: config.timeouts,
         inflight: inflight.clone(),
         ids: AtomicU64::new(1),
     });
+    if shared.policy.load().auth().oidc().is_some() {
+        // Keep the identity provider's keys fresh in the background (fetched at once, so the
+        // first user does not wait). Holds the shared state weakly: it ends with the proxy.
+        let weak = Arc::downgrade(&shared);
+        tokio::spawn(async move {
+            while let Some(shared) = weak.upgrade() {
+                let Some(oidc) = shared.policy.load().auth().oidc().cloned() else {
+                    break;
+                };
+                oidc.refresh_if_stale(&shared.fetcher).await;
+                drop(shared);
+                tokio::time::sleep(oidc.check_every()).await;
+            }
+        });
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let proxy = Proxy::builder()
         .with_listener(listener)

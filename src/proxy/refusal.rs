@@ -121,6 +121,8 @@ pub struct Refusal {
     pub reason: Reason,
     pub message: String,
     pub rule: Option<String>,
+    /// A 407 also offers `Bearer` (an OIDC provider is configured).
+    bearer: bool,
 }
 
 impl Refusal {
@@ -129,7 +131,14 @@ impl Refusal {
             reason,
             message: message.into(),
             rule: None,
+            bearer: false,
         }
+    }
+
+    /// Offers `Bearer` besides `Basic` in a 407's `Proxy-Authenticate`.
+    pub fn with_bearer_challenge(mut self, bearer: bool) -> Self {
+        self.bearer = bearer;
+        self
     }
 
     /// `host` is refused by the policy entry `rule`.
@@ -221,6 +230,12 @@ impl Refusal {
                 http::header::PROXY_AUTHENTICATE,
                 "Basic realm=\"tollgate\", charset=\"UTF-8\"",
             );
+            if self.bearer {
+                response = response.header(
+                    http::header::PROXY_AUTHENTICATE,
+                    "Bearer realm=\"tollgate\"",
+                );
+            }
         }
         if self.reason == Reason::Draining {
             response = response.header(http::header::CONNECTION, "close");

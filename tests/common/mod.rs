@@ -96,7 +96,8 @@ impl ProxySetup {
         Self::default()
     }
 
-    fn file(mut self, name: &'static str, yaml: &str) -> Self {
+    /// Writes another file into the policy directory.
+    pub fn file(mut self, name: &'static str, yaml: &str) -> Self {
         self.files.push((name, yaml.to_owned()));
         self
     }

@@ -58,6 +58,9 @@ struct State {
     received: Mutex<Vec<Received>>,
     tls_connections: AtomicUsize,
     gate: Semaphore,
+    /// What `/test/jwks` serves (an identity provider's keys), and how often it was asked.
+    jwks: Mutex<String>,
+    jwks_fetches: AtomicUsize,
 }
 
 pub struct Upstream {
@@ -83,6 +86,8 @@ impl Upstream {
             received: Mutex::new(Vec::new()),
             tls_connections: AtomicUsize::new(0),
             gate: Semaphore::new(0),
+            jwks: Mutex::new(String::from(r#"{"keys":[]}"#)),
+            jwks_fetches: AtomicUsize::new(0),
         });
         let (cert, key) = if options.untrusted_cert {
             ("untrusted.crt", "untrusted.key")
@@ -155,6 +160,16 @@ impl Upstream {
         self.state.tls_connections.load(Ordering::SeqCst)
     }
 
+    /// Sets the JWKS `/test/jwks` serves.
+    pub fn set_jwks(&self, jwks: &str) {
+        *self.state.jwks.lock().unwrap() = jwks.to_owned();
+    }
+
+    /// How many times `/test/jwks` was fetched.
+    pub fn jwks_fetches(&self) -> usize {
+        self.state.jwks_fetches.load(Ordering::SeqCst)
+    }
+
     /// Lets one held stream (`/test/gated-sse`) send the rest of its events.
     pub fn release(&self) {
         self.state.gate.add_permits(1);
@@ -201,6 +216,12 @@ async fn route(
     tls: bool,
 ) -> Result<Response<Out>, Infallible> {
     let (parts, body) = req.into_parts();
+    if parts.uri.path() == "/test/jwks" {
+        // The identity provider's keys: not an LLM request, so not in `received`.
+        state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+        let jwks = state.jwks.lock().unwrap().clone();
+        return Ok(full(StatusCode::OK, "application/json", jwks));
+    }
     let body = body
         .collect()
         .await

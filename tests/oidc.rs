@@ -1,0 +1,343 @@
+//! OIDC proxy authentication: JWTs from a fake identity provider (its JWKS served over HTTPS by the
+//! fake upstream, or read from a file), signed with RS256, ES256 and EdDSA; expired, not yet valid,
+//! wrong-audience, wrong-issuer, wrong-signature and rotated-key cases; groups from the token
+//! reaching group policies and records.
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use http::StatusCode;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+const ISSUER: &str = "https://idp.example";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A signing key of the fake identity provider and its public JWK.
+struct Signer {
+    kid: String,
+    alg: Algorithm,
+    key: EncodingKey,
+    jwk: serde_json::Value,
+}
+
+impl Signer {
+    fn rsa(file: &str, kid: &str) -> Self {
+        let pem = std::fs::read(format!("{FIXTURES}/{file}")).unwrap();
+        use rustls_pki_types::pem::PemObject;
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(&pem).unwrap();
+        let pair = ring::rsa::KeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
+        let public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
+        Self {
+            kid: kid.into(),
+            alg: Algorithm::RS256,
+            key: EncodingKey::from_rsa_pem(&pem).unwrap(),
+            jwk: json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+                "n": b64(&public.n), "e": b64(&public.e)}),
+        }
+    }
+
+    fn ec(kid: &str) -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let raw = pair.public_key_raw();
+        Self {
+            kid: kid.into(),
+            alg: Algorithm::ES256,
+            key: EncodingKey::from_ec_der(&pair.serialize_der()),
+            jwk: json!({"kty": "EC", "kid": kid, "crv": "P-256",
+                "x": b64(&raw[1..33]), "y": b64(&raw[33..65])}),
+        }
+    }
+
+    fn ed(kid: &str) -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        Self {
+            kid: kid.into(),
+            alg: Algorithm::EdDSA,
+            key: EncodingKey::from_ed_der(&pair.serialize_der()),
+            jwk: json!({"kty": "OKP", "kid": kid, "crv": "Ed25519",
+                "x": b64(pair.public_key_raw())}),
+        }
+    }
+
+    fn sign(&self, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key).unwrap()
+    }
+}
+
+fn jwks(signers: &[&Signer]) -> String {
+    json!({"keys": signers.iter().map(|s| s.jwk.clone()).collect::<Vec<_>>()}).to_string()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn claims() -> serde_json::Value {
+    json!({"iss": ISSUER, "aud": "tollgate", "sub": "u-123", "email": "alice@example.com",
+        "groups": ["staff", "eu-staff"], "iat": now(), "exp": now() + 600})
+}
+
+fn identity_yaml(jwks: &str) -> String {
+    format!(
+        "oidc:\n  issuer: {ISSUER}\n  audience: [tollgate, other]\n  jwks: {jwks}\n  user_claim: email\n  min_refresh: 0s\n"
+    )
+}
+
+async fn connect_with(proxy: &TestProxy, credentials: &str) -> Tunnel {
+    connect(
+        proxy.addr(),
+        "api.openai.com:443",
+        &[("proxy-authorization", credentials)],
+    )
+    .await
+}
+
+fn refused_because(tunnel: Tunnel, why: &str) {
+    let (status, headers, body) = tunnel.refused();
+    assert_eq!(status, StatusCode::PROXY_AUTHENTICATION_REQUIRED, "{why}");
+    let challenges: Vec<_> = headers
+        .get_all("proxy-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        challenges.iter().any(|c| c.starts_with("Bearer")),
+        "{challenges:?}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(why), "{message}");
+}
+
+#[tokio::test]
+async fn jwts_signed_with_each_algorithm_are_accepted_and_name_the_user_and_groups() {
+    let upstream = Upstream::start().await;
+    let (rsa, ec, ed) = (
+        Signer::rsa("jwt-rsa.key", "rsa-1"),
+        Signer::ec("ec-1"),
+        Signer::ed("ed-1"),
+    );
+    upstream.set_jwks(&jwks(&[&rsa, &ec, &ed]));
+    let proxy = ProxySetup::new(&upstream)
+        .identity(&identity_yaml("https://idp.example/test/jwks"))
+        .policy("access:\n  groups:\n    - { name: eu-only, groups: [eu-staff], regions: { '*': [eu] } }\n")
+        .start()
+        .await;
+
+    for signer in [&rsa, &ec, &ed] {
+        let jwt = signer.sign(&claims());
+        assert!(
+            matches!(
+                connect_with(&proxy, &format!("Bearer {jwt}")).await,
+                Tunnel::Open(_)
+            ),
+            "{:?}",
+            signer.alg
+        );
+    }
+
+    // A client that can send only Basic puts the JWT in the password.
+    let jwt = rsa.sign(&claims());
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .proxy(reqwest::Proxy::all(format!("http://oidc:{jwt}@{}", proxy.addr())).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(proxy.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    let res = client
+        .post("https://eu.api.openai.com/v1/chat/completions")
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // The token's groups pick the group policy: EU only.
+    let res = client
+        .post("https://us.api.openai.com/v1/chat/completions")
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(res.headers()["x-tollgate-reason"], "region-not-allowed");
+
+    let received = upstream.received();
+    assert!(
+        received
+            .iter()
+            .all(|r| !r.headers.contains_key("proxy-authorization")),
+        "credentials never reach the upstream"
+    );
+    let (store, _dir) = proxy.stop_and_open_store().await;
+    let records = store.all().unwrap();
+    let exchange = records
+        .iter()
+        .map(|(_, r)| r)
+        .find(|r| r.host == "eu.api.openai.com")
+        .unwrap();
+    assert_eq!(exchange.scope, "alice@example.com");
+    assert_eq!(exchange.groups.as_deref(), Some("staff,eu-staff"));
+    assert_eq!(exchange.token.as_deref(), Some("oidc"));
+    assert_eq!(exchange.profile.as_deref(), Some("eu-only"));
+    // Nothing of the token is kept.
+    let all = serde_json::to_string(&records.iter().map(|(_, r)| r).collect::<Vec<_>>()).unwrap();
+    assert!(!all.contains(&jwt[..40]));
+}
+
+#[tokio::test]
+async fn bad_jwts_are_refused_with_the_reason() {
+    let upstream = Upstream::start().await;
+    let rsa = Signer::rsa("jwt-rsa.key", "rsa-1");
+    upstream.set_jwks(&jwks(&[&rsa]));
+    let proxy = ProxySetup::new(&upstream)
+        .identity(&identity_yaml("https://idp.example/test/jwks"))
+        .start()
+        .await;
+    let with = |change: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = claims();
+        change(&mut c);
+        format!("Bearer {}", rsa.sign(&c))
+    };
+
+    refused_because(
+        connect(proxy.addr(), "api.openai.com:443", &[]).await,
+        "credentials",
+    );
+    let expired = with(&|c| c["exp"] = json!(now() - 3600));
+    refused_because(connect_with(&proxy, &expired).await, "expired");
+    let early = with(&|c| c["nbf"] = json!(now() + 3600));
+    refused_because(connect_with(&proxy, &early).await, "not valid yet");
+    let audience = with(&|c| c["aud"] = json!("someone-else"));
+    refused_because(connect_with(&proxy, &audience).await, "audience");
+    let no_audience = with(&|c| {
+        c.as_object_mut().unwrap().remove("aud");
+    });
+    refused_because(connect_with(&proxy, &no_audience).await, "aud");
+    let issuer = with(&|c| c["iss"] = json!("https://evil.example"));
+    refused_because(connect_with(&proxy, &issuer).await, "issuer");
+    let no_user = with(&|c| {
+        c.as_object_mut().unwrap().remove("email");
+    });
+    refused_because(connect_with(&proxy, &no_user).await, "email");
+
+    // Signed by another key under the published key's id.
+    let impostor = Signer::rsa("jwt-rsa-2.key", "rsa-1");
+    let forged = format!("Bearer {}", impostor.sign(&claims()));
+    refused_because(connect_with(&proxy, &forged).await, "signature");
+    // A shared-secret token: never accepted.
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("rsa-1".into());
+    let hs = jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(b"k")).unwrap();
+    refused_because(connect_with(&proxy, &format!("Bearer {hs}")).await, "HS256");
+    refused_because(connect_with(&proxy, "Bearer not.a.jwt").await, "JWT");
+
+    // Clock skew within the leeway is fine.
+    let skewed = with(&|c| c["exp"] = json!(now() - 10));
+    assert!(matches!(
+        connect_with(&proxy, &skewed).await,
+        Tunnel::Open(_)
+    ));
+    assert!(upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn rotated_keys_are_fetched_again_and_dropped_keys_stop_working() {
+    let upstream = Upstream::start().await;
+    let old = Signer::rsa("jwt-rsa.key", "2026-01");
+    let new = Signer::ec("2026-02");
+    upstream.set_jwks(&jwks(&[&old]));
+    let proxy = ProxySetup::new(&upstream)
+        .identity(&identity_yaml("https://idp.example/test/jwks"))
+        .start()
+        .await;
+
+    let old_jwt = format!("Bearer {}", old.sign(&claims()));
+    assert!(matches!(
+        connect_with(&proxy, &old_jwt).await,
+        Tunnel::Open(_)
+    ));
+    let fetches = upstream.jwks_fetches();
+    assert!(fetches >= 1);
+    // Held keys serve later tokens without a fetch.
+    assert!(matches!(
+        connect_with(&proxy, &old_jwt).await,
+        Tunnel::Open(_)
+    ));
+    assert_eq!(upstream.jwks_fetches(), fetches);
+
+    // The provider rotates: a token under the new key makes the proxy look again.
+    upstream.set_jwks(&jwks(&[&new]));
+    let new_jwt = format!("Bearer {}", new.sign(&claims()));
+    assert!(matches!(
+        connect_with(&proxy, &new_jwt).await,
+        Tunnel::Open(_)
+    ));
+    assert!(upstream.jwks_fetches() > fetches);
+    refused_because(connect_with(&proxy, &old_jwt).await, "key");
+}
+
+#[tokio::test]
+async fn keys_can_come_from_a_file_next_to_identity_yaml() {
+    let upstream = Upstream::start().await;
+    let ed = Signer::ed("file-1");
+    let proxy = ProxySetup::new(&upstream)
+        .file("jwks.json", &jwks(&[&ed]))
+        .identity(&identity_yaml("jwks.json"))
+        .start()
+        .await;
+    let jwt = format!("Bearer {}", ed.sign(&claims()));
+    assert!(matches!(connect_with(&proxy, &jwt).await, Tunnel::Open(_)));
+    assert_eq!(upstream.jwks_fetches(), 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_identity_provider_is_a_retryable_503_not_a_407() {
+    let upstream = Upstream::start().await;
+    let rsa = Signer::rsa("jwt-rsa.key", "rsa-1");
+    let proxy = ProxySetup::new(&upstream)
+        .connect_to("idp-down.example:443:127.0.0.1:1")
+        .identity(&identity_yaml("https://idp-down.example/jwks"))
+        .start()
+        .await;
+    let jwt = format!("Bearer {}", rsa.sign(&claims()));
+    let (status, headers, body) = connect_with(&proxy, &jwt).await.refused();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["x-tollgate-reason"], "identity-unavailable");
+    assert_eq!(headers["x-should-retry"], "true");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("identity provider")
+    );
+}
+
+#[test]
+fn bad_oidc_configuration_names_the_field() {
+    let parse = |yaml: &str| {
+        tollgate::identity::Authenticator::parse(&tollgate::policy::Source::inline(
+            "identity.yaml",
+            yaml,
+        ))
+        .unwrap_err()
+        .to_string()
+    };
+    let err = parse("oidc:\n  issuer: x\n  audience: a\n  jwks: http://idp/keys\n");
+    assert!(err.contains("oidc.jwks") && err.contains("https"), "{err}");
+    let err = parse("oidc:\n  issuer: x\n  audience: []\n  jwks: https://idp/keys\n");
+    assert!(err.contains("oidc.audience"), "{err}");
+    let err = parse("oidc:\n  issuer: x\n  audience: a\n  jwks: /nonexistent/jwks.json\n");
+    assert!(err.contains("oidc.jwks"), "{err}");
+    let err = parse("oidc:\n  issuer: x\n  audience: a\n  jwks: https://idp/k\n  leway: 5s\n");
+    assert!(err.contains("leway"), "{err}");
+}
