@@ -1,4 +1,5 @@
-//! The command line: `run`, `ca init`, `ca export`, `policy check`.
+//! The command line: `run`, `ca`, `policy check|explain`, `token`, `audit`, `sessions`, `replay`,
+//! `export`, `store`.
 
 use crate::config::{Overrides, ProxyConfig};
 use crate::policy::{LoadError, Policy};
@@ -191,6 +192,31 @@ pub enum PolicyCommand {
         /// Policy directory (default: ./policies when present, else the embedded defaults).
         dir: Option<PathBuf>,
     },
+    /// Print what the proxy would do with one request, and why; sends nothing. Exits 0 when
+    /// the request would be allowed (or tunneled), 1 when it would be refused.
+    Explain {
+        /// The host the request goes to.
+        #[arg(long)]
+        host: String,
+        /// The request path (with Vertex `/locations/…/` or Bedrock `/model/…/`, where they matter).
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// The user: groups come from the identity.yaml token naming this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// A group the user is in (repeat for more), e.g. from their OIDC token.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// The request body, as the client would send it (JSON).
+        #[arg(long, value_name = "FILE")]
+        body: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Policy directory (default: ./policies when present, else the embedded defaults).
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
+    },
 }
 
 /// A command that failed; [`CommandError::exit_code`] maps it for the shell.
@@ -219,6 +245,13 @@ pub enum CommandError {
     Replay(#[from] crate::record::replay::ReplayError),
     #[error("no {what} `{id}` in the audit store")]
     NotFound { what: &'static str, id: String },
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the request would be refused")]
+    WouldRefuse,
     #[error("{path}: the audit chain is broken at row {row}: {reason}")]
     ChainBroken {
         path: String,
@@ -229,9 +262,14 @@ pub enum CommandError {
 
 impl CommandError {
     /// 64 (EX_USAGE) for bad configuration, policy or CA files; 1 for everything else.
+    /// Whether the error was already reported on standard output (nothing to add).
+    pub fn is_reported(&self) -> bool {
+        matches!(self, CommandError::WouldRefuse)
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Config(_) | CommandError::Ca(_) => 64,
+            CommandError::Config(_) | CommandError::Ca(_) | CommandError::ReadFile { .. } => 64,
             CommandError::Start(e) if e.is_config() => 64,
             _ => 1,
         }
@@ -513,6 +551,51 @@ impl Cli {
                 let policy = Policy::load(config.policies.as_deref())?;
                 println!("policy OK: {}", policy.summary());
                 Ok(())
+            }
+            Command::Policy(PolicyCommand::Explain {
+                host,
+                path,
+                user,
+                groups,
+                body,
+                json,
+                policies,
+            }) => {
+                let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
+                    policies,
+                    ..Default::default()
+                }))?;
+                let policy = Policy::load(config.policies.as_deref())?;
+                let body = body
+                    .map(|path| {
+                        std::fs::read(&path)
+                            .map_err(|source| CommandError::ReadFile { path, source })
+                    })
+                    .transpose()?;
+                let question = crate::explain::Question {
+                    host,
+                    path,
+                    user,
+                    groups,
+                    body,
+                };
+                let answer = crate::explain::explain(&policy, &question);
+                let mut out = std::io::stdout().lock();
+                if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&answer).expect("serializes")
+                    )
+                } else {
+                    write!(out, "{answer}")
+                }
+                .map_err(CommandError::Output)?;
+                if answer.is_allowed() {
+                    Ok(())
+                } else {
+                    Err(CommandError::WouldRefuse)
+                }
             }
         }
     }

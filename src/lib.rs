@@ -4,23 +4,30 @@
 //! A request's life:
 //!
 //! 1. **CONNECT** — a client (`HTTPS_PROXY`) asks for a tunnel to `host:port`.
-//! 2. **Decide** — the policy ([`policy`]) looks the host up in the provider catalog
-//!    ([`providers`]): LLM API hosts are intercepted, others tunneled byte for byte or denied.
-//! 3. **Intercept** — TLS is terminated with a per-host leaf from Tollgate's CA ([`tls`]).
-//! 4. **Pipeline** ([`proxy`]) — each request inside the tunnel must target the tunnel's host;
-//!    upgrades are refused, hop-by-hop headers stripped; masking, approvals and recording join
-//!    here, in this order.
-//! 5. **Forward** — through one pooled, verified upstream client whose every TCP connection comes
+//! 2. **Identity** — `Proxy-Authorization` names the user: a token or an OIDC JWT ([`identity`]).
+//! 3. **Decide** — the policy ([`policy`]) looks the host up in the provider catalog
+//!    ([`providers`]): LLM API hosts are intercepted, others tunneled byte for byte or denied;
+//!    the user's access profile may refuse the provider outright.
+//! 4. **Intercept** — TLS is terminated with a per-host leaf from Tollgate's CA ([`tls`]).
+//! 5. **Pipeline** ([`proxy`]) — each request inside the tunnel must target the tunnel's host;
+//!    upgrades are refused, hop-by-hop headers stripped; the body is masked ([`mask`]); the
+//!    request is placed (region, jurisdiction) and checked against the profile's providers,
+//!    regions and models. Approvals will join here.
+//! 6. **Forward** — through one pooled, verified upstream client whose every TCP connection comes
 //!    from Tollgate's dialer (`--connect-to`, internal-address rule, timeouts).
-//! 6. **Stream back** — response bodies pass frame by frame, never buffered whole; the exchange
-//!    is logged when its body ends, however it ends.
+//! 7. **Stream back** — response bodies pass frame by frame, never buffered whole, placeholders
+//!    restored on the way.
+//! 8. **Record** — every exchange, refused and failed ones included, goes to the hash-chained
+//!    audit store ([`record`]) when its body ends, however it ends.
 //!
 //! Every refusal is answered in the provider's own error shape with `x-tollgate-*` headers.
+//! [`explain`] walks the same stages for one hypothetical request, without sending it.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
+pub mod explain;
 pub mod identity;
 pub mod mask;
 pub mod policy;

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli.execute()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is_reported() => ExitCode::from(err.exit_code()),
         Err(err) => {
             tracing::error!("{err}");
             eprintln!("tollgate: {err}");

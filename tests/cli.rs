@@ -463,3 +463,108 @@ fn run_refuses_an_address_in_use() {
         stderr(&out)
     );
 }
+
+#[test]
+fn policy_explain_prints_the_decision_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    let (_, hash) = tollgate::identity::new_token();
+    std::fs::write(
+        policies.join("identity.yaml"),
+        format!("tokens:\n  - {{ name: laptop, sha256: {hash}, user: eve, groups: [eu-staff] }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        policies.join("policy.yaml"),
+        "access:\n  groups:\n    - { name: eu-only, groups: [eu-staff], regions: { '*': [eu] }, masking: { rules: { github-pat: block } } }\n",
+    )
+    .unwrap();
+    let explain = |args: &[&str]| {
+        let mut all = vec!["policy", "explain"];
+        all.extend_from_slice(args);
+        let out = tollgate(dir.path(), &all);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+
+    // The user's groups come from their token; the host names the region.
+    let (code, text) = explain(&["--host", "us.api.openai.com", "--user", "eve"]);
+    assert_eq!(code, Some(1), "{text}");
+    for expected in [
+        "eve, groups eu-staff (identity.yaml token `laptop`)",
+        "eu-only (policy.yaml: access.groups[0])",
+        "us (jurisdiction us ⊂ americas; from the host us.api.openai.com)",
+        "REFUSED 403 region-not-allowed",
+        "policy.yaml: access.groups[0].regions.*",
+    ] {
+        assert!(text.contains(expected), "{expected}\n{text}");
+    }
+    // Someone else gets the default profile, which does not restrict regions.
+    let (code, text) = explain(&["--host", "us.api.openai.com", "--user", "dan"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ALLOWED"), "{text}");
+
+    // The body: Anthropic's inference_geo, and masking under the group's rules.
+    let body = dir.path().join("body.json");
+    std::fs::write(
+        &body,
+        r#"{"model":"claude-sonnet-4-5","inference_geo":"us","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .unwrap();
+    let body = body.to_str().unwrap();
+    let (_, text) = explain(&[
+        "--host",
+        "api.anthropic.com",
+        "--path",
+        "/v1/messages",
+        "--body",
+        body,
+        "--group",
+        "eu-staff",
+    ]);
+    assert!(
+        text.contains("us (jurisdiction us ⊂ americas; from the body inference_geo)"),
+        "{text}"
+    );
+    std::fs::write(
+        dir.path().join("pat.json"),
+        r#"{"model":"m","messages":[{"role":"user","content":"ghp_0123456789abcdefghijABCDEFGHIJ012345"}]}"#,
+    )
+    .unwrap();
+    let pat = dir.path().join("pat.json");
+    let (_, text) = explain(&[
+        "--host",
+        "eu.api.openai.com",
+        "--body",
+        pat.to_str().unwrap(),
+        "--user",
+        "eve",
+    ]);
+    assert!(text.contains("REFUSED 403 secret-blocked"), "{text}");
+    let (_, text) = explain(&[
+        "--host",
+        "eu.api.openai.com",
+        "--body",
+        pat.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("masked     github-pat:1") && text.contains("ALLOWED"),
+        "{text}"
+    );
+
+    // Machine-readable, and a tunneled host.
+    let (code, json) = explain(&["--host", "github.com", "--json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["verdict"], "tunneled");
+    assert_eq!(v["handling"], "tunnel");
+
+    let out = tollgate(
+        dir.path(),
+        &["policy", "explain", "--host", "x", "--body", "/nonexistent"],
+    );
+    assert_eq!(out.status.code(), Some(64));
+}

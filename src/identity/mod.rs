@@ -60,6 +60,14 @@ impl Tokens {
         !self.by_hash.is_empty()
     }
 
+    /// The identity of a token whose user is `user` (for `policy explain`).
+    pub fn find_user(&self, user: &str) -> Option<Identity> {
+        let mut found: Vec<&Identity> =
+            self.by_hash.values().filter(|i| &*i.user == user).collect();
+        found.sort_by(|a, b| a.token.cmp(&b.token));
+        found.first().map(|i| (*i).clone())
+    }
+
     /// The identity a token proves, if any.
     pub fn lookup(&self, token: &str) -> Option<Identity> {
         self.by_hash.get(&hash_hex(token)).cloned()

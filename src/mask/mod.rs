@@ -460,6 +460,22 @@ impl Masker<'_> {
     }
 }
 
+/// Rule ids and counts of findings, for the exchange's log line: `github-pat:2,jwt:1`.
+pub fn summarize(findings: &[Finding]) -> String {
+    let mut counts: Vec<(Arc<str>, usize)> = Vec::new();
+    for f in findings {
+        match counts.iter_mut().find(|(r, _)| *r == f.rule) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((f.rule.clone(), 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(r, n)| format!("{r}:{n}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The embedded default `masking.yaml`.
 pub fn embedded_policy() -> Source {
     Source::embedded_masking()

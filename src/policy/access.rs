@@ -175,9 +175,10 @@ impl Profile {
         Ok(())
     }
 
+    /// Who the rule binds, as refusals name it.
     fn who(&self) -> String {
         if self.name == "default" {
-            "policy says requests".to_owned()
+            "users of this proxy".to_owned()
         } else {
             format!("group `{}`", self.name)
         }

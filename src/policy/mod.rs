@@ -187,6 +187,15 @@ pub struct Policy {
     sources: Vec<String>,
 }
 
+/// Why the access rules refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessError {
+    /// The host and the path name different regions.
+    Mismatch { mismatch: Mismatch, rule: String },
+    /// A rule of policy.yaml `access` refused it.
+    Denied(access::Denied),
+}
+
 /// What the policy says about a CONNECT or plain-HTTP request to a host.
 #[derive(Debug, Clone)]
 pub struct Decision {
@@ -395,6 +404,29 @@ impl Policy {
         provider
             .residency
             .locate(view, self.locations.get(view.host))
+    }
+
+    /// The access rules of `profile` against one request to `provider`: where it goes (when that
+    /// can be told), and whether the provider, every place and the model are allowed.
+    pub fn check_request(
+        &self,
+        profile: &Profile,
+        provider: &Provider,
+        view: RequestView<'_>,
+    ) -> (Option<Location>, Result<(), AccessError>) {
+        let location = match self.locate(provider, view) {
+            Ok(location) => location,
+            Err(mismatch) => {
+                let rule = format!("providers.yaml: {}.residency.path_locations", provider.id);
+                return (None, Err(AccessError::Mismatch { mismatch, rule }));
+            }
+        };
+        let result = profile
+            .check_provider(&provider.id)
+            .and_then(|()| profile.check_location(&provider.id, &location))
+            .and_then(|()| profile.check_model(view.model))
+            .map_err(AccessError::Denied);
+        (Some(location), result)
     }
 
     pub fn recording(&self) -> &RecordingPolicy {

@@ -128,6 +128,19 @@ impl Catalog {
     }
 }
 
+/// The model named in a URL path: Gemini and Vertex `.../models/{model}:method`, Bedrock
+/// `/model/{id}/...` (an id such as `anthropic.claude-v2:1`, or a percent-encoded ARN).
+pub fn model_in_path(path: &str) -> Option<String> {
+    let model = match path.split_once("/models/") {
+        Some((_, rest)) => rest.split(['/', ':']).next()?,
+        None => path.split_once("/model/")?.1.split('/').next()?,
+    };
+    let model = percent_encoding::percent_decode_str(model)
+        .decode_utf8()
+        .ok()?;
+    (!model.is_empty()).then(|| model.into_owned())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CatalogFile {
@@ -156,6 +169,35 @@ fn default_mode() -> HostMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn models_are_read_from_paths() {
+        assert_eq!(
+            crate::providers::model_in_path(
+                "/v1beta/models/gemini-2.0-flash:streamGenerateContent"
+            )
+            .as_deref(),
+            Some("gemini-2.0-flash")
+        );
+        assert_eq!(
+            crate::providers::model_in_path(
+                "/model/anthropic.claude-3-sonnet-20240229-v1:0/invoke"
+            )
+            .as_deref(),
+            Some("anthropic.claude-3-sonnet-20240229-v1:0")
+        );
+        assert_eq!(
+            crate::providers::model_in_path(
+                "/model/arn%3Aaws%3Abedrock%3Aeu-central-1%3A1%3Ainference-profile%2Feu.anthropic.x/converse"
+            )
+            .as_deref(),
+            Some("arn:aws:bedrock:eu-central-1:1:inference-profile/eu.anthropic.x")
+        );
+        assert_eq!(
+            crate::providers::model_in_path("/v1/chat/completions"),
+            None
+        );
+    }
 
     fn embedded() -> Catalog {
         Catalog::parse(&Source::embedded_catalog()).unwrap()

@@ -131,7 +131,10 @@ impl Exchange {
         record.session_id = self.session_id.clone().unwrap_or_else(|| {
             crate::record::session_id(&self.scope, self.provider.as_deref(), None)
         });
-        record.model = self.model.clone().or_else(|| model_in_path(&self.path));
+        record.model = self
+            .model
+            .clone()
+            .or_else(|| crate::providers::model_in_path(&self.path));
         record.ttfb_ms = self.ttfb_ms;
         record.rule = self.rule.clone();
         record.set_identity(self.identity.as_ref());
@@ -166,7 +169,7 @@ impl Exchange {
             ms,
             bytes,
             mode = self.mode.as_str(),
-            masked = %masking::summarize(&self.findings),
+            masked = %crate::mask::summarize(&self.findings),
             region = self.location.as_ref().and_then(Location::regions).as_deref().unwrap_or("-"),
             outcome,
             "exchange"
@@ -252,7 +255,7 @@ impl Handler {
                 .profile(identity.as_ref())
                 .check_provider(&provider.id)
         {
-            return refuse(Refusal::denied(denied));
+            return refuse(Refusal::access(crate::policy::AccessError::Denied(denied)));
         }
         let scope = scope_of(identity.as_ref(), client);
         self.identity = identity;
@@ -354,7 +357,7 @@ impl Handler {
                 .facts
                 .model
                 .clone()
-                .or_else(|| model_in_path(&exchange.path));
+                .or_else(|| crate::providers::model_in_path(&exchange.path));
             check_access(&policy, profile, tunnel, exchange, &masked.facts)?;
             if policy.recording().store_originals
                 && let (Some(original), Some(key)) = (masked.original, &self.shared.originals_key)
@@ -513,26 +516,15 @@ fn check_access(
     exchange: &mut Exchange,
     facts: &crate::mask::RequestFacts,
 ) -> Result<(), Refusal> {
-    let provider = &tunnel.provider;
     let view = RequestView {
         host: &tunnel.host,
         path: &exchange.path,
         model: exchange.model.as_deref(),
         body_fields: &facts.fields,
     };
-    let location = policy.locate(provider, view).map_err(|mismatch| {
-        Refusal::new(Reason::RegionMismatch, mismatch.to_string()).with_rule(format!(
-            "providers.yaml: {}.residency.path_locations",
-            provider.id
-        ))
-    })?;
-    exchange.location = Some(location);
-    let location = exchange.location.as_ref().expect("just set");
-    profile
-        .check_provider(&provider.id)
-        .and_then(|()| profile.check_location(&provider.id, location))
-        .and_then(|()| profile.check_model(exchange.model.as_deref()))
-        .map_err(Refusal::denied)
+    let (location, result) = policy.check_request(profile, &tunnel.provider, view);
+    exchange.location = location;
+    result.map_err(Refusal::access)
 }
 
 /// Checks `Proxy-Authorization` when identity.yaml asks for credentials: `Ok(None)` when
@@ -693,19 +685,6 @@ impl HttpHandler for Handler {
     }
 }
 
-/// The model named in a URL path: Gemini and Vertex `.../models/{model}:method`, Bedrock
-/// `/model/{id}/...` (an id such as `anthropic.claude-v2:1`, or a percent-encoded ARN).
-fn model_in_path(path: &str) -> Option<String> {
-    let model = match path.split_once("/models/") {
-        Some((_, rest)) => rest.split(['/', ':']).next()?,
-        None => path.split_once("/model/")?.1.split('/').next()?,
-    };
-    let model = percent_encoding::percent_decode_str(model)
-        .decode_utf8()
-        .ok()?;
-    (!model.is_empty()).then(|| model.into_owned())
-}
-
 /// Findings as the audit record keeps them: rule, category, place; never a value.
 fn findings_json(findings: &[crate::mask::Finding]) -> String {
     let list: Vec<serde_json::Value> = findings
@@ -720,29 +699,4 @@ fn findings_json(findings: &[crate::mask::Finding]) -> String {
         })
         .collect();
     serde_json::Value::Array(list).to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::model_in_path;
-
-    #[test]
-    fn models_are_read_from_paths() {
-        assert_eq!(
-            model_in_path("/v1beta/models/gemini-2.0-flash:streamGenerateContent").as_deref(),
-            Some("gemini-2.0-flash")
-        );
-        assert_eq!(
-            model_in_path("/model/anthropic.claude-3-sonnet-20240229-v1:0/invoke").as_deref(),
-            Some("anthropic.claude-3-sonnet-20240229-v1:0")
-        );
-        assert_eq!(
-            model_in_path(
-                "/model/arn%3Aaws%3Abedrock%3Aeu-central-1%3A1%3Ainference-profile%2Feu.anthropic.x/converse"
-            )
-            .as_deref(),
-            Some("arn:aws:bedrock:eu-central-1:1:inference-profile/eu.anthropic.x")
-        );
-        assert_eq!(model_in_path("/v1/chat/completions"), None);
-    }
 }

@@ -15,7 +15,6 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Limited};
 use hudsucker::Body;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// Largest non-streamed response body restored in memory.
@@ -59,7 +58,7 @@ pub async fn mask_request(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return Err(refusal(MaskError::Decode(DecodeError::TooLarge {
+            return Err(Refusal::masking(MaskError::Decode(DecodeError::TooLarge {
                 limit: masking.max_body,
             })));
         }
@@ -87,7 +86,7 @@ pub async fn mask_request(
             header(CONTENT_ENCODING),
             bytes.clone(),
         )
-        .map_err(refusal)?;
+        .map_err(Refusal::masking)?;
     let original = masked.body.is_some().then(|| bytes.clone());
     let body = match masked.body {
         Some(_) if is_signed(&parts.headers) => {
@@ -95,7 +94,7 @@ pub async fn mask_request(
                 Reason::SignedBody,
                 format!(
                     "the request contains values that must be masked ({}), but its body is signed (AWS SigV4) and a rewritten body would fail the signature; remove them, or use a bearer API key",
-                    summarize(&masked.findings)
+                    crate::mask::summarize(&masked.findings)
                 ),
             ));
         }
@@ -127,22 +126,6 @@ fn is_signed(headers: &http::HeaderMap) -> bool {
         .get("x-amz-content-sha256")
         .is_some_and(|v| v.as_bytes().starts_with(b"UNSIGNED-PAYLOAD"));
     sigv4 && !unsigned_payload
-}
-
-fn refusal(err: MaskError) -> Refusal {
-    let message = err.to_string();
-    match err {
-        MaskError::Blocked { rule, .. } => {
-            Refusal::new(Reason::SecretBlocked, message).with_rule(format!("masking.rules: {rule}"))
-        }
-        MaskError::NeedsApproval { rule, .. } => Refusal::new(Reason::ApprovalRequired, message)
-            .with_rule(format!("masking.rules: {rule}")),
-        MaskError::Decode(DecodeError::TooLarge { .. }) => {
-            Refusal::new(Reason::BodyTooLarge, message).with_rule("masking.limits.max_body_bytes")
-        }
-        MaskError::Decode(_) => Refusal::new(Reason::UndecodableBody, message),
-        MaskError::Uninspectable { .. } => Refusal::new(Reason::UninspectableBody, message),
-    }
 }
 
 /// Restores placeholders in the response of an exchange whose scope has any.
@@ -267,20 +250,4 @@ impl HttpBody for RestoringSse {
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
     }
-}
-
-/// Rule ids and counts of findings, for the exchange's log line: `github-pat:2,jwt:1`.
-pub fn summarize(findings: &[Finding]) -> String {
-    let mut counts: Vec<(Arc<str>, usize)> = Vec::new();
-    for f in findings {
-        match counts.iter_mut().find(|(r, _)| *r == f.rule) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((f.rule.clone(), 1)),
-        }
-    }
-    counts
-        .iter()
-        .map(|(r, n)| format!("{r}:{n}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }

@@ -150,15 +150,45 @@ impl Refusal {
         .with_rule(rule)
     }
 
+    /// A request body that masking refused.
+    pub fn masking(err: crate::mask::MaskError) -> Self {
+        use crate::mask::MaskError;
+        use crate::mask::decode::DecodeError;
+        let message = err.to_string();
+        match err {
+            MaskError::Blocked { rule, .. } => Refusal::new(Reason::SecretBlocked, message)
+                .with_rule(format!("masking.rules: {rule}")),
+            MaskError::NeedsApproval { rule, .. } => {
+                Refusal::new(Reason::ApprovalRequired, message)
+                    .with_rule(format!("masking.rules: {rule}"))
+            }
+            MaskError::Decode(DecodeError::TooLarge { .. }) => {
+                Refusal::new(Reason::BodyTooLarge, message)
+                    .with_rule("masking.limits.max_body_bytes")
+            }
+            MaskError::Decode(_) => Refusal::new(Reason::UndecodableBody, message),
+            MaskError::Uninspectable { .. } => Refusal::new(Reason::UninspectableBody, message),
+        }
+    }
+
     /// What the access rules of policy.yaml refused.
-    pub fn denied(denied: crate::policy::access::Denied) -> Self {
+    pub fn access(err: crate::policy::AccessError) -> Self {
+        use crate::policy::AccessError;
         use crate::policy::access::DeniedKind;
-        let reason = match denied.kind {
-            DeniedKind::Provider => Reason::ProviderNotAllowed,
-            DeniedKind::Region => Reason::RegionNotAllowed,
-            DeniedKind::Model => Reason::ModelNotAllowed,
-        };
-        Refusal::new(reason, denied.message).with_rule(format!("policy.yaml: {}", denied.rule))
+        match err {
+            AccessError::Mismatch { mismatch, rule } => {
+                Refusal::new(Reason::RegionMismatch, mismatch.to_string()).with_rule(rule)
+            }
+            AccessError::Denied(denied) => {
+                let reason = match denied.kind {
+                    DeniedKind::Provider => Reason::ProviderNotAllowed,
+                    DeniedKind::Region => Reason::RegionNotAllowed,
+                    DeniedKind::Model => Reason::ModelNotAllowed,
+                };
+                Refusal::new(reason, denied.message)
+                    .with_rule(format!("policy.yaml: {}", denied.rule))
+            }
+        }
     }
 
     pub fn with_rule(mut self, rule: impl Into<String>) -> Self {
