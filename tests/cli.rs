@@ -422,19 +422,22 @@ async fn a_proxy_killed_mid_stream_leaves_a_store_that_opens_and_verifies() {
     }
     let res = client
         .post("https://api.openai.com/test/gated-sse")
-        .body("{}")
+        .body(r#"{"model":"m","stream":true}"#)
         .send()
         .await
         .unwrap();
     let mut stream = res.bytes_stream();
     stream.next().await.unwrap().unwrap();
-    // Once the finished exchanges are on disk, kill without warning, mid-stream.
+    // Once the finished exchanges and the one in flight are on disk, kill without warning,
+    // mid-stream.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while tollgate::record::Store::open(&dir.path().join("tollgate.db"))
-        .and_then(|s| s.count())
-        .unwrap_or(0)
-        < 5
-    {
+    let db = dir.path().join("tollgate.db");
+    let on_disk = || {
+        tollgate::record::Store::open(&db)
+            .and_then(|s| Ok((s.count()?, s.pending_count()?)))
+            .unwrap_or((0, 0))
+    };
+    while on_disk() != (5, 1) {
         assert!(
             Instant::now() < deadline,
             "the finished exchanges were never written"
@@ -448,6 +451,17 @@ async fn a_proxy_killed_mid_stream_leaves_a_store_that_opens_and_verifies() {
     assert!(out.status.success(), "{}", stderr(&out));
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(said.contains("audit chain intact: 5 records"), "{said}");
+
+    // The next start records the exchange the kill cut short, with what was sent.
+    let (running, _, _) = Running::start_against(dir.path(), &upstream);
+    drop(running);
+    let store = tollgate::record::Store::open(&db).unwrap();
+    assert_eq!(store.pending_count().unwrap(), 0);
+    let (_, cut) = store.all().unwrap().pop().unwrap();
+    assert_eq!(cut.outcome, "interrupted");
+    assert_eq!(cut.path.as_deref(), Some("/test/gated-sse"));
+    assert_eq!(cut.request_body, br#"{"model":"m","stream":true}"#);
+    assert!(store.verify().unwrap().is_none());
 }
 
 #[test]

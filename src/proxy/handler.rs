@@ -105,49 +105,20 @@ struct Exchange {
     profile: Option<String>,
     /// Where the request was headed, once known.
     location: Option<Location>,
+    /// The key its in-flight record is kept under until it ends.
+    pending: Option<String>,
 }
 
 impl Exchange {
     /// Logs the exchange's line and queues its audit record.
     fn finish(&self, status: u16, outcome: &str, bytes: u64) {
         let ms = self.started.elapsed().as_millis() as u64;
-        let mut record = Record::new(
-            RecordKind::Exchange,
-            &self.client.to_string(),
-            &self.scope,
-            self.mode.as_str(),
-            &self.host,
-        );
-        record.started_at = self.started_at.clone();
+        let mut record = self.record_so_far();
         record.duration_ms = ms;
-        record.provider = self.provider.clone();
-        record.method = Some(self.method.to_string());
-        record.path = Some(self.path.clone());
         record.status = Some(status);
         record.outcome = outcome.into();
-        record.bytes_up = self.bytes_up;
         record.bytes_down = bytes;
-        record.findings = findings_json(&self.findings);
-        record.session_id = self.session_id.clone().unwrap_or_else(|| {
-            crate::record::session_id(&self.scope, self.provider.as_deref(), None)
-        });
-        record.model = self
-            .model
-            .clone()
-            .or_else(|| crate::providers::model_in_path(&self.path));
         record.ttfb_ms = self.ttfb_ms;
-        record.rule = self.rule.clone();
-        record.set_identity(self.identity.as_ref());
-        record.profile = self.profile.clone();
-        if let Some(location) = &self.location {
-            record.region = location.regions();
-            record.jurisdiction = location.jurisdictions();
-        }
-        record.request_body = self.request_body.to_vec();
-        if let Some((original, key)) = &self.original {
-            let context = crate::record::originals::context(&self.started_at, &self.host);
-            record.original_body = key.seal(original, &context);
-        }
         if let Some(capture) = &self.capture {
             record.response_body = capture.take();
             record.usage = crate::record::usage_of(&record.response_body);
@@ -155,13 +126,14 @@ impl Exchange {
                 record.response_text = crate::record::sse_text(&record.response_body);
             }
         }
-        self.recorder.record(record);
+        self.recorder.close(self.pending.clone(), record);
         info!(
             target: "tollgate::exchange",
             id = self.id,
             tunnel = self.tunnel,
             client = %self.client,
             user = %self.scope,
+            groups = %self.identity.as_ref().map(|i| i.groups.join(",")).unwrap_or_default(),
             method = %self.method,
             host = %self.host,
             path = %self.path,
@@ -174,6 +146,44 @@ impl Exchange {
             outcome,
             "exchange"
         );
+    }
+
+    /// The record as far as the request goes: everything but the response.
+    fn record_so_far(&self) -> Record {
+        let mut record = Record::new(
+            RecordKind::Exchange,
+            &self.client.to_string(),
+            &self.scope,
+            self.mode.as_str(),
+            &self.host,
+        );
+        record.started_at = self.started_at.clone();
+        record.provider = self.provider.clone();
+        record.method = Some(self.method.to_string());
+        record.path = Some(self.path.clone());
+        record.bytes_up = self.bytes_up;
+        record.findings = findings_json(&self.findings);
+        record.session_id = self.session_id.clone().unwrap_or_else(|| {
+            crate::record::session_id(&self.scope, self.provider.as_deref(), None)
+        });
+        record.model = self
+            .model
+            .clone()
+            .or_else(|| crate::providers::model_in_path(&self.path));
+        record.rule = self.rule.clone();
+        record.set_identity(self.identity.as_ref());
+        record.profile = self.profile.clone();
+        if let Some(location) = &self.location {
+            record.region = location.regions();
+            record.jurisdiction = location.jurisdictions();
+        }
+        record.request_body = self.request_body.to_vec();
+        if let Some((original, key)) = &self.original {
+            let context = crate::record::originals::context(&self.started_at, &self.host);
+            record.original_body = key.seal(original, &context);
+        }
+        record.outcome = "in-flight".into();
+        record
     }
 
     fn refuse(&mut self, refusal: Refusal) -> Response<Body> {
@@ -257,7 +267,6 @@ impl Handler {
         {
             return refuse(Refusal::access(crate::policy::AccessError::Denied(denied)));
         }
-        let scope = scope_of(identity.as_ref(), client);
         self.identity = identity;
         match decision.action {
             Action::Deny { rule } => refuse(Refusal::host_denied(&host, rule)),
@@ -268,7 +277,7 @@ impl Handler {
                 match tunnel::open(
                     self.shared.clone(),
                     client,
-                    &scope,
+                    self.identity.as_ref(),
                     id,
                     host.clone(),
                     port,
@@ -503,6 +512,7 @@ impl Handler {
             identity: self.identity.clone(),
             profile: None,
             location: None,
+            pending: None,
         }
     }
 }
@@ -560,7 +570,7 @@ async fn authenticate(
 }
 
 /// Whose placeholders and records these are: the authenticated user, else the client address.
-fn scope_of(identity: Option<&crate::identity::Identity>, client: SocketAddr) -> String {
+pub(super) fn scope_of(identity: Option<&crate::identity::Identity>, client: SocketAddr) -> String {
     identity.map_or_else(|| client.ip().to_string(), |i| i.user.to_string())
 }
 
@@ -605,6 +615,9 @@ impl HttpHandler for Handler {
         let mut exchange = self.begin_exchange(ctx.client_addr, &req);
         match self.pipeline(&mut exchange, req).await {
             Ok(req) => {
+                // From here the request leaves: should the process die before the exchange
+                // ends, this is what the audit trail keeps of it.
+                exchange.pending = self.shared.recorder.open(exchange.record_so_far());
                 self.exchange = Some(exchange);
                 req.into()
             }

@@ -25,7 +25,7 @@ use tracing::info;
 pub async fn open(
     shared: Arc<Shared>,
     client: SocketAddr,
-    scope: &str,
+    identity: Option<&crate::identity::Identity>,
     id: u64,
     host: String,
     port: u16,
@@ -41,8 +41,20 @@ pub async fn open(
     let guard = shared.inflight.enter();
     let idle = shared.timeouts.tunnel_idle;
     let recorder = shared.recorder.clone();
-    let started_at = crate::record::now();
-    let scope = scope.to_owned();
+    let scope = super::handler::scope_of(identity, client);
+    let mut record = Record::new(
+        RecordKind::Tunnel,
+        &client.to_string(),
+        &scope,
+        "tunneled",
+        &host,
+    );
+    record.set_identity(identity);
+    record.method = Some("CONNECT".into());
+    record.status = Some(200);
+    record.outcome = "in-flight".into();
+    // Tunnels can last hours: should the process die meanwhile, this is what is kept.
+    let pending = recorder.open(record.clone());
     tokio::spawn(async move {
         let _guard = guard;
         let (outcome, up, down) = match on_upgrade.await {
@@ -50,21 +62,11 @@ pub async fn open(
             Err(_) => ("upgrade-failed", 0, 0),
         };
         let ms = started.elapsed().as_millis() as u64;
-        let mut record = Record::new(
-            RecordKind::Tunnel,
-            &client.to_string(),
-            &scope,
-            "tunneled",
-            &host,
-        );
-        record.started_at = started_at;
         record.duration_ms = ms;
-        record.method = Some("CONNECT".into());
-        record.status = Some(200);
         record.outcome = outcome.into();
         record.bytes_up = up;
         record.bytes_down = down;
-        recorder.record(record);
+        recorder.close(pending, record);
         info!(
             target: "tollgate::tunnel",
             id,

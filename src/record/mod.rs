@@ -10,16 +10,16 @@ mod store;
 
 pub use har::har;
 
-pub use store::{ChainBreak, PurgeReport, SessionSummary, Store, StoreError};
+pub use store::{Batch, ChainBreak, PurgeReport, SessionSummary, Store, StoreError};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 /// What kind of thing a record describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RecordKind {
     /// A request and its response (intercepted or forwarded plain HTTP), refused ones included.
@@ -44,7 +44,7 @@ impl RecordKind {
 }
 
 /// One audit record. Metadata only: never a header value, a query string or a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub kind: RecordKind,
     /// When it started, RFC 3339 UTC.
@@ -155,6 +155,14 @@ impl Record {
     }
 }
 
+/// A random number that tells this run's pending keys from any earlier run's.
+fn run_nonce() -> u64 {
+    let mut bytes = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the system random source works");
+    u64::from_be_bytes(bytes)
+}
+
 /// Sessions group what an auditor thinks of as one conversation: the same identity, the same
 /// provider, and the same first message. Agents resend the whole history on every turn, so the
 /// first message stays the same from turn to turn. Calls without messages (model lists, token
@@ -224,10 +232,23 @@ pub fn sse_text(body: &[u8]) -> Option<String> {
     Some(out)
 }
 
+/// What the writer thread is sent.
+enum Entry {
+    /// A finished record.
+    Done(Record),
+    /// An exchange that started, under a key: kept aside in case the process dies before it ends.
+    Open(String, Record),
+    /// The record of an exchange that ended, replacing what was kept under its key.
+    Close(String, Record),
+}
+
 /// Sends records to the writer thread. Cheap to clone; never blocks the caller.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: Arc<Mutex<Option<mpsc::SyncSender<Record>>>>,
+    tx: Arc<Mutex<Option<mpsc::SyncSender<Entry>>>>,
+    /// Makes pending keys unique across runs.
+    run: u64,
+    next_key: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
     /// False while the store refuses writes (disk full, locked, corrupt).
     healthy: Arc<std::sync::atomic::AtomicBool>,
@@ -283,9 +304,18 @@ impl Recorder {
         retention: crate::policy::RecordingPolicy,
     ) -> Result<(Recorder, Writer), StoreError> {
         let mut store = Store::open(path)?;
-        let (tx, rx) = mpsc::sync_channel::<Record>(QUEUE);
+        let interrupted = store.recover_pending()?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "the previous run stopped mid-exchange; those exchanges are recorded as interrupted"
+            );
+        }
+        let (tx, rx) = mpsc::sync_channel::<Entry>(QUEUE);
         let recorder = Recorder {
             tx: Arc::new(Mutex::new(Some(tx))),
+            run: run_nonce(),
+            next_key: Arc::new(AtomicU64::new(1)),
             dropped: Arc::new(AtomicU64::new(0)),
             healthy: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             enabled: true,
@@ -299,19 +329,28 @@ impl Recorder {
                     let wait = next_purge.saturating_duration_since(std::time::Instant::now());
                     match rx.recv_timeout(wait) {
                         Ok(first) => {
-                            let mut batch = vec![first];
-                            while batch.len() < BATCH {
+                            let mut batch = Batch::default();
+                            let mut add = |entry| match entry {
+                                Entry::Done(r) => batch.records.push(r),
+                                Entry::Open(key, r) => batch.opened.push((key, r)),
+                                Entry::Close(key, r) => {
+                                    batch.records.push(r);
+                                    batch.closed.push(key);
+                                }
+                            };
+                            add(first);
+                            for _ in 1..BATCH {
                                 match rx.try_recv() {
-                                    Ok(r) => batch.push(r),
+                                    Ok(entry) => add(entry),
                                     Err(_) => break,
                                 }
                             }
                             // A batch the store refuses is retried until it is written: while
                             // that lasts the recorder reports unhealthy, and the proxy (by
                             // default) refuses new LLM requests rather than lose their records.
-                            while let Err(error) = store.append(&batch) {
+                            while let Err(error) = store.write(&batch) {
                                 if healthy.swap(false, Ordering::SeqCst) {
-                                    tracing::error!(%error, waiting = batch.len(), "cannot write audit records; retrying");
+                                    tracing::error!(%error, waiting = batch.records.len(), "cannot write audit records; retrying");
                                 }
                                 std::thread::sleep(std::time::Duration::from_millis(500));
                             }
@@ -344,20 +383,49 @@ impl Recorder {
     pub fn disabled() -> Recorder {
         Recorder {
             tx: Arc::new(Mutex::new(None)),
+            run: 0,
+            next_key: Arc::new(AtomicU64::new(1)),
             dropped: Arc::new(AtomicU64::new(0)),
             healthy: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             enabled: false,
         }
     }
 
-    /// Queues a record for the writer.
+    /// Queues a finished record for the writer.
     pub fn record(&self, record: Record) {
+        self.send(Entry::Done(record));
+    }
+
+    /// Notes that an exchange started (its record so far), so that it is not lost if the
+    /// process dies before it ends. Returns the key to [`Recorder::close`] it with.
+    pub fn open(&self, record: Record) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        let key = format!(
+            "{:016x}-{}",
+            self.run,
+            self.next_key.fetch_add(1, Ordering::Relaxed)
+        );
+        self.send(Entry::Open(key.clone(), record));
+        Some(key)
+    }
+
+    /// Queues the record of an exchange that ended, in place of what [`Recorder::open`] kept.
+    pub fn close(&self, key: Option<String>, record: Record) {
+        match key {
+            Some(key) => self.send(Entry::Close(key, record)),
+            None => self.record(record),
+        }
+    }
+
+    fn send(&self, entry: Entry) {
         if !self.enabled {
             return;
         }
         let tx = self.tx.lock().expect("recorder lock");
         let sent = match tx.as_ref() {
-            Some(tx) => tx.try_send(record).is_ok(),
+            Some(tx) => tx.try_send(entry).is_ok(),
             None => false,
         };
         if !sent {

@@ -30,6 +30,17 @@ pub struct ChainBreak {
     pub reason: String,
 }
 
+/// What the writer puts in one transaction.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Finished records, appended to the chain.
+    pub records: Vec<Record>,
+    /// Exchanges that started: kept aside until they end, by key.
+    pub opened: Vec<(String, Record)>,
+    /// Keys of started exchanges that ended (their records are in `records`).
+    pub closed: Vec<String>,
+}
+
 /// Each migration takes the schema from its index to the next version.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -83,6 +94,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE records ADD COLUMN groups TEXT;
     ALTER TABLE records ADD COLUMN token TEXT;
     ALTER TABLE records ADD COLUMN profile TEXT;
+"#,
+    r#"
+    -- Exchanges in flight: written when they start, replaced by their record when they end.
+    -- What a crash leaves here becomes an `interrupted` record at the next start.
+    CREATE TABLE pending (
+        key           TEXT PRIMARY KEY,
+        record        TEXT NOT NULL,
+        request_body  BLOB NOT NULL,
+        original_body BLOB NOT NULL
+    );
 "#,
 ];
 
@@ -153,6 +174,54 @@ impl Store {
 
     /// Appends records in one transaction, extending the chain.
     pub fn append(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        self.write(&Batch {
+            records: records.to_vec(),
+            ..Batch::default()
+        })
+    }
+
+    /// Exchanges started but not finished (what a crash would leave).
+    pub fn pending_count(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM pending", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Turns what a previous run left in flight into `interrupted` records, in one transaction.
+    /// Returns how many there were.
+    pub fn recover_pending(&mut self) -> Result<usize, StoreError> {
+        let rows: Vec<(String, String, Vec<u8>, Vec<u8>)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT key, record, request_body, original_body FROM pending ORDER BY rowid",
+                )
+                .map_err(|e| self.err(e))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .and_then(Iterator::collect)
+                .map_err(|e| self.err(e))?
+        };
+        let mut batch = Batch::default();
+        for (key, json, request_body, original_body) in rows {
+            if let Ok(mut record) = serde_json::from_str::<Record>(&json) {
+                record.outcome = "interrupted".into();
+                record.request_body = request_body;
+                record.original_body = original_body;
+                batch.records.push(record);
+            }
+            batch.closed.push(key);
+        }
+        let n = batch.closed.len();
+        if n > 0 {
+            self.write(&batch)?;
+        }
+        Ok(n)
+    }
+
+    /// Writes a batch in one transaction: records (extending the chain), exchanges that started
+    /// (pending), and pending ones that ended.
+    pub fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        let records = &batch.records;
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -227,6 +296,26 @@ impl Store {
                     .map_err(err)?;
                 prev = hash.to_vec();
             }
+            let mut open = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO pending (key, record, request_body, original_body)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(err)?;
+            for (key, r) in &batch.opened {
+                let json = serde_json::to_string(r).expect("records serialize");
+                open.execute(params![key, json, r.request_body, r.original_body])
+                    .map_err(err)?;
+            }
+            let mut close = tx
+                .prepare_cached("DELETE FROM pending WHERE key = ?1")
+                .map_err(err)?;
+            for key in &batch.closed {
+                close.execute([key]).map_err(err)?;
+            }
+        }
+        if records.is_empty() {
+            return tx.commit().map_err(err);
         }
         tx.execute(
             "INSERT INTO chain_head (one, last_id, hash, first_id) VALUES (1, ?1, ?2, 1)
@@ -653,6 +742,40 @@ mod tests {
         store.append(&[record(99)]).unwrap();
         assert_eq!(store.count().unwrap(), 5);
         assert_eq!(store.verify().unwrap(), None);
+    }
+
+    #[test]
+    fn pending_exchanges_become_interrupted_records_and_ended_ones_leave_no_trace() {
+        let (_dir, path, mut store) = store_with(0);
+        let mut started = record(7);
+        started.outcome = "in-flight".into();
+        started.request_body = b"sent upstream".to_vec();
+        store
+            .write(&Batch {
+                opened: vec![("a".into(), started.clone()), ("b".into(), started.clone())],
+                ..Batch::default()
+            })
+            .unwrap();
+        // `a` ends normally (even in the same batch as it started, the end wins).
+        store
+            .write(&Batch {
+                records: vec![record(8)],
+                opened: vec![("c".into(), started.clone())],
+                closed: vec!["a".into(), "c".into()],
+            })
+            .unwrap();
+        assert_eq!(store.pending_count().unwrap(), 1);
+        drop(store);
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.recover_pending().unwrap(), 1);
+        assert_eq!(store.pending_count().unwrap(), 0);
+        let all = store.all().unwrap();
+        assert_eq!(all.len(), 2);
+        let (_, cut) = &all[1];
+        assert_eq!(cut.outcome, "interrupted");
+        assert_eq!(cut.request_body, b"sent upstream");
+        assert!(store.verify().unwrap().is_none());
+        assert_eq!(store.recover_pending().unwrap(), 0);
     }
 
     #[test]
