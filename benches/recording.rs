@@ -57,6 +57,31 @@ fn recording(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // What the proxy does: each exchange is written aside when it starts (with its request) and
+    // replaced by its record when it ends.
+    group.bench_function("10k exchanges opened then closed, 12 KB bodies each", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let records: Vec<Record> = (0..N).map(record).collect();
+                (dir, records)
+            },
+            |(dir, records)| {
+                let (recorder, writer) =
+                    Recorder::start(&dir.path().join("bench.db"), retention).unwrap();
+                for r in records {
+                    let mut started = r.clone();
+                    started.response_body.clear();
+                    let key = recorder.open(started);
+                    recorder.close(key, r);
+                }
+                writer.finish();
+                assert_eq!(recorder.dropped(), 0);
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.finish();
 }
 
