@@ -213,6 +213,7 @@ fn identity_of(policy: &Policy, question: &Question) -> Option<(Identity, String
                 user: user.unwrap_or("(any)").into(),
                 groups: Vec::new().into(),
                 token: "explain".into(),
+                expires: None,
             },
             "as given on the command line".to_owned(),
         ),

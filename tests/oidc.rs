@@ -341,3 +341,44 @@ fn bad_oidc_configuration_names_the_field() {
     let err = parse("oidc:\n  issuer: x\n  audience: a\n  jwks: https://idp/k\n  leway: 5s\n");
     assert!(err.contains("leway"), "{err}");
 }
+
+#[tokio::test]
+async fn a_tunnel_does_not_outlive_the_jwt_that_opened_it() {
+    use http_body_util::{BodyExt, Full};
+    let upstream = Upstream::start().await;
+    let rsa = Signer::rsa("jwt-rsa.key", "rsa-1");
+    upstream.set_jwks(&jwks(&[&rsa]));
+    let proxy = ProxySetup::new(&upstream)
+        .identity(&format!(
+            "oidc:\n  issuer: {ISSUER}\n  audience: tollgate\n  jwks: https://idp.example/test/jwks\n  leeway: 0s\n"
+        ))
+        .start()
+        .await;
+    let mut short = claims();
+    short["exp"] = json!(now() + 2);
+    let jwt = format!("Bearer {}", rsa.sign(&short));
+    let io = connect_with(&proxy, &jwt).await.open();
+    let tls = tls_over(io, "api.openai.com", &proxy.ca_pem(), &[b"http/1.1"]).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = || {
+        http::Request::get("https://api.openai.com/v1/models")
+            .header("host", "api.openai.com")
+            .body(Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    let res = sender.send_request(request()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.into_body().collect().await.unwrap();
+
+    // Wait past `exp` (whole seconds), then use the same tunnel again.
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let res = sender.send_request(request()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::PROXY_AUTHENTICATION_REQUIRED);
+    assert_eq!(res.headers()["x-tollgate-reason"], "credentials-expired");
+    assert_eq!(res.headers()["connection"], "close");
+    assert_eq!(upstream.received().len(), 1);
+}

@@ -33,7 +33,11 @@ async fn every_one_of_many_concurrent_streams_is_recorded() {
     }
     let (store, _dir) = proxy.stop_and_open_store().await;
     assert_eq!(store.count().unwrap(), 200);
-    assert_eq!(store.pending_count().unwrap(), 0, "every in-flight record was replaced");
+    assert_eq!(
+        store.pending_count().unwrap(),
+        0,
+        "every in-flight record was replaced"
+    );
     assert_eq!(store.verify().unwrap(), None);
     for id in 1..=200 {
         let r = store.get(id).unwrap().unwrap();

@@ -21,8 +21,18 @@ use std::sync::Arc;
 pub struct Identity {
     pub user: Arc<str>,
     pub groups: Arc<[String]>,
-    /// The token's name, for the audit trail.
+    /// The token's name, for the audit trail (`oidc` for a JWT).
     pub token: Arc<str>,
+    /// When the credentials stop being valid (a JWT's `exp`, plus the leeway).
+    pub expires: Option<std::time::SystemTime>,
+}
+
+impl Identity {
+    /// Whether the credentials have expired since they were checked.
+    pub fn is_expired(&self) -> bool {
+        self.expires
+            .is_some_and(|at| std::time::SystemTime::now() > at)
+    }
 }
 
 /// The tokens the proxy accepts, by the hex SHA-256 of the token.
@@ -47,6 +57,7 @@ impl Tokens {
                 user: t.user.unwrap_or_else(|| t.name.clone()).into(),
                 groups: t.groups.into(),
                 token: t.name.into(),
+                expires: None,
             };
             if by_hash.insert(hash, identity).is_some() {
                 return Err(source.invalid(format!("tokens[{i}].sha256"), "listed twice"));

@@ -387,10 +387,15 @@ impl Oidc {
             Some(serde_json::Value::String(one)) => vec![one.clone()],
             _ => Vec::new(),
         };
+        let expires = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_u64)
+            .map(|exp| std::time::UNIX_EPOCH + Duration::from_secs(exp) + self.config.leeway);
         Ok(Identity {
             user: user.into(),
             groups: groups.into(),
             token: "oidc".into(),
+            expires,
         })
     }
 }

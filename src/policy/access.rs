@@ -501,6 +501,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .into(),
             token: "t".into(),
+            expires: None,
         };
         let access = p.access();
         assert_eq!(access.profile(None).name, "default");

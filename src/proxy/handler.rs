@@ -335,6 +335,16 @@ impl Handler {
                 exchange.identity = Some(identity);
             }
         }
+        // A tunnel can outlive the JWT that opened it: its requests cannot.
+        if let Some(identity) = &exchange.identity
+            && identity.is_expired()
+        {
+            return Err(Refusal::new(
+                Reason::CredentialsExpired,
+                "the proxy credentials this connection was opened with have expired; reconnect with fresh ones",
+            )
+            .with_rule("identity.yaml: oidc"));
+        }
         self.check_target(&mut req)?;
         refuse_upgrades(&req, exchange)?;
         if self.shared.inflight.is_draining() {

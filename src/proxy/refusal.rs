@@ -35,6 +35,7 @@ pub enum Reason {
     StoreUnavailable,
     ProxyAuthRequired,
     IdentityUnavailable,
+    CredentialsExpired,
     ProviderNotAllowed,
     RegionNotAllowed,
     RegionMismatch,
@@ -65,6 +66,7 @@ impl Reason {
             Reason::StoreUnavailable => "store-unavailable",
             Reason::ProxyAuthRequired => "proxy-auth-required",
             Reason::IdentityUnavailable => "identity-unavailable",
+            Reason::CredentialsExpired => "credentials-expired",
             Reason::ProviderNotAllowed => "provider-not-allowed",
             Reason::RegionNotAllowed => "region-not-allowed",
             Reason::RegionMismatch => "region-mismatch",
@@ -88,7 +90,9 @@ impl Reason {
             Reason::UndecodableBody => StatusCode::BAD_REQUEST,
             Reason::UninspectableBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Reason::HostMismatch => StatusCode::MISDIRECTED_REQUEST,
-            Reason::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            Reason::ProxyAuthRequired | Reason::CredentialsExpired => {
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            }
             Reason::WebSocketRefused => StatusCode::UPGRADE_REQUIRED,
             Reason::NestedConnect | Reason::NotAProxyRequest => StatusCode::BAD_REQUEST,
             Reason::Draining | Reason::StoreUnavailable | Reason::IdentityUnavailable => {
@@ -267,7 +271,7 @@ impl Refusal {
                 );
             }
         }
-        if self.reason == Reason::Draining {
+        if matches!(self.reason, Reason::Draining | Reason::CredentialsExpired) {
             response = response.header(http::header::CONNECTION, "close");
         }
         response
