@@ -516,4 +516,57 @@ mod tests {
         assert_eq!(b.name, "b");
         assert!(b.check_provider("openai").is_ok());
     }
+
+    mod properties {
+        use crate::providers::regions::jurisdictions;
+        use crate::providers::residency::{Location, Origin, Place};
+        use proptest::prelude::*;
+
+        const NAMES: &[&str] = &[
+            "eu",
+            "uk",
+            "us",
+            "europe",
+            "americas",
+            "apac",
+            "global",
+            "jp",
+            "eu-central-1",
+            "eu-west-2",
+            "us-east-1",
+            "europe-west4",
+            "swedencentral",
+            "ap-northeast-1",
+            "eu-central-9",
+            "mars-north1",
+        ];
+
+        proptest! {
+            /// A request is allowed iff every place it goes to is allowed by name or by one of its
+            /// jurisdictions; a request nothing places never is.
+            #[test]
+            fn allowed_iff_every_place_is_allowed(
+                allowed in proptest::sample::subsequence(NAMES, 1..5),
+                places in proptest::collection::vec(proptest::sample::select(NAMES), 0..4),
+            ) {
+                let yaml = format!("default:\n  regions: {{ bedrock: [{}] }}\n", allowed.join(", "));
+                let catalog = crate::providers::Catalog::parse(&crate::policy::Source::embedded_catalog()).unwrap();
+                let access = super::super::Access::parse(serde_yaml::from_str(&yaml).unwrap(), &catalog).unwrap();
+                let profile = access.profile(None);
+                let location = Location {
+                    places: places
+                        .iter()
+                        .map(|r| Place { region: r.to_string(), origin: Origin::Host, evidence: String::new() })
+                        .collect(),
+                };
+                let expected = !places.is_empty()
+                    && places.iter().all(|p| {
+                        allowed.contains(p) || jurisdictions(p).iter().any(|j| allowed.contains(j))
+                    });
+                prop_assert_eq!(profile.check_location("bedrock", &location).is_ok(), expected);
+                // Providers without a list are not restricted.
+                prop_assert!(profile.check_location("openai", &location).is_ok());
+            }
+        }
+    }
 }
