@@ -26,6 +26,32 @@ fn record(n: usize) -> Record {
     r
 }
 
+/// Times writing N records through a fresh store, each handed to the recorder by `send`.
+fn write_all(
+    b: &mut criterion::Bencher<'_>,
+    retention: RecordingPolicy,
+    send: impl Fn(&Recorder, Record),
+) {
+    b.iter_batched(
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let records: Vec<Record> = (0..N).map(record).collect();
+            (dir, records)
+        },
+        |(dir, records)| {
+            let (recorder, writer) =
+                Recorder::start(&dir.path().join("bench.db"), retention).unwrap();
+            for r in records {
+                send(&recorder, r);
+            }
+            writer.finish();
+            assert_eq!(recorder.dropped(), 0);
+            dir
+        },
+        BatchSize::PerIteration,
+    )
+}
+
 fn recording(c: &mut Criterion) {
     let retention = RecordingPolicy {
         bodies: Duration::from_secs(86_400),
@@ -37,50 +63,19 @@ fn recording(c: &mut Criterion) {
     let mut group = c.benchmark_group("recording");
     group.sample_size(10);
     group.throughput(Throughput::Elements(N as u64));
+    // Finished records only.
     group.bench_function("10k exchanges, 12 KB bodies each", |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().unwrap();
-                let records: Vec<Record> = (0..N).map(record).collect();
-                (dir, records)
-            },
-            |(dir, records)| {
-                let (recorder, writer) =
-                    Recorder::start(&dir.path().join("bench.db"), retention).unwrap();
-                for r in records {
-                    recorder.record(r);
-                }
-                writer.finish();
-                assert_eq!(recorder.dropped(), 0);
-                dir
-            },
-            BatchSize::PerIteration,
-        )
+        write_all(b, retention, |recorder, r| recorder.record(r))
     });
     // What the proxy does: each exchange is written aside when it starts (with its request) and
     // replaced by its record when it ends.
     group.bench_function("10k exchanges opened then closed, 12 KB bodies each", |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().unwrap();
-                let records: Vec<Record> = (0..N).map(record).collect();
-                (dir, records)
-            },
-            |(dir, records)| {
-                let (recorder, writer) =
-                    Recorder::start(&dir.path().join("bench.db"), retention).unwrap();
-                for r in records {
-                    let mut started = r.clone();
-                    started.response_body.clear();
-                    let key = recorder.open(started);
-                    recorder.close(key, r);
-                }
-                writer.finish();
-                assert_eq!(recorder.dropped(), 0);
-                dir
-            },
-            BatchSize::PerIteration,
-        )
+        write_all(b, retention, |recorder, r| {
+            let mut started = r.clone();
+            started.response_body.clear();
+            let key = recorder.open(started);
+            recorder.close(key, r);
+        })
     });
     group.finish();
 }

@@ -125,16 +125,21 @@ pub fn explain(policy: &Policy, question: &Question) -> Explanation {
         rule: None,
         why: String::new(),
     };
+    // As at CONNECT: a denied host, then a provider the profile does not allow.
+    if let Action::Deny { rule } = decision.action {
+        out.refuse(Refusal::host_denied(&host, rule));
+        return out;
+    }
+    if let Some(Err(denied)) = decision
+        .provider
+        .as_ref()
+        .map(|p| profile.check_provider(&p.id))
+    {
+        out.refuse(Refusal::access(AccessError::Denied(denied)));
+        return out;
+    }
     let provider = match (decision.action, decision.provider) {
-        (Action::Deny { rule }, _) => {
-            out.refuse(Refusal::host_denied(&host, rule));
-            return out;
-        }
-        (_, Some(provider)) if profile.check_provider(&provider.id).is_err() => {
-            let denied = profile.check_provider(&provider.id).unwrap_err();
-            out.refuse(Refusal::access(AccessError::Denied(denied)));
-            return out;
-        }
+        (Action::Deny { .. }, _) => unreachable!("refused above"),
         (Action::Tunnel, _) => {
             out.verdict = "tunneled";
             out.why = "the host is not intercepted: its bytes pass through uninspected".into();

@@ -97,8 +97,8 @@ struct Exchange {
     request_body: Bytes,
     /// The upstream's response body as it arrives (intercepted exchanges).
     capture: Option<Arc<Capture>>,
-    /// The unmasked request body and the key to seal it with, when policy keeps originals.
-    original: Option<(Bytes, Arc<crate::record::originals::OriginalsKey>)>,
+    /// The unmasked request body, sealed, when policy keeps originals (empty otherwise).
+    sealed_original: Vec<u8>,
     /// Who sent it, when authentication is on.
     identity: Option<Identity>,
     /// The access profile that applied (`default` or a group entry's name).
@@ -178,10 +178,7 @@ impl Exchange {
             record.jurisdiction = location.jurisdictions();
         }
         record.request_body = self.request_body.to_vec();
-        if let Some((original, key)) = &self.original {
-            let context = crate::record::originals::context(&self.started_at, &self.host);
-            record.original_body = key.seal(original, &context);
-        }
+        record.original_body = self.sealed_original.clone();
         record.outcome = "in-flight".into();
         record
     }
@@ -381,7 +378,9 @@ impl Handler {
             if policy.recording().store_originals
                 && let (Some(original), Some(key)) = (masked.original, &self.shared.originals_key)
             {
-                exchange.original = Some((original, key.clone()));
+                let context =
+                    crate::record::originals::context(&exchange.started_at, &exchange.host);
+                exchange.sealed_original = key.seal(&original, &context);
             }
             exchange.session_id = Some(crate::record::session_id(
                 &exchange.scope,
@@ -518,7 +517,7 @@ impl Handler {
             rule: None,
             request_body: Bytes::new(),
             capture: None,
-            original: None,
+            sealed_original: Vec::new(),
             identity: self.identity.clone(),
             profile: None,
             location: None,
