@@ -517,6 +517,60 @@ mod tests {
         assert!(b.check_provider("openai").is_ok());
     }
 
+    #[test]
+    fn a_groups_masking_applies_only_its_lists_and_its_rule_actions() {
+        use crate::mask::detect::RuleAction;
+        let policy = Policy::from_all_sources(
+            &Source::embedded_catalog(),
+            &Source::inline(
+                "policy.yaml",
+                "access:\n  groups:\n    - { name: g, groups: [g], masking: { lists: [customers], rules: { customers: block, github-pat: approve } } }\n",
+            ),
+            &Source::inline(
+                "masking.yaml",
+                "identifiers:\n  - { name: customers, literals: [Globex] }\n  - { name: projects, literals: [Nightjar] }\n",
+            ),
+        )
+        .unwrap();
+        let text = "Globex wants Nightjar; token ghp_0123456789abcdefghijABCDEFGHIJ012345";
+        let rules = |masking: &crate::mask::MaskPolicy| {
+            let mut found: Vec<(String, RuleAction)> = masking
+                .detector
+                .scan(text)
+                .iter()
+                .map(|h| {
+                    let rule = masking.detector.rule(h.rule);
+                    (rule.id.to_string(), rule.action)
+                })
+                .collect();
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+            found
+        };
+        let everyone = rules(policy.masking_for(policy.access().profile(None)));
+        assert_eq!(
+            everyone,
+            [
+                ("customers".to_owned(), RuleAction::Mask),
+                ("github-pat".to_owned(), RuleAction::Mask),
+                ("projects".to_owned(), RuleAction::Mask),
+            ]
+        );
+        let member = crate::identity::Identity {
+            user: "u".into(),
+            groups: vec!["g".to_owned()].into(),
+            token: "t".into(),
+            expires: None,
+        };
+        let group = rules(policy.masking_for(policy.access().profile(Some(&member))));
+        assert_eq!(
+            group,
+            [
+                ("customers".to_owned(), RuleAction::Block),
+                ("github-pat".to_owned(), RuleAction::Approve),
+            ]
+        );
+    }
+
     mod properties {
         use crate::providers::regions::jurisdictions;
         use crate::providers::residency::{Location, Origin, Place};
