@@ -17,14 +17,6 @@ async fn proxy_with_token(upstream: &Upstream) -> (TestProxy, String) {
     (proxy, token)
 }
 
-fn basic(user: &str, token: &str) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))
-    )
-}
-
 #[tokio::test]
 async fn connect_needs_a_good_token() {
     let upstream = Upstream::start().await;
@@ -74,12 +66,7 @@ async fn connect_needs_a_good_token() {
 async fn the_identity_reaches_the_records_and_credentials_never_the_upstream() {
     let upstream = Upstream::start().await;
     let (proxy, token) = proxy_with_token(&upstream).await;
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .proxy(reqwest::Proxy::all(format!("http://laptop-7:{token}@{}", proxy.addr())).unwrap())
-        .add_root_certificate(reqwest::Certificate::from_pem(proxy.ca_pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let client = client_as(&proxy, "laptop-7", &token);
     let res = client
         .post("https://api.openai.com/v1/chat/completions")
         .body(r#"{"messages":[]}"#)

@@ -147,12 +147,7 @@ async fn jwts_signed_with_each_algorithm_are_accepted_and_name_the_user_and_grou
 
     // A client that can send only Basic puts the JWT in the password.
     let jwt = rsa.sign(&claims());
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .proxy(reqwest::Proxy::all(format!("http://oidc:{jwt}@{}", proxy.addr())).unwrap())
-        .add_root_certificate(reqwest::Certificate::from_pem(proxy.ca_pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let client = client_as(&proxy, "oidc", &jwt);
     let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
     let res = client
         .post("https://eu.api.openai.com/v1/chat/completions")

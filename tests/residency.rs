@@ -285,15 +285,6 @@ async fn models_can_be_allowed_and_denied() {
     assert_eq!(res.status(), StatusCode::OK);
 }
 
-fn basic_client(proxy: &TestProxy, user: &str, token: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .proxy(reqwest::Proxy::all(format!("http://{user}:{token}@{}", proxy.addr())).unwrap())
-        .add_root_certificate(reqwest::Certificate::from_pem(proxy.ca_pem().as_bytes()).unwrap())
-        .build()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn group_profiles_set_providers_regions_and_masking() {
     let upstream = Upstream::start().await;
@@ -309,9 +300,9 @@ async fn group_profiles_set_providers_regions_and_masking() {
         )
         .start()
         .await;
-    let eve = basic_client(&proxy, "eve", &eu_token);
-    let carl = basic_client(&proxy, "carl", &ct_token);
-    let dan = basic_client(&proxy, "dan", &dev_token);
+    let eve = client_as(&proxy, "eve", &eu_token);
+    let carl = client_as(&proxy, "carl", &ct_token);
+    let dan = client_as(&proxy, "dan", &dev_token);
     let us = "https://us.api.openai.com/v1/chat/completions";
 
     assert_eq!(post(&dan, us, chat("gpt-4o")).await.0, StatusCode::OK);
@@ -386,14 +377,6 @@ async fn group_profiles_set_providers_regions_and_masking() {
         .expect("the CONNECT refusal is recorded");
     assert_eq!(connect_refused.scope, "carl");
     assert!(store.verify().unwrap().is_none());
-}
-
-fn basic(user: &str, token: &str) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"))
-    )
 }
 
 #[tokio::test]

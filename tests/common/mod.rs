@@ -190,6 +190,26 @@ pub fn client_trusting(proxy: &TestProxy, roots: &[&str]) -> reqwest::ClientBuil
     builder
 }
 
+/// A reqwest client through the proxy with credentials in the proxy URL (sent as Basic proxy
+/// credentials), trusting Tollgate's CA only.
+pub fn client_as(proxy: &TestProxy, user: &str, secret: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .proxy(reqwest::Proxy::all(format!("http://{user}:{secret}@{}", proxy.addr())).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(proxy.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// A `Proxy-Authorization: Basic` value.
+pub fn basic(user: &str, secret: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
+    )
+}
+
 /// A reqwest client through the proxy that trusts Tollgate's CA only.
 pub fn client(proxy: &TestProxy) -> reqwest::Client {
     client_trusting(proxy, &[&proxy.ca_pem()]).build().unwrap()
