@@ -37,6 +37,13 @@ pub struct Rule {
     generic: bool,
 }
 
+impl Rule {
+    /// Whether this is a custom list's literals, which the automaton matches on its own.
+    pub fn is_literal_list(&self) -> bool {
+        self.regex.is_none() && self.check == Check::None
+    }
+}
+
 /// A custom literal: matched by the shared automaton, then checked for word boundaries.
 #[derive(Debug)]
 struct Literal {
@@ -69,7 +76,12 @@ pub struct Detector {
 #[derive(Debug, Clone, Copy)]
 enum Target {
     Window(usize),
-    Literal { rule: usize, whole_word: bool },
+    Literal {
+        rule: usize,
+        whole_word: bool,
+    },
+    /// A keyword that may be part of a credential's name: look for what is assigned to it.
+    Assignment(usize),
 }
 
 /// What one matched pattern stands for: every target whose pattern occurs inside it, with the
@@ -129,9 +141,13 @@ impl Detector {
             }
             let index = rules.len();
             rules.push(compile_builtin(spec, action, o.restore.unwrap_or(true))?);
+            let target = match spec.check {
+                Check::Assignment => Target::Assignment(index),
+                _ => Target::Window(index),
+            };
             for kw in spec.keywords {
                 patterns.push((*kw).to_owned());
-                targets.push(Target::Window(index));
+                targets.push(target);
             }
         }
         for custom in customs {
@@ -225,6 +241,11 @@ impl Detector {
         self.rules.len()
     }
 
+    /// The rule for values under credential keys of structured data, unless policy turned it off.
+    pub fn field_rule(&self) -> Option<usize> {
+        self.rules.iter().position(|r| r.check == Check::Field)
+    }
+
     /// Finds every secret and identifier in `text`: non-overlapping spans, in order. Where two
     /// rules claim overlapping spans, a specific rule beats a generic one, then the longer wins.
     pub fn scan(&self, text: &str) -> Vec<Hit> {
@@ -251,6 +272,13 @@ impl Detector {
                                 last[rule] = Some(windows.len());
                                 windows.push((rule, start, end));
                             }
+                        }
+                    }
+                    Target::Assignment(rule) => {
+                        if let Some((start, end)) =
+                            super::assign::assigned_value(text, t_start, t_end)
+                        {
+                            hits.push(Hit { start, end, rule });
                         }
                     }
                     Target::Literal { rule, whole_word } => {
@@ -302,8 +330,11 @@ impl Detector {
             let Some(caps) = regex.captures_at(haystack, at) else {
                 break;
             };
-            let whole = caps.get(0).expect("group 0 always matches");
-            let secret = caps.get(1).unwrap_or(whole);
+            let Some(whole) = caps.get(0) else {
+                break;
+            };
+            // The secret is the first group that took part in the match, else the whole match.
+            let secret = caps.iter().skip(1).flatten().next().unwrap_or(whole);
             if passes(rule.check, secret.as_str()) && secret.start() < secret.end() {
                 hits.push(Hit {
                     start: secret.start(),
@@ -389,16 +420,20 @@ fn compile_builtin(
     action: RuleAction,
     restore: bool,
 ) -> Result<Rule, DetectorError> {
-    let regex = Regex::new(spec.pattern).map_err(|e| DetectorError {
-        id: spec.id.to_owned(),
-        message: e.to_string(),
-    })?;
+    let regex = if spec.pattern.is_empty() {
+        None
+    } else {
+        Some(Regex::new(spec.pattern).map_err(|e| DetectorError {
+            id: spec.id.to_owned(),
+            message: e.to_string(),
+        })?)
+    };
     Ok(Rule {
         id: spec.id.into(),
         category: spec.category.into(),
         action,
         restore,
-        regex: Some(regex),
+        regex,
         check: spec.check,
         reach: spec.reach,
         generic: is_generic(spec.id),
@@ -407,7 +442,7 @@ fn compile_builtin(
 
 fn passes(check: Check, secret: &str) -> bool {
     match check {
-        Check::None => true,
+        Check::None | Check::Assignment | Check::Field => true,
         Check::NotPlaceholder => !is_placeholder(secret),
         Check::Entropy(min) => {
             let has_letter = secret.bytes().any(|b| b.is_ascii_alphabetic());
@@ -456,7 +491,8 @@ pub fn is_placeholder(value: &str) -> bool {
     ];
     v.is_empty()
         || WORDS.contains(&lower.as_str())
-        || v.starts_with(['$', '{', '<', '%', '[', '('])
+        || v.starts_with(['{', '<', '%', '[', '('])
+        || is_variable(v)
         || v.ends_with(['}', '>', ')'])
         || lower.contains("your")
         || lower.contains("example")
@@ -470,6 +506,23 @@ pub fn is_placeholder(value: &str) -> bool {
         || lower.contains("process.env")
         || v.bytes().all(|b| b == v.as_bytes()[0])
         || is_dotted_identifier(v)
+}
+
+/// `$VAR`, `${VAR}`, `$(cmd)`, `$var`: shell, env and template references. A value that only
+/// begins with `$` (`$ecretP4ss!`, `$2b$12$…`) is not one.
+fn is_variable(v: &str) -> bool {
+    let Some(rest) = v.strip_prefix('$') else {
+        return false;
+    };
+    if rest.is_empty() || rest.starts_with(['{', '(']) {
+        return true;
+    }
+    let ident = rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let upper = rest
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    let has_digit = rest.bytes().any(|b| b.is_ascii_digit());
+    ident && (upper || !has_digit)
 }
 
 /// `config.api_key`, `self.token`, `settings.SECRET_KEY`: references, not values.

@@ -57,6 +57,68 @@ pub struct StringRef<'a> {
     /// Its path; for an object key, the path of the object plus the key.
     pub path: &'a JsonPath<'a>,
     pub is_key: bool,
+    /// The literal as it is written, without its quotes (escapes not decoded).
+    pub raw: &'a str,
+    /// Where `raw` starts in the document.
+    pub raw_start: usize,
+}
+
+impl StringRef<'_> {
+    /// The object key this value sits under, if it is an object member's value.
+    pub fn key(&self) -> Option<&str> {
+        if self.is_key {
+            return None;
+        }
+        match self.path.0.last() {
+            Some(Segment::Key(k)) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The span of the document that holds the decoded bytes `start..end` of this string: an
+    /// escape sequence is never cut (a span that starts or ends inside one grows to cover it).
+    pub fn raw_span(&self, start: usize, end: usize) -> (usize, usize) {
+        let (s, e) = raw_span_in(self.raw, start, end);
+        (self.raw_start + s, self.raw_start + e)
+    }
+}
+
+/// Maps decoded bytes `start..end` of a string literal's inside `raw` to raw offsets.
+pub fn raw_span_in(raw: &str, start: usize, end: usize) -> (usize, usize) {
+    if !raw.contains('\\') {
+        return (start.min(raw.len()), end.min(raw.len()));
+    }
+    let b = raw.as_bytes();
+    let (mut r, mut d) = (0usize, 0usize);
+    let mut raw_start = None;
+    while r < b.len() {
+        // One unit: a plain byte, or an escape and the bytes it decodes to.
+        let (raw_len, dec_len) = if b[r] == b'\\' {
+            match b.get(r + 1) {
+                Some(b'u') => {
+                    let code = b.get(r + 2..r + 6).and_then(|h| hex4(h)).unwrap_or(0);
+                    if (0xD800..0xDC00).contains(&code) && b.get(r + 6) == Some(&b'\\') {
+                        (12, 4)
+                    } else {
+                        let len = char::from_u32(code).map_or(1, char::len_utf8);
+                        (6, len)
+                    }
+                }
+                _ => (2, 1),
+            }
+        } else {
+            (1, 1)
+        };
+        if raw_start.is_none() && d + dec_len > start {
+            raw_start = Some(r);
+        }
+        if d + dec_len >= end && raw_start.is_some() {
+            return (raw_start.unwrap_or(r), (r + raw_len).min(b.len()));
+        }
+        r += raw_len;
+        d += dec_len;
+    }
+    (raw_start.unwrap_or(b.len()), b.len())
 }
 
 /// Walks `input`, calling `f` for every string; returns the rewritten document if any call
@@ -94,6 +156,14 @@ pub fn rewrite_strings<E>(
     }
     out.push_str(&input[at..]);
     Ok(Ok(Some(out)))
+}
+
+/// Walks `input`, calling `f` for every string, changing nothing.
+pub fn walk_strings<E>(
+    input: &str,
+    mut f: impl FnMut(StringRef<'_>) -> Result<(), E>,
+) -> Result<Result<(), E>, JsonError> {
+    rewrite_strings(input, |s| f(s).map(|()| None)).map(|r| r.map(|_| ()))
 }
 
 /// Whether `input` is one valid JSON document.
@@ -287,6 +357,8 @@ impl<'a> Walker<'a> {
             text,
             path: &self.path,
             is_key,
+            raw: inner,
+            raw_start: start + 1,
         }) {
             Ok(Some(replacement)) => {
                 let literal = serde_json::to_string(&replacement).expect("strings serialize");

@@ -2,16 +2,23 @@
 //! leaves, and put back in the response before the client sees it.
 //!
 //! - [`rules`] and [`detect`]: the built-in detectors and custom identifier lists;
+//! - [`assign`]: secrets known by the name they are assigned to;
+//! - [`engine`]: how a body is taken apart (nested JSON, credential keys, base64, text);
+//! - [`normalize`]: disguises undone for detection;
 //! - [`json`]: the JSON string walker every rewrite goes through;
 //! - [`vault`]: placeholders and the in-memory map back to values;
-//! - [`decode`]: content-encodings, under a size cap;
+//! - [`decode`] and [`stream_decode`]: content-encodings, under a size cap;
 //! - [`restore`]: responses, JSON and SSE.
 
+pub mod assign;
 pub mod decode;
 pub mod detect;
+pub mod engine;
 pub mod json;
+pub mod normalize;
 pub mod restore;
 pub mod rules;
+pub mod stream_decode;
 pub mod vault;
 
 use crate::policy::{LoadError, Source};
@@ -53,6 +60,10 @@ pub enum MaskError {
         category: Arc<str>,
         path: String,
     },
+    #[error(
+        "the request carries an attachment ({media_type}) at {path} that cannot be inspected, and policy refuses uninspected attachments (masking.yaml: attachments: refuse)"
+    )]
+    Attachment { media_type: String, path: String },
     #[error(transparent)]
     Decode(#[from] decode::DecodeError),
     #[error("a {content_type} body cannot be inspected (not UTF-8 text), so it may not leave")]
@@ -74,6 +85,27 @@ pub struct MaskPolicy {
     pub detector: Detector,
     pub max_body: usize,
     pub vault_ttl: Duration,
+    /// What happens to attachments that are not text (images, PDFs), which cannot be inspected.
+    pub attachments: AttachmentPolicy,
+}
+
+/// `attachments:` in masking.yaml.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachmentPolicy {
+    /// They leave as they are, and the exchange's record lists each (media type, size).
+    #[default]
+    Pass,
+    /// A request carrying one is refused.
+    Refuse,
+}
+
+/// An attachment that could not be inspected: where, what, how big; never its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub path: String,
+    pub media_type: String,
+    pub bytes: usize,
 }
 
 /// A group's changes to masking.yaml (`masking:` of an `access.groups` entry in policy.yaml).
@@ -185,7 +217,11 @@ impl MaskPolicy {
                 restore: list.restore,
                 literals: list.literals.clone(),
                 case_insensitive: list.case_insensitive,
-                whole_word: list.whole_word,
+                whole_word: match list.matching {
+                    Some(Matching::Word) => true,
+                    Some(Matching::Substring) => false,
+                    None => list.whole_word,
+                },
                 // Anchors only help when every regex of the list has one.
                 anchors: if has_unanchored { Vec::new() } else { anchors },
                 regexes,
@@ -213,6 +249,7 @@ impl MaskPolicy {
             detector,
             max_body: file.limits.max_body_bytes,
             vault_ttl: file.vault_ttl,
+            attachments: file.attachments,
         })
     }
 }
@@ -251,6 +288,8 @@ struct MaskingFile {
     limits: Limits,
     #[serde(default = "default_ttl", with = "humantime_serde")]
     vault_ttl: Duration,
+    #[serde(default)]
+    attachments: AttachmentPolicy,
 }
 
 fn default_ttl() -> Duration {
@@ -279,6 +318,10 @@ struct IdentifierList {
     case_insensitive: bool,
     #[serde(default = "yes")]
     whole_word: bool,
+    /// `word` (default): a literal matches as a whole word; `substring`: also inside compound
+    /// identifiers (`NightjarService`, `nightjar_client`). Takes precedence over `whole_word`.
+    #[serde(default, rename = "match")]
+    matching: Option<Matching>,
     #[serde(default)]
     action: RuleAction,
     #[serde(default = "yes")]
@@ -287,6 +330,14 @@ struct IdentifierList {
 
 fn yes() -> bool {
     true
+}
+
+/// How a custom literal must sit in the text to match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Matching {
+    Word,
+    Substring,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,6 +361,8 @@ pub struct Masked {
     /// original bytes can go as they are.
     pub body: Option<Bytes>,
     pub findings: Vec<Finding>,
+    /// Attachments that could not be inspected.
+    pub attachments: Vec<Attachment>,
     /// What the walk noticed on the way, for the audit record.
     pub facts: RequestFacts,
 }
@@ -356,62 +409,23 @@ pub struct Masker<'a> {
 }
 
 impl Masker<'_> {
-    /// Masks `text`; `path` names it in findings. Returns the new text if anything changed.
+    /// Masks `text` as plain text; `path` names it in findings. Returns the new text if
+    /// anything changed.
     pub fn mask_text(
         &self,
         text: &str,
         path: &dyn Fn() -> String,
         findings: &mut Vec<Finding>,
     ) -> Result<Option<String>, MaskError> {
-        let hits = self.policy.detector.scan(text);
-        if hits.is_empty() {
-            return Ok(None);
-        }
-        let mut out = String::with_capacity(text.len() + hits.len() * 24);
-        let mut at = 0;
-        for hit in hits {
-            let rule = self.policy.detector.rule(hit.rule);
-            let value = &text[hit.start..hit.end];
-            if value.starts_with(vault::PREFIX) {
-                continue;
-            }
-            match rule.action {
-                RuleAction::Block => {
-                    return Err(MaskError::Blocked {
-                        rule: rule.id.clone(),
-                        category: rule.category.clone(),
-                        path: path(),
-                    });
-                }
-                RuleAction::Approve => {
-                    return Err(MaskError::NeedsApproval {
-                        rule: rule.id.clone(),
-                        category: rule.category.clone(),
-                        path: path(),
-                    });
-                }
-                RuleAction::Mask | RuleAction::Off => {}
-            }
-            findings.push(Finding {
-                rule: rule.id.clone(),
-                category: rule.category.clone(),
-                path: path(),
-                offset: hit.start,
-            });
-            out.push_str(&text[at..hit.start]);
-            out.push_str(
-                &self
-                    .vault
-                    .placeholder(self.scope, &rule.id, value, rule.restore),
-            );
-            at = hit.end;
-        }
-        out.push_str(&text[at..]);
-        Ok((out != text).then_some(out))
+        let mut scan = engine::Scan::new(self.policy, self.vault, self.scope);
+        let edits = scan.text(text, path, 0)?;
+        findings.append(&mut scan.findings);
+        Ok((!edits.is_empty()).then(|| engine::apply(text, &edits)))
     }
 
     /// Masks a request body given its `Content-Type` and `Content-Encoding`. JSON bodies are
-    /// masked inside each string; other text bodies as text; a body that is not text is refused.
+    /// masked inside each string, to any depth of JSON or base64 inside strings; other text
+    /// bodies as text; a body that is not text is refused.
     pub fn mask_body(
         &self,
         content_type: Option<&str>,
@@ -422,6 +436,7 @@ impl Masker<'_> {
             return Ok(Masked {
                 body: None,
                 findings: Vec::new(),
+                attachments: Vec::new(),
                 facts: RequestFacts::default(),
             });
         }
@@ -431,31 +446,31 @@ impl Masker<'_> {
                 content_type: content_type.unwrap_or("untyped").to_owned(),
             });
         };
-        let mut findings = Vec::new();
         let json_typed = content_type.is_some_and(|t| {
             let t = t.to_ascii_lowercase();
             t.starts_with("application/json") || t.contains("+json")
         });
-        let mut facts = RequestFacts::default();
-        let masked = if json_typed || json::is_valid(text) {
-            match json::rewrite_strings(text, |s| {
-                if !s.is_key {
-                    facts.notice(s.path, s.text);
-                }
-                self.mask_text(s.text, &|| s.path.to_string(), &mut findings)
-            }) {
-                Ok(result) => result?,
+        let looks_json = text.trim_start().starts_with(['{', '[']);
+        let mut scan = engine::Scan::new(self.policy, self.vault, self.scope);
+        let mut edits = None;
+        if json_typed || looks_json {
+            edits = scan.document(text, "", 0)?;
+        }
+        let edits = match edits {
+            Some(edits) => edits,
+            None => {
                 // Not valid JSON after all: every byte is still checked, as text.
-                Err(_) => self.mask_text(text, &|| "body".into(), &mut findings)?,
+                scan = engine::Scan::new(self.policy, self.vault, self.scope);
+                scan.text(text, &|| "body".into(), 0)?
             }
-        } else {
-            self.mask_text(text, &|| "body".into(), &mut findings)?
         };
         // Nothing found: the original bytes go, compressed and signed as they came.
+        let body = (!edits.is_empty()).then(|| Bytes::from(engine::apply(text, &edits)));
         Ok(Masked {
-            body: masked.map(Bytes::from),
-            findings,
-            facts,
+            body,
+            findings: scan.findings,
+            attachments: scan.attachments,
+            facts: scan.facts,
         })
     }
 }

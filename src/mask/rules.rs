@@ -16,6 +16,12 @@ pub enum Check {
     /// As `NotPlaceholder`, and the secret needs letters and digits and this much Shannon entropy
     /// (bits per character), so code identifiers are not taken for secrets.
     Entropy(f64),
+    /// No regex: each keyword hit is looked at as a possible `name = value` assignment by
+    /// [`super::assign`], which judges the value by its context.
+    Assignment,
+    /// No regex, no keywords: a JSON value under a credential key, judged where the structure
+    /// is walked.
+    Field,
 }
 
 /// One built-in rule.
@@ -84,6 +90,13 @@ pub const RULES: &[RuleSpec] = &[
             "secret-access-key"
         ],
         r#"(?i)(?:aws)?_?secret_?(?:access)?_?key["']?\s*(?::=|=>|=|:)\s*["']?([A-Za-z0-9/+=]{40})(?:[^A-Za-z0-9/+=]|$)"#
+    ),
+    rule!(
+        "aws-secret-access-key-pair",
+        "cloud",
+        ["AKIA", "ASIA"],
+        r#"\b(?:AKIA|ASIA)[A-Z2-7]{16}[\s,;|:"'=]{1,8}([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"#,
+        Check::NotPlaceholder
     ),
     rule!(
         "aws-session-token",
@@ -644,6 +657,12 @@ pub const RULES: &[RuleSpec] = &[
         r"_authToken\s*=\s*([A-Za-z0-9_\-.+/=]{20,})"
     ),
     rule!(
+        "npmrc-auth",
+        "registry",
+        ["_auth", "_password"],
+        r#"(?m)(?:^|[\s:])_(?:auth|password)\s*=\s*["']?([A-Za-z0-9+/]{8,}={0,2})"#
+    ),
+    rule!(
         "pypi-token",
         "registry",
         ["pypi-AgEIcHlwaS5vcmc", "pypi-AgENdGVzdC5weXBpLm9yZw"],
@@ -907,14 +926,14 @@ pub const RULES: &[RuleSpec] = &[
         "url-credentials",
         "credentials",
         ["://"],
-        r#"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://[^\s:/?#@"'<>\\]{1,128}:([^\s/?#@"'<>\\]{1,256})@[A-Za-z0-9.\-\[\]:]+"#,
+        r#"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://[^\s:/?#@"'<>\\]{0,128}:([^\s/?"'<>\\]{1,256})@[A-Za-z0-9.\-\[\]]+"#,
         Check::NotPlaceholder
     ),
     rule!(
         "connection-string-password",
         "credentials",
         ["password=", "pwd="],
-        r#"(?i)(?:^|[;\s"'?&])(?:password|pwd)=([^;"'\s&]{3,128})"#,
+        r#"(?i)(?:^|[;\s"'?&])(?:password|pwd)\s*=\s*(?:\{((?:[^}]|\}\})+)\}|([^;"'\s&{]{3,128}))"#,
         Check::NotPlaceholder
     ),
     rule!(
@@ -930,36 +949,28 @@ pub const RULES: &[RuleSpec] = &[
         r#"(?i)\bauthorization["']?\s*[:=]\s*["']?bearer\s+([A-Za-z0-9_\-.~+/]{20,}=*)"#,
         Check::NotPlaceholder
     ),
-    rule!(
-        "generic-secret-assignment",
-        "generic",
-        [
-            // Not plain "key": it is everywhere in code, and the regex needs api_key & co.
-            "api_key",
-            "api-key",
-            "apikey",
-            "auth_key",
-            "auth-key",
-            "authkey",
-            "access_key",
-            "access-key",
-            "accesskey",
-            "private_key",
-            "private-key",
-            "privatekey",
-            "secret",
-            "token",
-            "passwd",
-            "password",
-            "pwd",
-            "credential"
-        ],
-        r#"(?i)(?:api[_\-]?key|apikey|secret|token|passwd|password|pwd|auth[_\-]?key|access[_\-]?key|private[_\-]?key|client[_\-]?secret|credentials?)[a-z0-9_\-]{0,16}["']?\s*(?::=|=>|=|:)\s*["']?([A-Za-z0-9_\-+/=.~!@#$%^&*]{8,200})"#,
-        Check::Entropy(3.0)
-    ),
+    RuleSpec {
+        id: "generic-secret-assignment",
+        category: "generic",
+        keywords: super::assign::KEYWORDS,
+        pattern: "",
+        check: Check::Assignment,
+        reach: 0,
+    },
+    RuleSpec {
+        id: "credential-field",
+        category: "generic",
+        keywords: &[],
+        pattern: "",
+        check: Check::Field,
+        reach: 0,
+    },
 ];
 
 /// Rules only run when no more specific rule claimed the same span.
 pub fn is_generic(id: &str) -> bool {
-    matches!(id, "generic-secret-assignment" | "bearer-auth-header")
+    matches!(
+        id,
+        "generic-secret-assignment" | "bearer-auth-header" | "credential-field"
+    )
 }

@@ -243,6 +243,11 @@ pub const SAMPLES: &[(&str, &str)] = &[
         "generic-secret-assignment",
         "db_password = \"h7Kq2pLx9vRm\"",
     ),
+    (
+        "aws-secret-access-key-pair",
+        "Access key ID,Secret access key\nAKIA{u:16},{b:40}\n",
+    ),
+    ("npmrc-auth", "_auth = {b:24}"),
 ];
 
 #[test]
@@ -250,6 +255,10 @@ fn every_builtin_rule_has_a_sample_and_finds_it() {
     let detector = Detector::builtin();
     let sampled: Vec<&str> = SAMPLES.iter().map(|s| s.0).collect();
     for spec in RULES {
+        // Structured-field rules have no text form; they are tested where JSON is walked.
+        if spec.check == super::rules::Check::Field {
+            continue;
+        }
         assert!(sampled.contains(&spec.id), "no sample for rule {}", spec.id);
     }
     let mut missed = Vec::new();
@@ -572,4 +581,337 @@ mod properties {
             prop_assert_eq!(text, format!("Use {secret} now {word} and {secret}."));
         }
     }
+}
+
+// ── What agents really send ─────────────────────────────────────────────────────────────────
+
+const GH: &str = "ghp_Q7mR2xK9pL4vN8sT3wY6zB1cD5fG0hJ2kM4n";
+const DB_PW: &str = "Vt9#qLm2!xR7pz";
+
+fn masker<'a>(p: &'a MaskPolicy, v: &'a Vault) -> Masker<'a> {
+    Masker {
+        policy: p,
+        vault: v,
+        scope: "alice",
+    }
+}
+
+/// Masks a JSON body; returns it (checked to be valid JSON) and the findings' rules.
+fn mask_json(m: &Masker<'_>, body: &serde_json::Value) -> (String, Masked) {
+    let masked = m
+        .mask_body(
+            Some("application/json"),
+            None,
+            Bytes::from(body.to_string()),
+        )
+        .unwrap();
+    let out = masked
+        .body
+        .clone()
+        .map(|b| String::from_utf8(b.to_vec()).unwrap())
+        .unwrap_or_else(|| body.to_string());
+    serde_json::from_str::<serde_json::Value>(&out).expect("still JSON");
+    (out, masked)
+}
+
+fn assert_absent(out: &str, secrets: &[&str]) {
+    for s in secrets {
+        assert!(!out.contains(s), "`{s}` left in {out}");
+        // Nor in any JSON-escaped spelling of it.
+        let escaped = serde_json::to_string(s).unwrap();
+        assert!(
+            !out.contains(&escaped[1..escaped.len() - 1]),
+            "`{s}` left in {out}"
+        );
+    }
+}
+
+#[test]
+fn json_inside_tool_call_arguments_is_walked_with_its_escapes_decoded() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let file = format!("# config\nGITHUB_TOKEN={GH}\nDB_PASSWORD={DB_PW}\n{GH}\n");
+    let args = serde_json::json!({"file_path": "/app/.env", "content": file}).to_string();
+    let body = serde_json::json!({"model": "gpt-4o", "messages": [
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "write_file", "arguments": args}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": serde_json::json!({"ok": true, "echo": file}).to_string()},
+    ]});
+    let (out, masked) = mask_json(&m, &body);
+    assert_absent(&out, &[GH, DB_PW]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let inner: serde_json::Value = serde_json::from_str(
+        v["messages"][0]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .expect("the arguments are still JSON");
+    assert!(
+        inner["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("# config\nGITHUB_TOKEN=TOLLGATE_")
+    );
+    assert!(
+        masked
+            .findings
+            .iter()
+            .any(|f| f.path.contains("arguments>content")),
+        "{:?}",
+        masked.findings
+    );
+    // The secret alone on a line after a `\n` escape, in text that is not JSON at all.
+    let raw = format!(r#"{{"input": "printf 'a\n{GH}\n' > f"}}"#);
+    let out = m
+        .mask_body(Some("application/json"), None, Bytes::from(raw))
+        .unwrap();
+    assert_absent(&String::from_utf8_lossy(&out.body.unwrap()), &[GH]);
+}
+
+#[test]
+fn values_under_credential_keys_are_masked_in_any_structure() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let body = serde_json::json!({"messages": [{"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t1", "name": "deploy", "input": {
+            "db": {"host": "db.internal", "password": "correct horse battery"},
+            "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMIxK7MDENGxbPxRfiCYzQ8mP2vLk4",
+            "client_secret": "s3cr3t-Valu3", "apiKey": "zzQ8mP2vLk4nR", "max_tokens": 100,
+            "token_type": "bearer", "password_hint": "the usual"}}]}],
+        "contents": [{"parts": [{"functionCall": {"name": "f", "args": {"Passwd": "hunterhunter"}}},
+            {"functionResponse": {"name": "f", "response": {"auth": "dXNlcjpwYXNzd29yZDEyMw=="}}}]}]});
+    let (out, _) = mask_json(&m, &body);
+    assert_absent(
+        &out,
+        &[
+            "correct horse battery",
+            "wJalrXUtnFEMIxK7MDENGxbPxRfiCYzQ8mP2vLk4",
+            "s3cr3t-Valu3",
+            "zzQ8mP2vLk4nR",
+            "hunterhunter",
+            "dXNlcjpwYXNzd29yZDEyMw==",
+        ],
+    );
+    for kept in ["db.internal", "bearer", "the usual", "\"max_tokens\":100"] {
+        assert!(out.contains(kept), "{kept} should stay: {out}");
+    }
+}
+
+#[test]
+fn base64_text_is_decoded_masked_and_encoded_again_and_binary_is_recorded() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let env = format!("GITHUB_TOKEN={GH}\nDB_PASSWORD={DB_PW}\n");
+    let png = base64::engine::general_purpose::STANDARD
+        .encode(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR0123456789abcdef");
+    let k8s = format!(
+        "apiVersion: v1\nkind: Secret\ndata:\n  url: {}\n",
+        b64(&format!("postgres://app:{DB_PW}@db/x"))
+    );
+    let body = serde_json::json!({"messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "base64", "media_type": "text/plain", "data": b64(&env)}},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+        {"type": "text", "text": k8s},
+        {"type": "file", "file": {"filename": "a.env", "file_data": format!("data:text/plain;base64,{}", b64(&env))}},
+    ]}], "config": {"auths": {"registry.corp": {"auth": b64("ci:hunter2hunter2")}}}});
+    let (out, masked) = mask_json(&m, &body);
+    assert_absent(
+        &out,
+        &[
+            &b64(&env),
+            &b64(&format!("postgres://app:{DB_PW}@db/x")),
+            &b64("ci:hunter2hunter2"),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let doc = base64::engine::general_purpose::STANDARD
+        .decode(
+            v["messages"][0]["content"][0]["source"]["data"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let doc = String::from_utf8(doc).unwrap();
+    assert!(
+        doc.starts_with("GITHUB_TOKEN=TOLLGATE_GITHUB_PAT_"),
+        "{doc}"
+    );
+    assert_absent(&doc, &[GH, DB_PW]);
+    assert_eq!(masked.attachments.len(), 1, "{:?}", masked.attachments);
+    assert_eq!(masked.attachments[0].media_type, "image/png");
+    assert!(masked.attachments[0].path.ends_with("source.data"));
+
+    let refusing = policy("attachments: refuse\n");
+    let err = masker(&refusing, &vault())
+        .mask_body(
+            Some("application/json"),
+            None,
+            Bytes::from(body.to_string()),
+        )
+        .unwrap_err();
+    assert!(matches!(err, MaskError::Attachment { .. }), "{err}");
+}
+
+#[test]
+fn disguised_secrets_are_found_and_their_original_spelling_masked() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let zw = GH.replacen("ghp_", "ghp_\u{200B}", 1);
+    let full: String = GH
+        .chars()
+        .map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap())
+        .collect();
+    for text in [
+        format!(
+            "GET /db?dsn=postgres%3A%2F%2Fapp%3A{}%40db%2Fx HTTP/1.1",
+            "Vt9qLm2xR7pz"
+        ),
+        format!("token {zw} pasted"),
+        format!("token {full} pasted"),
+        format!("echo \\u0067hp_{}", &GH[4..]),
+    ] {
+        let out = m.mask_text(&text, &|| "t".into(), &mut Vec::new()).unwrap();
+        let out = out.unwrap_or_else(|| panic!("nothing found in {text}"));
+        assert!(out.contains("TOLLGATE_"), "{out}");
+        assert!(
+            !out.contains("Vt9qLm2xR7pz")
+                && !out.contains(&GH[4..])
+                && !out.contains(&zw)
+                && !out.contains(&full),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn rule_gaps_each_family() {
+    let (p, v) = (
+        policy("identifiers:\n  - name: code\n    literals: [Nightjar]\n    match: substring\n"),
+        vault(),
+    );
+    let m = masker(&p, &v);
+    for (text, secret) in [
+        ("redis://:s3cretPw9@cache:6379", "s3cretPw9"),
+        ("postgres://u:p@ss9word@db.internal/app", "p@ss9word"),
+        ("DB_PASSWORD=Pa(ss)w0rd!x", "Pa(ss)w0rd!x"),
+        ("password = \"Pa(ss)w0rd!x\" # keep", "Pa(ss)w0rd!x"),
+        (
+            "Server=db;User Id=sa;Password={a;b}}c9x};Encrypt=true",
+            "a;b}}c9x",
+        ),
+        ("SMTP_PASS=sunnyafternoon", "sunnyafternoon"),
+        ("ENCRYPTION_KEY=kq8ZpT2mW9xV4n", "kq8ZpT2mW9xV4n"),
+        ("SIGNING_KEY=abcdefghijklmnopqrstu", "abcdefghijklmnopqrstu"),
+        (
+            "password: correct-horse-battery-staple",
+            "correct-horse-battery-staple",
+        ),
+        ("ADMIN_PASSWORD=$ecretP4ss!", "$ecretP4ss!"),
+        (
+            "User name,Access key ID,Secret access key\nci,AKIAZ7Q2MD3XK4LP5N6R,Xk9mQ2vL8pR4tW7zB3nC6yF1hJ5sD0gA2eK4uI8o\n",
+            "Xk9mQ2vL8pR4tW7zB3nC6yF1hJ5sD0gA2eK4uI8o",
+        ),
+        (
+            "class NightjarService: pass\nnightjar_client = 1",
+            "Nightjar",
+        ),
+    ] {
+        let out = m
+            .mask_text(text, &|| "t".into(), &mut Vec::new())
+            .unwrap()
+            .unwrap_or_else(|| panic!("nothing found in {text:?}"));
+        assert!(
+            !out.to_ascii_lowercase()
+                .contains(&secret.to_ascii_lowercase()),
+            "{text:?} → {out}"
+        );
+    }
+}
+
+#[test]
+fn a_value_once_masked_is_masked_wherever_it_reappears() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    // Turn 1: the password is known only through its URL context.
+    let first = m
+        .mask_text(
+            &format!("DATABASE_URL=postgres://app:{DB_PW}@db/app"),
+            &|| "t".into(),
+            &mut Vec::new(),
+        )
+        .unwrap()
+        .unwrap();
+    let placeholder = first
+        .split("app:")
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Turn 2: the model wrote it into a tool call out of context; the client sends that back.
+    let args =
+        serde_json::json!({"path": "notes.txt", "content": format!("the db password is {DB_PW}.")})
+            .to_string();
+    let body = serde_json::json!({"input": [{"type": "function_call", "call_id": "c", "name": "write", "arguments": args}]});
+    let (out, masked) = mask_json(&m, &body);
+    assert_absent(&out, &[DB_PW]);
+    assert!(out.contains(&placeholder), "same placeholder: {out}");
+    assert_eq!(&*masked.findings[0].rule, "url-credentials");
+    // Another scope does not know it.
+    let bob = Masker {
+        policy: &p,
+        vault: &v,
+        scope: "bob",
+    };
+    assert!(
+        bob.mask_text(
+            &format!("the db password is {DB_PW}."),
+            &|| "t".into(),
+            &mut Vec::new()
+        )
+        .unwrap()
+        .is_none()
+    );
+}
+
+#[test]
+fn only_exact_placeholders_are_left_alone() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let real = v.placeholder("alice", "github-pat", GH, true);
+    let text = format!(
+        "a = {real}\npassword = \"TOLLGATE_x9Kq2mLp7Z\"\nAPI_TOKEN=TOLLGATE_{}",
+        &GH[4..]
+    );
+    let out = m
+        .mask_text(&text, &|| "t".into(), &mut Vec::new())
+        .unwrap()
+        .unwrap();
+    assert!(out.contains(&real), "{out}");
+    assert!(
+        !out.contains("TOLLGATE_x9Kq2mLp7Z") && !out.contains(&GH[4..]),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_masked_body_sent_back_masks_to_the_same_bytes() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let body = serde_json::json!({"messages": [{"role": "user", "content": format!("use {GH} and postgres://a:{DB_PW}@h/d")}]}).to_string();
+    let once = m
+        .mask_body(Some("application/json"), None, Bytes::from(body))
+        .unwrap()
+        .body
+        .unwrap();
+    let twice = m
+        .mask_body(Some("application/json"), None, once.clone())
+        .unwrap();
+    assert!(
+        twice.body.is_none(),
+        "a masked body has nothing left to mask"
+    );
 }

@@ -7,11 +7,13 @@
 //! conversation (which also keeps provider prompt caches warm), and nothing about the value can
 //! be learned from it. The vault lives in memory only, each entry dropped after the TTL without use.
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use moka::sync::Cache;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What every placeholder starts with.
@@ -45,12 +47,93 @@ struct Entry {
     restore: bool,
 }
 
+/// Values shorter than this are not looked for out of context (see [`Known`]): short strings
+/// occur by chance in ordinary text.
+pub const MIN_KNOWN_LEN: usize = 8;
+/// Values remembered per scope for matching out of context; the oldest go first beyond this.
+const MAX_KNOWN_PER_SCOPE: usize = 4096;
+
 /// The vault: placeholder ↔ value, per scope (identity).
 pub struct Vault {
     key: hmac::Key,
     entries: Cache<(Arc<str>, Arc<str>), Entry>,
-    /// Scopes that hold at least one entry, so responses of the others skip restoring.
-    scopes: Cache<Arc<str>, ()>,
+    /// Per scope: the values masked so far, to find again wherever they reappear.
+    scopes: Cache<Arc<str>, Arc<Mutex<ScopeIndex>>>,
+}
+
+/// One value the vault holds, as the known-value matcher needs it.
+#[derive(Debug, Clone)]
+pub struct KnownValue {
+    pub kind: Arc<str>,
+    pub category: Arc<str>,
+    pub value: Secret,
+    pub restore: bool,
+}
+
+#[derive(Default)]
+struct ScopeIndex {
+    values: Vec<KnownValue>,
+    seen: HashSet<(Arc<str>, Arc<str>)>,
+    built: Option<Arc<Known>>,
+}
+
+/// Every value a scope has had masked, in one automaton: a value once masked is found again
+/// anywhere in that scope's later requests (out of the context that first gave it away, in
+/// another JSON level, after a round trip through the client), and gets its same placeholder.
+pub struct Known {
+    automaton: AhoCorasick,
+    /// Pattern index → index in `values`.
+    owner: Vec<usize>,
+    values: Vec<KnownValue>,
+}
+
+impl Known {
+    fn build(values: Vec<KnownValue>) -> Option<Self> {
+        let mut patterns: Vec<String> = Vec::new();
+        let mut owner = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            let plain = v.value.expose();
+            patterns.push(plain.to_owned());
+            owner.push(i);
+            // The same value as it reads inside a JSON string literal that was not decoded
+            // (a multi-line key pasted into a command).
+            let quoted = serde_json::to_string(plain).unwrap_or_default();
+            let escaped = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or("");
+            if escaped != plain && !escaped.is_empty() {
+                patterns.push(escaped.to_owned());
+                owner.push(i);
+            }
+        }
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&patterns)
+            .ok()?;
+        Some(Self {
+            automaton,
+            owner,
+            values,
+        })
+    }
+
+    /// Every occurrence of a known value in `text` that is not glued to more letters or digits:
+    /// (start, end, value).
+    pub fn find<'k>(&'k self, text: &str) -> Vec<(usize, usize, &'k KnownValue)> {
+        let bytes = text.as_bytes();
+        self.automaton
+            .find_iter(text)
+            .filter_map(|m| {
+                let value = &self.values[self.owner[m.pattern().as_usize()]];
+                let v = value.value.expose().as_bytes();
+                let glued_before = m.start() > 0
+                    && v.first().is_some_and(u8::is_ascii_alphanumeric)
+                    && bytes[m.start() - 1].is_ascii_alphanumeric();
+                let glued_after = m.end() < bytes.len()
+                    && v.last().is_some_and(u8::is_ascii_alphanumeric)
+                    && bytes[m.end()].is_ascii_alphanumeric();
+                (!glued_before && !glued_after).then_some((m.start(), m.end(), value))
+            })
+            .collect()
+    }
 }
 
 impl Vault {
@@ -75,6 +158,44 @@ impl Vault {
     /// The placeholder for `value` of `kind` (a rule id or category) in `scope`, remembered so it
     /// can be restored. `restore: false` keeps the placeholder in responses.
     pub fn placeholder(&self, scope: &str, kind: &str, value: &str, restore: bool) -> String {
+        self.remember(scope, kind, kind, value, restore, false)
+    }
+
+    /// As [`Vault::placeholder`], and the value is also looked for in the scope's later
+    /// requests wherever it appears (see [`Known`]), when it is long enough to match safely.
+    pub fn placeholder_known(
+        &self,
+        scope: &str,
+        kind: &str,
+        category: &str,
+        value: &str,
+        restore: bool,
+    ) -> String {
+        self.remember(scope, kind, category, value, restore, true)
+    }
+
+    /// The values of `scope` to look for in a new request, if it has any.
+    pub fn known(&self, scope: &str) -> Option<Arc<Known>> {
+        let index = self.scopes.get(scope)?;
+        let mut index = index.lock().ok()?;
+        if index.values.is_empty() {
+            return None;
+        }
+        if index.built.is_none() {
+            index.built = Known::build(index.values.clone()).map(Arc::new);
+        }
+        index.built.clone()
+    }
+
+    fn remember(
+        &self,
+        scope: &str,
+        kind: &str,
+        category: &str,
+        value: &str,
+        restore: bool,
+        known: bool,
+    ) -> String {
         let mut ctx = hmac::Context::with_key(&self.key);
         for part in [scope, kind, value] {
             ctx.update(&(part.len() as u64).to_be_bytes());
@@ -94,7 +215,27 @@ impl Vault {
                 restore,
             },
         );
-        self.scopes.insert(scope, ());
+        let index = self
+            .scopes
+            .get_with(scope, || Arc::new(Mutex::new(ScopeIndex::default())));
+        if known
+            && value.len() >= MIN_KNOWN_LEN
+            && !value.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(mut index) = index.lock()
+            && index.seen.insert((kind.into(), value.into()))
+        {
+            if index.values.len() >= MAX_KNOWN_PER_SCOPE {
+                let old = index.values.remove(0);
+                index.seen.remove(&(old.kind.clone(), old.value.0.clone()));
+            }
+            index.values.push(KnownValue {
+                kind: kind.into(),
+                category: category.into(),
+                value: Secret(value.into()),
+                restore,
+            });
+            index.built = None;
+        }
         placeholder
     }
 
@@ -130,6 +271,23 @@ fn kind_slug(kind: &str) -> String {
     } else {
         slug
     }
+}
+
+/// Whether `s` is, exactly and entirely, a placeholder by its grammar:
+/// `TOLLGATE_<KIND>_<TAG>`, KIND of `A-Z0-9_` (at most 48), TAG 10 base32 characters.
+pub fn is_placeholder_token(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix(PREFIX) else {
+        return false;
+    };
+    let b = rest.as_bytes();
+    if b.len() < TAG_LEN + 2 || b.len() > 48 + 1 + TAG_LEN {
+        return false;
+    }
+    let (kind, tag) = b.split_at(b.len() - TAG_LEN);
+    tag.iter().all(|c| BASE32.contains(c))
+        && kind.last() == Some(&b'_')
+        && kind.len() >= 2
+        && kind.iter().all(|&c| is_placeholder_byte(c))
 }
 
 /// Whether `b` can be part of a placeholder after its prefix.

@@ -2,6 +2,7 @@
 //! and how each one shapes its errors. Wire formats of each API join this module as they are needed.
 
 pub mod errors;
+pub mod eventstream;
 pub mod regions;
 pub mod residency;
 

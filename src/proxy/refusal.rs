@@ -172,6 +172,8 @@ impl Refusal {
             }
             MaskError::Decode(_) => Refusal::new(Reason::UndecodableBody, message),
             MaskError::Uninspectable { .. } => Refusal::new(Reason::UninspectableBody, message),
+            MaskError::Attachment { .. } => Refusal::new(Reason::UninspectableBody, message)
+                .with_rule("masking.attachments: refuse"),
         }
     }
 

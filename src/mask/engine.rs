@@ -1,0 +1,530 @@
+//! How a request body is taken apart to be masked, level by level.
+//!
+//! Every string of a JSON body is looked at where it sits:
+//! - a string that is itself a JSON document (tool-call `arguments`, MCP results, pasted config)
+//!   is walked like the body, its escapes decoded, to any depth up to [`MAX_NESTING`];
+//! - a value under a key that names a credential (`"password": "…"`) is judged as the value of
+//!   an assignment ([`super::assign`]);
+//! - base64 that carries text (data URLs, `data`/`file_data`/`bytes` fields, long base64 runs in
+//!   text) is decoded, masked and encoded again; base64 that is not text is an uninspected
+//!   attachment, recorded and passed or refused by policy;
+//! - everything else is text: the scope's known values first (a value once masked is masked
+//!   wherever it reappears), then the detectors, on the text and on a copy with its disguises
+//!   undone ([`super::normalize`]).
+//!
+//! Every change is an [`Edit`] of the original bytes: a placeholder (or re-encoded base64) put
+//! in place of exactly the bytes that spelled the secret, at whatever level of escaping it sat.
+//! Placeholders and base64 need no escaping in JSON, so every other byte of the body stays as it
+//! was and a body sent back in the next turn masks to the same bytes.
+
+use super::assign::{self, Context};
+use super::detect::Rule;
+use super::normalize::normalize;
+use super::vault::{Known, Vault, is_placeholder_token};
+use super::{Attachment, AttachmentPolicy, Finding, MaskError, MaskPolicy, RequestFacts, json};
+use base64::Engine as _;
+use std::sync::Arc;
+
+/// Levels of JSON-in-a-string or base64-in-a-string looked into, at most.
+pub const MAX_NESTING: usize = 6;
+/// Shortest base64 run in text worth decoding (12 bytes of content).
+const MIN_BASE64_RUN: usize = 16;
+
+/// A change to the text being masked: bytes `start..end` become `text`.
+#[derive(Debug, Clone)]
+pub struct Edit {
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+}
+
+/// `text` with `edits` (sorted, not overlapping) applied.
+pub fn apply(text: &str, edits: &[Edit]) -> String {
+    let mut out = String::with_capacity(text.len() + edits.len() * 16);
+    let mut at = 0;
+    for e in edits {
+        if e.start < at || e.end > text.len() {
+            continue;
+        }
+        out.push_str(&text[at..e.start]);
+        out.push_str(&e.text);
+        at = e.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// One request being masked: what it found so far.
+pub struct Scan<'a> {
+    policy: &'a MaskPolicy,
+    vault: &'a Vault,
+    scope: &'a str,
+    known: Option<Arc<Known>>,
+    pub findings: Vec<Finding>,
+    pub attachments: Vec<Attachment>,
+    pub facts: RequestFacts,
+}
+
+/// Where a candidate span came from.
+#[derive(Clone, Copy)]
+enum Source<'k> {
+    Known(&'k super::vault::KnownValue),
+    Rule(usize),
+}
+
+struct Candidate<'k> {
+    start: usize,
+    end: usize,
+    source: Source<'k>,
+}
+
+fn overlaps(c: &[Candidate<'_>], start: usize, end: usize) -> bool {
+    c.iter().any(|k| start < k.end && k.start < end)
+}
+
+impl<'a> Scan<'a> {
+    pub fn new(policy: &'a MaskPolicy, vault: &'a Vault, scope: &'a str) -> Self {
+        Self {
+            policy,
+            vault,
+            scope,
+            known: vault.known(scope),
+            findings: Vec::new(),
+            attachments: Vec::new(),
+            facts: RequestFacts::default(),
+        }
+    }
+
+    /// Masks a JSON document; `None` when `doc` is not one. `prefix` names the string it sits
+    /// in, for findings (`input[1].arguments>`).
+    pub fn document(
+        &mut self,
+        doc: &str,
+        prefix: &str,
+        depth: usize,
+    ) -> Result<Option<Vec<Edit>>, MaskError> {
+        let mut edits = Vec::new();
+        let walked = json::walk_strings(doc, |s| -> Result<(), MaskError> {
+            if depth == 0 && !s.is_key {
+                self.facts.notice(s.path, s.text);
+            }
+            let path = || format!("{prefix}{}", s.path);
+            let local = if s.is_key {
+                self.text(s.text, &path, depth)?
+            } else {
+                self.value(s.text, s.key(), &path, depth)?
+            };
+            for e in local {
+                let (start, end) = s.raw_span(e.start, e.end);
+                edits.push(Edit {
+                    start,
+                    end,
+                    text: e.text,
+                });
+            }
+            Ok(())
+        });
+        match walked {
+            Err(_) => Ok(None),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Ok(Some(edits)),
+        }
+    }
+
+    /// One JSON string value (or a decoded payload): nested JSON, attachment, text, and the
+    /// meaning its key gives it.
+    fn value(
+        &mut self,
+        text: &str,
+        key: Option<&str>,
+        path: &dyn Fn() -> String,
+        depth: usize,
+    ) -> Result<Vec<Edit>, MaskError> {
+        if depth < MAX_NESTING {
+            let t = text.trim_start();
+            if (t.starts_with('{') || t.starts_with('['))
+                && let Some(edits) = self.document(text, &format!("{}>", path()), depth + 1)?
+            {
+                return Ok(edits);
+            }
+            if let Some(edits) = self.attachment(text, key, path, depth)? {
+                return Ok(edits);
+            }
+        }
+        let edits = self.text(text, path, depth)?;
+        if edits.is_empty()
+            && let Some(key) = key
+            && let Some(rule) = self.policy.detector.field_rule()
+            && assign::is_credential_key(key)
+            && assign::judge(key, text, Context::Literal)
+        {
+            let start = text.len() - text.trim_start().len();
+            let end = text.trim_end().len();
+            return Ok(vec![self.replace(
+                rule,
+                &text[start..end],
+                start,
+                end,
+                path,
+            )?]);
+        }
+        Ok(edits)
+    }
+
+    /// A data URL, or a base64 payload under a key that holds file contents.
+    fn attachment(
+        &mut self,
+        text: &str,
+        key: Option<&str>,
+        path: &dyn Fn() -> String,
+        depth: usize,
+    ) -> Result<Option<Vec<Edit>>, MaskError> {
+        if let Some(rest) = text.strip_prefix("data:")
+            && let Some((meta, _)) = rest.split_once(',')
+            && meta.to_ascii_lowercase().ends_with(";base64")
+        {
+            let media = meta.split(';').next().unwrap_or("").to_ascii_lowercase();
+            let offset = "data:".len() + meta.len() + 1;
+            return self
+                .base64_payload(text, offset, Some(media), path, depth)
+                .map(Some);
+        }
+        if matches!(key, Some("data" | "file_data" | "bytes" | "content_base64"))
+            && text.len() >= MIN_BASE64_RUN
+            && base64_alphabet(text.as_bytes()).is_some()
+        {
+            return self.base64_payload(text, 0, None, path, depth).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Decodes `text[offset..]`; text is masked and encoded again, anything else is recorded as
+    /// an attachment that could not be inspected.
+    fn base64_payload(
+        &mut self,
+        text: &str,
+        offset: usize,
+        media: Option<String>,
+        path: &dyn Fn() -> String,
+        depth: usize,
+    ) -> Result<Vec<Edit>, MaskError> {
+        let payload = &text[offset..];
+        let Some((bytes, engine)) = decode_base64(payload) else {
+            return self.text(text, path, depth);
+        };
+        if let Some(decoded) = as_text(&bytes) {
+            let inner_path = || format!("{}>base64", path());
+            let inner = self.value(decoded, None, &inner_path, depth + 1)?;
+            if inner.is_empty() {
+                return Ok(Vec::new());
+            }
+            return Ok(vec![Edit {
+                start: offset,
+                end: text.len(),
+                text: engine.encode(apply(decoded, &inner)),
+            }]);
+        }
+        let media_type = media
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| sniff(&bytes).to_owned());
+        self.attachments.push(Attachment {
+            path: path(),
+            media_type: media_type.clone(),
+            bytes: bytes.len(),
+        });
+        if self.policy.attachments == AttachmentPolicy::Refuse {
+            return Err(MaskError::Attachment {
+                media_type,
+                path: path(),
+            });
+        }
+        Ok(Vec::new())
+    }
+
+    /// Text: known values, detectors (on the text and on its normalized copy), base64 runs.
+    pub fn text(
+        &mut self,
+        text: &str,
+        path: &dyn Fn() -> String,
+        depth: usize,
+    ) -> Result<Vec<Edit>, MaskError> {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        let policy: &'a MaskPolicy = self.policy;
+        let detector = &policy.detector;
+        let known = self.known.clone();
+        let mut found: Vec<Candidate<'_>> = Vec::new();
+        if let Some(known) = &known {
+            for (start, end, value) in known.find(text) {
+                found.push(Candidate {
+                    start,
+                    end,
+                    source: Source::Known(value),
+                });
+            }
+        }
+        for hit in detector.scan(text) {
+            if !overlaps(&found, hit.start, hit.end) {
+                found.push(Candidate {
+                    start: hit.start,
+                    end: hit.end,
+                    source: Source::Rule(hit.rule),
+                });
+            }
+        }
+        if let Some(n) = normalize(text) {
+            let mut extra: Vec<(usize, usize, Source<'_>)> = Vec::new();
+            if let Some(known) = &known {
+                for (s, e, value) in known.find(&n.text) {
+                    extra.push((s, e, Source::Known(value)));
+                }
+            }
+            for hit in detector.scan(&n.text) {
+                extra.push((hit.start, hit.end, Source::Rule(hit.rule)));
+            }
+            for (s, e, source) in extra {
+                let (start, end) = n.original_span(s, e);
+                if start < end
+                    && text.is_char_boundary(start)
+                    && text.is_char_boundary(end)
+                    && !overlaps(&found, start, end)
+                {
+                    found.push(Candidate { start, end, source });
+                }
+            }
+        }
+        found.sort_by_key(|c| c.start);
+        let mut edits = Vec::with_capacity(found.len());
+        for c in &found {
+            let value = &text[c.start..c.end];
+            if is_placeholder_token(value) {
+                continue;
+            }
+            let edit = match c.source {
+                Source::Known(known) => {
+                    self.findings.push(Finding {
+                        rule: known.kind.clone(),
+                        category: known.category.clone(),
+                        path: path(),
+                        offset: c.start,
+                    });
+                    Edit {
+                        start: c.start,
+                        end: c.end,
+                        text: self.vault.placeholder_known(
+                            self.scope,
+                            &known.kind,
+                            &known.category,
+                            known.value.expose(),
+                            known.restore,
+                        ),
+                    }
+                }
+                Source::Rule(rule) => self.replace(rule, value, c.start, c.end, path)?,
+            };
+            edits.push(edit);
+        }
+        if depth < MAX_NESTING {
+            self.base64_runs(text, &mut edits, path, depth)?;
+        }
+        Ok(edits)
+    }
+
+    /// The placeholder edit for a rule's hit, or the refusal its action asks for.
+    fn replace(
+        &mut self,
+        rule_index: usize,
+        value: &str,
+        start: usize,
+        end: usize,
+        path: &dyn Fn() -> String,
+    ) -> Result<Edit, MaskError> {
+        let policy: &'a MaskPolicy = self.policy;
+        let rule: &Rule = policy.detector.rule(rule_index);
+        match rule.action {
+            super::detect::RuleAction::Block => {
+                return Err(MaskError::Blocked {
+                    rule: rule.id.clone(),
+                    category: rule.category.clone(),
+                    path: path(),
+                });
+            }
+            super::detect::RuleAction::Approve => {
+                return Err(MaskError::NeedsApproval {
+                    rule: rule.id.clone(),
+                    category: rule.category.clone(),
+                    path: path(),
+                });
+            }
+            super::detect::RuleAction::Mask | super::detect::RuleAction::Off => {}
+        }
+        self.findings.push(Finding {
+            rule: rule.id.clone(),
+            category: rule.category.clone(),
+            path: path(),
+            offset: start,
+        });
+        let text = if rule.is_literal_list() {
+            // Custom literals are matched as their list says (word or substring), not out of
+            // context.
+            self.vault
+                .placeholder(self.scope, &rule.id, value, rule.restore)
+        } else {
+            self.vault
+                .placeholder_known(self.scope, &rule.id, &rule.category, value, rule.restore)
+        };
+        Ok(Edit { start, end, text })
+    }
+
+    /// Base64 runs in text that decode to text (a `.env` pasted as base64, a Kubernetes Secret's
+    /// `data:` values): masked inside and encoded again.
+    fn base64_runs(
+        &mut self,
+        text: &str,
+        edits: &mut Vec<Edit>,
+        path: &dyn Fn() -> String,
+        depth: usize,
+    ) -> Result<(), MaskError> {
+        let b = text.as_bytes();
+        let mut i = 0;
+        let mut added = false;
+        while i < b.len() {
+            if !is_b64(b[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < b.len() && is_b64(b[i]) {
+                i += 1;
+            }
+            let mut end = i;
+            while end < b.len() && end - i < 2 && b[end] == b'=' {
+                end += 1;
+            }
+            i = end;
+            let run = &text[start..end];
+            if run.len() < MIN_BASE64_RUN
+                || run.len() % 4 != 0
+                || (start > 0 && (b[start - 1] == b'-' || b[start - 1] == b'_'))
+                || edits.iter().any(|e| start < e.end && e.start < end)
+            {
+                continue;
+            }
+            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(run) else {
+                continue;
+            };
+            let Some(decoded) = as_text(&bytes) else {
+                continue;
+            };
+            let inner_path = || format!("{}>base64", path());
+            let inner = self.value(decoded, None, &inner_path, depth + 1)?;
+            if !inner.is_empty() {
+                edits.push(Edit {
+                    start,
+                    end,
+                    text: base64::engine::general_purpose::STANDARD.encode(apply(decoded, &inner)),
+                });
+                added = true;
+            }
+        }
+        if added {
+            edits.sort_by_key(|e| e.start);
+        }
+        Ok(())
+    }
+}
+
+fn is_b64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+}
+
+/// Which base64 alphabet `bytes` is written in, if it is base64 at all.
+fn base64_alphabet(bytes: &[u8]) -> Option<bool> {
+    let body = bytes
+        .strip_suffix(b"==")
+        .or_else(|| bytes.strip_suffix(b"="))
+        .unwrap_or(bytes);
+    let standard = body.iter().all(|&b| is_b64(b));
+    let url = body
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if standard {
+        Some(true)
+    } else if url {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Decodes base64 in whichever alphabet and padding it uses; returns the engine that encodes it
+/// back the same way.
+fn decode_base64(payload: &str) -> Option<(Vec<u8>, base64::engine::GeneralPurpose)> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let trimmed = payload.trim_end_matches(['\n', '\r']);
+    if trimmed.len() != payload.len() {
+        return None;
+    }
+    let padded = payload.ends_with('=');
+    let engine = match (base64_alphabet(payload.as_bytes())?, padded) {
+        (true, true) => STANDARD,
+        (true, false) if payload.len() % 4 == 0 => STANDARD,
+        (true, false) => STANDARD_NO_PAD,
+        (false, true) => URL_SAFE,
+        (false, false) if payload.len() % 4 == 0 => URL_SAFE,
+        (false, false) => URL_SAFE_NO_PAD,
+    };
+    engine.decode(payload).ok().map(|b| (b, engine))
+}
+
+/// The bytes as text, when they are UTF-8 without the control characters binary data has.
+fn as_text(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    text.bytes()
+        .all(|b| b >= 0x20 && b != 0x7F || matches!(b, b'\n' | b'\r' | b'\t' | 0x0C))
+        .then_some(text)
+}
+
+/// A media type from a payload's first bytes, for the record of what was not inspected.
+fn sniff(bytes: &[u8]) -> &'static str {
+    const MAGIC: &[(&[u8], &str)] = &[
+        (b"\x89PNG", "image/png"),
+        (b"\xFF\xD8\xFF", "image/jpeg"),
+        (b"GIF8", "image/gif"),
+        (b"%PDF", "application/pdf"),
+        (b"PK\x03\x04", "application/zip"),
+        (b"\x1F\x8B", "application/gzip"),
+        (b"RIFF", "image/webp"),
+        (b"\x28\xB5\x2F\xFD", "application/zstd"),
+    ];
+    MAGIC
+        .iter()
+        .find(|(m, _)| bytes.starts_with(m))
+        .map_or("application/octet-stream", |(_, t)| t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_keeps_its_alphabet_and_padding() {
+        for s in [
+            "aGVsbG8gd29ybGQ=",
+            "aGVsbG8gd29ybGQ",
+            "Pz8_Pz8-",
+            "Pz8/Pz8+",
+        ] {
+            let (bytes, engine) = decode_base64(s).unwrap();
+            assert_eq!(engine.encode(&bytes), s);
+        }
+        assert!(decode_base64("not base64!").is_none());
+        assert_eq!(as_text(b"KEY=v\n"), Some("KEY=v\n"));
+        assert_eq!(as_text(b"\x89PNG\r\n\x1a\n"), None);
+        assert_eq!(sniff(b"%PDF-1.7"), "application/pdf");
+    }
+}
