@@ -7,7 +7,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
-use tollgate::mask::restore::{Restorer, SseRestorer};
+use tollgate::mask::restore::{Restorer, SseRestorer, StreamRestore};
 use tollgate::mask::vault::Vault;
 use tollgate::mask::{MaskPolicy, Masker};
 use tollgate::policy::Source;

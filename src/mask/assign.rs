@@ -281,15 +281,16 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
     match context {
         Context::Literal => true,
         Context::Line => {
-            !is_type_name(v) && !is_code_expression(v) && !(words > 1 && looks_like_prose(v))
+            let prose = words > 1 && looks_like_prose(v);
+            !(is_type_name(v) || is_code_expression(v) || prose)
         }
         Context::Yaml => {
             let bare_name = v
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            !is_type_name(v)
-                && (bare_name || !is_code_expression(v))
-                && !(words > 1 && looks_like_prose(v))
+            let code = !bare_name && is_code_expression(v);
+            let prose = words > 1 && looks_like_prose(v);
+            !(is_type_name(v) || code || prose)
         }
         Context::Inline => words == 1 && looks_random(v) && !is_code_expression_strict(v),
     }
@@ -475,9 +476,9 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
     let space_before = spaces(&mut i);
     let op = if text[i..].starts_with(":=") || text[i..].starts_with("=>") {
         2
-    } else if b.get(i) == Some(&b'=') && b.get(i + 1) != Some(&b'=') {
-        1
-    } else if b.get(i) == Some(&b':') && b.get(i + 1) != Some(&b':') {
+    } else if (b.get(i) == Some(&b'=') && b.get(i + 1) != Some(&b'='))
+        || (b.get(i) == Some(&b':') && b.get(i + 1) != Some(&b':'))
+    {
         1
     } else {
         return None;

@@ -96,7 +96,7 @@ pub fn raw_span_in(raw: &str, start: usize, end: usize) -> (usize, usize) {
         let (raw_len, dec_len) = if b[r] == b'\\' {
             match b.get(r + 1) {
                 Some(b'u') => {
-                    let code = b.get(r + 2..r + 6).and_then(|h| hex4(h)).unwrap_or(0);
+                    let code = b.get(r + 2..r + 6).and_then(hex4).unwrap_or(0);
                     if (0xD800..0xDC00).contains(&code) && b.get(r + 6) == Some(&b'\\') {
                         (12, 4)
                     } else {

@@ -1,13 +1,27 @@
 //! Putting values back: placeholders in responses are replaced by what they stand for before
-//! the client sees them, in JSON bodies and in SSE streams as they flow.
+//! the client sees them, in JSON bodies, SSE streams and AWS event streams as they flow.
 //!
-//! A stream may split a placeholder anywhere: across SSE events, TCP chunks or UTF-8 characters.
-//! The restorer holds back only the bytes that could still become a placeholder; everything else
-//! goes on at once.
+//! How a value is written back is decided by where its placeholder lands, never guessed from
+//! the text: in prose it goes in as it is; inside a string of a JSON document the model writes
+//! (tool-call arguments, whole or streamed in pieces) it is escaped for that string; and the
+//! JSON of the answer itself escapes it once more. Which fields are prose, which are JSON and
+//! which are pieces of a longer text is the providers' wire knowledge ([`crate::providers::stream`]).
+//!
+//! A stream may split a placeholder anywhere: across events, TCP chunks or UTF-8 characters.
+//! Each stream slot (a choice, a tool call, a content block, a candidate) holds back only the
+//! bytes that could still become a placeholder; everything else goes on at once, and the slots
+//! of an interleaved stream never flush each other. Held text whose slot ends without the
+//! placeholder completing is sent as a copy of the slot's last event, before the event that
+//! ended the slot.
 
-use super::json::{Segment, rewrite_strings};
+use super::json::rewrite_strings;
 use super::vault::{MAX_LEN, PREFIX, Vault, is_placeholder_byte};
-use std::collections::HashMap;
+use crate::providers::eventstream::{self, FrameReader};
+use crate::providers::sse;
+use crate::providers::stream::{self, Kind, Shape};
+use base64::Engine as _;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Restores the placeholders of one scope.
@@ -15,6 +29,39 @@ use std::sync::Arc;
 pub struct Restorer {
     vault: Arc<Vault>,
     scope: Arc<str>,
+}
+
+/// Where a JSON document being read piece by piece stands: inside a string or not.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JsonLex {
+    in_string: bool,
+    escaped: bool,
+}
+
+impl JsonLex {
+    fn advance(&mut self, bytes: &[u8]) {
+        for &c in bytes {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if c == b'\\' {
+                    self.escaped = true;
+                } else if c == b'"' {
+                    self.in_string = false;
+                }
+            } else if c == b'"' {
+                self.in_string = true;
+            }
+        }
+    }
+}
+
+fn json_escaped(value: &str) -> String {
+    let quoted = serde_json::to_string(value).unwrap_or_default();
+    quoted
+        .get(1..quoted.len().saturating_sub(1))
+        .unwrap_or("")
+        .to_owned()
 }
 
 impl Restorer {
@@ -30,29 +77,30 @@ impl Restorer {
         self.vault.has_scope(&self.scope)
     }
 
-    /// `text` with every known placeholder replaced; `None` when nothing changed.
+    /// Prose: every known placeholder replaced by its value as it is; `None` when nothing changed.
     pub fn restore_text(&self, text: &str) -> Option<String> {
-        self.restore_with(text, |value, out| out.push_str(value))
+        self.restore_in(text, Kind::Text, &mut JsonLex::default())
     }
 
-    /// As `restore_text`, escaping each value for the inside of a JSON string literal: for
-    /// strings that carry JSON text (tool-call arguments, `partial_json`).
-    fn restore_json_fragment(&self, text: &str) -> Option<String> {
-        self.restore_with(text, |value, out| {
-            let quoted = serde_json::to_string(value).expect("strings serialize");
-            out.push_str(&quoted[1..quoted.len() - 1]);
-        })
+    /// A JSON document the model wrote (whole or not): values landing inside its strings are
+    /// escaped for them.
+    pub fn restore_json_text(&self, text: &str) -> Option<String> {
+        self.restore_in(text, Kind::Json, &mut JsonLex::default())
     }
 
-    fn restore_with(&self, text: &str, put: impl Fn(&str, &mut String)) -> Option<String> {
+    /// Restores `text` read as `kind`, continuing from `lex` (the state a JSON document is in
+    /// where `text` begins), which is left where `text` ends.
+    fn restore_in(&self, text: &str, kind: Kind, lex: &mut JsonLex) -> Option<String> {
+        let bytes = text.as_bytes();
         let mut out: Option<String> = None;
         let mut copied = 0;
+        let mut lexed = 0;
         let mut search = 0;
-        while let Some(found) = PREFIX_FINDER.find(&text.as_bytes()[search..]) {
+        while let Some(found) = PREFIX_FINDER.find(&bytes[search..]) {
             let start = search + found;
             let run_end = start
                 + PREFIX.len()
-                + text.as_bytes()[start + PREFIX.len()..]
+                + bytes[start + PREFIX.len()..]
                     .iter()
                     .take_while(|&&b| is_placeholder_byte(b))
                     .count();
@@ -68,10 +116,22 @@ impl Restorer {
             if let Some((end, value)) = hit {
                 let buf = out.get_or_insert_with(|| String::with_capacity(text.len() + 64));
                 buf.push_str(&text[copied..start]);
-                put(value.expose(), buf);
+                let escape = kind == Kind::Json && {
+                    lex.advance(&bytes[lexed..start]);
+                    lexed = start;
+                    lex.in_string
+                };
+                if escape {
+                    buf.push_str(&json_escaped(value.expose()));
+                } else {
+                    buf.push_str(value.expose());
+                }
                 copied = end;
                 search = end;
             }
+        }
+        if kind == Kind::Json {
+            lex.advance(&bytes[lexed..]);
         }
         out.map(|mut buf| {
             buf.push_str(&text[copied..]);
@@ -79,27 +139,19 @@ impl Restorer {
         })
     }
 
-    /// Restores every string of a JSON document. A string that is itself a JSON document (OpenAI
-    /// tool-call `arguments`) is restored inside, so values are escaped for where they land.
+    /// Restores every string of a whole JSON answer: prose as it is, `arguments` as the JSON
+    /// documents they are. A body that is not JSON is restored as prose.
     pub fn restore_json(&self, doc: &str) -> Option<String> {
-        match rewrite_strings::<()>(doc, |s| Ok(self.restore_string(s.text))) {
+        match rewrite_strings::<()>(doc, |s| Ok(self.restore_whole(s.text, s.key()))) {
             Ok(Ok(result)) => result,
             _ => self.restore_text(doc),
         }
     }
 
-    fn restore_string(&self, text: &str) -> Option<String> {
+    fn restore_whole(&self, text: &str, key: Option<&str>) -> Option<String> {
         // Most strings hold no placeholder at all.
         PREFIX_FINDER.find(text.as_bytes())?;
-        let trimmed = text.trim_start();
-        if trimmed.starts_with('{') || trimmed.starts_with('[') {
-            if let Ok(Ok(inner)) = rewrite_strings::<()>(text, |s| Ok(self.restore_text(s.text))) {
-                return inner;
-            }
-            // Not a whole document (a streamed fragment): escape as JSON inside a string.
-            return self.restore_json_fragment(text);
-        }
-        self.restore_text(text)
+        self.restore_in(text, stream::whole_kind(key), &mut JsonLex::default())
     }
 }
 
@@ -124,38 +176,41 @@ pub fn pending_len(text: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Restores a stream of text deltas for one slot (one content block, one tool call's
-/// arguments), holding back a possible placeholder start until the next delta decides it.
-#[derive(Default)]
+/// Restores a stream of text pieces for one slot, holding back a possible placeholder start
+/// until the next piece decides it. For a JSON slot it follows the document's strings.
 pub struct SlotCarry {
     held: String,
+    kind: Kind,
+    lex: JsonLex,
 }
 
 impl SlotCarry {
-    /// Takes the next delta; returns what may be emitted now.
-    pub fn push(&mut self, restorer: &Restorer, delta: &str, json_fragment: bool) -> String {
+    pub fn new(kind: Kind) -> Self {
+        Self {
+            held: String::new(),
+            kind,
+            lex: JsonLex::default(),
+        }
+    }
+
+    /// Takes the next piece; returns what may be emitted now.
+    pub fn push(&mut self, restorer: &Restorer, delta: &str) -> String {
         let mut text = std::mem::take(&mut self.held);
         text.push_str(delta);
         let keep = pending_len(&text);
         self.held = text[text.len() - keep..].to_owned();
         text.truncate(text.len() - keep);
-        let restored = if json_fragment {
-            restorer.restore_json_fragment(&text)
-        } else {
-            restorer.restore_text(&text)
-        };
-        restored.unwrap_or(text)
+        restorer
+            .restore_in(&text, self.kind, &mut self.lex)
+            .unwrap_or(text)
     }
 
     /// The end of the slot: whatever was held, restored if it is a whole placeholder.
-    pub fn finish(&mut self, restorer: &Restorer, json_fragment: bool) -> String {
+    pub fn finish(&mut self, restorer: &Restorer) -> String {
         let text = std::mem::take(&mut self.held);
-        let restored = if json_fragment {
-            restorer.restore_json_fragment(&text)
-        } else {
-            restorer.restore_text(&text)
-        };
-        restored.unwrap_or(text)
+        restorer
+            .restore_in(&text, self.kind, &mut self.lex)
+            .unwrap_or(text)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -163,39 +218,276 @@ impl SlotCarry {
     }
 }
 
-/// Restores an SSE stream event by event. Each `data:` payload that is JSON has its strings
-/// restored; a string that ends in a possible placeholder start is shortened and the rest carried
-/// into the next event of the same slot (its path plus the event's `index` fields). Held text
-/// whose slot does not continue is sent as a copy of the slot's last event carrying just that
-/// text, before the event that ended the slot.
-pub struct SseRestorer {
-    restorer: Restorer,
-    /// Bytes of an event not yet complete.
-    buf: Vec<u8>,
-    slots: HashMap<String, Slot>,
-}
-
+/// A slot holding text, and the event to copy should it need to flush on its own.
 struct Slot {
     carry: SlotCarry,
-    /// The last event that carried this slot, to copy for a flush: (event lines before data,
-    /// data JSON, path).
-    template: (String, String, Vec<Segment<'static>>),
-    /// The stream's line ending.
-    eol: &'static str,
-    json_fragment: bool,
+    /// The envelope of the slot's last event (SSE lines before `data:`, or a whole frame).
+    envelope: Vec<u8>,
+    /// That event's data, and the path of the slot's field in it.
+    data: String,
+    path: String,
+}
+
+/// An event to send before the current one: (envelope, data).
+type Flush = (Vec<u8>, String);
+
+/// The slots of one stream, whatever its envelope: event data in, restored data out.
+struct Slots {
+    restorer: Restorer,
+    /// Ordered, so flushes at the end come out in a stable order.
+    slots: BTreeMap<String, Slot>,
+}
+
+impl Slots {
+    fn new(restorer: Restorer) -> Self {
+        Self {
+            restorer,
+            slots: BTreeMap::new(),
+        }
+    }
+
+    /// Whether an event's data could need any work: a slot holds text, the data holds a
+    /// placeholder or a string ending in what could begin one, or it carries a piece of a JSON
+    /// document (whose strings must be followed to know how a later value lands).
+    fn needs_work(&self, data: &[u8]) -> bool {
+        self.slots.values().any(|s| !s.carry.is_empty())
+            || may_hold_placeholder(data)
+            || JSON_PIECE_MARKERS.iter().any(|m| m.find(data).is_some())
+    }
+
+    /// One event: returns the flushes to send before it and its new data (`None`: unchanged).
+    fn event(
+        &mut self,
+        data: &str,
+        name: Option<&str>,
+        envelope: &[u8],
+    ) -> (Vec<Flush>, Option<String>) {
+        let Ok(value) = serde_json::from_str::<Value>(data) else {
+            let shape = stream::describe_text(data);
+            let flushes = self.flush_ended(&shape, &[]);
+            return (flushes, self.restorer.restore_text(data));
+        };
+        let shape = stream::describe(&value, name);
+        let mut touched: Vec<String> = Vec::new();
+        let restorer = self.restorer.clone();
+        let slots = &mut self.slots;
+        let rewritten = rewrite_strings::<()>(data, |s| {
+            if s.is_key {
+                return Ok(None);
+            }
+            let path = s.path.to_string();
+            let Some(delta) = shape.deltas.iter().find(|d| d.path == path) else {
+                // A whole value: restored as a whole, never through a holder.
+                if PREFIX_FINDER.find(s.text.as_bytes()).is_none() {
+                    return Ok(None);
+                }
+                return Ok(restorer.restore_in(
+                    s.text,
+                    stream::whole_kind(s.key()),
+                    &mut JsonLex::default(),
+                ));
+            };
+            let slot = slots.entry(delta.slot.clone()).or_insert_with(|| Slot {
+                carry: SlotCarry::new(delta.kind),
+                envelope: Vec::new(),
+                data: String::new(),
+                path: String::new(),
+            });
+            let mut emitted = slot.carry.push(&restorer, s.text);
+            if shape.ends(&delta.slot) {
+                emitted.push_str(&slot.carry.finish(&restorer));
+            }
+            touched.push(delta.slot.clone());
+            Ok((emitted != s.text).then_some(emitted))
+        });
+        let data_out = match rewritten {
+            Ok(Ok(d)) => d,
+            _ => None,
+        };
+        let flushes = self.flush_ended(&shape, &touched);
+        for key in &touched {
+            let path = shape
+                .deltas
+                .iter()
+                .find(|d| &d.slot == key)
+                .map(|d| d.path.clone())
+                .unwrap_or_default();
+            let ended = shape.ends(key);
+            let remove = match self.slots.get_mut(key) {
+                // A JSON slot lives until it ends: it follows its document's strings.
+                Some(slot)
+                    if !ended && (!slot.carry.is_empty() || slot.carry.kind == Kind::Json) =>
+                {
+                    slot.envelope = envelope.to_vec();
+                    slot.data = data.to_owned();
+                    slot.path = path;
+                    false
+                }
+                _ => true,
+            };
+            if remove {
+                self.slots.remove(key);
+            }
+        }
+        (flushes, data_out)
+    }
+
+    /// Flushes the slots `shape` ends that this event did not itself continue.
+    fn flush_ended(&mut self, shape: &Shape, touched: &[String]) -> Vec<Flush> {
+        let ended: Vec<String> = self
+            .slots
+            .keys()
+            .filter(|k| shape.ends(k) && !touched.contains(k))
+            .cloned()
+            .collect();
+        ended.iter().filter_map(|k| self.flush(k)).collect()
+    }
+
+    /// Every slot still holding text: the stream ended.
+    fn finish(&mut self) -> Vec<Flush> {
+        let keys: Vec<String> = self.slots.keys().cloned().collect();
+        keys.iter().filter_map(|k| self.flush(k)).collect()
+    }
+
+    /// A copy of the slot's last event carrying just its held text.
+    fn flush(&mut self, key: &str) -> Option<Flush> {
+        let mut slot = self.slots.remove(key)?;
+        let text = slot.carry.finish(&self.restorer);
+        if text.is_empty() {
+            return None;
+        }
+        let path = slot.path;
+        let copy = rewrite_strings::<()>(&slot.data, |s| {
+            Ok((!s.is_key && s.path.to_string() == path).then(|| text.clone()))
+        });
+        match copy {
+            Ok(Ok(Some(d))) => Some((slot.envelope, strip_terminal_fields(&d))),
+            _ => None,
+        }
+    }
+}
+
+/// Clears fields that would make a copied event end the stream, or count usage, a second time.
+fn strip_terminal_fields(data: &str) -> String {
+    let Ok(mut value) = serde_json::from_str::<Value>(data) else {
+        return data.to_owned();
+    };
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for key in ["finish_reason", "finishReason", "stop_reason"] {
+                    if let Some(field) = map.get_mut(key) {
+                        *field = Value::Null;
+                    }
+                }
+                map.remove("usage");
+                map.remove("usageMetadata");
+                for child in map.values_mut() {
+                    walk(child);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut value);
+    serde_json::to_string(&value).unwrap_or_else(|_| data.to_owned())
+}
+
+/// A response body restored as it streams: bytes in, bytes out.
+pub trait StreamRestore: Send + Sync {
+    /// Feeds bytes from upstream; returns the bytes to send to the client now.
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8>;
+    /// The upstream ended: what is left.
+    fn finish(&mut self) -> Vec<u8>;
+}
+
+/// Restores an SSE stream event by event (see the module's documentation).
+pub struct SseRestorer {
+    slots: Slots,
+    /// Bytes of an event not yet complete.
+    buf: Vec<u8>,
 }
 
 impl SseRestorer {
     pub fn new(restorer: Restorer) -> Self {
         Self {
-            restorer,
+            slots: Slots::new(restorer),
             buf: Vec::new(),
-            slots: HashMap::new(),
         }
     }
 
-    /// Feeds bytes from upstream; returns the bytes to send to the client now.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+    /// Processes the complete events at the start of `bytes`; returns where the rest begins.
+    fn events(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> usize {
+        let mut at = 0;
+        while let Some((end, sep)) = sse::event_end(&bytes[at..]) {
+            let (event, separator) = (&bytes[at..at + end], &bytes[at + end..at + end + sep]);
+            if !self.slots.needs_work(event) {
+                // The common case: nothing held, nothing to restore.
+                out.extend_from_slice(event);
+            } else {
+                self.process_event(event, out);
+            }
+            out.extend_from_slice(separator);
+            at += end + sep;
+        }
+        at
+    }
+
+    fn process_event(&mut self, event: &[u8], out: &mut Vec<u8>) {
+        let Ok(text) = std::str::from_utf8(event) else {
+            // SSE is UTF-8; anything else passes as it came.
+            out.extend_from_slice(event);
+            return;
+        };
+        let fields = sse::fields(text);
+        let Some(data) = fields.data else {
+            // Comments (`: keep-alive`) and events without data end no slot.
+            out.extend_from_slice(event);
+            return;
+        };
+        let eol = sse::line_ending(text);
+        let head: String = text
+            .split_inclusive('\n')
+            .take_while(|l| !l.starts_with("data:"))
+            .collect();
+        let (flushes, new_data) = self.slots.event(&data, fields.event, head.as_bytes());
+        for (envelope, data) in flushes {
+            out.extend_from_slice(&envelope);
+            sse::write_data(&data, eol, out);
+            out.extend_from_slice(eol.as_bytes());
+        }
+        match new_data {
+            None => out.extend_from_slice(event),
+            Some(new_data) => {
+                let mut written = false;
+                for line in text.split_inclusive('\n') {
+                    if line.starts_with("data:") {
+                        if !written {
+                            sse::write_data(&new_data, eol, out);
+                            written = true;
+                        }
+                    } else {
+                        out.extend_from_slice(line.as_bytes());
+                    }
+                }
+                // The event's last line may lack its line ending (it ends at the separator).
+                if !text.ends_with('\n') && out.ends_with(eol.as_bytes()) && written {
+                    let last_is_data = text
+                        .rsplit('\n')
+                        .next()
+                        .is_some_and(|l| l.starts_with("data:"));
+                    if last_is_data {
+                        out.truncate(out.len() - eol.len());
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl StreamRestore for SseRestorer {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(chunk.len() + 64);
         if self.buf.is_empty() {
             // Work on the chunk itself; keep only an unfinished event.
@@ -211,302 +503,181 @@ impl SseRestorer {
         out
     }
 
-    /// Processes the complete events at the start of `bytes`; returns where the rest begins.
-    fn events(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> usize {
-        let mut at = 0;
-        while let Some((end, sep)) = find_event_end(&bytes[at..]) {
-            let (event, separator) = (&bytes[at..at + end], &bytes[at + end..at + end + sep]);
-            if self.slots.is_empty() && !may_hold_placeholder(event) {
-                // The common case: nothing held, nothing to restore.
-                out.extend_from_slice(event);
-                out.extend_from_slice(separator);
-            } else {
-                self.process_event(event, separator, out);
-            }
-            at += end + sep;
-        }
-        at
-    }
-
-    /// The upstream ended: flush what is left.
-    pub fn finish(&mut self) -> Vec<u8> {
+    fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         let rest = std::mem::take(&mut self.buf);
-        self.flush_all(&mut out);
-        if !rest.is_empty() {
-            match std::str::from_utf8(&rest) {
-                Ok(text) => out.extend_from_slice(
-                    self.restorer
-                        .restore_text(text)
-                        .unwrap_or_else(|| text.to_owned())
-                        .as_bytes(),
-                ),
-                Err(_) => out.extend_from_slice(&rest),
+        if !rest.is_empty() && self.slots.needs_work(&rest) {
+            // A last event without its blank line.
+            self.process_event(&rest, &mut out);
+        } else {
+            out.extend_from_slice(&rest);
+        }
+        for (envelope, data) in self.slots.finish() {
+            out.extend_from_slice(&envelope);
+            sse::write_data(&data, "\n", &mut out);
+            out.extend_from_slice(b"\n");
+        }
+        out
+    }
+}
+
+/// Restores an AWS event stream (Bedrock's `application/vnd.amazon.eventstream`) frame by
+/// frame: ConverseStream JSON events, and InvokeModelWithResponseStream chunks whose `bytes`
+/// carry the model's own JSON events in base64. Rewritten frames get their CRCs recomputed.
+pub struct EventStreamRestorer {
+    slots: Slots,
+    reader: FrameReader,
+    /// The stream could not be framed: the rest passes as it comes.
+    broken: bool,
+}
+
+impl EventStreamRestorer {
+    pub fn new(restorer: Restorer) -> Self {
+        Self {
+            slots: Slots::new(restorer),
+            reader: FrameReader::default(),
+            broken: false,
+        }
+    }
+
+    fn frame(&mut self, raw: Vec<u8>, out: &mut Vec<u8>) {
+        let Ok(frame) = eventstream::decode_frame(&raw) else {
+            out.extend_from_slice(&raw);
+            return;
+        };
+        if frame.header_str(":message-type") != Some("event") {
+            out.extend_from_slice(&raw);
+            return;
+        }
+        let name = frame.header_str(":event-type").map(str::to_owned);
+        let Ok(payload) = std::str::from_utf8(&frame.payload) else {
+            out.extend_from_slice(&raw);
+            return;
+        };
+        let wrapped = serde_json::from_str::<Value>(payload)
+            .ok()
+            .and_then(|v| v.get("bytes").and_then(Value::as_str).map(str::to_owned));
+        let (flushes, new_payload) = match wrapped {
+            Some(b64) => {
+                let Some(inner) = base64::engine::general_purpose::STANDARD
+                    .decode(&b64)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                else {
+                    out.extend_from_slice(&raw);
+                    return;
+                };
+                if !self.slots.needs_work(inner.as_bytes()) {
+                    out.extend_from_slice(&raw);
+                    return;
+                }
+                let (flushes, new_inner) = self.slots.event(&inner, None, &raw);
+                let flushes = flushes
+                    .into_iter()
+                    .map(|(env, data)| (env, wrap_bytes(&data)))
+                    .collect::<Vec<_>>();
+                let new_payload = new_inner.and_then(|inner| {
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(inner);
+                    rewrite_strings::<()>(payload, |s| {
+                        Ok((s.key() == Some("bytes") && s.path.0.len() == 1)
+                            .then(|| encoded.clone()))
+                    })
+                    .ok()
+                    .and_then(Result::ok)
+                    .flatten()
+                });
+                (flushes, new_payload)
+            }
+            None => {
+                if !self.slots.needs_work(payload.as_bytes()) {
+                    out.extend_from_slice(&raw);
+                    return;
+                }
+                self.slots.event(payload, name.as_deref(), &raw)
+            }
+        };
+        for (template, data) in flushes {
+            out.extend_from_slice(&reframe(&template, data.into_bytes()));
+        }
+        match new_payload {
+            Some(p) => {
+                let mut frame = frame;
+                frame.payload = p.into_bytes();
+                out.extend_from_slice(&frame.encode());
+            }
+            None => out.extend_from_slice(&raw),
+        }
+    }
+}
+
+/// An InvokeModelWithResponseStream chunk payload for the model's JSON event `inner`.
+fn wrap_bytes(inner: &str) -> String {
+    serde_json::json!({ "bytes": base64::engine::general_purpose::STANDARD.encode(inner) })
+        .to_string()
+}
+
+/// The frame `template` with `payload` in place of its own.
+fn reframe(template: &[u8], payload: Vec<u8>) -> Vec<u8> {
+    match eventstream::decode_frame(template) {
+        Ok(mut frame) => {
+            frame.payload = payload;
+            frame.encode()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+impl StreamRestore for EventStreamRestorer {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        if self.broken {
+            return chunk.to_vec();
+        }
+        self.reader.push(chunk);
+        let mut out = Vec::with_capacity(chunk.len() + 64);
+        loop {
+            match self.reader.next_raw() {
+                Ok(Some(raw)) => self.frame(raw, &mut out),
+                Ok(None) => break,
+                Err(_) => {
+                    // Not a stream we can read: what is left goes as it came.
+                    self.broken = true;
+                    out.extend_from_slice(self.reader.remaining());
+                    break;
+                }
             }
         }
         out
     }
 
-    fn process_event(&mut self, event: &[u8], separator: &[u8], out: &mut Vec<u8>) {
-        let Ok(text) = std::str::from_utf8(event) else {
-            // SSE is UTF-8; anything else passes as it came.
-            self.flush_all(out);
-            out.extend_from_slice(event);
-            out.extend_from_slice(separator);
-            return;
-        };
-        let mut head = String::new();
-        let mut data = String::new();
-        let mut has_data = false;
-        for line in text.split_inclusive('\n') {
-            let bare = line.trim_end_matches(['\n', '\r']);
-            if let Some(value) = bare.strip_prefix("data:") {
-                let value = value.strip_prefix(' ').unwrap_or(value);
-                if has_data {
-                    data.push('\n');
-                }
-                data.push_str(value);
-                has_data = true;
-            } else if !has_data {
-                head.push_str(line);
-            }
+    fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (template, data) in self.slots.finish() {
+            let wrapped = eventstream::decode_frame(&template).is_ok_and(|f| {
+                serde_json::from_slice::<Value>(&f.payload).is_ok_and(|v| v.get("bytes").is_some())
+            });
+            let data = if wrapped { wrap_bytes(&data) } else { data };
+            out.extend_from_slice(&reframe(&template, data.into_bytes()));
         }
-        let is_ping = text.contains("event: ping")
-            || data.contains(r#""type":"ping""#)
-            || data.contains(r#""type": "ping""#);
-        let trimmed = data.trim_start();
-        let is_json = has_data && (trimmed.starts_with('{') || trimmed.starts_with('['));
-        if !is_json {
-            if !is_ping {
-                self.flush_all(out);
-            }
-            match self.restorer.restore_text(text) {
-                Some(restored) => out.extend_from_slice(restored.as_bytes()),
-                None => out.extend_from_slice(event),
-            }
-            out.extend_from_slice(separator);
-            return;
+        if !self.broken {
+            out.extend_from_slice(self.reader.remaining());
         }
-        let index_key = index_key(&data);
-        let mut touched: Vec<String> = Vec::new();
-        let restorer = self.restorer.clone();
-        let slots = &mut self.slots;
-        let rewritten = rewrite_strings::<()>(&data, |s| {
-            if s.is_key {
-                return Ok(None);
-            }
-            let key = format!("{}|{index_key}", s.path);
-            let json_fragment = looks_like_json_fragment(&s.path.0, s.text);
-            let slot_exists = slots.contains_key(&key);
-            if !is_delta_field(&s.path.0) || (!slot_exists && pending_len(s.text) == 0) {
-                // The common case: no carry, nothing held; restore whole placeholders only.
-                return Ok(if PREFIX_FINDER.find(s.text.as_bytes()).is_some() {
-                    if json_fragment {
-                        restorer.restore_json_fragment(s.text)
-                    } else {
-                        restorer.restore_text(s.text)
-                    }
-                } else {
-                    None
-                });
-            }
-            touched.push(key.clone());
-            if !slot_exists {
-                slots.insert(
-                    key.clone(),
-                    Slot {
-                        carry: SlotCarry::default(),
-                        template: (String::new(), String::new(), owned_path(&s.path.0)),
-                        eol: "\n",
-                        json_fragment,
-                    },
-                );
-            }
-            let slot = slots.get_mut(&key).expect("inserted above");
-            let emitted = slot.carry.push(&restorer, s.text, slot.json_fragment);
-            Ok((emitted != s.text).then_some(emitted))
-        });
-        let data_out = match rewritten {
-            Ok(Ok(Some(d))) => Some(d),
-            _ => None,
-        };
-        // Slots this event did not continue end here, unless it is only a keep-alive.
-        if !is_ping {
-            let ended: Vec<String> = self
-                .slots
-                .keys()
-                .filter(|k| !touched.contains(k))
-                .cloned()
-                .collect();
-            for key in ended {
-                self.flush_slot(&key, out);
-            }
-        }
-        for key in &touched {
-            if let Some(slot) = self.slots.get_mut(key) {
-                slot.template.0 = head.clone();
-                slot.eol = line_ending(text);
-                slot.template.1 = data.clone();
-                if slot.carry.is_empty() {
-                    self.slots.remove(key);
-                }
-            }
-        }
-        match data_out {
-            None => out.extend_from_slice(event),
-            Some(data_out) => {
-                let mut written = false;
-                for line in text.split_inclusive('\n') {
-                    if line.starts_with("data:") {
-                        if !written {
-                            write_data(&data_out, line_ending(text), out);
-                            written = true;
-                        }
-                    } else {
-                        out.extend_from_slice(line.as_bytes());
-                    }
-                }
-            }
-        }
-        out.extend_from_slice(separator);
-    }
-
-    fn flush_all(&mut self, out: &mut Vec<u8>) {
-        let keys: Vec<String> = self.slots.keys().cloned().collect();
-        for key in keys {
-            self.flush_slot(&key, out);
-        }
-    }
-
-    /// Sends a slot's held text as a copy of its last event.
-    fn flush_slot(&mut self, key: &str, out: &mut Vec<u8>) {
-        let Some(mut slot) = self.slots.remove(key) else {
-            return;
-        };
-        let text = slot.carry.finish(&self.restorer, slot.json_fragment);
-        if text.is_empty() {
-            return;
-        }
-        let (head, data, path) = slot.template;
-        let copy = rewrite_strings::<()>(&data, |s| {
-            Ok((!s.is_key && s.path.0 == path).then(|| text.clone()))
-        });
-        let data = match copy {
-            Ok(Ok(Some(d))) => strip_terminal_fields(&d),
-            _ => return,
-        };
-        let eol = slot.eol;
-        out.extend_from_slice(head.as_bytes());
-        write_data(&data, eol, out);
-        out.extend_from_slice(eol.as_bytes());
+        out
     }
 }
 
-/// Clears fields that would make a copied event end the stream, or count usage, a second time.
-fn strip_terminal_fields(data: &str) -> String {
-    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(data) else {
-        return data.to_owned();
-    };
-    fn walk(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(map) => {
-                for key in ["finish_reason", "finishReason", "stop_reason"] {
-                    if let Some(field) = map.get_mut(key) {
-                        *field = serde_json::Value::Null;
-                    }
-                }
-                map.remove("usage");
-                map.remove("usageMetadata");
-                for child in map.values_mut() {
-                    walk(child);
-                }
-            }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    walk(&mut value);
-    serde_json::to_string(&value).unwrap_or_else(|_| data.to_owned())
-}
-
-/// Writes `data` as `data:` lines ending in `eol`, the line ending the stream uses.
-fn write_data(data: &str, eol: &str, out: &mut Vec<u8>) {
-    for line in data.split('\n') {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line.as_bytes());
-        out.extend_from_slice(eol.as_bytes());
-    }
-}
-
-fn line_ending(event: &str) -> &'static str {
-    if event.contains("\r\n") { "\r\n" } else { "\n" }
-}
-
-/// The event's position markers (`index`, `output_index`, `content_index`, `item_id`), which
-/// tell apart slots whose paths are the same (OpenAI tool calls, Anthropic content blocks).
-fn index_key(data: &str) -> String {
-    let mut key = String::new();
-    for marker in [
-        "\"index\":",
-        "\"output_index\":",
-        "\"content_index\":",
-        "\"item_id\":",
-    ] {
-        let mut from = 0;
-        while let Some(at) = data[from..].find(marker) {
-            let start = from + at + marker.len();
-            let value: String = data[start..]
-                .trim_start()
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '"' || *c == '-')
-                .collect();
-            key.push_str(&value);
-            key.push(',');
-            from = start;
-        }
-    }
-    key
-}
-
-fn owned_path(path: &[Segment<'_>]) -> Vec<Segment<'static>> {
-    path.iter().cloned().map(Segment::into_owned).collect()
-}
-
-/// Fields that carry a stream's text in pieces, where a placeholder may be split.
-fn is_delta_field(path: &[Segment<'_>]) -> bool {
-    matches!(
-        path.last(),
-        Some(Segment::Key(k)) if matches!(
-            k.as_ref(),
-            "content" | "text" | "arguments" | "partial_json" | "thinking" | "delta" | "refusal"
-        )
-    )
-}
-
-/// Strings that carry JSON text in pieces: OpenAI's tool-call `arguments`, Anthropic's
-/// `partial_json`, the Responses API's argument deltas.
-fn looks_like_json_fragment(path: &[Segment<'_>], text: &str) -> bool {
-    match path.last() {
-        Some(Segment::Key(k)) => {
-            k == "arguments"
-                || k == "partial_json"
-                || (k == "delta" && text.trim_start().starts_with('{'))
-        }
-        _ => false,
-    }
-}
-
-/// End of the first complete event in `buf`: (index of the separator, its length).
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    for i in memchr::memchr_iter(b'\n', buf) {
-        match (buf.get(i + 1), buf.get(i + 2)) {
-            (Some(b'\n'), _) => return Some((i + 1, 1)),
-            (Some(b'\r'), Some(b'\n')) => return Some((i + 1, 2)),
-            _ => {}
-        }
-    }
-    None
-}
+/// What events carrying a piece of a JSON document contain (tool-call arguments, partial JSON).
+static JSON_PIECE_MARKERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+    std::sync::LazyLock::new(|| {
+        [
+            &b"\"arguments\""[..],
+            b"\"partial_json\"",
+            b"function_call_arguments",
+            b"\"toolUse\"",
+        ]
+        .into_iter()
+        .map(memchr::memmem::Finder::new)
+        .collect()
+    });
 
 static PREFIX_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(PREFIX.as_bytes()));
@@ -515,11 +686,14 @@ static PREFIX_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
 fn may_hold_placeholder(event: &[u8]) -> bool {
     let prefix = PREFIX.as_bytes();
     PREFIX_FINDER.find(event).is_some()
-        || event.windows(2).enumerate().any(|(i, pair)| {
+        || memchr::memchr_iter(b'"', event).any(|q| {
             // A string ends right after a letter that ends some proper prefix of `TOLLGATE_`.
-            let q = i + 1;
-            pair[1] == b'"'
-                && matches!(pair[0], b'T' | b'O' | b'L' | b'G' | b'A' | b'E')
+            q > 0
+                && matches!(event[q - 1], b'T' | b'O' | b'L' | b'G' | b'A' | b'E')
                 && (1..prefix.len()).any(|n| q >= n && event[q - n..q] == prefix[..n])
         })
 }
+
+#[cfg(test)]
+#[path = "restore_tests.rs"]
+mod tests;

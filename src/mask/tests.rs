@@ -524,7 +524,7 @@ fn policy_errors_name_the_field() {
 
 mod properties {
     use super::*;
-    use crate::mask::restore::{Restorer, SseRestorer};
+    use crate::mask::restore::{Restorer, SseRestorer, StreamRestore};
     use proptest::prelude::*;
     use std::sync::Arc;
 

@@ -1,10 +1,14 @@
 //! The catalog of LLM API providers: which hosts belong to whom, whether Tollgate inspects them,
-//! and how each one shapes its errors. Wire formats of each API join this module as they are needed.
+//! and how each one shapes its errors; and their wire formats, written down once: [`sse`] (the
+//! one SSE reader), [`eventstream`] (AWS event-stream framing), [`stream`] (where each API puts
+//! the model's output in its answers).
 
 pub mod errors;
 pub mod eventstream;
 pub mod regions;
 pub mod residency;
+pub mod sse;
+pub mod stream;
 
 use crate::policy::hosts::{HostPattern, HostSet};
 use crate::policy::{LoadError, Source};

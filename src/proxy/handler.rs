@@ -81,6 +81,8 @@ struct Exchange {
     scope: Arc<str>,
     /// What masking found: rule, category and place, never a value.
     findings: Vec<crate::mask::Finding>,
+    /// Attachments masking could not look into.
+    attachments: Vec<crate::mask::Attachment>,
     provider: Option<String>,
     /// Wall-clock start, for the audit record.
     started_at: String,
@@ -162,7 +164,7 @@ impl Exchange {
         record.method = Some(self.method.to_string());
         record.path = Some(self.path.clone());
         record.bytes_up = self.bytes_up;
-        record.findings = findings_json(&self.findings);
+        record.findings = findings_json(&self.findings, &self.attachments);
         record.session_id = self.session_id.clone().unwrap_or_else(|| {
             crate::record::session_id(&self.scope, self.provider.as_deref(), None)
         });
@@ -367,6 +369,7 @@ impl Handler {
             let masking = policy.masking_for(profile);
             let masked = masking::mask_request(&self.shared, masking, &exchange.scope, req).await?;
             exchange.findings = masked.findings;
+            exchange.attachments = masked.attachments;
             exchange.bytes_up = masked.sent.len() as u64;
             exchange.request_body = masked.sent;
             exchange.model = masked
@@ -502,6 +505,7 @@ impl Handler {
             started: Instant::now(),
             scope: scope.as_str().into(),
             findings: Vec::new(),
+            attachments: Vec::new(),
             provider,
             started_at: crate::record::now(),
             bytes_up: req
@@ -707,8 +711,13 @@ impl HttpHandler for Handler {
     }
 }
 
-/// Findings as the audit record keeps them: rule, category, place; never a value.
-fn findings_json(findings: &[crate::mask::Finding]) -> String {
+/// Findings as the audit record keeps them: rule, category, place; never a value. Attachments
+/// that could not be inspected are listed with them (rule `uninspected-attachment`), with their
+/// media type and size, so an auditor sees what left unread.
+fn findings_json(
+    findings: &[crate::mask::Finding],
+    attachments: &[crate::mask::Attachment],
+) -> String {
     let list: Vec<serde_json::Value> = findings
         .iter()
         .map(|f| {
@@ -719,6 +728,15 @@ fn findings_json(findings: &[crate::mask::Finding]) -> String {
                 "offset": f.offset,
             })
         })
+        .chain(attachments.iter().map(|a| {
+            serde_json::json!({
+                "rule": "uninspected-attachment",
+                "category": "attachment",
+                "path": a.path,
+                "media_type": a.media_type,
+                "bytes": a.bytes,
+            })
+        }))
         .collect();
     serde_json::Value::Array(list).to_string()
 }

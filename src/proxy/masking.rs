@@ -5,8 +5,9 @@
 use super::Shared;
 use super::refusal::{Reason, Refusal};
 use crate::mask::decode::{self, DecodeError};
-use crate::mask::restore::{Restorer, SseRestorer};
-use crate::mask::{Finding, MaskError, MaskPolicy, Masker, RequestFacts};
+use crate::mask::restore::{EventStreamRestorer, Restorer, SseRestorer, StreamRestore};
+use crate::mask::stream_decode::StreamDecoder;
+use crate::mask::{Attachment, Finding, MaskError, MaskPolicy, Masker, RequestFacts};
 use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response};
@@ -24,6 +25,8 @@ const MAX_RESTORED_RESPONSE: usize = 64 << 20;
 pub struct MaskedRequest {
     pub req: Request<Body>,
     pub findings: Vec<Finding>,
+    /// Attachments that could not be inspected (media type, size), for the record.
+    pub attachments: Vec<Attachment>,
     pub facts: RequestFacts,
     /// The body exactly as it is sent upstream.
     pub sent: Bytes,
@@ -47,6 +50,7 @@ pub async fn mask_request(
         return Ok(MaskedRequest {
             req: Request::from_parts(parts, body),
             findings: Vec::new(),
+            attachments: Vec::new(),
             facts: RequestFacts::default(),
             sent: Bytes::new(),
             original: None,
@@ -110,6 +114,7 @@ pub async fn mask_request(
     Ok(MaskedRequest {
         req: Request::from_parts(parts, Body::from(body.clone())),
         findings: masked.findings,
+        attachments: masked.attachments,
         facts: masked.facts,
         sent: body,
         original,
@@ -128,7 +133,10 @@ fn is_signed(headers: &http::HeaderMap) -> bool {
     sigv4 && !unsigned_payload
 }
 
-/// Restores placeholders in the response of an exchange whose scope has any.
+/// Restores placeholders in the response of an exchange whose scope has any. Streams (SSE,
+/// AWS event streams) are restored as they pass, decompressed on the way when the upstream
+/// compressed them anyway; other textual answers are read whole (up to
+/// [`MAX_RESTORED_RESPONSE`]) and restored at once.
 pub async fn restore_response(
     restorer: Restorer,
     res: Response<Body>,
@@ -148,12 +156,31 @@ pub async fn restore_response(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.eq_ignore_ascii_case("identity"))
         .map(str::to_owned);
-    if content_type.starts_with("text/event-stream") && encoded.is_none() {
+    let streamed: Option<Box<dyn StreamRestore>> = if content_type.starts_with("text/event-stream")
+    {
+        Some(Box::new(SseRestorer::new(restorer.clone())))
+    } else if content_type.starts_with("application/vnd.amazon.eventstream") {
+        Some(Box::new(EventStreamRestorer::new(restorer.clone())))
+    } else {
+        None
+    };
+    if let Some(stream) = streamed {
+        let decoder = match &encoded {
+            Some(coding) => StreamDecoder::new(coding, MAX_RESTORED_RESPONSE).map_err(|e| {
+                Refusal::new(
+                    Reason::UpstreamFailed,
+                    format!("the streamed answer is encoded in a way Tollgate cannot read to restore it: {e}"),
+                )
+            })?,
+            None => None,
+        };
         let (mut parts, body) = res.into_parts();
         parts.headers.remove(CONTENT_LENGTH);
-        let body = RestoringSse {
+        parts.headers.remove(CONTENT_ENCODING);
+        let body = RestoringStream {
             inner: body,
-            sse: SseRestorer::new(restorer),
+            decoder,
+            stream,
             ended: false,
         };
         return Ok(Response::from_parts(parts, Body::from(BoxBody::new(body))));
@@ -200,14 +227,31 @@ pub async fn restore_response(
     Ok(Response::from_parts(parts, Body::from(body)))
 }
 
-/// An SSE body with placeholders restored as events pass.
-struct RestoringSse {
+/// A streamed body with placeholders restored as it passes (decoded first, if it came encoded).
+struct RestoringStream {
     inner: Body,
-    sse: SseRestorer,
+    decoder: Option<StreamDecoder>,
+    stream: Box<dyn StreamRestore>,
     ended: bool,
 }
 
-impl HttpBody for RestoringSse {
+impl RestoringStream {
+    fn decoded(&mut self, data: &[u8]) -> Result<Vec<u8>, hudsucker::Error> {
+        match &mut self.decoder {
+            Some(d) => d.push(data).map_err(decode_failed),
+            None => Ok(data.to_vec()),
+        }
+    }
+}
+
+fn decode_failed(e: DecodeError) -> hudsucker::Error {
+    hudsucker::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("the upstream's encoded stream broke: {e}"),
+    ))
+}
+
+impl HttpBody for RestoringStream {
     type Data = Bytes;
     type Error = hudsucker::Error;
 
@@ -223,7 +267,14 @@ impl HttpBody for RestoringSse {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
-                        let out = this.sse.feed(&data);
+                        let decoded = match this.decoded(&data) {
+                            Ok(d) => d,
+                            Err(e) => {
+                                this.ended = true;
+                                return Poll::Ready(Some(Err(e)));
+                            }
+                        };
+                        let out = this.stream.feed(&decoded);
                         if !out.is_empty() {
                             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                         }
@@ -233,7 +284,12 @@ impl HttpBody for RestoringSse {
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => {
                     this.ended = true;
-                    let out = this.sse.finish();
+                    let mut out = match this.decoder.as_mut().map(StreamDecoder::finish) {
+                        Some(Ok(rest)) => this.stream.feed(&rest),
+                        Some(Err(e)) => return Poll::Ready(Some(Err(decode_failed(e)))),
+                        None => Vec::new(),
+                    };
+                    out.extend(this.stream.finish());
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                     }

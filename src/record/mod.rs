@@ -203,30 +203,19 @@ pub fn usage_of(body: &[u8]) -> Option<String> {
 }
 
 /// The text of an SSE answer's deltas, joined: what the model said, readable in the audit.
+/// Read with the providers' one SSE reader and stream shapes ([`crate::providers::stream`]).
 pub fn sse_text(body: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
     let mut out = String::new();
-    for line in text.lines() {
-        let Some(data) = line.strip_prefix("data:").map(str::trim_start) else {
+    for event in crate::providers::sse::events(text) {
+        let Some(data) = event.data else {
             continue;
         };
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(data) else {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&data) else {
             continue;
         };
-        let pieces = [
-            &event["choices"][0]["delta"]["content"],
-            &event["delta"]["text"],
-            &event["candidates"][0]["content"]["parts"][0]["text"],
-        ];
-        for piece in pieces {
-            if let Some(s) = piece.as_str() {
-                out.push_str(s);
-            }
-        }
-        if event["type"] == "response.output_text.delta"
-            && let Some(s) = event["delta"].as_str()
-        {
-            out.push_str(s);
+        for (_, _, piece) in crate::providers::stream::pieces(&value, event.event) {
+            out.push_str(piece);
         }
     }
     Some(out)
