@@ -192,6 +192,23 @@ pub enum PolicyCommand {
         /// Policy directory (default: ./policies when present, else the embedded defaults).
         dir: Option<PathBuf>,
     },
+    /// Scan files as masking would scan a request's text, and list what it would mask (rule,
+    /// file, line); values are never printed unless `--show` asks for the lines that hold them.
+    /// Exits 0 when nothing was found, 1 otherwise.
+    Scan {
+        /// Files to scan (text; others are skipped).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print each finding's line (it holds the value: for your own files only).
+        #[arg(long)]
+        show: bool,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+        /// Policy directory (default: ./policies when present, else the embedded defaults).
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
+    },
     /// Print what the proxy would do with one request, and why; sends nothing. Exits 0 when
     /// the request would be allowed (or tunneled), 1 when it would be refused.
     Explain {
@@ -552,6 +569,23 @@ impl Cli {
                 println!("policy OK: {}", policy.summary());
                 Ok(())
             }
+            Command::Policy(PolicyCommand::Scan {
+                files,
+                show,
+                json,
+                policies,
+            }) => {
+                let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
+                    policies,
+                    ..Default::default()
+                }))?;
+                let policy = Policy::load(config.policies.as_deref())?;
+                if scan_files(policy.masking(), &files, show, json)? {
+                    Err(CommandError::WouldRefuse)
+                } else {
+                    Ok(())
+                }
+            }
             Command::Policy(PolicyCommand::Explain {
                 host,
                 path,
@@ -599,6 +633,70 @@ impl Cli {
             }
         }
     }
+}
+
+/// `policy scan`: each file's text through the masker; returns whether anything was found.
+fn scan_files(
+    masking: &crate::mask::MaskPolicy,
+    files: &[PathBuf],
+    show: bool,
+    json: bool,
+) -> Result<bool, CommandError> {
+    let vault = crate::mask::vault::Vault::new(std::time::Duration::from_secs(60), 100_000);
+    let mut out = std::io::stdout().lock();
+    let mut any = false;
+    for path in files {
+        let Ok(text) = std::fs::read(path).map(String::from_utf8) else {
+            continue;
+        };
+        let Ok(text) = text else {
+            continue;
+        };
+        let masker = crate::mask::Masker {
+            policy: masking,
+            vault: &vault,
+            scope: "scan",
+        };
+        let mut findings = Vec::new();
+        let outcome = masker.mask_text(&text, &|| "body".into(), &mut findings);
+        if let Err(e) = outcome {
+            writeln!(out, "{}: {e}", path.display()).map_err(CommandError::Output)?;
+            any = true;
+            continue;
+        }
+        for f in findings {
+            any = true;
+            let offset = f.offset.min(text.len());
+            let line_no = text.as_bytes()[..offset]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            let line = text[..offset]
+                .rfind('\n')
+                .map_or(0, |n| n + 1);
+            let line_end = text[offset..].find('\n').map_or(text.len(), |n| offset + n);
+            let line_text: String = text[line..line_end].chars().take(240).collect();
+            if json {
+                let mut v = serde_json::json!({
+                    "file": path.display().to_string(),
+                    "line": line_no,
+                    "rule": &*f.rule,
+                    "category": &*f.category,
+                });
+                if show {
+                    v["text"] = line_text.into();
+                }
+                writeln!(out, "{v}")
+            } else if show {
+                writeln!(out, "{}:{line_no}: {} {}", path.display(), f.rule, line_text.trim())
+            } else {
+                writeln!(out, "{}:{line_no}: {} ({})", path.display(), f.rule, f.category)
+            }
+            .map_err(CommandError::Output)?;
+        }
+    }
+    Ok(any)
 }
 
 /// `replay --send`: through the running proxy, then the difference.
