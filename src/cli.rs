@@ -672,9 +672,7 @@ fn scan_files(
                 .filter(|&&b| b == b'\n')
                 .count()
                 + 1;
-            let line = text[..offset]
-                .rfind('\n')
-                .map_or(0, |n| n + 1);
+            let line = text[..offset].rfind('\n').map_or(0, |n| n + 1);
             let line_end = text[offset..].find('\n').map_or(text.len(), |n| offset + n);
             let line_text: String = text[line..line_end].chars().take(240).collect();
             if json {
@@ -689,9 +687,21 @@ fn scan_files(
                 }
                 writeln!(out, "{v}")
             } else if show {
-                writeln!(out, "{}:{line_no}: {} {}", path.display(), f.rule, line_text.trim())
+                writeln!(
+                    out,
+                    "{}:{line_no}: {} {}",
+                    path.display(),
+                    f.rule,
+                    line_text.trim()
+                )
             } else {
-                writeln!(out, "{}:{line_no}: {} ({})", path.display(), f.rule, f.category)
+                writeln!(
+                    out,
+                    "{}:{line_no}: {} ({})",
+                    path.display(),
+                    f.rule,
+                    f.category
+                )
             }
             .map_err(CommandError::Output)?;
         }

@@ -926,7 +926,7 @@ pub const RULES: &[RuleSpec] = &[
         "url-credentials",
         "credentials",
         ["://"],
-        r#"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://[^\s:/?#@"'<>\\]{0,128}:([^\s/?"'<>\\]{1,256})@[A-Za-z0-9.\-\[\]]+"#,
+        r#"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://[^\s:/?#@"'<>\\]{0,128}:([^\s/?<>\\]{1,256})@[A-Za-z0-9.\-\[\]]+"#,
         Check::NotPlaceholder
     ),
     rule!(

@@ -54,7 +54,41 @@ pub struct Received {
     pub tls: bool,
 }
 
+/// A scripted model: given the request as it arrived (masked), the answer to send.
+pub type ModelFn = Arc<dyn Fn(&Received) -> Answer + Send + Sync>;
+
+/// A scripted answer: headers, and the body in the chunks it is sent in.
+pub struct Answer {
+    pub content_type: &'static str,
+    pub content_encoding: Option<&'static str>,
+    pub chunks: Vec<Vec<u8>>,
+}
+
+impl Answer {
+    pub fn json(v: &serde_json::Value) -> Self {
+        Self {
+            content_type: "application/json",
+            content_encoding: None,
+            chunks: vec![v.to_string().into_bytes()],
+        }
+    }
+
+    /// SSE events (each already `event:`/`data:` lines without the blank line), sent one
+    /// chunk per event.
+    pub fn sse(events: Vec<String>) -> Self {
+        Self {
+            content_type: "text/event-stream",
+            content_encoding: None,
+            chunks: events
+                .into_iter()
+                .map(|e| format!("{e}\n\n").into_bytes())
+                .collect(),
+        }
+    }
+}
+
 struct State {
+    model: Mutex<Option<ModelFn>>,
     received: Mutex<Vec<Received>>,
     tls_connections: AtomicUsize,
     gate: Semaphore,
@@ -83,6 +117,7 @@ impl Upstream {
 
     pub async fn start_with(options: UpstreamOptions) -> Self {
         let state = Arc::new(State {
+            model: Mutex::new(None),
             received: Mutex::new(Vec::new()),
             tls_connections: AtomicUsize::new(0),
             gate: Semaphore::new(0),
@@ -170,6 +205,11 @@ impl Upstream {
         self.state.jwks_fetches.load(Ordering::SeqCst)
     }
 
+    /// Answers requests carrying `x-test-model` with `model`.
+    pub fn set_model(&self, model: impl Fn(&Received) -> Answer + Send + Sync + 'static) {
+        *self.state.model.lock().unwrap() = Some(Arc::new(model));
+    }
+
     /// Lets one held stream (`/test/gated-sse`) send the rest of its events.
     pub fn release(&self) {
         self.state.gate.add_permits(1);
@@ -227,14 +267,30 @@ async fn route(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    state.received.lock().unwrap().push(Received {
+    let received = Received {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
         version: parts.version,
         headers: parts.headers.clone(),
         body: body.clone(),
         tls,
-    });
+    };
+    state.received.lock().unwrap().push(received.clone());
+    let model = state.model.lock().unwrap().clone();
+    if let Some(model) = model.filter(|_| parts.headers.contains_key("x-test-model")) {
+        let answer = model(&received);
+        let chunks = stream::iter(
+            answer
+                .chunks
+                .into_iter()
+                .map(|c| Ok::<_, Infallible>(Frame::data(Bytes::from(c)))),
+        );
+        let mut res = Response::builder().header("content-type", answer.content_type);
+        if let Some(enc) = answer.content_encoding {
+            res = res.header("content-encoding", enc);
+        }
+        return Ok(res.body(BodyExt::boxed(StreamBody::new(chunks))).unwrap());
+    }
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if parts.headers.contains_key("x-test-echo") {
         return Ok(echo(parts.uri.path(), &json));
