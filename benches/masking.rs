@@ -2,6 +2,7 @@
 //! system prompt, tool schemas and several source files read by tools, with a few secrets,
 //! every built-in rule and 100 custom identifiers; and an SSE answer of the same size.
 
+use base64::Engine as _;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -47,7 +48,23 @@ fn agent_request() -> String {
         let file = SOURCES[i % SOURCES.len()];
         size += file.len();
         messages.push(serde_json::json!({"role": "assistant", "content": [{"type": "tool_use", "id": format!("toolu_{i}"), "name": "Read", "input": {"file_path": format!("/repo/file{i}.rs")}}]}));
-        messages.push(serde_json::json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": format!("toolu_{i}"), "content": file}]}));
+        // Files as agents carry them: plain tool results, JSON inside a tool result (a shell
+        // tool's output object), structured tool inputs, and base64 documents.
+        let content = match i % 4 {
+            0 => serde_json::json!(file),
+            1 => serde_json::json!(
+                serde_json::json!({"output": file, "metadata": {"exit_code": 0}}).to_string()
+            ),
+            2 => serde_json::json!([{"type": "text", "text": file}]),
+            _ => {
+                serde_json::json!([{"type": "document", "source": {"type": "base64", "media_type": "text/plain", "data": base64::engine::general_purpose::STANDARD.encode(file)}}])
+            }
+        };
+        messages.push(serde_json::json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": format!("toolu_{i}"), "content": content}]}));
+        if i % 4 == 2 {
+            messages.push(serde_json::json!({"role": "assistant", "content": [{"type": "tool_use", "id": format!("w{i}"), "name": "Write", "input": {"file_path": "/repo/out.rs", "content": file}}]}));
+            size += file.len();
+        }
         i += 1;
     }
     serde_json::json!({

@@ -255,42 +255,52 @@ impl<'a> Scan<'a> {
         let detector = &policy.detector;
         let known = self.known.clone();
         let mut found: Vec<Candidate<'_>> = Vec::new();
-        if let Some(known) = &known {
-            for (start, end, value) in known.find(text) {
-                found.push(Candidate {
-                    start,
-                    end,
-                    source: Source::Known(value),
-                });
-            }
-        }
-        for hit in detector.scan(text) {
-            if !overlaps(&found, hit.start, hit.end) {
-                found.push(Candidate {
-                    start: hit.start,
-                    end: hit.end,
-                    source: Source::Rule(hit.rule),
-                });
-            }
-        }
-        if let Some(n) = normalize(text) {
-            let mut extra: Vec<(usize, usize, Source<'_>)> = Vec::new();
-            if let Some(known) = &known {
-                for (s, e, value) in known.find(&n.text) {
-                    extra.push((s, e, Source::Known(value)));
+        match normalize(text) {
+            // Nothing disguised: the text as it is.
+            None => {
+                if let Some(known) = &known {
+                    for (start, end, value) in known.find(text) {
+                        found.push(Candidate {
+                            start,
+                            end,
+                            source: Source::Known(value),
+                        });
+                    }
+                }
+                for hit in detector.scan(text) {
+                    if !overlaps(&found, hit.start, hit.end) {
+                        found.push(Candidate {
+                            start: hit.start,
+                            end: hit.end,
+                            source: Source::Rule(hit.rule),
+                        });
+                    }
                 }
             }
-            for hit in detector.scan(&n.text) {
-                extra.push((hit.start, hit.end, Source::Rule(hit.rule)));
-            }
-            for (s, e, source) in extra {
-                let (start, end) = n.original_span(s, e);
-                if start < end
-                    && text.is_char_boundary(start)
-                    && text.is_char_boundary(end)
-                    && !overlaps(&found, start, end)
-                {
-                    found.push(Candidate { start, end, source });
+            // Escapes, percent-encoding, invisible or full-width characters: the decoded copy
+            // is what a reader (or a lenient parser upstream) sees, so that is what is scanned;
+            // what is found is masked in the original's spelling.
+            Some(n) => {
+                let mut copy: Vec<(usize, usize, Source<'_>)> = Vec::new();
+                if let Some(known) = &known {
+                    for (s, e, value) in known.find(&n.text) {
+                        copy.push((s, e, Source::Known(value)));
+                    }
+                }
+                for hit in detector.scan(&n.text) {
+                    if !copy.iter().any(|&(s, e, _)| hit.start < e && s < hit.end) {
+                        copy.push((hit.start, hit.end, Source::Rule(hit.rule)));
+                    }
+                }
+                for (s, e, source) in copy {
+                    let (start, end) = n.original_span(s, e);
+                    if start < end
+                        && text.is_char_boundary(start)
+                        && text.is_char_boundary(end)
+                        && !overlaps(&found, start, end)
+                    {
+                        found.push(Candidate { start, end, source });
+                    }
                 }
             }
         }
@@ -435,8 +445,19 @@ impl<'a> Scan<'a> {
     }
 }
 
+static B64: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
+        i += 1;
+    }
+    t
+};
+
 fn is_b64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+    B64[b as usize]
 }
 
 /// Which base64 alphabet `bytes` is written in, if it is base64 at all.

@@ -45,6 +45,17 @@ pub fn normalize(text: &str) -> Option<Normalized> {
         origin.extend(std::iter::repeat_n(at as u32, out.len() - before));
     };
     while i < b.len() {
+        // Copy the plain run up to the next byte that could start a disguise, in one go.
+        let run = b[i..]
+            .iter()
+            .position(|&c| c == b'\\' || c == b'%' || c >= 0x80)
+            .map_or(b.len(), |n| i + n);
+        if run > i {
+            out.push_str(&text[i..run]);
+            origin.extend(i as u32..run as u32);
+            i = run;
+            continue;
+        }
         let c = b[i];
         if c == b'\\' {
             let (decoded, len) = match b.get(i + 1) {

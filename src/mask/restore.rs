@@ -251,8 +251,8 @@ impl Slots {
     /// document (whose strings must be followed to know how a later value lands).
     fn needs_work(&self, data: &[u8]) -> bool {
         self.slots.values().any(|s| !s.carry.is_empty())
-            || may_hold_placeholder(data)
-            || JSON_PIECE_MARKERS.iter().any(|m| m.find(data).is_some())
+            || NEEDS_WORK.iter().any(|f| f.find(data).is_some())
+            || ends_in_prefix(data)
     }
 
     /// One event: returns the flushes to send before it and its new data (`None`: unchanged).
@@ -665,14 +665,15 @@ impl StreamRestore for EventStreamRestorer {
     }
 }
 
-/// What events carrying a piece of a JSON document contain (tool-call arguments, partial JSON).
-static JSON_PIECE_MARKERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+/// A placeholder, and what events carrying a piece of a JSON document contain (tool-call
+/// arguments, partial JSON); each found with memchr's SIMD substring search.
+static NEEDS_WORK: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
     std::sync::LazyLock::new(|| {
         [
-            &b"\"arguments\""[..],
-            b"\"partial_json\"",
-            b"function_call_arguments",
-            b"\"toolUse\"",
+            PREFIX.as_bytes(),
+            b"arguments",
+            b"partial_json",
+            b"toolUse",
         ]
         .into_iter()
         .map(memchr::memmem::Finder::new)
@@ -682,16 +683,15 @@ static JSON_PIECE_MARKERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'stati
 static PREFIX_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(PREFIX.as_bytes()));
 
-/// Whether an event holds a placeholder, or a string that ends in what could begin one.
-fn may_hold_placeholder(event: &[u8]) -> bool {
+/// Whether a string in the event ends in what could begin a placeholder.
+fn ends_in_prefix(event: &[u8]) -> bool {
     let prefix = PREFIX.as_bytes();
-    PREFIX_FINDER.find(event).is_some()
-        || memchr::memchr_iter(b'"', event).any(|q| {
-            // A string ends right after a letter that ends some proper prefix of `TOLLGATE_`.
-            q > 0
-                && matches!(event[q - 1], b'T' | b'O' | b'L' | b'G' | b'A' | b'E')
-                && (1..prefix.len()).any(|n| q >= n && event[q - n..q] == prefix[..n])
-        })
+    memchr::memchr_iter(b'"', event).any(|q| {
+        // A string ends right after a letter that ends some proper prefix of `TOLLGATE_`.
+        q > 0
+            && matches!(event[q - 1], b'T' | b'O' | b'L' | b'G' | b'A' | b'E')
+            && (1..prefix.len()).any(|n| q >= n && event[q - n..q] == prefix[..n])
+    })
 }
 
 #[cfg(test)]
