@@ -397,22 +397,30 @@ impl<'a> Scan<'a> {
         depth: usize,
     ) -> Result<(), MaskError> {
         let b = text.as_bytes();
+        // `i` always follows a byte that cannot be in a run (or is 0), so a run of at least
+        // MIN_BASE64_RUN bytes starting at or after `i` must cover the probe byte: most of a
+        // text is skipped MIN_BASE64_RUN bytes at a time.
         let mut i = 0;
         let mut added = false;
-        while i < b.len() {
-            if !is_b64(b[i]) {
-                i += 1;
+        while i + MIN_BASE64_RUN <= b.len() {
+            let probe = i + MIN_BASE64_RUN - 1;
+            if !is_b64(b[probe]) {
+                i = probe + 1;
                 continue;
             }
-            let start = i;
-            while i < b.len() && is_b64(b[i]) {
-                i += 1;
+            let mut start = probe;
+            while start > i && is_b64(b[start - 1]) {
+                start -= 1;
             }
-            let mut end = i;
-            while end < b.len() && end - i < 2 && b[end] == b'=' {
+            let mut run_end = probe + 1;
+            while run_end < b.len() && is_b64(b[run_end]) {
+                run_end += 1;
+            }
+            let mut end = run_end;
+            while end < b.len() && end - run_end < 2 && b[end] == b'=' {
                 end += 1;
             }
-            i = end;
+            i = end + 1;
             let run = &text[start..end];
             if run.len() < MIN_BASE64_RUN
                 || run.len() % 4 != 0

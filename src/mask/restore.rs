@@ -669,15 +669,10 @@ impl StreamRestore for EventStreamRestorer {
 /// arguments, partial JSON); each found with memchr's SIMD substring search.
 static NEEDS_WORK: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
     std::sync::LazyLock::new(|| {
-        [
-            PREFIX.as_bytes(),
-            b"arguments",
-            b"partial_json",
-            b"toolUse",
-        ]
-        .into_iter()
-        .map(memchr::memmem::Finder::new)
-        .collect()
+        [PREFIX.as_bytes(), b"arguments", b"partial_json", b"toolUse"]
+            .into_iter()
+            .map(memchr::memmem::Finder::new)
+            .collect()
     });
 
 static PREFIX_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
