@@ -557,7 +557,7 @@ async fn openai_chat_attachments_are_inspected_or_recorded() {
     let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "what is in these?"},
         {"type": "file", "file": {"filename": "prod.env", "file_data": format!("data:text/plain;base64,{}", b64(secrets.env_file().as_bytes()))}},
-        {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{}", b64(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR-not-really-an-image"))}},
+        {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{}", b64(&[&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..], &[0u8, 1, 2, 3, 250, 251, 252, 253][..]].concat().repeat(8)))}},
     ]}]});
     send(&proxy, "https://api.openai.com/v1/chat/completions", &body).await;
     assert_upstream_saw_no_secret(&upstream, &secrets);

@@ -39,6 +39,9 @@ const CREDENTIAL_WORDS: &[&str] = &[
     "encryptionkey",
     "dbpassword",
     "dbpass",
+    "authorization",
+    "secretstring",
+    "pin",
 ];
 
 /// Words before `key` that make it a credential (`API_KEY`, `ENCRYPTION_KEY`, `signingKey`).
@@ -109,15 +112,49 @@ const NOT_CREDENTIAL: &[&str] = &[
 /// First segments that make the name an action on a credential, not one (`generate_private_key`,
 /// `get_password`, `validate_token`).
 const VERBS: &[&str] = &[
-    "generate", "gen", "get", "set", "load", "read", "write", "create", "make", "new", "parse",
-    "validate", "check", "verify", "fetch", "encode", "decode", "has", "is", "with", "use",
-    "update", "delete", "remove", "rotate", "hash", "compare", "find", "lookup", "save", "store",
-    "require", "reset", "change", "forgot", "show", "hide", "print", "log", "mask", "redact",
+    "generate", "gen", "get", "set", "load", "read", "write", "create", "make", "parse",
+    "validate", "check", "verify", "fetch", "encode", "decode", "has", "is", "with", "use", "hash",
+    "compare", "find", "lookup", "save", "store", "require", "show", "hide", "print", "log",
+    "mask", "redact",
+];
+
+/// Trailing segments that qualify which credential it is (`DB_PASSWORD_PROD`, `API_KEY_STAGING`).
+const QUALIFIERS: &[&str] = &[
+    "prod",
+    "production",
+    "staging",
+    "stage",
+    "stg",
+    "dev",
+    "development",
+    "test",
+    "qa",
+    "uat",
+    "local",
+    "live",
+    "sandbox",
+    "primary",
+    "secondary",
+    "old",
+    "new",
+    "current",
+    "backup",
+    "alt",
+    "main",
+    "default",
+    "ro",
+    "rw",
+    "readonly",
+    "readwrite",
+    "admin",
+    "root",
+    "master",
+    "replica",
 ];
 
 /// Trailing segments that still leave the key naming the secret (`SECRET_KEY_BASE`, `TOKEN_B64`).
 const VALUE_SUFFIXES: &[&str] = &[
-    "base", "value", "val", "b64", "base64", "hex", "raw", "enc", "encoded", "str",
+    "base", "value", "val", "b64", "base64", "hex", "raw", "enc", "encoded", "str", "string",
 ];
 
 /// The keywords (any case) that start a look at an assignment in text; used to prefilter.
@@ -200,10 +237,19 @@ pub fn is_credential_key(key: &str) -> bool {
         return false;
     }
     let mut segs = segments(key);
+    // `password1`, `REDIS_PASSWORD_2`: numbered variants name the same thing.
+    for seg in segs.iter_mut() {
+        let trimmed = seg.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        if trimmed > 0 {
+            seg.truncate(trimmed);
+        }
+    }
     while segs.len() > 1
-        && segs
-            .last()
-            .is_some_and(|s| VALUE_SUFFIXES.contains(&s.as_str()))
+        && segs.last().is_some_and(|s| {
+            VALUE_SUFFIXES.contains(&s.as_str())
+                || QUALIFIERS.contains(&s.as_str())
+                || s.bytes().all(|b| b.is_ascii_digit())
+        })
     {
         segs.pop();
     }
@@ -235,6 +281,24 @@ pub fn is_credential_key(key: &str) -> bool {
         .any(|w| last.ends_with(w))
 }
 
+/// The credential inside an `Authorization`-style value: what follows its scheme
+/// (`Bearer …`, `Basic …`, `Token …`), or the whole value. Returns the offset it starts at.
+pub fn strip_scheme(value: &str) -> usize {
+    for scheme in [
+        "bearer ", "basic ", "token ", "bot ", "digest ", "apikey ", "key ",
+    ] {
+        if value.len() > scheme.len()
+            && value
+                .get(..scheme.len())
+                .is_some_and(|v| v.eq_ignore_ascii_case(scheme))
+        {
+            return scheme.len()
+                + (value[scheme.len()..].len() - value[scheme.len()..].trim_start().len());
+        }
+    }
+    0
+}
+
 /// How a value was written, which decides how much it must look like a secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Context {
@@ -255,19 +319,27 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
     if v.len() < 6 || v.len() > 1024 || v.contains('\n') {
         return false;
     }
-    if is_reference(v) || is_placeholder_value(v) {
+    if is_reference(v) || is_placeholder_literal(v) || super::vault::is_placeholder_token(v) {
         return false;
     }
-    // A value that repeats the key's own word names a field: `TOKEN_NAME = "token"`,
-    // `password = password`, `"access_token"`.
+    // Code-shaped stand-ins (`config.password`, `get_password()`) count only where code may be.
+    if context != Context::Literal && is_placeholder_value(v) {
+        return false;
+    }
+    // A value that shares a word with its key names a field: `TOKEN_NAME = "token"`,
+    // `password = password`, `"access_token"`, `SESSION_KEY = "user_session"`.
     let lower = v.to_ascii_lowercase();
-    if let Some(word) = segments(key).last()
-        && is_identifier_like(v)
-        && segments(v).contains(word)
-    {
-        return false;
+    let has_digit = v.bytes().any(|b| b.is_ascii_digit());
+    if !has_digit && is_identifier_like(v) {
+        let key_words = segments(key);
+        if segments(v)
+            .iter()
+            .any(|w| w.len() >= 4 && key_words.contains(w))
+        {
+            return false;
+        }
     }
-    if v.contains("%s") || v.contains("{}") || v.contains("{0}") || v.contains("%(") {
+    if is_format_string(v) {
         return false;
     }
     let words = v.split_whitespace().count();
@@ -294,6 +366,140 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
         }
         Context::Inline => words == 1 && looks_random(v) && !is_code_expression_strict(v),
     }
+}
+
+/// A value that is only a format directive: `%s`, `%(name)s`, `{}`, `{0}`, `{name}`.
+fn is_format_string(v: &str) -> bool {
+    let inner = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    v == "%s"
+        || v == "%d"
+        || (v.starts_with("%(") && v.ends_with(")s") && inner(&v[2..v.len() - 2]))
+        || (v.starts_with('{') && v.ends_with('}') && inner(&v[1..v.len() - 1]))
+}
+
+/// Stand-ins that are not values in any context: documented placeholders, defaults that are
+/// words (`changeme`, `postgres`), enum words of APIs (`credentials: 'include'`, `auth: oauth2`).
+pub fn is_placeholder_literal(v: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "password",
+        "passwd",
+        "pass",
+        "secret",
+        "token",
+        "changeme",
+        "change_me",
+        "changeit",
+        "example",
+        "test",
+        "testing",
+        "dummy",
+        "none",
+        "null",
+        "nil",
+        "true",
+        "false",
+        "undefined",
+        "redacted",
+        "hidden",
+        "placeholder",
+        "required",
+        "optional",
+        "string",
+        "value",
+        "your_password",
+        "mypassword",
+        "password123",
+        "admin",
+        "root",
+        "user",
+        "username",
+        "include",
+        "omit",
+        "same-origin",
+        "same_origin",
+        "basic",
+        "bearer",
+        "oauth",
+        "oauth2",
+        "jwt",
+        "api_key",
+        "apikey",
+        "header",
+        "query",
+        "cookie",
+        "session",
+        "enabled",
+        "disabled",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "auto",
+        "default",
+        "plain",
+        "masked",
+        "postgres",
+        "postgresql",
+        "mysql",
+        "guest",
+        "redis",
+        "mongo",
+        "mongodb",
+        "rabbitmq",
+        "secret123",
+        "letmein",
+        "qwerty",
+        "foobar",
+        "foo",
+        "bar",
+        "xxx",
+        "sample",
+        "demo",
+        "local",
+        "dev",
+        "development",
+        "production",
+        "staging",
+        "sensitive",
+        "confidential",
+        "private",
+        "public",
+        "anonymous",
+        "secretkey",
+        "supersecret",
+        "s3cr3t",
+        "p@ssw0rd",
+        "passw0rd",
+        "12345678",
+        "123456",
+        "password1",
+        "abc123",
+        "keyboard",
+        "notasecret",
+        "insecure",
+    ];
+    let lower = v
+        .trim_matches(|c| c == '"' || c == '\'')
+        .to_ascii_lowercase();
+    lower.is_empty()
+        || WORDS.contains(&lower.as_str())
+        || lower.contains("your")
+        || lower.contains("example")
+        || lower.contains("placeholder")
+        || lower.contains("xxxx")
+        || lower.contains("****")
+        || lower.contains("...")
+        || lower.contains('…')
+        || lower.contains("<")
+        || lower.contains("changeme")
+        || lower.contains("insecure")
+        || lower.contains("dummy")
+        || lower.contains("fake")
+        || lower.starts_with("env.")
+        || lower.contains("getenv")
+        || lower.contains("process.env")
+        || lower.contains("environ")
+        || lower.bytes().all(|b| b == lower.as_bytes()[0])
 }
 
 /// `$VAR`, `${VAR}`, `$(cmd)`, `%VAR%`, `{{ .Values.x }}`, `<token>`, `@Value(...)`.
@@ -366,11 +572,15 @@ fn is_type_name(v: &str) -> bool {
         "map",
     ];
     let lower = v.trim_end_matches([',', ';']).to_ascii_lowercase();
+    // `SecretStr`, `Password`, `Token`: one or two capitalised words. A longer run of words
+    // (`MarbleMeadowPillow`) is a passphrase.
+    let humps = v.bytes().filter(u8::is_ascii_uppercase).count();
     TYPES.contains(&lower.as_str())
         || (v.as_bytes()[0].is_ascii_uppercase()
             && v.bytes().all(|b| b.is_ascii_alphanumeric())
             && !v.bytes().any(|b| b.is_ascii_digit())
-            && v.bytes().skip(1).any(|b| b.is_ascii_lowercase()))
+            && v.bytes().skip(1).any(|b| b.is_ascii_lowercase())
+            && humps <= 2)
 }
 
 /// An expression rather than a literal: a name, an attribute, a call or a subscript
@@ -451,19 +661,47 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
     // `--password=…` flags, `.password` attributes: the key is what follows the punctuation.
     let key_text = text.get(ks..ke)?.trim_start_matches(['-', '.']);
     let key_text = key_text.rsplit('.').next().unwrap_or(key_text);
-    if !is_credential_key(key_text) {
+    // Authorization headers in text are the header rules' (`Bearer …`, `Basic …`).
+    if !is_credential_key(key_text) || key_text.eq_ignore_ascii_case("authorization") {
         return None;
     }
     let mut i = ke;
     // The key's closing quote: `"password": …`, also as written inside a JSON string (`\"`).
-    let quoted_key = ks > 0 && matches!(b[ks - 1], b'"' | b'\'');
-    if quoted_key {
+    // A key in quotes: `"password": …`, also inside a JSON string level (`\"`). A quote that
+    // does not close right after the key opened a string holding more (`"X-API-Key: …"`).
+    let mut quoted_key = false;
+    if ks > 0 && matches!(b[ks - 1], b'"' | b'\'') {
         if b.get(i) == Some(&b'\\') && b.get(i + 1) == Some(&b[ks - 1]) {
             i += 2;
+            quoted_key = true;
         } else if b.get(i) == Some(&b[ks - 1]) {
             i += 1;
-        } else {
-            return None;
+            quoted_key = true;
+        }
+    }
+    // `<password>…</password>`
+    if ks > 0 && b[ks - 1] == b'<' && b.get(ke) == Some(&b'>') {
+        let start = ke + 1;
+        let end = text[start..].find('<').map(|n| start + n)?;
+        return judge(key_text, &text[start..end], Context::Literal).then_some((start, end));
+    }
+    // `define('DB_PASSWORD', '…')`, `setenv("TOKEN", "…")`: a quoted key, a comma, a quoted value.
+    if quoted_key && text[..ks - 1].trim_end().ends_with('(') {
+        let mut j = i;
+        while j < b.len() && b[j] == b' ' {
+            j += 1;
+        }
+        if b.get(j) == Some(&b',') {
+            j += 1;
+            while j < b.len() && b[j] == b' ' {
+                j += 1;
+            }
+            if let Some(&q) = b.get(j).filter(|&&q| q == b'"' || q == b'\'') {
+                let start = j + 1;
+                let end = text[start..].find(q as char).map(|n| start + n)?;
+                return judge(key_text, &text[start..end], Context::Literal)
+                    .then_some((start, end));
+            }
         }
     }
     let spaces = |i: &mut usize| {
@@ -474,6 +712,25 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         *i - start
     };
     let space_before = spaces(&mut i);
+    let line_of_key = {
+        let ls = text[..ks].rfind('\n').map_or(0, |n| n + 1);
+        let le = text[ks..].find('\n').map_or(b.len(), |n| ks + n);
+        &text[ls..le]
+    };
+    // `--password Pw9!x`, and `.netrc`'s `machine h login u password Pw9!x`: no operator.
+    let spaced_flag = text[ks..].starts_with("--")
+        || (matches!(key_text, "password" | "passwd")
+            && (line_of_key.contains("login ")
+                || line_of_key.trim_start().starts_with("machine ")));
+    if spaced_flag && space_before > 0 && !matches!(b.get(i), Some(b'=' | b':')) {
+        let end = text[i..]
+            .find(|c: char| c.is_whitespace())
+            .map_or(b.len(), |n| i + n);
+        let value = text.get(i..end)?;
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        let start = i + text[i..end].find(value).unwrap_or(0);
+        return judge(key_text, value, Context::Line).then_some((start, start + value.len()));
+    }
     let op = if text[i..].starts_with(":=") || text[i..].starts_with("=>") {
         2
     } else if (b.get(i) == Some(&b'=') && b.get(i + 1) != Some(&b'='))
@@ -492,12 +749,41 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
     let line_start = text[..ks].rfind('\n').map_or(0, |n| n + 1);
     let line_end = text[i..].find('\n').map_or(b.len(), |n| i + n);
     let before_key = text[line_start..ks.saturating_sub(quoted_key as usize)].trim();
+    // What may stand before a key on its line: diff markers, comments, list items, shell and
+    // Dockerfile keywords.
     let at_line_start = before_key.is_empty()
-        || before_key == "export"
-        || before_key == "-"
-        || before_key == "set"
-        || before_key == "SET"
-        || before_key.ends_with(" export");
+        || matches!(
+            before_key,
+            "export"
+                | "-"
+                | "+"
+                | "#"
+                | "//"
+                | ">"
+                | "set"
+                | "SET"
+                | "ENV"
+                | "ARG"
+                | "env"
+                | "setenv"
+        )
+        || before_key.ends_with(" export")
+        || (before_key.len() <= 2
+            && before_key
+                .bytes()
+                .all(|b| b == b'+' || b == b'-' || b == b' '));
+    // Command-line forms that assign literals: `--from-literal=password=…`, `-e TOKEN=…`,
+    // `--set password=…`, `--build-arg KEY=…`.
+    let cli_literal = [
+        "--from-literal=",
+        "--set",
+        "-e",
+        "--env",
+        "--build-arg",
+        "--set-string",
+    ]
+    .iter()
+    .any(|f| text[..ks].ends_with(f) || text[..ks].trim_end().ends_with(f));
 
     // A quoted value, also with the quotes of a JSON string level around it (`\"…\"`).
     let escaped_quote = b[i] == b'\\' && matches!(b.get(i + 1), Some(b'"' | b'\''));
@@ -527,19 +813,35 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
             return None;
         }
         let value = text.get(start..j)?;
-        return judge(key_text, value, Context::Literal).then_some((start, j));
+        // Backticks quote code in prose and Markdown (`Ok(None)`), not literals; and a short
+        // lower-case word in quotes names something (`token: "explain"`).
+        let word = value.len() < 12 && value.bytes().all(|b| b.is_ascii_lowercase());
+        let context = if q == b'`' || word {
+            Context::Inline
+        } else {
+            Context::Literal
+        };
+        return judge(key_text, value, context).then_some((start, j));
     }
 
     // Unquoted: a whole-line value (dotenv, YAML, INI, flags), or one inside code or prose.
     let rest = &text[i..line_end];
     let rest_trimmed = strip_comment(rest).trim_end();
+    // `KEY=value` with nothing around `=`, at the start of a line: dotenv, shell, properties.
+    // A value followed by more words is a shell prefix assignment (`PGPASSWORD=… psql …`).
     let dotenv = at_line_start
         && !colon
         && space_before == 0
         && space_after == 0
-        && key_text
-            .bytes()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
+        && !rest_trimmed.ends_with([',', ')', ';', '(']);
+    let rest_trimmed = if dotenv {
+        rest_trimmed
+            .split_whitespace()
+            .next()
+            .unwrap_or(rest_trimmed)
+    } else {
+        rest_trimmed
+    };
     let yaml = at_line_start && colon && space_after > 0 && !rest_trimmed.ends_with([',', ';']);
     let ini = at_line_start && !colon && !rest_trimmed.ends_with([',', ';', '{', '(']);
     let flag = text[ks..kw_start].starts_with("--") && !colon;
@@ -569,7 +871,13 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         return None;
     }
     let value = &text[i..end];
-    let context = if flag { Context::Line } else { Context::Inline };
+    let context = if cli_literal {
+        Context::Literal
+    } else if flag {
+        Context::Line
+    } else {
+        Context::Inline
+    };
     judge(key_text, value, context).then_some((i, end))
 }
 

@@ -335,7 +335,18 @@ impl Detector {
             };
             // The secret is the first group that took part in the match, else the whole match.
             let secret = caps.iter().skip(1).flatten().next().unwrap_or(whole);
-            if passes(rule.check, secret.as_str()) && secret.start() < secret.end() {
+            let ok = if rule.check == Check::UrlPassword {
+                // The user is what stands between `://` (or the start) and `:password`.
+                let before = &text[whole.start()..secret.start().saturating_sub(1)];
+                let user = before
+                    .rsplit(['/', ' ', '\'', '"', '='])
+                    .next()
+                    .unwrap_or("");
+                url_password_ok(secret.as_str(), user)
+            } else {
+                passes(rule.check, secret.as_str())
+            };
+            if ok && secret.start() < secret.end() {
                 hits.push(Hit {
                     start: secret.start(),
                     end: secret.end(),
@@ -443,6 +454,7 @@ fn compile_builtin(
 fn passes(check: Check, secret: &str) -> bool {
     match check {
         Check::None | Check::Assignment | Check::Field => true,
+        Check::UrlPassword => url_password_ok(secret, ""),
         Check::NotPlaceholder => !is_placeholder(secret),
         Check::Entropy(min) => {
             let has_letter = secret.bytes().any(|b| b.is_ascii_alphabetic());
@@ -451,6 +463,13 @@ fn passes(check: Check, secret: &str) -> bool {
             has_letter && has_digit && !is_placeholder(secret) && entropy(secret) >= needed
         }
     }
+}
+
+fn url_password_ok(password: &str, user: &str) -> bool {
+    !password.eq_ignore_ascii_case(user)
+        && !super::assign::is_placeholder_literal(password)
+        && !password.starts_with(['$', '{', '%', '<'])
+        && !password.contains("${")
 }
 
 /// Values that stand for a secret without being one.

@@ -38,6 +38,49 @@ pub struct Edit {
     pub text: String,
 }
 
+/// Object keys that name what a sibling `value` holds.
+const PAIR_NAMES: &[&str] = &[
+    "name",
+    "Name",
+    "key",
+    "Key",
+    "label",
+    "Label",
+    "id",
+    "purpose",
+    "ParameterName",
+    "SecretId",
+    "field",
+    "variable",
+];
+/// Object keys that hold the value a sibling names.
+const PAIR_VALUES: &[&str] = &[
+    "value",
+    "Value",
+    "SecretString",
+    "secret_value",
+    "plaintext",
+];
+
+/// The path of the object a member belongs to: `env[2].value` → `env[2]`.
+fn parent(path: &str) -> String {
+    match path.rfind('.') {
+        Some(at) => path[..at].to_owned(),
+        None => String::new(),
+    }
+}
+
+/// An edit's text as it must be written inside a JSON string literal (placeholders and base64
+/// need nothing; a quoted placeholder for a number does).
+fn escape_for_string(text: String) -> String {
+    if text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        let quoted = serde_json::to_string(&text).unwrap_or_default();
+        quoted[1..quoted.len().saturating_sub(1).max(1)].to_owned()
+    } else {
+        text
+    }
+}
+
 /// `text` with `edits` (sorted, not overlapping) applied.
 pub fn apply(text: &str, edits: &[Edit]) -> String {
     let mut out = String::with_capacity(text.len() + edits.len() * 16);
@@ -104,31 +147,90 @@ impl<'a> Scan<'a> {
         depth: usize,
     ) -> Result<Option<Vec<Edit>>, MaskError> {
         let mut edits = Vec::new();
-        let walked = json::walk_strings(doc, |s| -> Result<(), MaskError> {
+        // Name/value pairs (`{"name": "DB_PASSWORD", "value": "…"}`, secret stores, 1Password
+        // fields): values seen, and the objects whose name field names a credential.
+        let mut pair_values: Vec<(String, usize, usize, String)> = Vec::new();
+        let mut named: Vec<(String, String)> = Vec::new();
+        let walked = json::walk_values(doc, |s| -> Result<(), MaskError> {
+            let path = || format!("{prefix}{}", s.path);
+            if s.is_number {
+                // `"pin": 48213377`: a number under a credential key is one too.
+                if let Some(key) = s.key_through_arrays()
+                    && let Some(rule) = self.policy.detector.field_rule()
+                    && s.text.len() >= 6
+                    && s.text.bytes().all(|b| b.is_ascii_digit())
+                    && assign::is_credential_key(key)
+                {
+                    let mut e = self.replace(rule, s.text, 0, s.text.len(), &path)?;
+                    e.text = format!("\"{}\"", e.text);
+                    edits.push(Edit {
+                        start: s.raw_start,
+                        end: s.raw_start + s.raw.len(),
+                        text: e.text,
+                    });
+                }
+                return Ok(());
+            }
             if depth == 0 && !s.is_key {
                 self.facts.notice(s.path, s.text);
             }
-            let path = || format!("{prefix}{}", s.path);
             let local = if s.is_key {
                 self.text(s.text, &path, depth)?
             } else {
-                self.value(s.text, s.key(), &path, depth)?
+                if let Some(k) = s.key() {
+                    if PAIR_NAMES.contains(&k) || (k == "type" && s.text == "CONCEALED") {
+                        let name = s.text.rsplit(['/', '.', ':']).next().unwrap_or(s.text);
+                        if k == "type" || assign::is_credential_key(name) {
+                            named.push((parent(&s.path.to_string()), name.to_owned()));
+                        }
+                    } else if PAIR_VALUES.contains(&k) {
+                        let (start, end) = s.raw_span(0, s.text.len());
+                        pair_values.push((
+                            parent(&s.path.to_string()),
+                            start,
+                            end,
+                            s.text.to_owned(),
+                        ));
+                    }
+                }
+                self.value(s.text, s.key_through_arrays(), &path, depth)?
             };
             for e in local {
                 let (start, end) = s.raw_span(e.start, e.end);
                 edits.push(Edit {
                     start,
                     end,
-                    text: e.text,
+                    text: escape_for_string(e.text),
                 });
             }
             Ok(())
         });
         match walked {
-            Err(_) => Ok(None),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(())) => Ok(Some(edits)),
+            Err(_) => return Ok(None),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(())) => {}
         }
+        if let Some(rule) = self.policy.detector.field_rule() {
+            for (object, start, end, value) in pair_values {
+                let Some((_, name)) = named.iter().find(|(o, _)| *o == object) else {
+                    continue;
+                };
+                if edits.iter().any(|e| e.start < end && start < e.end)
+                    || !assign::judge(name, &value, Context::Literal)
+                {
+                    continue;
+                }
+                let path = || format!("{prefix}{object}.value");
+                let e = self.replace(rule, &value, 0, value.len(), &path)?;
+                edits.push(Edit {
+                    start,
+                    end,
+                    text: e.text,
+                });
+            }
+            edits.sort_by_key(|e| e.start);
+        }
+        Ok(Some(edits))
     }
 
     /// One JSON string value (or a decoded payload): nested JSON, attachment, text, and the
@@ -156,17 +258,19 @@ impl<'a> Scan<'a> {
             && let Some(key) = key
             && let Some(rule) = self.policy.detector.field_rule()
             && assign::is_credential_key(key)
-            && assign::judge(key, text, Context::Literal)
         {
             let start = text.len() - text.trim_start().len();
+            let start = start + assign::strip_scheme(&text[start..]);
             let end = text.trim_end().len();
-            return Ok(vec![self.replace(
-                rule,
-                &text[start..end],
-                start,
-                end,
-                path,
-            )?]);
+            if start < end && assign::judge(key, &text[start..end], Context::Literal) {
+                return Ok(vec![self.replace(
+                    rule,
+                    &text[start..end],
+                    start,
+                    end,
+                    path,
+                )?]);
+            }
         }
         Ok(edits)
     }
@@ -212,17 +316,26 @@ impl<'a> Scan<'a> {
         let Some((bytes, engine)) = decode_base64(payload) else {
             return self.text(text, path, depth);
         };
-        if let Some(decoded) = as_text(&bytes) {
+        if let Some((decoded, utf16)) = as_text(&bytes) {
             let inner_path = || format!("{}>base64", path());
-            let inner = self.value(decoded, None, &inner_path, depth + 1)?;
+            let inner = self.value(&decoded, None, &inner_path, depth + 1)?;
             if inner.is_empty() {
                 return Ok(Vec::new());
             }
             return Ok(vec![Edit {
                 start: offset,
                 end: text.len(),
-                text: engine.encode(apply(decoded, &inner)),
+                text: engine.encode(encode_text(&apply(&decoded, &inner), utf16)),
             }]);
+        }
+        // Not base64 of text: maybe not base64 at all (`{"data": "xoxb-…"}`), so read it as text
+        // too; only what holds nothing is counted as an attachment.
+        let as_plain = self.text(text, path, depth)?;
+        if !as_plain.is_empty() {
+            return Ok(as_plain);
+        }
+        if payload.len() < 64 {
+            return Ok(Vec::new());
         }
         let media_type = media
             .filter(|m| !m.is_empty())
@@ -299,6 +412,22 @@ impl<'a> Scan<'a> {
                         && text.is_char_boundary(end)
                         && !overlaps(&found, start, end)
                     {
+                        // The decoded spelling is remembered too (`p%40ss` in a URL, `p@ss`
+                        // later in prose), under a placeholder of its own.
+                        if let Source::Rule(rule) = source
+                            && n.text[s..e] != text[start..end]
+                        {
+                            let r = detector.rule(rule);
+                            if !r.is_literal_list() && r.action == super::detect::RuleAction::Mask {
+                                self.vault.placeholder_known(
+                                    self.scope,
+                                    &r.id,
+                                    &r.category,
+                                    &n.text[s..e],
+                                    r.restore,
+                                );
+                            }
+                        }
                         found.push(Candidate { start, end, source });
                     }
                 }
@@ -375,7 +504,13 @@ impl<'a> Scan<'a> {
             path: path(),
             offset: start,
         });
-        let text = if rule.is_literal_list() {
+        // Generic rules judge by context, so what they find is looked for out of context only
+        // when it could not be anything but a secret.
+        let remember = !rule.is_literal_list()
+            && (!super::rules::is_generic(&rule.id)
+                || assign::looks_random(value)
+                || (value.len() >= 12 && value.bytes().any(|b| !b.is_ascii_alphanumeric())));
+        let text = if !remember {
             // Custom literals are matched as their list says (word or substring), not out of
             // context.
             self.vault
@@ -404,17 +539,39 @@ impl<'a> Scan<'a> {
         let mut added = false;
         while i + MIN_BASE64_RUN <= b.len() {
             let probe = i + MIN_BASE64_RUN - 1;
-            if !is_b64(b[probe]) {
+            if !is_b64_any(b[probe]) {
                 i = probe + 1;
                 continue;
             }
             let mut start = probe;
-            while start > i && is_b64(b[start - 1]) {
+            while start > i && is_b64_any(b[start - 1]) {
                 start -= 1;
             }
             let mut run_end = probe + 1;
-            while run_end < b.len() && is_b64(b[run_end]) {
+            while run_end < b.len() && is_b64_any(b[run_end]) {
                 run_end += 1;
+            }
+            // Wrapped base64 (`base64` wraps at 76 columns, PEM at 64): lines of one width
+            // continue the run.
+            let width = run_end - start;
+            let mut lines = 1;
+            if (width == 76 || width == 64) && b.get(run_end) == Some(&b'\n') {
+                loop {
+                    let next = run_end + 1;
+                    let mut e = next;
+                    while e < b.len() && is_b64_any(b[e]) {
+                        e += 1;
+                    }
+                    let len = e - next;
+                    if len == 0 || len > width {
+                        break;
+                    }
+                    run_end = e;
+                    lines += 1;
+                    if len < width || b.get(run_end) != Some(&b'\n') {
+                        break;
+                    }
+                }
             }
             let mut end = run_end;
             while end < b.len() && end - run_end < 2 && b[end] == b'=' {
@@ -422,26 +579,36 @@ impl<'a> Scan<'a> {
             }
             i = end + 1;
             let run = &text[start..end];
-            if run.len() < MIN_BASE64_RUN
-                || run.len() % 4 != 0
-                || (start > 0 && (b[start - 1] == b'-' || b[start - 1] == b'_'))
+            let joined: std::borrow::Cow<'_, str> = if lines > 1 {
+                run.replace('\n', "").into()
+            } else {
+                run.into()
+            };
+            let url_safe = joined.contains(['-', '_']);
+            if joined.len() < MIN_BASE64_RUN
+                || (joined.len() % 4 != 0 && !url_safe)
+                || (url_safe && joined.contains(['+', '/']))
                 || edits.iter().any(|e| start < e.end && e.start < end)
             {
                 continue;
             }
-            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(run) else {
+            let Some((bytes, engine)) = decode_base64(&joined) else {
                 continue;
             };
-            let Some(decoded) = as_text(&bytes) else {
+            let Some((decoded, utf16)) = as_text(&bytes) else {
                 continue;
             };
             let inner_path = || format!("{}>base64", path());
-            let inner = self.value(decoded, None, &inner_path, depth + 1)?;
+            let inner = self.value(&decoded, None, &inner_path, depth + 1)?;
             if !inner.is_empty() {
+                let mut encoded = engine.encode(encode_text(&apply(&decoded, &inner), utf16));
+                if lines > 1 {
+                    encoded = wrap(&encoded, width);
+                }
                 edits.push(Edit {
                     start,
                     end,
-                    text: base64::engine::general_purpose::STANDARD.encode(apply(decoded, &inner)),
+                    text: encoded,
                 });
                 added = true;
             }
@@ -466,6 +633,32 @@ static B64: [bool; 256] = {
 
 fn is_b64(b: u8) -> bool {
     B64[b as usize]
+}
+
+/// Either alphabet: standard or URL-safe.
+fn is_b64_any(b: u8) -> bool {
+    B64[b as usize] || b == b'-' || b == b'_'
+}
+
+/// `encoded` broken into lines of `width`, as it came.
+fn wrap(encoded: &str, width: usize) -> String {
+    let mut out = String::with_capacity(encoded.len() + encoded.len() / width + 1);
+    for (i, chunk) in encoded.as_bytes().chunks(width).enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+    }
+    out
+}
+
+/// Text back to bytes in the encoding it came in.
+fn encode_text(text: &str, utf16: bool) -> Vec<u8> {
+    if utf16 {
+        text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    } else {
+        text.as_bytes().to_vec()
+    }
 }
 
 /// Which base64 alphabet `bytes` is written in, if it is base64 at all.
@@ -507,15 +700,33 @@ fn decode_base64(payload: &str) -> Option<(Vec<u8>, base64::engine::GeneralPurpo
     engine.decode(payload).ok().map(|b| (b, engine))
 }
 
-/// The bytes as text, when they are UTF-8 without the control characters binary data has.
-fn as_text(bytes: &[u8]) -> Option<&str> {
+/// The bytes as text, when they are UTF-8 (or UTF-16LE, as PowerShell's `-EncodedCommand`)
+/// without the control characters binary data has; and whether they were UTF-16.
+fn as_text(bytes: &[u8]) -> Option<(String, bool)> {
     if bytes.is_empty() {
         return None;
     }
-    let text = std::str::from_utf8(bytes).ok()?;
-    text.bytes()
-        .all(|b| b >= 0x20 && b != 0x7F || matches!(b, b'\n' | b'\r' | b'\t' | 0x0C))
-        .then_some(text)
+    let texty = |t: &str| {
+        t.bytes()
+            .all(|b| b >= 0x20 && b != 0x7F || matches!(b, b'\n' | b'\r' | b'\t' | 0x0C))
+    };
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && texty(text)
+    {
+        return Some((text.to_owned(), false));
+    }
+    if bytes.len() % 2 == 0
+        && bytes.len() >= 8
+        && bytes.iter().skip(1).step_by(2).filter(|&&b| b == 0).count() * 4 >= bytes.len()
+    {
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let text = String::from_utf16(&units).ok()?;
+        return texty(&text).then_some((text, true));
+    }
+    None
 }
 
 /// A media type from a payload's first bytes, for the record of what was not inspected.
@@ -552,7 +763,7 @@ mod tests {
             assert_eq!(engine.encode(&bytes), s);
         }
         assert!(decode_base64("not base64!").is_none());
-        assert_eq!(as_text(b"KEY=v\n"), Some("KEY=v\n"));
+        assert_eq!(as_text(b"KEY=v\n"), Some(("KEY=v\n".to_owned(), false)));
         assert_eq!(as_text(b"\x89PNG\r\n\x1a\n"), None);
         assert_eq!(sniff(b"%PDF-1.7"), "application/pdf");
     }

@@ -57,6 +57,9 @@ pub struct StringRef<'a> {
     /// Its path; for an object key, the path of the object plus the key.
     pub path: &'a JsonPath<'a>,
     pub is_key: bool,
+    /// A number rather than a string (only from [`walk_values`]); `text` and `raw` are the
+    /// literal.
+    pub is_number: bool,
     /// The literal as it is written, without its quotes (escapes not decoded).
     pub raw: &'a str,
     /// Where `raw` starts in the document.
@@ -73,6 +76,23 @@ impl StringRef<'_> {
             Some(Segment::Key(k)) => Some(k),
             _ => None,
         }
+    }
+
+    /// The nearest object key above this value, through arrays: `"auth": ["u", "pw"]` gives
+    /// `auth` for both strings.
+    pub fn key_through_arrays(&self) -> Option<&str> {
+        if self.is_key {
+            return None;
+        }
+        self.path
+            .0
+            .iter()
+            .rev()
+            .find(|seg| !matches!(seg, Segment::Index(_)))
+            .and_then(|seg| match seg {
+                Segment::Key(k) => Some(k.as_ref()),
+                Segment::Index(_) => None,
+            })
     }
 
     /// The span of the document that holds the decoded bytes `start..end` of this string: an
@@ -125,7 +145,23 @@ pub fn raw_span_in(raw: &str, start: usize, end: usize) -> (usize, usize) {
 /// returned a replacement, `None` if nothing changed. `f` may fail, which stops the walk.
 pub fn rewrite_strings<E>(
     input: &str,
+    f: impl FnMut(StringRef<'_>) -> Result<Option<String>, E>,
+) -> Result<Result<Option<String>, E>, JsonError> {
+    rewrite(input, f, false)
+}
+
+/// Walks `input`, calling `f` for every string and every number, changing nothing.
+pub fn walk_values<E>(
+    input: &str,
+    mut f: impl FnMut(StringRef<'_>) -> Result<(), E>,
+) -> Result<Result<(), E>, JsonError> {
+    rewrite(input, |s| f(s).map(|()| None), true).map(|r| r.map(|_| ()))
+}
+
+fn rewrite<E>(
+    input: &str,
     mut f: impl FnMut(StringRef<'_>) -> Result<Option<String>, E>,
+    numbers: bool,
 ) -> Result<Result<Option<String>, E>, JsonError> {
     let mut walker = Walker {
         s: input.as_bytes(),
@@ -133,6 +169,7 @@ pub fn rewrite_strings<E>(
         pos: 0,
         path: JsonPath::default(),
         edits: Vec::new(),
+        numbers,
     };
     walker.ws();
     match walker.value(&mut f, 0) {
@@ -178,6 +215,8 @@ struct Walker<'a> {
     path: JsonPath<'a>,
     /// (start, end, replacement JSON string literal), in order.
     edits: Vec<(usize, usize, String)>,
+    /// Whether numbers are handed to the callback too.
+    numbers: bool,
 }
 
 type Step<E> = Result<Result<(), E>, JsonError>;
@@ -208,7 +247,7 @@ impl<'a> Walker<'a> {
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
             Some(b'n') => self.literal(b"null"),
-            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b'-' | b'0'..=b'9') => self.number(f),
             Some(_) => Err(self.err("unexpected character")),
             None => Err(self.err("unexpected end")),
         }
@@ -357,6 +396,7 @@ impl<'a> Walker<'a> {
             text,
             path: &self.path,
             is_key,
+            is_number: false,
             raw: inner,
             raw_start: start + 1,
         }) {
@@ -379,16 +419,32 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn number<E>(&mut self) -> Step<E> {
+    fn number<E>(
+        &mut self,
+        f: &mut impl FnMut(StringRef<'_>) -> Result<Option<String>, E>,
+    ) -> Step<E> {
         let start = self.pos;
         while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.s.get(self.pos) {
             self.pos += 1;
         }
-        if self.src[start..self.pos].parse::<f64>().is_err() {
+        let literal = &self.src[start..self.pos];
+        if literal.parse::<f64>().is_err() {
             return Err(JsonError {
                 at: start,
                 what: "bad number",
             });
+        }
+        if self.numbers
+            && let Err(e) = f(StringRef {
+                text: literal,
+                path: &self.path,
+                is_key: false,
+                is_number: true,
+                raw: literal,
+                raw_start: start,
+            })
+        {
+            return Ok(Err(e));
         }
         Ok(Ok(()))
     }

@@ -25,6 +25,7 @@ impl Normalized {
 fn needs(text: &str) -> bool {
     let b = text.as_bytes();
     memchr::memchr3(b'\\', b'%', 0xE2, b).is_some()
+        || memchr::memmem::find(b, b"&#").is_some()
         || memchr::memchr2(0xEF, 0xC2, b).is_some()
         || memchr::memchr(0xE1, b).is_some()
 }
@@ -48,7 +49,7 @@ pub fn normalize(text: &str) -> Option<Normalized> {
         // Copy the plain run up to the next byte that could start a disguise, in one go.
         let run = b[i..]
             .iter()
-            .position(|&c| c == b'\\' || c == b'%' || c >= 0x80)
+            .position(|&c| c == b'\\' || c == b'%' || c == b'&' || c >= 0x80)
             .map_or(b.len(), |n| i + n);
         if run > i {
             out.push_str(&text[i..run]);
@@ -88,6 +89,13 @@ pub fn normalize(text: &str) -> Option<Normalized> {
                 changed = true;
                 continue;
             }
+        } else if c == b'&'
+            && let Some((decoded, len)) = html_entity(&text[i..])
+        {
+            push(&mut out, &mut origin, decoded, i);
+            i += len;
+            changed = true;
+            continue;
         } else if c == b'%'
             && let Some(code) = text
                 .get(i + 1..i + 3)
@@ -126,6 +134,35 @@ pub fn normalize(text: &str) -> Option<Normalized> {
     changed.then_some(Normalized { text: out, origin })
 }
 
+/// An HTML character reference at the start of `s` (`&#95;`, `&#x5f;`, `&amp;`): the character
+/// and the reference's length.
+fn html_entity(s: &str) -> Option<(char, usize)> {
+    let end = s.as_bytes().iter().take(12).position(|&b| b == b';')?;
+    let body = &s[1..end];
+    let c = if let Some(num) = body.strip_prefix('#') {
+        let code = match num.strip_prefix(['x', 'X']) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+            None => num.parse().ok()?,
+        };
+        char::from_u32(code)?
+    } else {
+        match body {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            "sol" => '/',
+            "lowbar" => '_',
+            "equals" => '=',
+            "colon" => ':',
+            "commat" => '@',
+            _ => return None,
+        }
+    };
+    Some((c, end + 1))
+}
+
 /// Characters that render as nothing: a secret with one inside still works when pasted.
 fn is_invisible(c: char) -> bool {
     matches!(
@@ -162,6 +199,7 @@ mod tests {
             "gh\u{200B}p_ab\u{200D}cd"
         );
         assert_eq!(round("ｇｈｐ＿ａｂ", "ghp_ab"), "ｇｈｐ＿ａｂ");
+        assert_eq!(round("x ghp&#95;ab&#x43; y", "ghp_abC"), "ghp&#95;ab&#x43;");
         assert!(normalize("plain ascii, nothing to do").is_none());
         assert!(normalize("100% sure, é ü").is_none());
     }

@@ -382,6 +382,9 @@ fn strip_terminal_fields(data: &str) -> String {
                 }
                 map.remove("usage");
                 map.remove("usageMetadata");
+                // Fields a client accumulates or checks for order would come out doubled.
+                map.remove("role");
+                map.remove("sequence_number");
                 for child in map.values_mut() {
                     walk(child);
                 }
@@ -447,9 +450,10 @@ impl SseRestorer {
             return;
         };
         let eol = sse::line_ending(text);
-        let head: String = text
-            .split_inclusive('\n')
+        // The lines before the data, for copies of this event; an `id:` would repeat.
+        let head: String = sse::lines(text)
             .take_while(|l| !l.starts_with("data:"))
+            .filter(|l| !l.starts_with("id:"))
             .collect();
         let (flushes, new_data) = self.slots.event(&data, fields.event, head.as_bytes());
         for (envelope, data) in flushes {
@@ -461,7 +465,7 @@ impl SseRestorer {
             None => out.extend_from_slice(event),
             Some(new_data) => {
                 let mut written = false;
-                for line in text.split_inclusive('\n') {
+                for line in sse::lines(text) {
                     if line.starts_with("data:") {
                         if !written {
                             sse::write_data(&new_data, eol, out);
@@ -472,10 +476,9 @@ impl SseRestorer {
                     }
                 }
                 // The event's last line may lack its line ending (it ends at the separator).
-                if !text.ends_with('\n') && out.ends_with(eol.as_bytes()) && written {
-                    let last_is_data = text
-                        .rsplit('\n')
-                        .next()
+                if !text.ends_with(['\n', '\r']) && out.ends_with(eol.as_bytes()) && written {
+                    let last_is_data = sse::lines(text)
+                        .last()
                         .is_some_and(|l| l.starts_with("data:"));
                     if last_is_data {
                         out.truncate(out.len() - eol.len());
@@ -513,9 +516,10 @@ impl StreamRestore for SseRestorer {
             out.extend_from_slice(&rest);
         }
         for (envelope, data) in self.slots.finish() {
+            let eol = std::str::from_utf8(&envelope).map_or("\n", sse::line_ending);
             out.extend_from_slice(&envelope);
-            sse::write_data(&data, "\n", &mut out);
-            out.extend_from_slice(b"\n");
+            sse::write_data(&data, eol, &mut out);
+            out.extend_from_slice(eol.as_bytes());
         }
         out
     }

@@ -127,7 +127,10 @@ fn sse_bytes(events: &[String]) -> Vec<u8> {
 }
 
 fn data_events(out: &[u8]) -> Vec<(Option<String>, Value)> {
-    let text = String::from_utf8(out.to_vec()).expect("UTF-8 out");
+    let text = String::from_utf8(out.to_vec())
+        .expect("UTF-8 out")
+        .replace("\r\n", "\n")
+        .replace('\r', "\n");
     crate::providers::sse::events(&text)
         .filter_map(|e| {
             let data = e.data?;
@@ -189,7 +192,12 @@ fn shape_case(shape: usize, f: &Fixture, cuts: &[usize], order: &[usize]) -> (Ve
                 for (slot, real) in &expect {
                     assert_eq!(got.get(slot), Some(real), "slot {slot}");
                 }
-                assert!(String::from_utf8_lossy(out).ends_with("data: [DONE]\n\n"));
+                assert!(
+                    String::from_utf8_lossy(out)
+                        .replace("\r\n", "\n")
+                        .replace('\r', "\n")
+                        .ends_with("data: [DONE]\n\n")
+                );
             };
             (sse_bytes(&events), Box::new(check))
         }
@@ -294,26 +302,38 @@ fn shape_case(shape: usize, f: &Fixture, cuts: &[usize], order: &[usize]) -> (Ve
             };
             (sse_bytes(&events), Box::new(check))
         }
-        // Gemini: two candidates, whole objects per event.
+        // Gemini: two candidates, whole objects per event, thoughts before the answer.
         _ => {
             let mut lists = Vec::new();
             let mut expect = Vec::new();
+            let (thought_m, thought_r) = slot_text(f, false, 2);
+            let thoughts: Vec<String> = pieces(&thought_m, cuts).into_iter().map(|p| format!("data: {}", json!({"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": p, "thought": true}]}}]}))).collect();
             for c in 0..2u64 {
                 let (masked, real) = slot_text(f, false, c as usize + 1);
                 lists.push(pieces(&masked, cuts).into_iter().map(|p| format!("data: {}", json!({"candidates": [{"index": c, "content": {"role": "model", "parts": [{"text": p}]}}]}))).collect::<Vec<_>>());
                 expect.push(real);
             }
-            let mut events = interleave(lists, order);
+            let mut events = thoughts;
+            events.extend(interleave(lists, order));
             events.push(format!("data: {}", json!({"candidates": [{"index": 0, "content": {"parts": [{"text": ""}]}, "finishReason": "STOP"}, {"index": 1, "content": {"parts": [{"text": ""}]}, "finishReason": "STOP"}], "usageMetadata": {"totalTokenCount": 3}})));
             let check = move |out: &[u8]| {
                 let mut got = vec![String::new(); 2];
+                let mut thought = String::new();
                 for (_, e) in data_events(out) {
                     for cand in e["candidates"].as_array().unwrap() {
                         let c = cand["index"].as_u64().unwrap() as usize;
-                        got[c].push_str(cand["content"]["parts"][0]["text"].as_str().unwrap_or(""));
+                        let part = &cand["content"]["parts"][0];
+                        let text = part["text"].as_str().unwrap_or("");
+                        if part["thought"] == true {
+                            assert!(got[c].is_empty(), "a thought after the answer began");
+                            thought.push_str(text);
+                        } else {
+                            got[c].push_str(text);
+                        }
                     }
                 }
                 assert_eq!(got, expect);
+                assert_eq!(thought, thought_r);
             };
             (sse_bytes(&events), Box::new(check))
         }
@@ -362,9 +382,11 @@ proptest! {
         cuts in proptest::collection::vec(0usize..4000, 0..14),
         order in proptest::collection::vec(0usize..8, 0..80),
         bytewise in proptest::bool::weighted(0.15),
+        eol in 0usize..3,
     ) {
         let f = fixture();
         let (bytes, check) = shape_case(shape, &f, &cuts, &order);
+        let bytes = with_line_ending(bytes, eol);
         let mut r = SseRestorer::new(f.restorer.clone());
         let out = feed_chunked(&mut r, &bytes, &cuts, bytewise);
         check(&out);
@@ -498,4 +520,14 @@ fn a_restored_answer_sent_back_masks_to_the_bytes_the_model_wrote() {
         serde_json::from_str::<Value>(&again).unwrap(),
         serde_json::from_str::<Value>(&answer).unwrap()
     );
+}
+
+/// The same stream with another of the line endings SSE allows.
+fn with_line_ending(bytes: Vec<u8>, eol: usize) -> Vec<u8> {
+    let text = String::from_utf8(bytes).unwrap();
+    match eol {
+        1 => text.replace('\n', "\r\n").into_bytes(),
+        2 => text.replace('\n', "\r").into_bytes(),
+        _ => text.into_bytes(),
+    }
 }

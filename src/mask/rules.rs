@@ -13,6 +13,9 @@ pub enum Check {
     /// The secret must not be a placeholder (`changeme`, `${VAR}`, `<token>`, `YOUR_KEY`, …)
     /// nor an identifier reference (`config.api_key`).
     NotPlaceholder,
+    /// A URL's password: not a documented placeholder, not the user name again
+    /// (`postgres:postgres@`, `guest:guest@`), not a reference; dots and brackets are fine.
+    UrlPassword,
     /// As `NotPlaceholder`, and the secret needs letters and digits and this much Shannon entropy
     /// (bits per character), so code identifiers are not taken for secrets.
     Entropy(f64),
@@ -87,9 +90,10 @@ pub const RULES: &[RuleSpec] = &[
             "secretaccesskey",
             "aws_secret",
             "awssecret",
-            "secret-access-key"
+            "secret-access-key",
+            "secret access key"
         ],
-        r#"(?i)(?:aws)?_?secret_?(?:access)?_?key["']?\s*(?::=|=>|=|:)\s*["']?([A-Za-z0-9/+=]{40})(?:[^A-Za-z0-9/+=]|$)"#
+        r#"(?i)(?:aws)?[_ ]?secret[_ ]?(?:access)?[_ ]?key(?: \[[^\]\n]{0,40}\])?["']?\s*(?::=|=>|=|:)\s*["']?([A-Za-z0-9/+=]{40})(?:[^A-Za-z0-9/+=]|$)"#
     ),
     rule!(
         "aws-secret-access-key-pair",
@@ -927,14 +931,23 @@ pub const RULES: &[RuleSpec] = &[
         "credentials",
         ["://"],
         r#"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://[^\s:/?#@"'<>\\]{0,128}:([^\s/?<>\\]{1,256})@[A-Za-z0-9.\-\[\]]+"#,
-        Check::NotPlaceholder
+        Check::UrlPassword
     ),
     rule!(
         "connection-string-password",
         "credentials",
         ["password=", "pwd="],
-        r#"(?i)(?:^|[;\s"'?&])(?:password|pwd)\s*=\s*(?:\{((?:[^}]|\}\})+)\}|([^;"'\s&{]{3,128}))"#,
+        r#"(?i)(?:^|[;\s"'?&])(?:password|pwd)\s*=\s*(?:\{((?:[^}]|\}\})+)\}|([^;"'\r\n&{=]{3,128});|([^;"'\s&{]{3,128}))"#,
         Check::NotPlaceholder
+    ),
+    rule!(
+        "cli-password",
+        "credentials",
+        [
+            "-u ", "--user", "sshpass", "mysql", "mariadb", "sqlplus", "-p'", "-p\""
+        ],
+        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:([^\s'"]{4,128})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,128})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,128})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@)"#,
+        Check::UrlPassword
     ),
     rule!(
         "basic-auth-header",

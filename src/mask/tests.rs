@@ -248,6 +248,10 @@ pub const SAMPLES: &[(&str, &str)] = &[
         "Access key ID,Secret access key\nAKIA{u:16},{b:40}\n",
     ),
     ("npmrc-auth", "_auth = {b:24}"),
+    (
+        "cli-password",
+        "curl -u deploy:{a:16} https://ci.internal/api",
+    ),
 ];
 
 #[test]
@@ -705,7 +709,7 @@ fn base64_text_is_decoded_masked_and_encoded_again_and_binary_is_recorded() {
     let m = masker(&p, &v);
     let env = format!("GITHUB_TOKEN={GH}\nDB_PASSWORD={DB_PW}\n");
     let png = base64::engine::general_purpose::STANDARD
-        .encode(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR0123456789abcdef");
+        .encode(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR0123456789abcdef\0\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19");
     let k8s = format!(
         "apiVersion: v1\nkind: Secret\ndata:\n  url: {}\n",
         b64(&format!("postgres://app:{DB_PW}@db/x"))
@@ -914,4 +918,145 @@ fn a_masked_body_sent_back_masks_to_the_same_bytes() {
         twice.body.is_none(),
         "a masked body has nothing left to mask"
     );
+}
+
+#[test]
+fn secrets_that_only_their_name_or_neighbour_gives_away() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let body = serde_json::json!({
+        "cfg": {"password": "Qwvzrt48.kmx", "newPassword": "Zz9!qq-Rr", "DB_PASSWORD_PROD": "pr0d-Secret!", "password2": "Another1!pw", "pin": 48213377},
+        "auth": ["admin", "Pw9!xYz8"],
+        "env": [{"name": "DB_PASSWORD", "value": "k8s-Val9!ue"}, {"name": "LOG_LEVEL", "value": "debug"}],
+        "item": {"fields": [{"id": "password", "type": "CONCEALED", "value": "OnePw-77!x"}]},
+        "headers": {"Authorization": "Bearer q8Zm4Lp2Xw9Nv7Rt5Ks3Jh1Gf6Dd0Aa2", "X-API-Key": "Kk29dLq8ZmXw"},
+        "credentials": "include", "mode": "same-origin",
+    });
+    let (out, _) = mask_json(&m, &body);
+    assert_absent(
+        &out,
+        &[
+            "Qwvzrt48.kmx",
+            "Zz9!qq-Rr",
+            "pr0d-Secret!",
+            "Another1!pw",
+            "48213377",
+            "Pw9!xYz8",
+            "k8s-Val9!ue",
+            "OnePw-77!x",
+            "q8Zm4Lp2Xw9Nv7Rt5Ks3Jh1Gf6Dd0Aa2",
+            "Kk29dLq8ZmXw",
+        ],
+    );
+    for kept in ["\"debug\"", "\"include\"", "\"admin\"", "Bearer TOLLGATE_"] {
+        assert!(out.contains(kept), "{kept}: {out}");
+    }
+}
+
+#[test]
+fn assignments_without_operators_and_command_lines() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    for (text, secret) in [
+        ("machine api.corp login ci password Ne7!rcPw", "Ne7!rcPw"),
+        ("define('DB_PASSWORD', 'phpPw9!x');", "phpPw9!x"),
+        ("<password>XmlPw9!x</password>", "XmlPw9!x"),
+        ("mysqldump -uroot -pMyPw9!x db > out.sql", "MyPw9!x"),
+        ("sshpass -p 'SshPw9!x' ssh host", "SshPw9!x"),
+        ("sqlplus scott/TigerPw9@db", "TigerPw9"),
+        (
+            "curl -H \"X-API-Key: Kk29dLq8ZmXw\" https://x",
+            "Kk29dLq8ZmXw",
+        ),
+        ("deploy --password Flag9!pw now", "Flag9!pw"),
+        (
+            "PGPASSWORD=w9wQ!x psql -h db -c 'select 1 from a where b and c and d'",
+            "w9wQ!x",
+        ),
+        ("+DB_PASSWORD=glacier3glacier", "glacier3glacier"),
+        (
+            "kubectl create secret generic s --from-literal=password=batterymarble",
+            "batterymarble",
+        ),
+        (
+            "spring.datasource.password=violet_staple_juniper",
+            "violet_staple_juniper",
+        ),
+        ("password: MarbleMeadowPillow", "MarbleMeadowPillow"),
+        (
+            "Server=db;Password=Harbor Harbor 47!;Encrypt=true",
+            "Harbor Harbor 47!",
+        ),
+        (
+            "AWS Secret Access Key [None]: Xk9mQ2vL8pR4tW7zB3nC6yF1hJ5sD0gA2eK4uI8o",
+            "Xk9mQ2vL8pR4tW7zB3nC6yF1hJ5sD0gA2eK4uI8o",
+        ),
+        ("APP_SECRET=Secret-PepperCanyon47", "Secret-PepperCanyon47"),
+        (
+            "token ghp&#95;Q7mR2xK9pL4vN8sT3wY6zB1cD5fG0hJ2kM4n",
+            "Q7mR2xK9pL4vN8sT3wY6zB1cD5fG0hJ2kM4n",
+        ),
+        (
+            "postgres://app:Horse.Glacier.Correct@db/x",
+            "Horse.Glacier.Correct",
+        ),
+    ] {
+        let out = m
+            .mask_text(text, &|| "t".into(), &mut Vec::new())
+            .unwrap()
+            .unwrap_or_else(|| panic!("nothing found in {text:?}"));
+        assert!(!out.contains(secret), "{text:?} → {out}");
+    }
+    for benign in [
+        "postgresql://postgres:postgres@localhost:5432/db",
+        "amqp://guest:guest@rabbit:5672",
+        "fetch(url, { credentials: 'include' })",
+        "SESSION_KEY = \"user_session\"",
+        "auth: oauth2",
+    ] {
+        assert!(
+            m.mask_text(benign, &|| "t".into(), &mut Vec::new())
+                .unwrap()
+                .is_none(),
+            "{benign}"
+        );
+    }
+}
+
+#[test]
+fn wrapped_url_safe_and_utf16_base64_are_decoded() {
+    use base64::Engine as _;
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let env = format!("GITHUB_TOKEN={GH}\nDB_PASSWORD={DB_PW}\nOTHER=1\nMORE=2\nEVEN_MORE=3\n");
+    let wrapped: String = base64::engine::general_purpose::STANDARD
+        .encode(&env)
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("token={GH}??>>"));
+    let utf16: Vec<u8> = format!("$env:T='{GH}'")
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let ps = base64::engine::general_purpose::STANDARD.encode(utf16);
+    for text in [
+        format!("cat <<EOF | base64 -d\n{wrapped}\nEOF"),
+        format!("x {url} y"),
+        format!("pwsh -EncodedCommand {ps}"),
+    ] {
+        let out = m
+            .mask_text(&text, &|| "t".into(), &mut Vec::new())
+            .unwrap()
+            .unwrap_or_else(|| panic!("nothing in {text}"));
+        assert_ne!(out, text);
+        if text.contains("EOF") {
+            assert!(
+                out.lines().nth(1).unwrap().len() == 76,
+                "wrapping kept: {out}"
+            );
+        }
+    }
 }

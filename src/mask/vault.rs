@@ -49,7 +49,21 @@ struct Entry {
 
 /// Values shorter than this are not looked for out of context (see [`Known`]): short strings
 /// occur by chance in ordinary text.
-pub const MIN_KNOWN_LEN: usize = 8;
+pub const MIN_KNOWN_LEN: usize = 6;
+
+/// Whether a value is distinctive enough to be looked for out of context: at least
+/// [`MIN_KNOWN_LEN`] bytes mixing two of letters, digits and symbols, or 16 bytes of anything
+/// (a passphrase). A word such as `postgres` or `same-origin` is not: matching it everywhere
+/// would mask ordinary text.
+pub fn is_distinctive(value: &str) -> bool {
+    let letters = value.bytes().any(|b| b.is_ascii_alphabetic());
+    let digits = value.bytes().any(|b| b.is_ascii_digit());
+    let symbols = value
+        .bytes()
+        .any(|b| !b.is_ascii_alphanumeric() && !matches!(b, b'-' | b'_' | b'.' | b' '));
+    let classes = letters as u8 + digits as u8 + symbols as u8;
+    (value.len() >= MIN_KNOWN_LEN && classes >= 2) || value.len() >= 16
+}
 /// Values remembered per scope for matching out of context; the oldest go first beyond this.
 const MAX_KNOWN_PER_SCOPE: usize = 4096;
 
@@ -124,10 +138,15 @@ impl Known {
             .filter_map(|m| {
                 let value = &self.values[self.owner[m.pattern().as_usize()]];
                 let v = value.value.expose().as_bytes();
-                let glued_before = m.start() > 0
+                // A long random value counts even glued to a flag (`-pXk9…`); a shorter one must
+                // stand on its own.
+                let strong = v.len() >= 10 && super::assign::looks_random(value.value.expose());
+                let glued_before = !strong
+                    && m.start() > 0
                     && v.first().is_some_and(u8::is_ascii_alphanumeric)
                     && bytes[m.start() - 1].is_ascii_alphanumeric();
-                let glued_after = m.end() < bytes.len()
+                let glued_after = !strong
+                    && m.end() < bytes.len()
                     && v.last().is_some_and(u8::is_ascii_alphanumeric)
                     && bytes[m.end()].is_ascii_alphanumeric();
                 (!glued_before && !glued_after).then_some((m.start(), m.end(), value))
@@ -219,8 +238,7 @@ impl Vault {
             .scopes
             .get_with(scope, || Arc::new(Mutex::new(ScopeIndex::default())));
         if known
-            && value.len() >= MIN_KNOWN_LEN
-            && !value.bytes().all(|b| b.is_ascii_digit())
+            && is_distinctive(value)
             && let Ok(mut index) = index.lock()
             && index.seen.insert((kind.into(), value.into()))
         {

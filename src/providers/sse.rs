@@ -5,14 +5,37 @@
 /// Where the first complete event in `buf` ends: (end of its lines, length of the blank line
 /// that ends it). `None` while the event is still arriving.
 pub fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    for i in memchr::memchr_iter(b'\n', buf) {
-        match (buf.get(i + 1), buf.get(i + 2)) {
-            (Some(b'\n'), _) => return Some((i + 1, 1)),
-            (Some(b'\r'), Some(b'\n')) => return Some((i + 1, 2)),
+    for i in memchr::memchr2_iter(b'\n', b'\r', buf) {
+        match (buf[i], buf.get(i + 1), buf.get(i + 2)) {
+            (b'\n', Some(b'\n'), _) => return Some((i + 1, 1)),
+            (b'\n', Some(b'\r'), Some(b'\n')) => return Some((i + 1, 2)),
+            // CR-only line endings, which the SSE specification also allows.
+            (b'\r', Some(b'\r'), _) => return Some((i + 1, 1)),
+            // A lone CR at the end of what arrived may still become CRLF.
+            (b'\n', Some(b'\r'), None) => return None,
             _ => {}
         }
     }
     None
+}
+
+/// An event's lines, each with its line ending (`\n`, `\r\n` or `\r`).
+pub fn lines(event: &str) -> impl Iterator<Item = &str> {
+    let mut rest = event;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let b = rest.as_bytes();
+        let end = match memchr::memchr2(b'\n', b'\r', b) {
+            Some(i) if b[i] == b'\r' && b.get(i + 1) == Some(&b'\n') => i + 2,
+            Some(i) => i + 1,
+            None => b.len(),
+        };
+        let (line, tail) = rest.split_at(end);
+        rest = tail;
+        Some(line)
+    })
 }
 
 /// The fields of one event.
@@ -27,8 +50,8 @@ pub struct Fields<'a> {
 /// Reads one event's lines (without the blank line that ends it).
 pub fn fields(event: &str) -> Fields<'_> {
     let mut out = Fields::default();
-    for line in event.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+    for line in lines(event) {
+        let line = line.trim_end_matches(['\n', '\r']);
         let (name, value) = match line.split_once(':') {
             Some((name, value)) => (name, value.strip_prefix(' ').unwrap_or(value)),
             None => (line, ""),
@@ -78,7 +101,13 @@ pub fn write_data(data: &str, eol: &str, out: &mut Vec<u8>) {
 
 /// The line ending an event uses.
 pub fn line_ending(event: &str) -> &'static str {
-    if event.contains("\r\n") { "\r\n" } else { "\n" }
+    if event.contains("\r\n") {
+        "\r\n"
+    } else if event.contains('\n') || !event.contains('\r') {
+        "\n"
+    } else {
+        "\r"
+    }
 }
 
 #[cfg(test)]
@@ -95,5 +124,9 @@ mod tests {
         assert_eq!(all[1].data.as_deref(), Some("[DONE]"));
         assert_eq!(event_end(b"data: a\n"), None);
         assert_eq!(event_end(b"data: a\r\n\r\nx"), Some((9, 2)));
+        assert_eq!(event_end(b"data: a\r\rdata: b"), Some((8, 1)));
+        let cr: Vec<_> = events("data: a\r\rdata: b\r\r").collect();
+        assert_eq!(cr.len(), 2);
+        assert_eq!(cr[1].data.as_deref(), Some("b"));
     }
 }

@@ -218,9 +218,18 @@ fn gemini(candidates: &[Value], shape: &mut Shape) {
         if let Some(parts) = cand["content"]["parts"].as_array() {
             for (j, part) in parts.iter().enumerate() {
                 if part.get("text").is_some_and(Value::is_string) {
+                    // Thoughts and the answer are separate texts, even at the same position;
+                    // the answer starting ends the thoughts.
+                    let thought = part.get("thought").and_then(Value::as_bool) == Some(true);
+                    let slot = if thought {
+                        format!("g{c}.t{j}")
+                    } else {
+                        shape.ends.push(format!("g{c}.t"));
+                        format!("g{c}.p{j}")
+                    };
                     shape.delta(
                         format!("candidates[{k}].content.parts[{j}].text"),
-                        format!("g{c}.p{j}"),
+                        slot,
                         Kind::Text,
                     );
                 }
