@@ -150,6 +150,7 @@ const QUALIFIERS: &[&str] = &[
     "root",
     "master",
     "replica",
+    "v",
 ];
 
 /// Trailing segments that still leave the key naming the secret (`SECRET_KEY_BASE`, `TOKEN_B64`).
@@ -679,6 +680,21 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
             quoted_key = true;
         }
     }
+    // `<add key="DbPassword" value="…"/>`: the value attribute beside a credential-named key.
+    if quoted_key {
+        let rest = &text[i..text.len().min(i + 16)];
+        let trimmed = rest.trim_start();
+        if let Some(after) = trimmed.strip_prefix("value=")
+            && let Some(&q) = after
+                .as_bytes()
+                .first()
+                .filter(|&&q| q == b'"' || q == b'\'')
+        {
+            let start = i + (rest.len() - trimmed.len()) + "value=".len() + 1;
+            let end = text[start..].find(q as char).map(|n| start + n)?;
+            return judge(key_text, &text[start..end], Context::Literal).then_some((start, end));
+        }
+    }
     // `<password>…</password>`
     if ks > 0 && b[ks - 1] == b'<' && b.get(ke) == Some(&b'>') {
         let start = ke + 1;
@@ -721,7 +737,8 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
     let spaced_flag = text[ks..].starts_with("--")
         || (matches!(key_text, "password" | "passwd")
             && (line_of_key.contains("login ")
-                || line_of_key.trim_start().starts_with("machine ")));
+                || line_of_key.trim_start().starts_with("machine ")
+                || (text.contains("machine ") && text.contains("login "))));
     if spaced_flag && space_before > 0 && !matches!(b.get(i), Some(b'=' | b':')) {
         let end = text[i..]
             .find(|c: char| c.is_whitespace())

@@ -950,6 +950,20 @@ pub const RULES: &[RuleSpec] = &[
         Check::UrlPassword
     ),
     rule!(
+        "pgpass-password",
+        "credentials",
+        [":5432:", ":*:"],
+        r"(?m)(?:^|\s)[^:\s#]+:(?:\d+|\*):[^:\s]+:[^:\s]+:([^\s:]{4,128})(?:\s|$)",
+        Check::UrlPassword
+    ),
+    rule!(
+        "powershell-plaintext-password",
+        "credentials",
+        ["ConvertTo-SecureString"],
+        r#"(?i)ConvertTo-SecureString\s+(?:-String\s+)?['"]([^'"\r\n]{4,128})['"]\s+-AsPlainText"#,
+        Check::UrlPassword
+    ),
+    rule!(
         "basic-auth-header",
         "credentials",
         ["Basic "],
@@ -958,8 +972,8 @@ pub const RULES: &[RuleSpec] = &[
     rule!(
         "bearer-auth-header",
         "credentials",
-        ["Bearer "],
-        r#"(?i)\bauthorization["']?\s*[:=]\s*["']?bearer\s+([A-Za-z0-9_\-.~+/]{20,}=*)"#,
+        ["Bearer ", "Token ", "Bot ", "ApiKey "],
+        r#"(?i)\bauthorization["']?\s*[:=]\s*["']?(?:bearer|token|bot|apikey)\s+([A-Za-z0-9_\-.~+/]{20,}=*)"#,
         Check::NotPlaceholder
     ),
     RuleSpec {

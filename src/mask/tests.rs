@@ -252,6 +252,11 @@ pub const SAMPLES: &[(&str, &str)] = &[
         "cli-password",
         "curl -u deploy:{a:16} https://ci.internal/api",
     ),
+    ("pgpass-password", "db.internal:5432:app:app:{a:14}"),
+    (
+        "powershell-plaintext-password",
+        "$pw = ConvertTo-SecureString '{a:14}' -AsPlainText -Force",
+    ),
 ];
 
 #[test]
@@ -1000,6 +1005,20 @@ fn assignments_without_operators_and_command_lines() {
             "postgres://app:Horse.Glacier.Correct@db/x",
             "Horse.Glacier.Correct",
         ),
+        (
+            "<add key=\"DbPassword\" value=\"Nwunav70:pux\" />",
+            "Nwunav70:pux",
+        ),
+        (
+            "machine h\n  login u\n  password Racugr82,ifn\n",
+            "Racugr82,ifn",
+        ),
+        (
+            "curl -H 'Authorization: Token 475c0b04065b5d1c2887b8718b32ba5914ae42fa' x",
+            "475c0b04065b5d1c2887b8718b32ba5914ae42fa",
+        ),
+        ("SECRET_KEY_V2=Msjaoz74!tdw", "Msjaoz74!tdw"),
+        ("data:\n  password: S2xka3NpMzk/bWFn\n", "S2xka3NpMzk/bWFn"),
     ] {
         let out = m
             .mask_text(text, &|| "t".into(), &mut Vec::new())
