@@ -107,6 +107,8 @@ const NOT_CREDENTIAL: &[&str] = &[
     "usage",
     "cached",
     "reasoning",
+    "allow",
+    "allowed",
 ];
 
 /// First segments that make the name an action on a credential, not one (`generate_private_key`,
@@ -262,6 +264,12 @@ pub fn is_credential_key(key: &str) -> bool {
     {
         return false;
     }
+    if last == "auth" {
+        // `auth`, `_auth`, `basicAuth`, `proxy_auth`; not `SERVER_AUTH`, `--jobserver-auth`.
+        return segs.len() == 1
+            || ["basic", "http", "proxy", "npm", "docker", "registry"]
+                .contains(&segs[segs.len() - 2].as_str());
+    }
     if CREDENTIAL_WORDS.contains(&last.as_str()) {
         return true;
     }
@@ -343,6 +351,14 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
     if is_format_string(v) {
         return false;
     }
+    // Names in capitals (`SELECTED`), OIDs and version numbers, JWT pieces the `jwt` rule did
+    // not take for a token.
+    if (v.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') && v.len() <= 24)
+        || (v.bytes().all(|b| b.is_ascii_digit() || b == b'.') && v.contains('.'))
+        || v.starts_with("eyJ")
+    {
+        return false;
+    }
     let words = v.split_whitespace().count();
     if words > 1 && (words > 6 || v.len() > 64) {
         // A sentence, not a passphrase.
@@ -355,7 +371,11 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
         Context::Literal => true,
         Context::Line => {
             let prose = words > 1 && looks_like_prose(v);
-            !(is_type_name(v) || is_code_expression(v) || prose)
+            let arithmetic = [" + ", " % ", " | ", " or ", " and "]
+                .iter()
+                .any(|op| v.contains(op));
+            let quoted_inside = v.contains('"') || v.contains('\'');
+            !(is_type_name(v) || is_code_expression(v) || prose || arithmetic || quoted_inside)
         }
         Context::Yaml => {
             let bare_name = v
@@ -372,10 +392,31 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
 /// A value that is only a format directive: `%s`, `%(name)s`, `{}`, `{0}`, `{name}`.
 fn is_format_string(v: &str) -> bool {
     let inner = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    v == "%s"
+    if v == "%s"
         || v == "%d"
         || (v.starts_with("%(") && v.ends_with(")s") && inner(&v[2..v.len() - 2]))
         || (v.starts_with('{') && v.ends_with('}') && inner(&v[1..v.len() - 1]))
+    {
+        return true;
+    }
+    // A template: what is left without its directives is punctuation or a scheme word
+    // (`'{0}:{1}'`, `'Digest %s'`).
+    let has_directive =
+        v.contains("%s") || v.contains("{}") || v.contains("{0}") || v.contains("%(");
+    has_directive && {
+        let mut rest = v.to_owned();
+        for d in ["%s", "%d", "{}", "{0}", "{1}", "{2}"] {
+            rest = rest.replace(d, "");
+        }
+        let words: Vec<&str> = rest
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        words.len() <= 1
+            && words
+                .iter()
+                .all(|w| w.bytes().all(|b| b.is_ascii_alphabetic()))
+    }
 }
 
 /// Stand-ins that are not values in any context: documented placeholders, defaults that are
@@ -478,6 +519,14 @@ pub fn is_placeholder_literal(v: &str) -> bool {
         "keyboard",
         "notasecret",
         "insecure",
+        "sekrit",
+        "hunter2",
+        "s3kr1t",
+        "topsecret",
+        "opensesame",
+        "swordfish",
+        "tiger",
+        "scott",
     ];
     let lower = v
         .trim_matches(|c| c == '"' || c == '\'')
@@ -600,6 +649,12 @@ fn is_code_expression(v: &str) -> bool {
     let call_or_index = tail.is_empty()
         || tail.starts_with('(')
         || tail.starts_with('[')
+        || tail.starts_with(" + ")
+        || tail.starts_with(" % ")
+        || tail.starts_with(" | ")
+        || tail.starts_with(" & ")
+        || tail.starts_with("![")
+        || tail.starts_with("!(")
         || tail.starts_with(" or ")
         || tail.starts_with(" if ")
         || tail.starts_with(" ||")
@@ -618,7 +673,13 @@ fn is_code_expression(v: &str) -> bool {
 
 /// As `is_code_expression`, for inline values: anything with call or attribute syntax.
 fn is_code_expression_strict(v: &str) -> bool {
-    is_code_expression(v) || v.contains('(') || v.contains("->") || v.contains("::")
+    is_code_expression(v)
+        || v.contains('(')
+        || v.contains("->")
+        || v.contains("::")
+        || v.contains("![")
+        || v.contains('"')
+        || v.contains('\'')
 }
 
 fn looks_like_prose(v: &str) -> bool {
@@ -702,7 +763,12 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         return judge(key_text, &text[start..end], Context::Literal).then_some((start, end));
     }
     // `define('DB_PASSWORD', '…')`, `setenv("TOKEN", "…")`: a quoted key, a comma, a quoted value.
-    if quoted_key && text[..ks - 1].trim_end().ends_with('(') {
+    if quoted_key
+        && text[..ks - 1]
+            .trim_end()
+            .strip_suffix('(')
+            .is_some_and(|before| before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+    {
         let mut j = i;
         while j < b.len() && b[j] == b' ' {
             j += 1;
@@ -757,6 +823,10 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
     } else {
         return None;
     };
+    // A match arm on a path (`Error::Token => "invalid token"`) assigns nothing.
+    if op == 2 && b[i] == b'=' && text[..ks].ends_with("::") {
+        return None;
+    }
     let colon = b[i] == b':' && op == 1;
     i += op;
     let space_after = spaces(&mut i);
@@ -768,27 +838,35 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
     let before_key = text[line_start..ks.saturating_sub(quoted_key as usize)].trim();
     // What may stand before a key on its line: diff markers, comments, list items, shell and
     // Dockerfile keywords.
-    let at_line_start = before_key.is_empty()
-        || matches!(
-            before_key,
-            "export"
-                | "-"
-                | "+"
-                | "#"
-                | "//"
-                | ">"
-                | "set"
-                | "SET"
-                | "ENV"
-                | "ARG"
-                | "env"
-                | "setenv"
-        )
-        || before_key.ends_with(" export")
-        || (before_key.len() <= 2
-            && before_key
-                .bytes()
-                .all(|b| b == b'+' || b == b'-' || b == b' '));
+    // A commented line counts as a line only in its dotenv form (`# DB_PASSWORD=…`), not as
+    // prose (`# token          = 1*tchar`).
+    let commented = matches!(before_key, "#" | "//") && (space_before > 0 || space_after > 0);
+    // Published graphing tokens in badge URLs.
+    if line_of_key.contains("codecov.io") || line_of_key.contains(".svg?token=") {
+        return None;
+    }
+    let at_line_start = !commented
+        && (before_key.is_empty()
+            || matches!(
+                before_key,
+                "export"
+                    | "-"
+                    | "+"
+                    | "#"
+                    | "//"
+                    | ">"
+                    | "set"
+                    | "SET"
+                    | "ENV"
+                    | "ARG"
+                    | "env"
+                    | "setenv"
+            )
+            || before_key.ends_with(" export")
+            || (before_key.len() <= 2
+                && before_key
+                    .bytes()
+                    .all(|b| b == b'+' || b == b'-' || b == b' ')));
     // Command-line forms that assign literals: `--from-literal=password=…`, `-e TOKEN=…`,
     // `--set password=…`, `--build-arg KEY=…`.
     let cli_literal = [
@@ -830,6 +908,10 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
             return None;
         }
         let value = text.get(start..j)?;
+        let after = text.get(j + 1..).unwrap_or("");
+        if after.starts_with(".format(") || after.trim_start().starts_with("% ") {
+            return None;
+        }
         // Backticks quote code in prose and Markdown (`Ok(None)`), not literals; and a short
         // lower-case word in quotes names something (`token: "explain"`).
         let word = value.len() < 12 && value.bytes().all(|b| b.is_ascii_lowercase());
@@ -859,7 +941,11 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
     } else {
         rest_trimmed
     };
-    let yaml = at_line_start && colon && space_after > 0 && !rest_trimmed.ends_with([',', ';']);
+    let yaml = at_line_start
+        && colon
+        && space_after > 0
+        && !rest_trimmed.ends_with([',', ';', '{', '(', '<', '['])
+        && !rest_trimmed.contains(" = ");
     let ini = at_line_start && !colon && !rest_trimmed.ends_with([',', ';', '{', '(']);
     let flag = text[ks..kw_start].starts_with("--") && !colon;
     if (dotenv || yaml || ini) && !rest_trimmed.is_empty() {
@@ -888,6 +974,10 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         return None;
     }
     let value = &text[i..end];
+    if colon && text[end..line_end].trim_start().starts_with('=') {
+        // `NAME: Type = …`: a type annotation.
+        return None;
+    }
     let context = if cli_literal {
         Context::Literal
     } else if flag {

@@ -342,7 +342,8 @@ impl Detector {
                     .rsplit(['/', ' ', '\'', '"', '='])
                     .next()
                     .unwrap_or("");
-                url_password_ok(secret.as_str(), user)
+                let host = text[secret.end()..whole.end()].trim_start_matches('@');
+                url_password_ok(secret.as_str(), user) && !is_documentation_host(host)
             } else {
                 passes(rule.check, secret.as_str())
             };
@@ -463,6 +464,22 @@ fn passes(check: Check, secret: &str) -> bool {
             has_letter && has_digit && !is_placeholder(secret) && entropy(secret) >= needed
         }
     }
+}
+
+/// Hosts reserved for documentation and tests (RFC 2606, RFC 6761): credentials there are examples.
+fn is_documentation_host(host: &str) -> bool {
+    let host = host
+        .split([':', '/'])
+        .next()
+        .unwrap_or(host)
+        .to_ascii_lowercase();
+    ["example.com", "example.org", "example.net"]
+        .iter()
+        .any(|d| host == *d || host.ends_with(&format!(".{d}")))
+        || [".example", ".test", ".invalid"]
+            .iter()
+            .any(|t| host.ends_with(t))
+        || host == "example"
 }
 
 fn url_password_ok(password: &str, user: &str) -> bool {

@@ -937,7 +937,7 @@ pub const RULES: &[RuleSpec] = &[
         "connection-string-password",
         "credentials",
         ["password=", "pwd="],
-        r#"(?i)(?:^|[;\s"'?&])(?:password|pwd)\s*=\s*(?:\{((?:[^}]|\}\})+)\}|([^;"'\r\n&{=]{3,128});|([^;"'\s&{]{3,128}))"#,
+        r#"(?im)(?:^|[;"'?&])\s*(?:password|pwd)\s*=\s*(?:\{((?:[^}]|\}\})+)\}|([^;"'\r\n&{=]{3,128});|([^;"'\s&{,)(]{3,128}))"#,
         Check::NotPlaceholder
     ),
     rule!(
