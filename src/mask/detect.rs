@@ -35,6 +35,8 @@ pub struct Rule {
     check: Check,
     reach: usize,
     generic: bool,
+    /// The secret begins with the keyword (`ghp_…`, `AKIA…`): its window starts there.
+    prefix: bool,
 }
 
 impl Rule {
@@ -262,8 +264,13 @@ impl Detector {
                 let (t_start, t_end) = (m.start() + offset, m.start() + offset + len);
                 match target {
                     Target::Window(rule) => {
-                        let reach = self.rules[rule].reach;
-                        let start = floor_char(text, t_start.saturating_sub(128));
+                        let r = &self.rules[rule];
+                        let (back, reach) = if r.prefix {
+                            (0, r.reach.min(256))
+                        } else {
+                            (128, r.reach)
+                        };
+                        let start = floor_char(text, t_start.saturating_sub(back));
                         let end = ceil_char(text, (t_end + reach).min(text.len()));
                         let last = last_window.get_or_insert_with(|| vec![None; self.rules.len()]);
                         match last[rule].map(|i| &mut windows[i]) {
@@ -396,6 +403,7 @@ fn custom_rule(custom: &CustomSpec, regex: Option<Regex>) -> Rule {
         check: Check::None,
         reach: 256,
         generic: false,
+        prefix: false,
     }
 }
 
@@ -449,6 +457,20 @@ fn compile_builtin(
         check: spec.check,
         reach: spec.reach,
         generic: is_generic(spec.id),
+        prefix: starts_with_keyword(spec),
+    })
+}
+
+/// Whether every match of the rule begins with one of its keywords, as written at the start of
+/// its pattern (`\bghp_…`, `(?:AKIA|ASIA)…` are; `…secret_?key…=` is not).
+fn starts_with_keyword(spec: &RuleSpec) -> bool {
+    let p = spec.pattern.trim_start_matches(r"\b");
+    if p.starts_with("(?") || spec.keywords.is_empty() || spec.reach > 512 {
+        return false;
+    }
+    spec.keywords.iter().all(|kw| {
+        let escaped = regex::escape(kw);
+        p.starts_with(&escaped) || p.trim_start_matches('(').starts_with(&escaped)
     })
 }
 

@@ -584,6 +584,15 @@ impl<'a> Scan<'a> {
             } else {
                 run.into()
             };
+            // Base64 of text mixes upper and lower case and, but for the shortest, digits;
+            // identifiers and words do not.
+            let jb = joined.as_bytes();
+            let mixed = jb.iter().any(u8::is_ascii_uppercase)
+                && jb.iter().any(u8::is_ascii_lowercase)
+                && (jb.len() >= 40 || jb.iter().any(u8::is_ascii_digit));
+            if !mixed {
+                continue;
+            }
             let url_safe = joined.contains(['-', '_']);
             if joined.len() < MIN_BASE64_RUN
                 || (joined.len() % 4 != 0 && !url_safe)

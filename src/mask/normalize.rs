@@ -7,17 +7,26 @@
 /// A normalized copy of a text and the way back to the original's offsets.
 pub struct Normalized {
     pub text: String,
-    /// For each byte of `text`, where its source starts in the original; one more entry for
-    /// the end.
-    origin: Vec<u32>,
+    /// (offset in `text`, offset in the original) at each start and end of a changed unit;
+    /// between marks the two advance together.
+    marks: Vec<(u32, u32)>,
 }
 
 impl Normalized {
+    fn map(&self, p: usize) -> usize {
+        match self.marks.partition_point(|&(n, _)| n as usize <= p) {
+            0 => p,
+            i => {
+                let (n, o) = self.marks[i - 1];
+                o as usize + (p - n as usize)
+            }
+        }
+    }
+
     /// The original span that produced `start..end` of the copy.
     pub fn original_span(&self, start: usize, end: usize) -> (usize, usize) {
-        let s = self.origin[start.min(self.origin.len() - 1)] as usize;
-        let e = self.origin[end.min(self.origin.len() - 1)] as usize;
-        (s, e.max(s))
+        let s = self.map(start);
+        (s, self.map(end).max(s))
     }
 }
 
@@ -32,19 +41,23 @@ fn needs(text: &str) -> bool {
 
 /// The normalized copy of `text`, or `None` when it would be the same.
 pub fn normalize(text: &str) -> Option<Normalized> {
-    if !needs(text) || text.len() > u32::MAX as usize / 2 {
+    if !needs(text) || text.len() > (u32::MAX / 2) as usize {
         return None;
     }
     let mut out = String::with_capacity(text.len());
-    let mut origin: Vec<u32> = Vec::with_capacity(text.len() + 1);
+    let mut marks: Vec<(u32, u32)> = Vec::new();
     let mut changed = false;
     let b = text.as_bytes();
     let mut i = 0;
-    let push = |out: &mut String, origin: &mut Vec<u32>, c: char, at: usize| {
-        let before = out.len();
-        out.push(c);
-        origin.extend(std::iter::repeat_n(at as u32, out.len() - before));
-    };
+    // A changed unit: `c` (or nothing) in place of the original's `at..at + len`.
+    let unit =
+        |out: &mut String, marks: &mut Vec<(u32, u32)>, c: Option<char>, at: usize, len: usize| {
+            marks.push((out.len() as u32, at as u32));
+            if let Some(c) = c {
+                out.push(c);
+            }
+            marks.push((out.len() as u32, (at + len) as u32));
+        };
     while i < b.len() {
         // Copy the plain run up to the next byte that could start a disguise, in one go.
         let run = b[i..]
@@ -53,7 +66,6 @@ pub fn normalize(text: &str) -> Option<Normalized> {
             .map_or(b.len(), |n| i + n);
         if run > i {
             out.push_str(&text[i..run]);
-            origin.extend(i as u32..run as u32);
             i = run;
             continue;
         }
@@ -84,7 +96,7 @@ pub fn normalize(text: &str) -> Option<Normalized> {
                 _ => (None, 1),
             };
             if let Some(d) = decoded {
-                push(&mut out, &mut origin, d, i);
+                unit(&mut out, &mut marks, Some(d), i, len);
                 i += len;
                 changed = true;
                 continue;
@@ -92,7 +104,7 @@ pub fn normalize(text: &str) -> Option<Normalized> {
         } else if c == b'&'
             && let Some((decoded, len)) = html_entity(&text[i..])
         {
-            push(&mut out, &mut origin, decoded, i);
+            unit(&mut out, &mut marks, Some(decoded), i, len);
             i += len;
             changed = true;
             continue;
@@ -103,7 +115,7 @@ pub fn normalize(text: &str) -> Option<Normalized> {
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
             && (0x20..0x7F).contains(&code)
         {
-            push(&mut out, &mut origin, code as char, i);
+            unit(&mut out, &mut marks, Some(code as char), i, 3);
             i += 3;
             changed = true;
             continue;
@@ -111,27 +123,26 @@ pub fn normalize(text: &str) -> Option<Normalized> {
             let ch = text[i..].chars().next().unwrap_or('\u{FFFD}');
             let len = ch.len_utf8();
             if is_invisible(ch) {
+                unit(&mut out, &mut marks, None, i, len);
                 i += len;
                 changed = true;
                 continue;
             }
             if ('\u{FF01}'..='\u{FF5E}').contains(&ch) {
                 let ascii = char::from_u32(ch as u32 - 0xFEE0).unwrap_or(ch);
-                push(&mut out, &mut origin, ascii, i);
+                unit(&mut out, &mut marks, Some(ascii), i, len);
                 i += len;
                 changed = true;
                 continue;
             }
-            push(&mut out, &mut origin, ch, i);
+            out.push(ch);
             i += len;
             continue;
         }
         out.push(c as char);
-        origin.push(i as u32);
         i += 1;
     }
-    origin.push(b.len() as u32);
-    changed.then_some(Normalized { text: out, origin })
+    changed.then_some(Normalized { text: out, marks })
 }
 
 /// An HTML character reference at the start of `s` (`&#95;`, `&#x5f;`, `&amp;`): the character
