@@ -60,10 +60,15 @@ pub fn normalize(text: &str) -> Option<Normalized> {
         };
     while i < b.len() {
         // Copy the plain run up to the next byte that could start a disguise, in one go.
-        let run = b[i..]
-            .iter()
-            .position(|&c| c == b'\\' || c == b'%' || c == b'&' || c >= 0x80)
-            .map_or(b.len(), |n| i + n);
+        let special = memchr::memchr3(b'\\', b'%', b'&', &b[i..]).map_or(b.len(), |n| i + n);
+        let run = if b[i..special].is_ascii() {
+            special
+        } else {
+            b[i..special]
+                .iter()
+                .position(|&c| c >= 0x80)
+                .map_or(special, |n| i + n)
+        };
         if run > i {
             out.push_str(&text[i..run]);
             i = run;
