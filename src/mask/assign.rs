@@ -554,17 +554,9 @@ pub fn is_placeholder_literal(v: &str) -> bool {
 
 /// `$VAR`, `${VAR}`, `$(cmd)`, `%VAR%`, `{{ .Values.x }}`, `<token>`, `@Value(...)`.
 fn is_reference(v: &str) -> bool {
-    if let Some(rest) = v.strip_prefix('$') {
-        if rest.starts_with('{') || rest.starts_with('(') {
-            return true;
-        }
+    if v.starts_with('$') {
         // `$VAR` / `$var` alone is a variable; `$ecretP4ss!`, `$2b$12$…` are values.
-        let ident = rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        let has_digit = rest.bytes().any(|b| b.is_ascii_digit());
-        let upper = rest
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-        return ident && (upper || !has_digit);
+        return super::detect::is_variable(v);
     }
     (v.starts_with('%') && v.ends_with('%'))
         || v.starts_with("{{")

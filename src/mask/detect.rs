@@ -514,61 +514,16 @@ fn url_password_ok(password: &str, user: &str) -> bool {
 /// Values that stand for a secret without being one.
 pub fn is_placeholder(value: &str) -> bool {
     let v = value.trim_matches(|c| c == '"' || c == '\'');
-    let lower = v.to_ascii_lowercase();
-    const WORDS: &[&str] = &[
-        "password",
-        "passwd",
-        "pass",
-        "secret",
-        "token",
-        "changeme",
-        "change_me",
-        "example",
-        "test",
-        "dummy",
-        "none",
-        "null",
-        "nil",
-        "true",
-        "false",
-        "undefined",
-        "redacted",
-        "hidden",
-        "placeholder",
-        "required",
-        "optional",
-        "string",
-        "value",
-        "your_password",
-        "mypassword",
-        "password123",
-        "admin",
-        "root",
-        "user",
-        "username",
-    ];
-    v.is_empty()
-        || WORDS.contains(&lower.as_str())
+    super::assign::is_placeholder_literal(v)
         || v.starts_with(['{', '<', '%', '[', '('])
         || is_variable(v)
         || v.ends_with(['}', '>', ')'])
-        || lower.contains("your")
-        || lower.contains("example")
-        || lower.contains("placeholder")
-        || lower.contains("xxxx")
-        || lower.contains("****")
-        || lower.contains("...")
-        || lower.starts_with("env.")
-        || lower.contains("environ")
-        || lower.contains("getenv")
-        || lower.contains("process.env")
-        || v.bytes().all(|b| b == v.as_bytes()[0])
         || is_dotted_identifier(v)
 }
 
 /// `$VAR`, `${VAR}`, `$(cmd)`, `$var`: shell, env and template references. A value that only
 /// begins with `$` (`$ecretP4ss!`, `$2b$12$…`) is not one.
-fn is_variable(v: &str) -> bool {
+pub(super) fn is_variable(v: &str) -> bool {
     let Some(rest) = v.strip_prefix('$') else {
         return false;
     };
