@@ -561,11 +561,10 @@ impl Cli {
                 }
             }
             Command::Policy(PolicyCommand::Check { dir }) => {
-                let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
+                let policy = load_policy(overrides(RunArgs {
                     policies: dir,
                     ..Default::default()
                 }))?;
-                let policy = Policy::load(config.policies.as_deref())?;
                 println!("policy OK: {}", policy.summary());
                 Ok(())
             }
@@ -575,11 +574,10 @@ impl Cli {
                 json,
                 policies,
             }) => {
-                let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
+                let policy = load_policy(overrides(RunArgs {
                     policies,
                     ..Default::default()
                 }))?;
-                let policy = Policy::load(config.policies.as_deref())?;
                 if scan_files(policy.masking(), &files, show, json)? {
                     Err(CommandError::WouldRefuse)
                 } else {
@@ -595,11 +593,10 @@ impl Cli {
                 json,
                 policies,
             }) => {
-                let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
+                let policy = load_policy(overrides(RunArgs {
                     policies,
                     ..Default::default()
                 }))?;
-                let policy = Policy::load(config.policies.as_deref())?;
                 let body = body
                     .map(|path| {
                         std::fs::read(&path)
@@ -633,6 +630,13 @@ impl Cli {
             }
         }
     }
+}
+
+/// The policy in the directory `overrides` names (or where the configuration points, or the
+/// embedded defaults).
+fn load_policy(overrides: Overrides) -> Result<Policy, CommandError> {
+    let (config, _) = ProxyConfig::resolve(overrides)?;
+    Ok(Policy::load(config.policies.as_deref())?)
 }
 
 /// `policy scan`: each file's text through the masker; returns whether anything was found.

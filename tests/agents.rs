@@ -11,7 +11,7 @@ use common::upstream::{Answer, Received};
 use common::*;
 use serde_json::{Value, json};
 use std::io::Write;
-use tollgate::providers::eventstream::{Frame, FrameReader, Header, HeaderValue};
+use tollgate::providers::eventstream::{Frame, FrameReader};
 
 /// Fresh secrets for each run, so nothing can be matched by its literal.
 struct Secrets {
@@ -410,24 +410,7 @@ async fn gemini_function_calls_carry_secrets_out_and_back() {
 }
 
 fn frame(event_type: &str, payload: Value) -> Vec<u8> {
-    Frame {
-        headers: vec![
-            Header {
-                name: ":event-type".into(),
-                value: HeaderValue::String(event_type.into()),
-            },
-            Header {
-                name: ":content-type".into(),
-                value: HeaderValue::String("application/json".into()),
-            },
-            Header {
-                name: ":message-type".into(),
-                value: HeaderValue::String("event".into()),
-            },
-        ],
-        payload: payload.to_string().into_bytes(),
-    }
-    .encode()
+    Frame::json_event(event_type, payload.to_string().into_bytes()).encode()
 }
 
 #[tokio::test]

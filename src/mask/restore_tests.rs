@@ -3,7 +3,7 @@
 //! model written the values themselves, with each value escaped for where it landed.
 
 use super::*;
-use crate::providers::eventstream::{Frame, Header, HeaderValue};
+use crate::providers::eventstream::Frame;
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::json;
@@ -341,24 +341,7 @@ fn shape_case(shape: usize, f: &Fixture, cuts: &[usize], order: &[usize]) -> (Ve
 }
 
 fn frame(event_type: &str, payload: Value) -> Vec<u8> {
-    Frame {
-        headers: vec![
-            Header {
-                name: ":event-type".into(),
-                value: HeaderValue::String(event_type.into()),
-            },
-            Header {
-                name: ":content-type".into(),
-                value: HeaderValue::String("application/json".into()),
-            },
-            Header {
-                name: ":message-type".into(),
-                value: HeaderValue::String("event".into()),
-            },
-        ],
-        payload: payload.to_string().into_bytes(),
-    }
-    .encode()
+    Frame::json_event(event_type, payload.to_string().into_bytes()).encode()
 }
 
 fn frames_out(out: &[u8]) -> Vec<(String, Value)> {

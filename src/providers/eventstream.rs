@@ -83,6 +83,23 @@ pub enum FrameError {
 }
 
 impl Frame {
+    /// An event frame as AWS streams send them: `:event-type`, `:content-type:
+    /// application/json`, `:message-type: event`, and a JSON payload.
+    pub fn json_event(event_type: &str, payload: Vec<u8>) -> Self {
+        let header = |name: &str, value: &str| Header {
+            name: name.into(),
+            value: HeaderValue::String(value.into()),
+        };
+        Self {
+            headers: vec![
+                header(":event-type", event_type),
+                header(":content-type", "application/json"),
+                header(":message-type", "event"),
+            ],
+            payload,
+        }
+    }
+
     /// The value of the first header called `name`, when it is a string.
     pub fn header_str(&self, name: &str) -> Option<&str> {
         match &self.headers.iter().find(|h| h.name == name)?.value {
