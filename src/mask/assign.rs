@@ -702,6 +702,21 @@ fn is_ident_byte(b: u8) -> bool {
 
 /// Looks for an assignment whose key contains the keyword at `kw_start..kw_end` of `text`;
 /// returns the span of the secret value, if one is assigned.
+/// Whether a `password` key stands in a multi-line `.netrc` entry (`machine h` / `login u` /
+/// `password p`): both words within a few lines around it.
+fn netrc_entry_around(text: &str, ks: usize, ke: usize) -> bool {
+    let mut start = ks.saturating_sub(512);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (ke + 256).min(text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    let around = &text[start..end];
+    around.contains("machine ") && around.contains("login ")
+}
+
 pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usize, usize)> {
     let b = text.as_bytes();
     let mut ks = kw_start;
@@ -796,7 +811,7 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         || (matches!(key_text, "password" | "passwd")
             && (line_of_key.contains("login ")
                 || line_of_key.trim_start().starts_with("machine ")
-                || (text.contains("machine ") && text.contains("login "))));
+                || netrc_entry_around(text, ks, ke)));
     if spaced_flag && space_before > 0 && !matches!(b.get(i), Some(b'=' | b':')) {
         let end = text[i..]
             .find(|c: char| c.is_whitespace())

@@ -4,7 +4,9 @@
 
 use super::rules::{Check, RULES, RuleSpec, is_generic};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-use regex::Regex;
+use regex_automata::meta::Regex;
+use regex_automata::util::captures::Captures;
+use regex_automata::{Anchored, Input};
 use std::sync::Arc;
 
 /// What to do when a rule matches.
@@ -255,6 +257,8 @@ impl Detector {
         // Windows per rule, merged as they come (keyword hits arrive in text order).
         let mut windows: Vec<(usize, usize, usize)> = Vec::new();
         let mut last_window: Option<Vec<Option<usize>>> = None;
+        // Per prefix rule, where its last match ended (keywords inside it are not tried again).
+        let mut prefix_end: Option<Vec<usize>> = None;
         let mut at = 0;
         while let Some(m) = self
             .keywords
@@ -263,15 +267,22 @@ impl Detector {
             for &(target, offset, len) in &self.targets[m.pattern().as_usize()].0 {
                 let (t_start, t_end) = (m.start() + offset, m.start() + offset + len);
                 match target {
+                    // A rule whose secret begins with its keyword is tried right there.
+                    Target::Window(rule) if self.rules[rule].prefix => {
+                        let r = &self.rules[rule];
+                        let last = prefix_end.get_or_insert_with(|| vec![0; self.rules.len()]);
+                        if t_start >= last[rule] {
+                            let end = ceil_char(text, (t_end + r.reach).min(text.len()));
+                            if let Some(e) = self.run_anchored(text, rule, t_start, end, &mut hits)
+                            {
+                                last[rule] = e;
+                            }
+                        }
+                    }
                     Target::Window(rule) => {
                         let r = &self.rules[rule];
-                        let (back, reach) = if r.prefix {
-                            (0, r.reach.min(256))
-                        } else {
-                            (128, r.reach)
-                        };
-                        let start = floor_char(text, t_start.saturating_sub(back));
-                        let end = ceil_char(text, (t_end + reach).min(text.len()));
+                        let start = floor_char(text, t_start.saturating_sub(128));
+                        let end = ceil_char(text, (t_end + r.reach).min(text.len()));
                         let last = last_window.get_or_insert_with(|| vec![None; self.rules.len()]);
                         match last[rule].map(|i| &mut windows[i]) {
                             Some(w) if start <= w.2 => w.2 = w.2.max(end),
@@ -327,45 +338,76 @@ impl Detector {
     }
 
     fn run_regex(&self, text: &str, index: usize, start: usize, end: usize, hits: &mut Vec<Hit>) {
-        let rule = &self.rules[index];
-        let Some(regex) = &rule.regex else {
+        let Some(regex) = &self.rules[index].regex else {
             return;
         };
-        let haystack = &text[..end];
+        let mut caps = captures_for(regex);
         let mut at = start;
-        while at <= haystack.len() {
-            let Some(caps) = regex.captures_at(haystack, at) else {
+        while at <= end {
+            regex.search_captures(&Input::new(text).span(at..end), &mut caps);
+            let Some(whole) = caps.get_match() else {
                 break;
             };
-            let Some(whole) = caps.get(0) else {
-                break;
-            };
-            // The secret is the first group that took part in the match, else the whole match.
-            let secret = caps.iter().skip(1).flatten().next().unwrap_or(whole);
-            let ok = if rule.check == Check::UrlPassword {
-                // The user is what stands between `://` (or the start) and `:password`.
-                let before = &text[whole.start()..secret.start().saturating_sub(1)];
-                let user = before
-                    .rsplit(['/', ' ', '\'', '"', '='])
-                    .next()
-                    .unwrap_or("");
-                let host = text[secret.end()..whole.end()].trim_start_matches('@');
-                url_password_ok(secret.as_str(), user) && !is_documentation_host(host)
-            } else {
-                passes(rule.check, secret.as_str())
-            };
-            if ok && secret.start() < secret.end() {
-                hits.push(Hit {
-                    start: secret.start(),
-                    end: secret.end(),
-                    rule: index,
-                });
-            }
+            self.confirm(text, index, &caps, hits);
             at = if whole.end() > whole.start() {
                 whole.end()
             } else {
                 ceil_char(text, whole.end() + 1)
             };
+        }
+    }
+
+    /// Tries a prefix rule's regex anchored at a keyword; the end of its match, if any.
+    fn run_anchored(
+        &self,
+        text: &str,
+        index: usize,
+        start: usize,
+        end: usize,
+        hits: &mut Vec<Hit>,
+    ) -> Option<usize> {
+        let regex = self.rules[index].regex.as_ref()?;
+        let mut caps = captures_for(regex);
+        let input = Input::new(text).span(start..end).anchored(Anchored::Yes);
+        regex.search_captures(&input, &mut caps);
+        let whole = caps.get_match()?;
+        self.confirm(text, index, &caps, hits);
+        Some(whole.end())
+    }
+
+    /// Checks one regex match and keeps its secret: the first group that took part in the
+    /// match, else the whole match.
+    fn confirm(&self, text: &str, index: usize, caps: &Captures, hits: &mut Vec<Hit>) {
+        let rule = &self.rules[index];
+        let Some(whole) = caps.get_group(0) else {
+            return;
+        };
+        let secret = (1..caps.group_len())
+            .find_map(|g| caps.get_group(g))
+            .unwrap_or(whole);
+        let value = &text[secret.range()];
+        let ok = if rule.check == Check::UrlPassword {
+            // A URL's scheme: `\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}` right before its `://`.
+            if text[whole.start..].starts_with("://") && !has_scheme_before(text, whole.start) {
+                return;
+            }
+            // The user is what stands between `://` (or the start) and `:password`.
+            let before = &text[whole.start..secret.start.saturating_sub(1)];
+            let user = before
+                .rsplit(['/', ' ', '\'', '"', '='])
+                .next()
+                .unwrap_or("");
+            let host = text[secret.end..whole.end].trim_start_matches('@');
+            url_password_ok(value, user) && !is_documentation_host(host)
+        } else {
+            passes(rule.check, value)
+        };
+        if ok && secret.start < secret.end {
+            hits.push(Hit {
+                start: secret.start,
+                end: secret.end,
+                rule: index,
+            });
         }
     }
 
@@ -461,17 +503,30 @@ fn compile_builtin(
     })
 }
 
-/// Whether every match of the rule begins with one of its keywords, as written at the start of
-/// its pattern (`\bghp_…`, `(?:AKIA|ASIA)…` are; `…secret_?key…=` is not).
+/// Whether every match of the rule begins with one of its keywords (`\bghp_…`,
+/// `(?:AKIA|ASIA)…`, `(?i)github…` do; `…secret_?key…=` does not): the prefixes the regex can
+/// start with, as its syntax gives them, each begin with a keyword (ignoring ASCII case).
 fn starts_with_keyword(spec: &RuleSpec) -> bool {
-    let p = spec.pattern.trim_start_matches(r"\b");
-    if p.starts_with("(?") || spec.keywords.is_empty() || spec.reach > 512 {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    if spec.keywords.is_empty() || spec.pattern.is_empty() {
         return false;
     }
-    spec.keywords.iter().all(|kw| {
-        let escaped = regex::escape(kw);
-        p.starts_with(&escaped) || p.trim_start_matches('(').starts_with(&escaped)
-    })
+    let Ok(hir) = regex_syntax::parse(spec.pattern) else {
+        return false;
+    };
+    let mut extractor = Extractor::new();
+    extractor.kind(ExtractKind::Prefix).limit_total(4096);
+    let prefixes = extractor.extract(&hir);
+    let Some(literals) = prefixes.literals() else {
+        return false;
+    };
+    !literals.is_empty()
+        && literals.iter().all(|lit| {
+            let bytes = lit.as_bytes();
+            spec.keywords.iter().any(|kw| {
+                bytes.len() >= kw.len() && bytes[..kw.len()].eq_ignore_ascii_case(kw.as_bytes())
+            })
+        })
 }
 
 fn passes(check: Check, secret: &str) -> bool {
@@ -502,6 +557,32 @@ fn is_documentation_host(host: &str) -> bool {
             .iter()
             .any(|t| host.ends_with(t))
         || host == "example"
+}
+
+/// Captures for a rule's regex: only the whole match where it has no groups, so the search
+/// needs no capturing engine.
+fn captures_for(regex: &Regex) -> Captures {
+    if regex.captures_len() == 1 {
+        Captures::matches(regex.group_info().clone())
+    } else {
+        regex.create_captures()
+    }
+}
+
+/// Whether a URL scheme ends at `at`: `\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}` as a regex would find it.
+fn has_scheme_before(text: &str, at: usize) -> bool {
+    let b = &text.as_bytes()[..at];
+    let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let run = b
+        .iter()
+        .rev()
+        .take(21)
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-'))
+        .count();
+    (2..=run).any(|len| {
+        let start = at - len;
+        b[start].is_ascii_alphabetic() && (start == 0 || !is_word(b[start - 1]))
+    })
 }
 
 fn url_password_ok(password: &str, user: &str) -> bool {

@@ -907,7 +907,7 @@ pub const RULES: &[RuleSpec] = &[
     rule!(
         "private-key",
         "private-key",
-        ["PRIVATE KEY"],
+        ["-----BEGIN"],
         r"-----BEGIN[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:(?s:.)*?-----END[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----|(?:[A-Za-z0-9+/=:\- \t\r\n]|\\[nr])+)",
         Check::None,
         16384
@@ -930,7 +930,8 @@ pub const RULES: &[RuleSpec] = &[
         "url-credentials",
         "credentials",
         ["://"],
-        r#"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,20}://[^\s:/?#@"'<>\\]{0,128}:([^\s/?<>\\]{1,256})@[A-Za-z0-9.\-\[\]]+"#,
+        // The scheme before `://` is checked by the detector (`Check::UrlPassword`).
+        r#"://[^\s:/?#@"'<>\\]{0,128}:([^\s/?<>\\]{1,256})@[A-Za-z0-9.\-\[\]]+"#,
         Check::UrlPassword
     ),
     rule!(
@@ -966,13 +967,13 @@ pub const RULES: &[RuleSpec] = &[
     rule!(
         "basic-auth-header",
         "credentials",
-        ["Basic "],
+        ["authorization"],
         r"(?i)\bauthorization\s*[:=]\s*basic\s+([A-Za-z0-9+/]{12,}={0,2})"
     ),
     rule!(
         "bearer-auth-header",
         "credentials",
-        ["Bearer ", "Token ", "Bot ", "ApiKey "],
+        ["authorization"],
         r#"(?i)\bauthorization["']?\s*[:=]\s*["']?(?:bearer|token|bot|apikey)\s+([A-Za-z0-9_\-.~+/]{20,}=*)"#,
         Check::NotPlaceholder
     ),
