@@ -507,6 +507,63 @@ async fn bodies_that_cannot_be_inspected_are_refused() {
         .unwrap();
     assert_eq!(unknown.status(), 400);
     assert_eq!(unknown.headers()["x-tollgate-reason"], "undecodable-body");
+    // JSON that a lenient parser reads but a strict one does not: the secret is spelled in
+    // `\u` escapes, which only a parser would decode.
+    let escaped: String = GITHUB
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    for (content_type, body) in [
+        (
+            "application/json",
+            format!(
+                r#"{{"temperature": NaN, "messages": [{{"role": "user", "content": "{escaped}"}}]}}"#
+            ),
+        ),
+        (
+            "application/json",
+            format!(
+                "\u{feff}{{\"messages\": [{{\"role\": \"user\", \"content\": \"{escaped}\"}}]}}"
+            ),
+        ),
+        ("text/plain", format!(r#"{{"messages": "{escaped}",}}"#)),
+    ] {
+        let res = client
+            .post("https://api.anthropic.com/v1/messages")
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400);
+        assert_eq!(res.headers()["x-tollgate-reason"], "undecodable-body");
+        let err: Value = res.json().await.unwrap();
+        assert_eq!(err["type"], "error", "Anthropic's error shape");
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not strict JSON")
+        );
+    }
+    let utf16: Vec<u8> = format!(r#"{{"messages": "{GITHUB}"}}"#)
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    for content_type in ["application/json", "application/json; charset=utf-16le"] {
+        let res = client
+            .post("https://api.openai.com/v1/chat/completions")
+            .header("content-type", content_type)
+            .body(utf16.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            matches!(res.status().as_u16(), 400 | 415),
+            "{content_type}: {}",
+            res.status()
+        );
+    }
     assert!(upstream.received().is_empty());
 }
 

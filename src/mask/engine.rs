@@ -145,7 +145,7 @@ impl<'a> Scan<'a> {
         doc: &str,
         prefix: &str,
         depth: usize,
-    ) -> Result<Option<Vec<Edit>>, MaskError> {
+    ) -> Result<Result<Vec<Edit>, json::JsonError>, MaskError> {
         let mut edits = Vec::new();
         // Name/value pairs (`{"name": "DB_PASSWORD", "value": "…"}`, secret stores, 1Password
         // fields): values seen, and the objects whose name field names a credential.
@@ -206,7 +206,7 @@ impl<'a> Scan<'a> {
             Ok(())
         });
         match walked {
-            Err(_) => return Ok(None),
+            Err(e) => return Ok(Err(e)),
             Ok(Err(e)) => return Err(e),
             Ok(Ok(())) => {}
         }
@@ -230,7 +230,7 @@ impl<'a> Scan<'a> {
             }
             edits.sort_by_key(|e| e.start);
         }
-        Ok(Some(edits))
+        Ok(Ok(edits))
     }
 
     /// One JSON string value (or a decoded payload): nested JSON, attachment, text, and the
@@ -245,7 +245,7 @@ impl<'a> Scan<'a> {
         if depth < MAX_NESTING {
             let t = text.trim_start();
             if (t.starts_with('{') || t.starts_with('['))
-                && let Some(edits) = self.document(text, &format!("{}>", path()), depth + 1)?
+                && let Ok(edits) = self.document(text, &format!("{}>", path()), depth + 1)?
             {
                 return Ok(edits);
             }

@@ -68,6 +68,18 @@ pub enum MaskError {
     Decode(#[from] decode::DecodeError),
     #[error("a {content_type} body cannot be inspected (not UTF-8 text), so it may not leave")]
     Uninspectable { content_type: String },
+    #[error(
+        "the request body is declared as {charset}; only UTF-8 bodies can be inspected, so it may not leave (send UTF-8, as the provider's API expects)"
+    )]
+    Charset { charset: String },
+    #[error(
+        "the request body contains a NUL byte at byte {at}; text bodies may not, and one that does could hide what the proxy reads"
+    )]
+    NulByte { at: usize },
+    #[error(
+        "the request body is JSON (by its type or its first character) but not strict JSON ({0}); it may not leave, since a lenient parser upstream could read what the proxy could not"
+    )]
+    NotStrictJson(json::JsonError),
 }
 
 /// Why masking.yaml with a group's changes could not be compiled.
@@ -357,8 +369,8 @@ impl Default for Limits {
 /// A masked request body.
 #[derive(Debug)]
 pub struct Masked {
-    /// The masked body, decoded, to send instead: `None` when nothing was found and the
-    /// original bytes can go as they are.
+    /// The body to send instead, decoded and masked: `None` when nothing was found and the
+    /// body was not compressed, so the original bytes can go as they are.
     pub body: Option<Bytes>,
     pub findings: Vec<Finding>,
     /// Attachments that could not be inspected.
@@ -440,32 +452,41 @@ impl Masker<'_> {
                 facts: RequestFacts::default(),
             });
         }
+        if let Some(charset) = content_type.and_then(charset)
+            && !matches!(charset.as_str(), "utf-8" | "utf8" | "us-ascii")
+        {
+            return Err(MaskError::Charset { charset });
+        }
         let decoded = decode::decode(content_encoding, body, self.policy.max_body)?;
         let Ok(text) = std::str::from_utf8(&decoded.bytes) else {
             return Err(MaskError::Uninspectable {
                 content_type: content_type.unwrap_or("untyped").to_owned(),
             });
         };
+        // UTF-16 spelled in ASCII is valid UTF-8 with a NUL after every letter.
+        if let Some(at) = memchr::memchr(0, text.as_bytes()) {
+            return Err(MaskError::NulByte { at });
+        }
         let json_typed = content_type.is_some_and(|t| {
             let t = t.to_ascii_lowercase();
             t.starts_with("application/json") || t.contains("+json")
         });
-        let looks_json = text.trim_start().starts_with(['{', '[']);
+        // A byte-order mark is not JSON, but lenient parsers skip it.
+        let looks_json = text
+            .trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
+            .starts_with(['{', '[']);
         let mut scan = engine::Scan::new(self.policy, self.vault, self.scope);
-        let mut edits = None;
-        if json_typed || looks_json {
-            edits = scan.document(text, "", 0)?;
-        }
-        let edits = match edits {
-            Some(edits) => edits,
-            None => {
-                // Not valid JSON after all: every byte is still checked, as text.
-                scan = engine::Scan::new(self.policy, self.vault, self.scope);
-                scan.text(text, &|| "body".into(), 0)?
-            }
+        let edits = if json_typed || looks_json {
+            scan.document(text, "", 0)?
+                .map_err(MaskError::NotStrictJson)?
+        } else {
+            scan.text(text, &|| "body".into(), 0)?
         };
-        // Nothing found: the original bytes go, compressed and signed as they came.
-        let body = (!edits.is_empty()).then(|| Bytes::from(engine::apply(text, &edits)));
+        // What leaves is what was inspected: the original bytes only when nothing was found and
+        // nothing had to be decoded (a compressed container may carry more than its content:
+        // gzip name and comment fields, data after the last member, skippable frames).
+        let body = (!edits.is_empty() || decoded.changed)
+            .then(|| Bytes::from(engine::apply(text, &edits)));
         Ok(Masked {
             body,
             findings: scan.findings,
@@ -473,6 +494,16 @@ impl Masker<'_> {
             facts: scan.facts,
         })
     }
+}
+
+/// The `charset` parameter of a media type, lower-cased and unquoted.
+fn charset(content_type: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"').to_ascii_lowercase())
+    })
 }
 
 /// Rule ids and counts of findings, for the exchange's log line: `github-pat:2,jwt:1`.

@@ -494,9 +494,10 @@ fn compressed_and_text_bodies_are_decoded_and_masked() {
             Bytes::from(gz.finish().unwrap()),
         )
         .unwrap();
-    assert!(
-        out.body.is_none(),
-        "a clean body goes as it came, still compressed"
+    assert_eq!(
+        out.body.as_deref(),
+        Some(&b"plain text with no secret"[..]),
+        "a clean compressed body goes as the content that was inspected"
     );
 
     let binary = Bytes::from_static(&[0xff, 0xfe, 0x00, 0x81]);
@@ -1114,4 +1115,138 @@ fn labelled_false_positives_from_real_code_stay_clean() {
     }
     assert!(entries >= 50, "{entries} entries");
     assert!(flagged.is_empty(), "flagged again:\n{}", flagged.join("\n"));
+}
+
+#[test]
+fn bodies_that_claim_or_look_like_json_but_are_not_strict_json_are_refused() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let escaped: String = GH.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+    let deep = format!("{}\"{escaped}\"{}", "[".repeat(600), "]".repeat(600));
+    let bad = [
+        format!(r#"{{"temperature": NaN, "messages": "{escaped}"}}"#),
+        format!(r#"{{"messages": "{escaped}",}}"#),
+        format!("\u{feff}{{\"messages\": \"{escaped}\"}}"),
+        format!(r#"{{"messages": "{escaped}"}} trailing"#),
+        format!(r#"{{'messages': '{GH}'}}"#),
+        format!(r#"{{"messages": "\x{escaped}"}}"#),
+        deep,
+    ];
+    for body in &bad {
+        for content_type in [Some("application/json"), None, Some("text/plain")] {
+            let looks = body.trim_start_matches('\u{feff}').starts_with(['{', '[']);
+            let r = m.mask_body(content_type, None, Bytes::from(body.clone()));
+            if content_type == Some("application/json") || looks {
+                assert!(
+                    matches!(r, Err(MaskError::NotStrictJson(_))),
+                    "{content_type:?} {:.60}: {r:?}",
+                    body
+                );
+            }
+        }
+    }
+    // What is strict JSON still goes through, masked.
+    let ok = m
+        .mask_body(
+            Some("application/json"),
+            None,
+            Bytes::from(format!(r#"{{"messages": "{escaped}"}}"#)),
+        )
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&ok.body.unwrap()).contains(GH));
+}
+
+#[test]
+fn non_utf8_charsets_and_nul_bytes_are_refused() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let json = format!(r#"{{"messages": "{GH}"}}"#);
+    let utf16: Vec<u8> = json.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    for (content_type, body) in [
+        (
+            "application/json; charset=utf-16",
+            Bytes::from(utf16.clone()),
+        ),
+        (
+            "application/json; charset=\"UTF-16LE\"",
+            Bytes::from(json.clone()),
+        ),
+        ("text/plain; charset=latin1", Bytes::from(json.clone())),
+    ] {
+        let r = m.mask_body(Some(content_type), None, body);
+        assert!(
+            matches!(r, Err(MaskError::Charset { .. })),
+            "{content_type}: {r:?}"
+        );
+    }
+    // UTF-16 of ASCII without a charset is valid UTF-8 with NULs between the letters.
+    for content_type in [Some("application/json"), Some("text/plain"), None] {
+        let r = m.mask_body(content_type, None, Bytes::from(utf16.clone()));
+        assert!(matches!(r, Err(MaskError::NulByte { .. })), "{r:?}");
+    }
+    let with_nul = format!("token {GH}\0 and more");
+    assert!(matches!(
+        m.mask_body(Some("text/plain"), None, Bytes::from(with_nul)),
+        Err(MaskError::NulByte { at: 46 })
+    ));
+    // UTF-8 declared in any spelling is fine.
+    for ct in [
+        "application/json; charset=utf-8",
+        "application/json;charset=UTF-8",
+    ] {
+        assert!(
+            m.mask_body(Some(ct), None, Bytes::from(json.clone()))
+                .is_ok()
+        );
+    }
+}
+
+#[test]
+fn compressed_bodies_leave_as_the_content_that_was_inspected() {
+    use std::io::Write;
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let clean = r#"{"messages": "hello"}"#;
+    // A gzip member whose header carries a secret in its file name and comment fields.
+    let mut gz = flate2::GzBuilder::new()
+        .filename(GH)
+        .comment(GH)
+        .extra(GH.as_bytes())
+        .write(Vec::new(), flate2::Compression::default());
+    gz.write_all(clean.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let out = m
+        .mask_body(Some("application/json"), Some("gzip"), Bytes::from(gz))
+        .unwrap();
+    assert_eq!(out.body.as_deref(), Some(clean.as_bytes()));
+    // A zstd skippable frame (magic 0x184D2A50) carrying a secret beside a clean frame.
+    let mut z = Vec::new();
+    z.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+    z.extend_from_slice(&(GH.len() as u32).to_le_bytes());
+    z.extend_from_slice(GH.as_bytes());
+    z.extend_from_slice(&zstd::encode_all(clean.as_bytes(), 3).unwrap());
+    let out = m
+        .mask_body(Some("application/json"), Some("zstd"), Bytes::from(z))
+        .unwrap();
+    assert_eq!(out.body.as_deref(), Some(clean.as_bytes()));
+    // Data after the last gzip member is not gzip: refused, not forwarded.
+    let mut trailing = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    trailing.write_all(clean.as_bytes()).unwrap();
+    let mut trailing = trailing.finish().unwrap();
+    trailing.extend_from_slice(GH.as_bytes());
+    let r = m.mask_body(
+        Some("application/json"),
+        Some("gzip"),
+        Bytes::from(trailing),
+    );
+    match r {
+        Err(MaskError::Decode(_)) => {}
+        Ok(out) => assert_eq!(out.body.as_deref(), Some(clean.as_bytes())),
+        Err(e) => panic!("{e}"),
+    }
+    // An uncompressed clean body still leaves byte for byte.
+    let out = m
+        .mask_body(Some("application/json"), None, Bytes::from(clean))
+        .unwrap();
+    assert!(out.body.is_none());
 }

@@ -94,13 +94,15 @@ pub async fn mask_request(
     let original = masked.body.is_some().then(|| bytes.clone());
     let body = match masked.body {
         Some(_) if is_signed(&parts.headers) => {
-            return Err(Refusal::new(
-                Reason::SignedBody,
+            let message = if masked.findings.is_empty() {
+                "the request body is compressed and signed (AWS SigV4): only the decoded content the proxy inspected may leave, and that would fail the signature; send the body uncompressed".to_owned()
+            } else {
                 format!(
                     "the request contains values that must be masked ({}), but its body is signed (AWS SigV4) and a rewritten body would fail the signature; remove them, or use a bearer API key",
                     crate::mask::summarize(&masked.findings)
-                ),
-            ));
+                )
+            };
+            return Err(Refusal::new(Reason::SignedBody, message));
         }
         Some(new) => {
             parts.headers.remove(CONTENT_ENCODING);

@@ -171,7 +171,12 @@ impl Refusal {
                     .with_rule("masking.limits.max_body_bytes")
             }
             MaskError::Decode(_) => Refusal::new(Reason::UndecodableBody, message),
-            MaskError::Uninspectable { .. } => Refusal::new(Reason::UninspectableBody, message),
+            MaskError::Uninspectable { .. } | MaskError::Charset { .. } => {
+                Refusal::new(Reason::UninspectableBody, message)
+            }
+            MaskError::NulByte { .. } | MaskError::NotStrictJson(_) => {
+                Refusal::new(Reason::UndecodableBody, message)
+            }
             MaskError::Attachment { .. } => Refusal::new(Reason::UninspectableBody, message)
                 .with_rule("masking.attachments: refuse"),
         }
