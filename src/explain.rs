@@ -172,15 +172,13 @@ pub fn explain(policy: &Policy, question: &Question) -> Explanation {
             }
         }
     }
-    out.model = facts
-        .model
-        .clone()
-        .or_else(|| crate::providers::model_in_path(&question.path));
+    out.model = policy.request_model(&host, &question.path, facts.model.as_deref());
     let view = RequestView {
         host: &host,
         path: &question.path,
         model: out.model.as_deref(),
         body_fields: &facts.fields,
+        has_body: question.body.as_ref().is_some_and(|b| !b.is_empty()),
     };
     let (location, result) = policy.check_request(profile, &provider, view);
     if let Some(location) = &location {

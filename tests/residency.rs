@@ -276,13 +276,67 @@ async fn models_can_be_allowed_and_denied() {
         (status, reason.as_str()),
         (StatusCode::FORBIDDEN, "model-not-allowed")
     );
-    // Requests that name no model (listing models) are not model-checked.
+    // Requests without a body (listing models) ask for no inference and are not model-checked.
     let res = client
         .get("https://api.openai.com/v1/models")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    // A body that names no model, or one that is not a string, cannot be checked: refused.
+    for body in [
+        json!({"messages": [{"role": "user", "content": "hi"}]}),
+        json!({"model": ["gpt-4o"], "messages": []}),
+    ] {
+        let (status, reason, _) = post(&client, url, body).await;
+        assert_eq!(
+            (status, reason.as_str()),
+            (StatusCode::FORBIDDEN, "model-not-allowed")
+        );
+    }
+    // Two `model` keys: the proxy and the upstream could read different ones.
+    let res = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(r#"{"model": "gpt-4o", "messages": [], "model": "o3"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.headers()["x-tollgate-reason"], "undecodable-body");
+    assert_eq!(
+        upstream.received().len(),
+        2,
+        "only the two allowed requests"
+    );
+}
+
+#[tokio::test]
+async fn azure_deployments_take_their_model_from_the_configuration() {
+    let upstream = Upstream::start().await;
+    let proxy = proxy_with(
+        &upstream,
+        "locations:\n  contoso-eu.openai.azure.com:\n    region: swedencentral\n    deployments:\n      chat: { model: gpt-4o }\n      mini-global: { region: global, model: gpt-4o-mini }\naccess:\n  default:\n    models: { allow: ['gpt-4o'] }\n",
+    )
+    .await;
+    let client = client(&proxy);
+    let url = |deployment: &str| {
+        format!(
+            "https://contoso-eu.openai.azure.com/openai/deployments/{deployment}/chat/completions?api-version=2024-10-21"
+        )
+    };
+    let body = json!({"messages": [{"role": "user", "content": "hi"}]});
+    let (status, _, _) = post(&client, &url("chat"), body.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    for deployment in ["mini-global", "unlisted"] {
+        let (status, reason, _) = post(&client, &url(deployment), body.clone()).await;
+        assert_eq!(
+            (status, reason.as_str()),
+            (StatusCode::FORBIDDEN, "model-not-allowed"),
+            "{deployment}"
+        );
+    }
+    assert_eq!(upstream.received().len(), 1);
 }
 
 #[tokio::test]

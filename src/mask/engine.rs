@@ -171,8 +171,12 @@ impl<'a> Scan<'a> {
                 }
                 return Ok(());
             }
-            if depth == 0 && !s.is_key {
-                self.facts.notice(s.path, s.text);
+            if depth == 0 {
+                if !s.is_key {
+                    self.facts.notice(s.path, s.text);
+                } else if let [json::Segment::Key(k)] = s.path.0.as_slice() {
+                    self.facts.notice_key(k);
+                }
             }
             let local = if s.is_key {
                 self.text(s.text, &path, depth)?

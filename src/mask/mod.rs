@@ -80,6 +80,10 @@ pub enum MaskError {
         "the request body is JSON (by its type or its first character) but not strict JSON ({0}); it may not leave, since a lenient parser upstream could read what the proxy could not"
     )]
     NotStrictJson(json::JsonError),
+    #[error(
+        "the request body names the top-level key `{0}` twice; parsers disagree on which one counts, so it may not leave"
+    )]
+    DuplicateKey(String),
 }
 
 /// Why masking.yaml with a group's changes could not be compiled.
@@ -387,19 +391,26 @@ pub struct RequestFacts {
     /// The first message of the conversation (`messages`, `contents` or `input`), which agents
     /// resend unchanged on every turn: what ties the turns of one conversation together.
     pub first_message: Option<String>,
-    /// Short top-level string fields (`inference_geo`, `service_tier`, …), for policy checks.
+    /// Top-level string fields (`inference_geo`, `service_tier`, …), for policy checks.
     pub fields: Vec<(String, String)>,
+    /// Top-level keys seen, to refuse a body that names one twice.
+    keys: HashSet<String>,
+    /// The first top-level key named twice: parsers disagree on which one counts.
+    pub duplicate_key: Option<String>,
 }
 
 impl RequestFacts {
+    fn notice_key(&mut self, key: &str) {
+        if !self.keys.insert(key.to_owned()) && self.duplicate_key.is_none() {
+            self.duplicate_key = Some(key.to_owned());
+        }
+    }
+
     fn notice(&mut self, path: &json::JsonPath<'_>, text: &str) {
         use json::Segment::Key;
         let segs = &path.0;
-        if let [Key(k)] = segs.as_slice()
-            && text.len() <= 200
-            && self.fields.len() < 32
-        {
-            if self.model.is_none() && k == "model" {
+        if let [Key(k)] = segs.as_slice() {
+            if k == "model" {
                 self.model = Some(text.to_owned());
             }
             self.fields.push((k.to_string(), text.to_owned()));
@@ -477,8 +488,13 @@ impl Masker<'_> {
             .starts_with(['{', '[']);
         let mut scan = engine::Scan::new(self.policy, self.vault, self.scope);
         let edits = if json_typed || looks_json {
-            scan.document(text, "", 0)?
-                .map_err(MaskError::NotStrictJson)?
+            let edits = scan
+                .document(text, "", 0)?
+                .map_err(MaskError::NotStrictJson)?;
+            if let Some(key) = scan.facts.duplicate_key.take() {
+                return Err(MaskError::DuplicateKey(key));
+            }
+            edits
         } else {
             scan.text(text, &|| "body".into(), 0)?
         };

@@ -1250,3 +1250,43 @@ fn compressed_bodies_leave_as_the_content_that_was_inspected() {
         .unwrap();
     assert!(out.body.is_none());
 }
+
+#[test]
+fn model_and_region_fields_are_read_wherever_they_sit_and_never_twice() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    for body in [
+        r#"{"model": "claude-haiku", "messages": [], "model": "claude-opus"}"#,
+        r#"{"inference_geo": "eu", "inference_geo": "us"}"#,
+        r#"{"model": {"id": 1}, "model": "x"}"#,
+    ] {
+        let r = m.mask_body(Some("application/json"), None, Bytes::from(body));
+        assert!(
+            matches!(r, Err(MaskError::DuplicateKey(_))),
+            "{body}: {r:?}"
+        );
+    }
+    // Keys repeated in nested objects are not the top level's business.
+    let nested = r#"{"messages": [{"role": "user"}, {"role": "assistant"}], "model": "m"}"#;
+    assert!(m.mask_body(None, None, Bytes::from(nested)).is_ok());
+    // Past 32 top-level keys, and longer than 200 bytes, fields still count.
+    let mut obj = serde_json::Map::new();
+    for i in 0..40 {
+        obj.insert(format!("k{i}"), serde_json::json!("v"));
+    }
+    let long_model = format!("claude-{}", "x".repeat(300));
+    obj.insert("inference_geo".into(), serde_json::json!("us"));
+    obj.insert("model".into(), serde_json::json!(long_model));
+    let body = serde_json::Value::Object(obj).to_string();
+    let facts = m
+        .mask_body(Some("application/json"), None, Bytes::from(body))
+        .unwrap()
+        .facts;
+    assert_eq!(facts.model.as_deref(), Some(long_model.as_str()));
+    assert!(
+        facts
+            .fields
+            .iter()
+            .any(|(k, v)| k == "inference_geo" && v == "us")
+    );
+}

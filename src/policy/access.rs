@@ -148,9 +148,26 @@ impl Profile {
         Ok(())
     }
 
-    /// Whether the model a request names is allowed; requests that name none pass.
-    pub fn check_model(&self, model: Option<&str>) -> Result<(), Denied> {
-        let Some(model) = model else { return Ok(()) };
+    /// Whether the model a request names is allowed. Under an allowlist, a request with a body
+    /// that names no model (or none that could be read) is refused; one without a body (listing
+    /// models, fetching a file) asks for no inference and passes.
+    pub fn check_model(&self, model: Option<&str>, has_body: bool) -> Result<(), Denied> {
+        let Some(model) = model else {
+            if has_body && !self.models_allow.is_empty() {
+                let allowed: Vec<&str> =
+                    self.models_allow.iter().map(|g| g.text.as_str()).collect();
+                return Err(Denied {
+                    kind: DeniedKind::Model,
+                    rule: format!("{}.models.allow", self.field),
+                    message: format!(
+                        "{} may use only models matching {}, and this request names no model the proxy can read (for an Azure deployment, give its model in policy.yaml: locations.HOST.deployments.NAME.model)",
+                        self.who(),
+                        allowed.join(", ")
+                    ),
+                });
+            }
+            return Ok(());
+        };
         if let Some(g) = self.models_deny.iter().find(|g| g.regex.is_match(model)) {
             return Err(Denied {
                 kind: DeniedKind::Model,
@@ -509,12 +526,26 @@ mod tests {
         let a = access.profile(Some(&id(&["y", "x"])));
         assert_eq!(a.name, "a");
         assert_eq!(a.regions_for("openai"), Some(vec!["eu".to_owned()]));
-        assert!(a.check_model(Some("o1-mini")).is_err());
+        assert!(a.check_model(Some("o1-mini"), true).is_err());
+        // A deny list has nothing to deny in a request that names no model.
+        assert!(a.check_model(None, true).is_ok());
         assert!(a.check_provider("openai").is_err());
         assert!(a.check_provider("anthropic").is_ok());
         let b = access.profile(Some(&id(&["y"])));
         assert_eq!(b.name, "b");
         assert!(b.check_provider("openai").is_ok());
+    }
+
+    #[test]
+    fn under_a_model_allowlist_a_request_that_names_no_model_is_refused() {
+        let p = policy("access:\n  default:\n    models: { allow: [claude-*] }\n").unwrap();
+        let d = p.access().profile(None);
+        assert!(d.check_model(Some("claude-sonnet-4"), true).is_ok());
+        assert!(d.check_model(Some("gpt-4o"), true).is_err());
+        let err = d.check_model(None, true).unwrap_err();
+        assert!(err.message.contains("names no model"), "{}", err.message);
+        // Listing models (no body) asks for no inference.
+        assert!(d.check_model(None, false).is_ok());
     }
 
     #[test]

@@ -424,9 +424,28 @@ impl Policy {
         let result = profile
             .check_provider(&provider.id)
             .and_then(|()| profile.check_location(&provider.id, &location))
-            .and_then(|()| profile.check_model(view.model))
+            .and_then(|()| profile.check_model(view.model, view.has_body))
             .map_err(AccessError::Denied);
         (Some(location), result)
+    }
+
+    /// The model a request asks for: the body's `model`, else the one its path names (Gemini,
+    /// Vertex, Bedrock), else the one configured for the Azure deployment it names.
+    pub fn request_model(
+        &self,
+        host: &str,
+        path: &str,
+        body_model: Option<&str>,
+    ) -> Option<String> {
+        body_model
+            .map(str::to_owned)
+            .or_else(|| crate::providers::model_in_path(path))
+            .or_else(|| {
+                self.locations
+                    .get(host)
+                    .and_then(|c| c.deployment_model(path))
+                    .map(str::to_owned)
+            })
     }
 
     pub fn recording(&self) -> &RecordingPolicy {

@@ -123,19 +123,76 @@ pub struct Mismatch {
 }
 
 /// Where the configuration places a host whose name says nothing (an Azure OpenAI resource).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+/// Read strictly: a misspelt key must not make a Global deployment count as in-region.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Configured {
     /// `host: region`
     Region(String),
-    /// `host: { region, deployments: { name: global | eu | … } }`
+    /// `host: { region, deployments: { name: global | eu | { region, model } } }`
     Detailed {
         region: String,
-        /// Deployments not bound to the resource's region (Azure Global and Data Zone
-        /// deployments), with where they may run.
-        #[serde(default)]
-        deployments: BTreeMap<String, String>,
+        /// The resource's deployments: where each may run (Azure Global and Data Zone
+        /// deployments run beyond the resource's region) and which model it serves.
+        deployments: BTreeMap<String, Deployment>,
     },
+}
+
+/// One Azure deployment in `locations`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// Where it runs when not in the resource's region (`global`, `eu`, …).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The model it serves, for the model lists of policy.yaml.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDetailed {
+    region: String,
+    #[serde(default)]
+    deployments: BTreeMap<String, RawDeployment>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDeployment {
+    Region(String),
+    Detailed(Deployment),
+}
+
+impl<'de> Deserialize<'de> for Configured {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_yaml::Value::deserialize(d)?;
+        match value {
+            serde_yaml::Value::String(region) => Ok(Configured::Region(region)),
+            serde_yaml::Value::Mapping(_) => {
+                let raw: RawDetailed = serde_yaml::from_value(value).map_err(D::Error::custom)?;
+                let mut deployments = BTreeMap::new();
+                for (name, d) in raw.deployments {
+                    let d = match d {
+                        RawDeployment::Region(region) => Deployment {
+                            region: Some(region),
+                            model: None,
+                        },
+                        RawDeployment::Detailed(d) => d,
+                    };
+                    deployments.insert(name, d);
+                }
+                Ok(Configured::Detailed {
+                    region: raw.region,
+                    deployments,
+                })
+            }
+            _ => Err(D::Error::custom(
+                "expected a region, or { region, deployments }",
+            )),
+        }
+    }
 }
 
 impl Configured {
@@ -145,11 +202,16 @@ impl Configured {
         }
     }
 
-    fn deployment(&self, name: &str) -> Option<&str> {
+    fn deployment(&self, name: &str) -> Option<&Deployment> {
         match self {
             Configured::Region(_) => None,
-            Configured::Detailed { deployments, .. } => deployments.get(name).map(String::as_str),
+            Configured::Detailed { deployments, .. } => deployments.get(name),
         }
+    }
+
+    /// The model served by the Azure deployment a request path names, as configured.
+    pub fn deployment_model(&self, path: &str) -> Option<&str> {
+        self.deployment(deployment(path)?)?.model.as_deref()
     }
 }
 
@@ -191,6 +253,9 @@ pub struct RequestView<'a> {
     pub model: Option<&'a str>,
     /// Top-level string fields of the JSON body (name, value).
     pub body_fields: &'a [(String, String)],
+    /// Whether the request carries a body (a request for inference names its model there or
+    /// in its path; a `GET /v1/models` names none).
+    pub has_body: bool,
 }
 
 impl Residency {
@@ -308,7 +373,7 @@ impl Residency {
         // Azure: Global and Data Zone deployments run beyond the resource's region.
         if let Some(c) = configured
             && let Some(name) = deployment(view.path).or(view.model)
-            && let Some(region) = c.deployment(name)
+            && let Some(region) = c.deployment(name).and_then(|d| d.region.as_deref())
         {
             places.push(Place {
                 region: region.to_owned(),
@@ -380,6 +445,7 @@ mod tests {
             path,
             model,
             body_fields: &[],
+            has_body: true,
         }
     }
 
@@ -494,6 +560,31 @@ mod tests {
             )
             .unwrap();
         assert_eq!(regions(&global), ["swedencentral", "global"]);
+        // A misspelt key is an error, not a deployment that silently counts as in-region.
+        for bad in [
+            "{ region: swedencentral, deployment: { gpt-4o-global: global } }",
+            "{ region: swedencentral, deployments: { gpt-4o-global: { regoin: global } } }",
+            "{ regoin: swedencentral }",
+            "[swedencentral]",
+        ] {
+            let err = serde_yaml::from_str::<Configured>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(!err.is_empty(), "{bad}");
+        }
+        let c: Configured = serde_yaml::from_str(
+            "{ region: swedencentral, deployments: { chat: { model: gpt-4o }, g: { region: global, model: gpt-4o-mini } } }",
+        )
+        .unwrap();
+        assert_eq!(
+            c.deployment_model("/openai/deployments/chat/chat/completions"),
+            Some("gpt-4o")
+        );
+        assert_eq!(
+            c.deployment_model("/openai/deployments/g/chat/completions"),
+            Some("gpt-4o-mini")
+        );
+        assert_eq!(c.deployment_model("/openai/deployments/other/x"), None);
         assert!(
             r.locate(view(host, "/openai/x", None), None)
                 .unwrap()

@@ -372,11 +372,8 @@ impl Handler {
             exchange.attachments = masked.attachments;
             exchange.bytes_up = masked.sent.len() as u64;
             exchange.request_body = masked.sent;
-            exchange.model = masked
-                .facts
-                .model
-                .clone()
-                .or_else(|| crate::providers::model_in_path(&exchange.path));
+            exchange.model =
+                policy.request_model(&tunnel.host, &exchange.path, masked.facts.model.as_deref());
             check_access(&policy, profile, tunnel, exchange, &masked.facts)?;
             if policy.recording().store_originals
                 && let (Some(original), Some(key)) = (masked.original, &self.shared.originals_key)
@@ -544,6 +541,7 @@ fn check_access(
         path: &exchange.path,
         model: exchange.model.as_deref(),
         body_fields: &facts.fields,
+        has_body: !exchange.request_body.is_empty(),
     };
     let (location, result) = policy.check_request(profile, &tunnel.provider, view);
     exchange.location = location;

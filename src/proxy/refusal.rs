@@ -174,9 +174,9 @@ impl Refusal {
             MaskError::Uninspectable { .. } | MaskError::Charset { .. } => {
                 Refusal::new(Reason::UninspectableBody, message)
             }
-            MaskError::NulByte { .. } | MaskError::NotStrictJson(_) => {
-                Refusal::new(Reason::UndecodableBody, message)
-            }
+            MaskError::NulByte { .. }
+            | MaskError::NotStrictJson(_)
+            | MaskError::DuplicateKey(_) => Refusal::new(Reason::UndecodableBody, message),
             MaskError::Attachment { .. } => Refusal::new(Reason::UninspectableBody, message)
                 .with_rule("masking.attachments: refuse"),
         }
