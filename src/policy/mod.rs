@@ -58,6 +58,15 @@ pub enum LoadError {
     },
     #[error("{file}: {message}")]
     Syntax { file: String, message: String },
+    #[error(
+        "{file}: not a policy file{suggestion}; a policy directory holds only {known} (a file with another name would be ignored, and its defaults used instead)"
+    )]
+    UnknownFile {
+        file: String,
+        /// `, did you mean policy.yaml?` or nothing.
+        suggestion: String,
+        known: String,
+    },
 }
 
 /// The text of one YAML file and the name errors should give it.
@@ -221,6 +230,52 @@ impl Decision {
     }
 }
 
+/// Every file a policy directory may hold.
+pub const POLICY_FILES: [&str; 5] = [
+    CATALOG_FILE,
+    POLICY_FILE,
+    MASKING_FILE,
+    RECORDING_FILE,
+    IDENTITY_FILE,
+];
+
+/// A misnamed file (`identity.yml`, `polcy.yaml`) would be skipped and the embedded default used
+/// in its place (with no tokens, authentication off), so any file but the five is an error.
+/// Hidden entries are skipped: Kubernetes mounts a ConfigMap with `..data` links beside the files.
+fn refuse_unknown_files(dir: &Path) -> Result<(), LoadError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Read {
+        file: dir.display().to_string(),
+        source,
+    })?;
+    let mut unknown = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || POLICY_FILES.contains(&name.as_str()) {
+            continue;
+        }
+        if entry.path().is_dir() {
+            continue;
+        }
+        unknown.push(name);
+    }
+    unknown.sort();
+    let Some(name) = unknown.first() else {
+        return Ok(());
+    };
+    let suggestion = POLICY_FILES
+        .iter()
+        .map(|known| (strsim::damerau_levenshtein(name, known), known))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, known)| format!(", did you mean {known}?"))
+        .unwrap_or_default();
+    Err(LoadError::UnknownFile {
+        file: dir.join(name).display().to_string(),
+        suggestion,
+        known: POLICY_FILES.join(", "),
+    })
+}
+
 impl Policy {
     /// Loads `providers.yaml` and `policy.yaml` from `dir`; a file missing there is taken from the
     /// embedded defaults. `None` uses the embedded defaults only.
@@ -248,6 +303,9 @@ impl Policy {
                     "policy directory not found",
                 ),
             });
+        }
+        if let Some(dir) = dir {
+            refuse_unknown_files(dir)?;
         }
         let catalog = pick(CATALOG_FILE, Source::embedded_catalog)?;
         let policy = pick(POLICY_FILE, Source::embedded_policy)?;
@@ -608,6 +666,30 @@ mod tests {
             &Source::embedded_catalog(),
             &Source::inline("policy.yaml", yaml),
         )
+    }
+
+    #[test]
+    fn unknown_files_in_the_policy_directory_are_errors_that_name_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("policy.yaml"), "{}\n").unwrap();
+        std::fs::create_dir(dir.path().join("..2026_12_01")).unwrap();
+        std::fs::write(dir.path().join(".hidden"), "").unwrap();
+        assert!(Policy::load(Some(dir.path())).is_ok());
+        for (name, suggestion) in [
+            ("identity.yml", Some("identity.yaml")),
+            ("polcy.yaml", Some("policy.yaml")),
+            ("bad.yaml", None),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "{}\n").unwrap();
+            let err = Policy::load(Some(dir.path())).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+            match suggestion {
+                Some(s) => assert!(err.contains(&format!("did you mean {s}?")), "{err}"),
+                None => assert!(!err.contains("did you mean"), "{err}"),
+            }
+            std::fs::remove_file(path).unwrap();
+        }
     }
 
     #[test]
