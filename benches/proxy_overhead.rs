@@ -44,6 +44,7 @@ async fn setup() -> Setup {
         upstream_ca: vec![upstream_ca.clone()],
         connect_to: vec![connect_to.parse().unwrap()],
         timeouts: Timeouts::default(),
+        limits: Default::default(),
         leaf_cache_size: 1000,
         originals_key: None,
         open: false,

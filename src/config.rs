@@ -22,6 +22,7 @@ pub struct ProxyConfig {
     pub upstream_ca: Vec<PathBuf>,
     pub connect_to: Vec<ConnectTo>,
     pub timeouts: Timeouts,
+    pub limits: Limits,
     /// How many hosts' leaf certificates stay cached.
     pub leaf_cache_size: u64,
     /// The key that seals unmasked originals, when policy keeps them.
@@ -44,6 +45,10 @@ pub struct Timeouts {
     /// A client's request line and headers must arrive within this.
     #[serde(with = "humantime_serde")]
     pub header_read: Duration,
+    /// Each phase of a connection before its first request (the request head, the first bytes
+    /// after CONNECT, the TLS handshake, the first request inside a tunnel) must end within this.
+    #[serde(with = "humantime_serde")]
+    pub handshake: Duration,
     /// Longest silence inside a request or response body before the exchange is cut.
     #[serde(with = "humantime_serde")]
     pub body_idle: Duration,
@@ -60,9 +65,43 @@ impl Default for Timeouts {
         Self {
             connect: Duration::from_secs(10),
             header_read: Duration::from_secs(30),
+            handshake: Duration::from_secs(10),
             body_idle: Duration::from_secs(300),
             tunnel_idle: Duration::from_secs(900),
             drain: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Timeouts {
+    /// Every bound by name, for validation.
+    fn named(&self) -> [(&'static str, Duration); 6] {
+        [
+            ("connect", self.connect),
+            ("header_read", self.header_read),
+            ("handshake", self.handshake),
+            ("body_idle", self.body_idle),
+            ("tunnel_idle", self.tunnel_idle),
+            ("drain", self.drain),
+        ]
+    }
+}
+
+/// Bounds on connections, so a peer without credentials cannot hold the proxy open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Open client connections in total; more are closed at once.
+    pub max_connections: usize,
+    /// Open client connections from one IP address (a NAT or a CI runner pool shares one).
+    pub max_connections_per_client: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_connections_per_client: 1_000,
         }
     }
 }
@@ -93,6 +132,8 @@ struct ConfigFile {
     connect_to: Vec<String>,
     #[serde(default)]
     timeouts: Timeouts,
+    #[serde(default)]
+    limits: Limits,
     leaf_cache_size: Option<u64>,
     /// A file holding the originals key (64 hex characters); the environment variable wins.
     originals_key_file: Option<PathBuf>,
@@ -199,12 +240,66 @@ impl ProxyConfig {
             upstream_ca,
             connect_to,
             timeouts: file.timeouts,
+            limits: file.limits,
             leaf_cache_size: file.leaf_cache_size.unwrap_or(10_000),
             originals_key,
             open: flags.open || file.open,
         };
+        validate(&config, source.as_ref())?;
         Ok((config, file_path))
     }
+}
+
+/// Zero or absurd bounds are refused: a zero timeout would cut every connection, a week-long one
+/// is no bound at all.
+fn validate(config: &ProxyConfig, source: Option<&Source>) -> Result<(), LoadError> {
+    const MAX: Duration = Duration::from_secs(24 * 3600);
+    let invalid = |field: String, message: String| match source {
+        Some(source) => source.invalid(field, message),
+        None => LoadError::Invalid {
+            file: "defaults".into(),
+            field,
+            message,
+        },
+    };
+    for (name, value) in config.timeouts.named() {
+        if value.is_zero() {
+            return Err(invalid(
+                format!("timeouts.{name}"),
+                "must be more than 0".into(),
+            ));
+        }
+        if value > MAX {
+            return Err(invalid(
+                format!("timeouts.{name}"),
+                format!(
+                    "{} is longer than the largest bound allowed, 24h",
+                    humantime_serde::re::humantime::format_duration(value)
+                ),
+            ));
+        }
+    }
+    for (name, value) in [
+        ("max_connections", config.limits.max_connections),
+        (
+            "max_connections_per_client",
+            config.limits.max_connections_per_client,
+        ),
+    ] {
+        if value == 0 {
+            return Err(invalid(
+                format!("limits.{name}"),
+                "must be at least 1".into(),
+            ));
+        }
+    }
+    if config.leaf_cache_size == 0 {
+        return Err(invalid(
+            "leaf_cache_size".into(),
+            "must be at least 1".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -259,5 +354,32 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("connect_to[0]"), "{err}");
+    }
+
+    #[test]
+    fn zero_or_absurd_bounds_are_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.yaml");
+        for (yaml, field) in [
+            ("timeouts:\n  handshake: 0s\n", "timeouts.handshake"),
+            ("timeouts:\n  body_idle: 400days\n", "timeouts.body_idle"),
+            (
+                "limits:\n  max_connections_per_client: 0\n",
+                "limits.max_connections_per_client",
+            ),
+            ("leaf_cache_size: 0\n", "leaf_cache_size"),
+        ] {
+            std::fs::write(&path, yaml).unwrap();
+            let err = ProxyConfig::resolve(Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains(field) && err.contains("t.yaml"),
+                "{yaml}: {err}"
+            );
+        }
     }
 }

@@ -59,7 +59,7 @@ pub enum LoadError {
     #[error("{file}: {message}")]
     Syntax { file: String, message: String },
     #[error(
-        "{file}: not a policy file{suggestion}; a policy directory holds only {known} (a file with another name would be ignored, and its defaults used instead)"
+        "{file}: not a policy file{suggestion}; the YAML files of a policy directory are {known} (one with another name would be ignored, and the defaults used instead)"
     )]
     UnknownFile {
         file: String,
@@ -240,8 +240,9 @@ pub const POLICY_FILES: [&str; 5] = [
 ];
 
 /// A misnamed file (`identity.yml`, `polcy.yaml`) would be skipped and the embedded default used
-/// in its place (with no tokens, authentication off), so any file but the five is an error.
-/// Hidden entries are skipped: Kubernetes mounts a ConfigMap with `..data` links beside the files.
+/// in its place (with no tokens, authentication off), so any YAML file but the five is an error.
+/// Other files may sit beside them (a JWKS file identity.yaml names); hidden entries are skipped
+/// (Kubernetes mounts a ConfigMap with `..data` links beside the files).
 fn refuse_unknown_files(dir: &Path) -> Result<(), LoadError> {
     let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Read {
         file: dir.display().to_string(),
@@ -250,7 +251,9 @@ fn refuse_unknown_files(dir: &Path) -> Result<(), LoadError> {
     let mut unknown = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || POLICY_FILES.contains(&name.as_str()) {
+        let lower = name.to_ascii_lowercase();
+        let yaml = lower.ends_with(".yaml") || lower.ends_with(".yml");
+        if name.starts_with('.') || !yaml || POLICY_FILES.contains(&name.as_str()) {
             continue;
         }
         if entry.path().is_dir() {
@@ -674,6 +677,7 @@ mod tests {
         std::fs::write(dir.path().join("policy.yaml"), "{}\n").unwrap();
         std::fs::create_dir(dir.path().join("..2026_12_01")).unwrap();
         std::fs::write(dir.path().join(".hidden"), "").unwrap();
+        std::fs::write(dir.path().join("jwks.json"), "{}").unwrap();
         assert!(Policy::load(Some(dir.path())).is_ok());
         for (name, suggestion) in [
             ("identity.yml", Some("identity.yaml")),

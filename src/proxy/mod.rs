@@ -223,7 +223,12 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         .with_graceful_shutdown(async move {
             let _ = stopped.await;
         })
-        .build()?;
+        .build()?
+        .with_connection_limits(hudsucker::ConnectionLimits {
+            handshake: config.timeouts.handshake,
+            max_connections: config.limits.max_connections,
+            max_connections_per_client: config.limits.max_connections_per_client,
+        });
     let task = tokio::spawn(proxy.start());
     info!("listening on {addr}");
     Ok(RunningProxy {

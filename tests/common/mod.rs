@@ -75,6 +75,7 @@ pub struct ProxySetup {
     files: Vec<(&'static str, String)>,
     originals_key: Option<String>,
     timeouts: Timeouts,
+    limits: tollgate::config::Limits,
 }
 
 impl ProxySetup {
@@ -138,6 +139,11 @@ impl ProxySetup {
         self.file("policy.yaml", yaml)
     }
 
+    pub fn limits(mut self, limits: tollgate::config::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
         self
@@ -159,6 +165,7 @@ impl ProxySetup {
             upstream_ca: vec![PathBuf::from(format!("{FIXTURES}/upstream-ca.crt"))],
             connect_to: self.connect_to.iter().map(|r| r.parse().unwrap()).collect(),
             timeouts: self.timeouts,
+            limits: self.limits,
             leaf_cache_size: 1000,
             open: false,
             originals_key: self.originals_key.as_deref().map(|hex| {

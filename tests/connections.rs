@@ -1,0 +1,129 @@
+//! What an unauthenticated peer can do to the proxy's connections: odd request targets inside a
+//! tunnel get a 400 (never a panic), every phase before a request has a deadline, and the number
+//! of connections per client is bounded.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn quick() -> tollgate::config::Timeouts {
+    tollgate::config::Timeouts {
+        handshake: Duration::from_millis(400),
+        header_read: Duration::from_millis(400),
+        ..Default::default()
+    }
+}
+
+/// Reads until the peer closes; how long that took.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, limit: Duration) -> Duration {
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return start.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the proxy kept a silent connection open for {limit:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn request_targets_without_a_path_inside_a_tunnel_get_400_not_a_panic() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    for target in [
+        "GET api.openai.com:443 HTTP/1.1",
+        "CONNECT x.example:443 HTTP/1.1",
+        "OPTIONS * HTTP/1.1",
+        "GET api.openai.com HTTP/1.1",
+    ] {
+        let mut tls =
+            intercepted_tls(&proxy, "api.openai.com", "api.openai.com", b"http/1.1").await;
+        tls.write_all(format!("{target}\r\nhost: api.openai.com\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+            .await
+            .expect("an answer, not a dead connection")
+            .unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]);
+        assert!(head.starts_with("HTTP/1.1 400"), "{target}: {head}");
+    }
+    // The proxy still serves.
+    let res = client(&proxy)
+        .get("https://api.openai.com/v1/models")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn silent_and_half_finished_connections_are_closed_at_the_handshake_deadline() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).timeouts(quick()).start().await;
+    let limit = Duration::from_secs(5);
+    // TCP connected, nothing sent.
+    let mut tcp = TcpStream::connect(proxy.addr()).await.unwrap();
+    closed_within(&mut tcp, limit).await;
+    // Half an HTTP/2 preface.
+    let mut tcp = TcpStream::connect(proxy.addr()).await.unwrap();
+    tcp.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    closed_within(&mut tcp, limit).await;
+    // CONNECT answered, then nothing.
+    let mut tunnel = connect(proxy.addr(), "api.openai.com:443", &[])
+        .await
+        .open();
+    closed_within(&mut tunnel, limit).await;
+    // Half a ClientHello.
+    let mut tunnel = connect(proxy.addr(), "api.openai.com:443", &[])
+        .await
+        .open();
+    tunnel
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
+    closed_within(&mut tunnel, limit).await;
+    // TLS done, no request.
+    let mut tls = intercepted_tls(&proxy, "api.openai.com", "api.openai.com", b"http/1.1").await;
+    closed_within(&mut tls, limit).await;
+    // A connection that does send its request in time is served.
+    let res = client(&proxy)
+        .get("https://api.openai.com/v1/models")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn connections_per_client_are_bounded() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .limits(tollgate::config::Limits {
+            max_connections: 100,
+            max_connections_per_client: 3,
+        })
+        .start()
+        .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(proxy.addr()).await.unwrap());
+    }
+    // The fourth is accepted by the kernel and closed by the proxy at once.
+    let mut fourth = TcpStream::connect(proxy.addr()).await.unwrap();
+    let took = closed_within(&mut fourth, Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(5));
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let res = client(&proxy)
+        .get("https://api.openai.com/v1/models")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
