@@ -3,8 +3,9 @@
 
 use moka::sync::Cache;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+    SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use rustls::ServerConfig;
@@ -208,6 +209,17 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), CaError> {
     file.sync_all().map_err(io_err)
 }
 
+/// A subjectKeyIdentifier extension for `key`: RFC 7093 method 1, the leftmost 160 bits of the
+/// SHA-256 of the public key bits. rcgen writes one only alongside basicConstraints.
+fn subject_key_identifier(key: &KeyPair) -> CustomExtension {
+    const SUBJECT_KEY_IDENTIFIER: &[u64] = &[2, 5, 29, 14];
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.public_key_raw());
+    // KeyIdentifier ::= OCTET STRING, 20 bytes long.
+    let mut content = vec![0x04, 20];
+    content.extend_from_slice(&digest.as_ref()[..20]);
+    CustomExtension::from_oid_content(SUBJECT_KEY_IDENTIFIER, content)
+}
+
 fn warn_if_key_readable_by_others(path: &Path) {
     #[cfg(unix)]
     {
@@ -234,6 +246,8 @@ pub struct LeafIssuer {
     issuer: Issuer<'static, KeyPair>,
     ca_not_after: OffsetDateTime,
     leaf_key: KeyPair,
+    /// The leaves' subjectKeyIdentifier extension, the same for all since they share one key.
+    leaf_key_id: CustomExtension,
     cache: Cache<String, Arc<ServerConfig>>,
     provider: Arc<CryptoProvider>,
     sessions: Arc<dyn StoresServerSessions>,
@@ -246,10 +260,12 @@ impl LeafIssuer {
         cache_size: u64,
         provider: Arc<CryptoProvider>,
     ) -> Result<Self, CaError> {
+        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         Ok(Self {
             issuer: ca.issuer,
             ca_not_after: ca.not_after,
-            leaf_key: KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
+            leaf_key_id: subject_key_identifier(&leaf_key),
+            leaf_key,
             cache: Cache::builder()
                 .max_capacity(cache_size)
                 .time_to_live(LEAF_CACHE_TTL)
@@ -284,7 +300,11 @@ impl LeafIssuer {
         dn.push(DnType::CommonName, host);
         dn.push(DnType::OrganizationName, "Tollgate");
         params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
+        // No basicConstraints at all: rcgen's `ExplicitNoCa` spells out `cA FALSE`, a DEFAULT
+        // value DER forbids encoding, and strict parsers (pyca/cryptography) refuse the leaf.
+        // Without the extension a certificate is not a CA, which is what a leaf must say.
+        params.is_ca = IsCa::NoCa;
+        params.custom_extensions = vec![self.leaf_key_id.clone()];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
@@ -388,6 +408,7 @@ mod tests {
     fn root_is_a_constrained_ca_with_key_usages() {
         let dir = tempfile::tempdir().unwrap();
         let ca = RootCa::create(dir.path()).unwrap();
+        assert_strict_der(ca.cert_der());
         let (_, cert) = parse_x509_certificate(ca.cert_der()).unwrap();
         let bc = cert.basic_constraints().unwrap().unwrap();
         assert!(bc.critical && bc.value.ca);
@@ -434,9 +455,53 @@ mod tests {
                 .value
                 .server_auth
         );
-        assert!(!cert.basic_constraints().unwrap().unwrap().value.ca);
+        assert!(cert.basic_constraints().unwrap().is_none());
         let not_before = cert.validity().not_before.to_datetime();
         assert!(not_before < OffsetDateTime::now_utc() - ::time::Duration::hours(12));
+    }
+
+    /// Parses `der` strictly: the whole input is one certificate, every extension is one the
+    /// parser knows and parses cleanly, and basicConstraints (if any) does not spell out the
+    /// DEFAULT `cA FALSE` (DER forbids it: `30 03 01 01 00`).
+    fn assert_strict_der(der: &[u8]) {
+        use x509_parser::nom::Parser;
+        let (rest, cert) = X509CertificateParser::new()
+            .with_deep_parse_extensions(true)
+            .parse(der)
+            .unwrap();
+        assert!(rest.is_empty(), "trailing bytes after the certificate");
+        assert!(!cert.extensions().is_empty());
+        for ext in cert.extensions() {
+            assert!(
+                !matches!(
+                    ext.parsed_extension(),
+                    ParsedExtension::ParseError { .. }
+                        | ParsedExtension::UnsupportedExtension { .. }
+                ),
+                "extension {} does not parse: {:?}",
+                ext.oid,
+                ext.parsed_extension()
+            );
+            if ext.oid == x509_parser::oid_registry::OID_X509_EXT_BASIC_CONSTRAINTS {
+                let value = ext.value;
+                assert!(
+                    !(value.len() >= 5 && value[0] == 0x30 && value[2..5] == [0x01, 0x01, 0x00]),
+                    "basicConstraints encodes the DEFAULT cA FALSE"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn leaves_are_strict_der_without_a_default_basic_constraints() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaves = issuer(dir.path());
+        for host in ["api.openai.com", "eu.api.openai.com", "127.0.0.1", "::1"] {
+            let der = leaves.issue(host).unwrap();
+            assert_strict_der(&der);
+            let (_, cert) = parse_x509_certificate(&der).unwrap();
+            assert!(cert.basic_constraints().unwrap().is_none(), "{host}");
+        }
     }
 
     #[test]
