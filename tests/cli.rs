@@ -124,6 +124,79 @@ fn ca_init_and_export() {
     assert_eq!(out.status.code(), Some(64), "no CA to export");
 }
 
+/// Runs `tollgate` that is expected to exit by itself; kills it and fails after 30 seconds.
+fn tollgate_exits(cwd: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .current_dir(cwd)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("tollgate {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn ca_files_get_their_modes_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    for umask in ["000", "077", "027"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("sh")
+            .current_dir(dir.path())
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" ca init"))
+            .arg(env!("CARGO_BIN_EXE_tollgate"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "umask {umask}: {}", stderr(&out));
+        let mode = |path: &str| {
+            std::fs::metadata(dir.path().join(path))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("ca"), 0o700, "umask {umask}");
+        assert_eq!(mode("ca/tollgate-ca.key"), 0o600, "umask {umask}");
+        assert_eq!(mode("ca/tollgate-ca.crt"), 0o644, "umask {umask}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn run_refuses_a_ca_others_can_read_or_replace_with_exit_64() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    assert!(tollgate(dir.path(), &["ca", "init"]).status.success());
+    let key = dir.path().join("ca/tollgate-ca.key");
+    chmod(&key, 0o644);
+    let out = tollgate_exits(dir.path(), &["run", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("ca/tollgate-ca.key has mode 644"), "{err}");
+
+    chmod(&key, 0o600);
+    let ca = dir.path().join("ca");
+    chmod(&ca, 0o777);
+    let out = tollgate_exits(dir.path(), &["run", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("ca has mode 777"), "{err}");
+}
+
 /// A running `tollgate run` and the lines it has logged so far.
 struct Running {
     child: Child,

@@ -51,6 +51,14 @@ pub enum CaError {
         "{path} exists but {missing} does not; restore it, or remove both and run `tollgate ca init`"
     )]
     HalfPresent { path: PathBuf, missing: PathBuf },
+    /// A CA file or directory other users could read or change (Unix permission bits).
+    #[error("{path} has mode {mode:03o}: {problem}; run `chmod {fix} {path}`")]
+    UnsafeMode {
+        path: PathBuf,
+        mode: u32,
+        problem: &'static str,
+        fix: &'static str,
+    },
     #[error("{0} already holds a CA; remove it first to make a new one")]
     AlreadyExists(PathBuf),
     #[error("certificate generation failed: {0}")]
@@ -102,9 +110,9 @@ impl RootCa {
                 source,
             })
         };
+        check_modes(dir, &cert_path, &key_path)?;
         let cert_pem = read(&cert_path)?;
         let key_pem = read(&key_path)?;
-        warn_if_key_readable_by_others(&key_path);
         let key = KeyPair::from_pem(&key_pem).map_err(|e| CaError::Parse {
             path: key_path.clone(),
             what: "private key",
@@ -142,10 +150,7 @@ impl RootCa {
         if cert_path.exists() || key_path.exists() {
             return Err(CaError::AlreadyExists(dir.to_owned()));
         }
-        fs::create_dir_all(dir).map_err(|source| CaError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
+        create_private_dir(dir)?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
@@ -167,11 +172,8 @@ impl RootCa {
         params.serial_number = Some(random_serial());
         let cert = params.self_signed(&key)?;
 
-        write_private(&key_path, key.serialize_pem().as_bytes())?;
-        fs::write(&cert_path, cert.pem()).map_err(|source| CaError::Io {
-            path: cert_path.clone(),
-            source,
-        })?;
+        write_new(&key_path, key.serialize_pem().as_bytes(), KEY_MODE)?;
+        write_new(&cert_path, cert.pem().as_bytes(), CERT_MODE)?;
         Ok(Self {
             cert_pem: cert.pem(),
             cert_der: cert.der().clone(),
@@ -195,18 +197,120 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), CaError> {
+/// The key is the owner's alone; the certificate is public (clients install it).
+const KEY_MODE: u32 = 0o600;
+const CERT_MODE: u32 = 0o644;
+const DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` owner-only if it does not exist; an existing one must not be writable by others,
+/// since whoever can write there can swap the CA before the next start.
+fn create_private_dir(dir: &Path) -> Result<(), CaError> {
+    let io_err = |source| CaError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    if dir.is_dir() {
+        return check_dir_mode(dir);
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+    builder.create(dir).map_err(io_err)?;
+    set_mode(dir, DIR_MODE)
+}
+
+/// Writes a file that must not exist yet with exactly `mode`, whatever the umask.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
     let io_err = |source| CaError::Io {
         path: path.to_owned(),
         source,
     };
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
+    // The mode at creation keeps the key private from its first byte; the umask can only
+    // narrow it, so it is set again below (a public certificate must stay readable).
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
     let mut file = options.open(path).map_err(io_err)?;
+    set_mode(path, mode)?;
     file.write_all(contents).map_err(io_err)?;
     file.sync_all().map_err(io_err)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), CaError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|source| {
+            CaError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
+/// Refuses a CA that other users could read (the key) or replace (the directory, the
+/// certificate, the key): a proxy that intercepts TLS must not run on a CA it cannot trust.
+fn check_modes(dir: &Path, cert: &Path, key: &Path) -> Result<(), CaError> {
+    check_dir_mode(dir)?;
+    check_mode(
+        key,
+        0o077,
+        "the CA private key is readable or writable by other users",
+        "600",
+    )?;
+    check_mode(
+        cert,
+        0o022,
+        "the CA certificate is writable by other users",
+        "go-w",
+    )
+}
+
+fn check_dir_mode(dir: &Path) -> Result<(), CaError> {
+    check_mode(
+        dir,
+        0o022,
+        "the CA directory is writable by other users",
+        "go-w",
+    )
+}
+
+/// Fails when `path` has any of the permission bits in `forbidden`.
+fn check_mode(
+    path: &Path,
+    forbidden: u32,
+    problem: &'static str,
+    fix: &'static str,
+) -> Result<(), CaError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)
+            .map_err(|source| CaError::Io {
+                path: path.to_owned(),
+                source,
+            })?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode & forbidden != 0 {
+            return Err(CaError::UnsafeMode {
+                path: path.to_owned(),
+                mode,
+                problem,
+                fix,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, forbidden, problem, fix);
+    Ok(())
 }
 
 /// A subjectKeyIdentifier extension for `key`: RFC 7093 method 1, the leftmost 160 bits of the
@@ -218,23 +322,6 @@ fn subject_key_identifier(key: &KeyPair) -> CustomExtension {
     let mut content = vec![0x04, 20];
     content.extend_from_slice(&digest.as_ref()[..20]);
     CustomExtension::from_oid_content(SUBJECT_KEY_IDENTIFIER, content)
-}
-
-fn warn_if_key_readable_by_others(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(
-                path = %path.display(),
-                "the CA private key is readable by other users; run chmod 600 on it"
-            );
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
 }
 
 /// Issues and caches one TLS server configuration per intercepted host.
@@ -381,16 +468,89 @@ mod tests {
     }
 
     #[cfg(unix)]
-    #[test]
-    fn private_key_is_owner_only() {
+    fn mode_of(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[cfg(unix)]
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn created_ca_has_an_owner_only_key_and_directory_and_a_public_certificate() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("state").join("ca");
+        RootCa::create(&dir).unwrap();
+        assert_eq!(mode_of(&dir), 0o700);
+        assert_eq!(mode_of(&dir.join(KEY_FILE)), 0o600);
+        assert_eq!(mode_of(&dir.join(CERT_FILE)), 0o644);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_readable_by_others_is_refused_naming_the_file_and_mode() {
         let dir = tempfile::tempdir().unwrap();
         RootCa::create(dir.path()).unwrap();
-        let mode = fs::metadata(dir.path().join(KEY_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        let key = dir.path().join(KEY_FILE);
+        chmod(&key, 0o644);
+        let err = RootCa::load(dir.path()).err().unwrap();
+        assert!(
+            matches!(&err, CaError::UnsafeMode { path, mode: 0o644, .. } if *path == key),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&key.display().to_string()) && message.contains("644"),
+            "{message}"
+        );
+        // Group-writable is as bad as world-readable; load_or_create refuses the same way.
+        chmod(&key, 0o620);
+        assert!(matches!(
+            RootCa::load_or_create(dir.path()),
+            Err(CaError::UnsafeMode { mode: 0o620, .. })
+        ));
+        chmod(&key, 0o400);
+        RootCa::load(dir.path()).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn ca_directory_writable_by_others_is_refused() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("ca");
+        RootCa::create(&dir).unwrap();
+        chmod(&dir, 0o777);
+        let err = RootCa::load(&dir).err().unwrap();
+        assert!(
+            matches!(&err, CaError::UnsafeMode { path, mode: 0o777, .. } if *path == dir),
+            "{err}"
+        );
+        assert!(err.to_string().contains("777"), "{err}");
+        // Nor is a new CA written into such a directory.
+        let open = parent.path().join("open");
+        fs::create_dir(&open).unwrap();
+        chmod(&open, 0o757);
+        assert!(matches!(
+            RootCa::create(&open),
+            Err(CaError::UnsafeMode { mode: 0o757, .. })
+        ));
+        assert!(!open.join(KEY_FILE).exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn certificate_writable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        RootCa::create(dir.path()).unwrap();
+        chmod(&dir.path().join(CERT_FILE), 0o666);
+        assert!(matches!(
+            RootCa::load(dir.path()),
+            Err(CaError::UnsafeMode { mode: 0o666, .. })
+        ));
     }
 
     #[test]
