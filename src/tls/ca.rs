@@ -1,11 +1,14 @@
-//! Tollgate's root certificate authority (created once, kept in `ca/`) and the leaf certificates
-//! it issues per intercepted host, cached so a new tunnel to a known host costs no signing.
+//! Tollgate's root certificate authority (created once, kept in `ca/`), the names it may vouch for
+//! ([`NameScope`], written into it as name constraints), and the leaf certificates it issues per
+//! intercepted host, cached so a new tunnel to a known host costs no signing.
 
+use crate::policy::hosts::HostPattern;
+use crate::providers::Catalog;
 use moka::sync::Cache;
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
-    SerialNumber,
+    BasicConstraints, CertificateParams, CidrSubnet, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    NameConstraints, PublicKeyData, SanType, SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use rustls::ServerConfig;
@@ -59,6 +62,21 @@ pub enum CaError {
         problem: &'static str,
         fix: &'static str,
     },
+    /// A host pattern no DNS name constraint can hold.
+    #[error(
+        "`{0}` cannot be written as a name constraint (an IP address, or no fixed domain after its last `*`); name DNS hosts, or create the CA with `tollgate ca init --unconstrained`"
+    )]
+    NotConstrainable(String),
+    /// Name constraints that would permit nothing, which X.509 reads as permitting every name.
+    #[error(
+        "the provider catalog names no host for the CA's name constraints; add `--permit DOMAIN`, or create the CA with `tollgate ca init --unconstrained`"
+    )]
+    NothingToPermit,
+    /// A leaf asked for a host the root's name constraints exclude: clients would refuse it.
+    #[error(
+        "{0} is outside the CA's name constraints, so clients would refuse a leaf for it; add it to the provider catalog and make a new CA (`tollgate ca init`), or make one with --unconstrained"
+    )]
+    OutsideNameConstraints(String),
     #[error("{0} already holds a CA; remove it first to make a new one")]
     AlreadyExists(PathBuf),
     #[error("certificate generation failed: {0}")]
@@ -67,12 +85,147 @@ pub enum CaError {
     Tls(#[from] rustls::Error),
 }
 
+/// The names a root may vouch for, written into it as a critical NameConstraints extension.
+///
+/// A constrained root is worth less to a thief: clients that honour name constraints (rustls,
+/// OpenSSL, Go and the platform verifiers) accept its leaves only for the permitted domains, so a
+/// stolen key cannot impersonate a bank to them. The price is that intercepting a host outside them
+/// takes a new CA, distributed again to every client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameScope {
+    /// No NameConstraints extension: leaves for any name verify.
+    Unconstrained,
+    /// Leaves only for these DNS domains and the names under them, and never for an IP address.
+    Domains(Vec<String>),
+}
+
+impl NameScope {
+    /// The domains of every host pattern of `catalog`, whatever the provider's mode (policy.yaml
+    /// may switch a tunneled provider to intercept without a new CA), and of `permit`. Fails on a
+    /// pattern no domain holds (an IP address, `*`), rather than make a root that cannot serve it.
+    pub fn for_catalog(catalog: &Catalog, permit: &[HostPattern]) -> Result<Self, CaError> {
+        Self::covering(
+            catalog
+                .host_patterns()
+                .map(|(_, pattern)| pattern)
+                .chain(permit),
+        )
+    }
+
+    /// The fewest domains that hold every host of `patterns`.
+    pub fn covering<'a>(
+        patterns: impl IntoIterator<Item = &'a HostPattern>,
+    ) -> Result<Self, CaError> {
+        let mut domains = patterns
+            .into_iter()
+            .map(|p| {
+                p.domain()
+                    .map(str::to_owned)
+                    .ok_or_else(|| CaError::NotConstrainable(p.as_str().to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        domains.sort();
+        domains.dedup();
+        // A domain under another adds nothing: `githubcopilot.com` already holds
+        // `api.githubcopilot.com`.
+        let kept: Vec<String> = domains
+            .iter()
+            .filter(|d| !domains.iter().any(|other| is_under(d, other)))
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            return Err(CaError::NothingToPermit);
+        }
+        Ok(Self::Domains(kept))
+    }
+
+    /// Whether a leaf for `host` (normalized) is valid under this scope. IP addresses are never
+    /// permitted by a constrained root.
+    pub fn permits(&self, host: &str) -> bool {
+        match self {
+            Self::Unconstrained => true,
+            Self::Domains(domains) => {
+                host.parse::<IpAddr>().is_err()
+                    && domains.iter().any(|d| host == d || is_under(host, d))
+            }
+        }
+    }
+
+    /// Whether every host `pattern` matches is permitted.
+    pub fn covers(&self, pattern: &HostPattern) -> bool {
+        match self {
+            Self::Unconstrained => true,
+            Self::Domains(_) => pattern.domain().is_some_and(|d| self.permits(d)),
+        }
+    }
+
+    /// The extension to write, `None` for an unconstrained root. Permitting DNS subtrees alone
+    /// would leave IP addresses unconstrained (RFC 5280 constrains only the name forms listed),
+    /// so every IPv4 and IPv6 address is excluded outright.
+    fn to_extension(&self) -> Option<NameConstraints> {
+        let Self::Domains(domains) = self else {
+            return None;
+        };
+        Some(NameConstraints {
+            permitted_subtrees: domains
+                .iter()
+                .map(|d| GeneralSubtree::DnsName(d.clone()))
+                .collect(),
+            excluded_subtrees: vec![
+                GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
+                GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
+            ],
+        })
+    }
+
+    /// What a root's NameConstraints extension permits. Only the DNS subtrees are kept: a
+    /// constrained root is taken to permit no IP address and nothing outside them, which may be
+    /// narrower than the extension says but never wider.
+    fn from_certificate(
+        cert: &x509_parser::certificate::X509Certificate<'_>,
+    ) -> Result<Self, String> {
+        use x509_parser::extensions::GeneralName;
+        let Some(constraints) = cert.name_constraints().map_err(|e| e.to_string())? else {
+            return Ok(Self::Unconstrained);
+        };
+        let domains = constraints
+            .value
+            .permitted_subtrees
+            .iter()
+            .flatten()
+            .filter_map(|subtree| match subtree.base {
+                GeneralName::DNSName(name) => Some(name.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect();
+        Ok(Self::Domains(domains))
+    }
+}
+
+impl std::fmt::Display for NameScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unconstrained => f.write_str("any name (no name constraints)"),
+            Self::Domains(domains) if domains.is_empty() => f.write_str("no name"),
+            Self::Domains(domains) => write!(f, "{} and names under them", domains.join(", ")),
+        }
+    }
+}
+
+/// Whether `name` lies strictly under `domain` (`a.b.example` under `b.example`).
+fn is_under(name: &str, domain: &str) -> bool {
+    name.len() > domain.len()
+        && name.ends_with(domain)
+        && name.as_bytes()[name.len() - domain.len() - 1] == b'.'
+}
+
 /// The root CA: its certificate and the issuer that signs leaves.
 pub struct RootCa {
     cert_pem: String,
     cert_der: CertificateDer<'static>,
     issuer: Issuer<'static, KeyPair>,
     not_after: OffsetDateTime,
+    scope: NameScope,
 }
 
 impl RootCa {
@@ -84,21 +237,31 @@ impl RootCa {
         &self.cert_der
     }
 
-    /// Loads the CA from `dir`, creating it first if the directory holds none.
-    /// Returns whether it was created.
-    pub fn load_or_create(dir: &Path) -> Result<(Self, bool), CaError> {
+    /// The names this root may vouch for.
+    pub fn scope(&self) -> &NameScope {
+        &self.scope
+    }
+
+    /// Loads the CA from `dir`, creating it first, limited to the names `scope` gives, if the
+    /// directory holds none (`scope` is only asked then). Returns whether it was created.
+    pub fn load_or_create<E: From<CaError>>(
+        dir: &Path,
+        scope: impl FnOnce() -> Result<NameScope, E>,
+    ) -> Result<(Self, bool), E> {
         let (cert, key) = paths(dir);
         match (cert.exists(), key.exists()) {
             (true, true) => Ok((Self::load(dir)?, false)),
-            (false, false) => Ok((Self::create(dir)?, true)),
+            (false, false) => Ok((Self::create(dir, &scope()?)?, true)),
             (true, false) => Err(CaError::HalfPresent {
                 path: cert,
                 missing: key,
-            }),
+            }
+            .into()),
             (false, true) => Err(CaError::HalfPresent {
                 path: key,
                 missing: cert,
-            }),
+            }
+            .into()),
         }
     }
 
@@ -134,6 +297,7 @@ impl RootCa {
             )));
         }
         let not_after = parsed.validity().not_after.to_datetime();
+        let scope = NameScope::from_certificate(&parsed).map_err(parse_err)?;
         let issuer =
             Issuer::from_ca_cert_der(&cert_der, key).map_err(|e| parse_err(e.to_string()))?;
         Ok(Self {
@@ -141,11 +305,13 @@ impl RootCa {
             cert_der,
             issuer,
             not_after,
+            scope,
         })
     }
 
-    /// Creates a new ECDSA P-256 root in `dir`; refuses to overwrite an existing one.
-    pub fn create(dir: &Path) -> Result<Self, CaError> {
+    /// Creates a new ECDSA P-256 root in `dir` for the names of `scope`; refuses to overwrite an
+    /// existing one.
+    pub fn create(dir: &Path, scope: &NameScope) -> Result<Self, CaError> {
         let (cert_path, key_path) = paths(dir);
         if cert_path.exists() || key_path.exists() {
             return Err(CaError::AlreadyExists(dir.to_owned()));
@@ -170,6 +336,7 @@ impl RootCa {
         params.not_before = now - CA_BACKDATE;
         params.not_after = now + CA_VALIDITY;
         params.serial_number = Some(random_serial());
+        params.name_constraints = scope.to_extension();
         let cert = params.self_signed(&key)?;
 
         write_new(&key_path, key.serialize_pem().as_bytes(), KEY_MODE)?;
@@ -179,6 +346,7 @@ impl RootCa {
             cert_der: cert.der().clone(),
             issuer: Issuer::new(params.clone(), key),
             not_after: params.not_after,
+            scope: scope.clone(),
         })
     }
 }
@@ -332,6 +500,8 @@ fn subject_key_identifier(key: &KeyPair) -> CustomExtension {
 pub struct LeafIssuer {
     issuer: Issuer<'static, KeyPair>,
     ca_not_after: OffsetDateTime,
+    /// The root's name constraints: no leaf is signed for a host outside them.
+    scope: NameScope,
     leaf_key: KeyPair,
     /// The leaves' subjectKeyIdentifier extension, the same for all since they share one key.
     leaf_key_id: CustomExtension,
@@ -351,6 +521,7 @@ impl LeafIssuer {
         Ok(Self {
             issuer: ca.issuer,
             ca_not_after: ca.not_after,
+            scope: ca.scope,
             leaf_key_id: subject_key_identifier(&leaf_key),
             leaf_key,
             cache: Cache::builder()
@@ -375,8 +546,14 @@ impl LeafIssuer {
         })
     }
 
-    /// Signs a fresh leaf for `host`, bypassing the cache (what a cache miss costs).
+    /// Signs a fresh leaf for `host`, bypassing the cache (what a cache miss costs). A host
+    /// outside the root's name constraints gets an error, not a leaf clients would refuse.
     pub fn issue(&self, host: &str) -> Result<CertificateDer<'static>, CaError> {
+        let host = crate::policy::hosts::normalize_host(host);
+        let host = host.as_str();
+        if !self.scope.permits(host) {
+            return Err(CaError::OutsideNameConstraints(host.to_owned()));
+        }
         let mut params = CertificateParams::default();
         let san = match host.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
@@ -448,21 +625,33 @@ mod tests {
     use super::*;
     use x509_parser::prelude::*;
 
-    fn issuer(dir: &Path) -> LeafIssuer {
-        let (ca, _) = RootCa::load_or_create(dir).unwrap();
+    /// What `ca init` makes by default: the embedded catalog's domains.
+    fn catalog_scope() -> NameScope {
+        let catalog = Catalog::parse(&crate::policy::Source::embedded_catalog()).unwrap();
+        NameScope::for_catalog(&catalog, &[]).unwrap()
+    }
+
+    fn issuer_with(dir: &Path, scope: NameScope) -> LeafIssuer {
+        let (ca, _) = RootCa::load_or_create(dir, || Ok::<_, CaError>(scope)).unwrap();
         LeafIssuer::new(ca, 100, crate::tls::provider()).unwrap()
+    }
+
+    fn issuer(dir: &Path) -> LeafIssuer {
+        issuer_with(dir, catalog_scope())
     }
 
     #[test]
     fn creates_once_then_loads_the_same_ca() {
         let dir = tempfile::tempdir().unwrap();
-        let (first, created) = RootCa::load_or_create(dir.path()).unwrap();
+        let (first, created) =
+            RootCa::load_or_create(dir.path(), || Ok::<_, CaError>(catalog_scope())).unwrap();
         assert!(created);
-        let (second, created) = RootCa::load_or_create(dir.path()).unwrap();
+        let (second, created) =
+            RootCa::load_or_create(dir.path(), || Ok::<_, CaError>(catalog_scope())).unwrap();
         assert!(!created);
         assert_eq!(first.cert_der(), second.cert_der());
         assert!(matches!(
-            RootCa::create(dir.path()),
+            RootCa::create(dir.path(), &NameScope::Unconstrained),
             Err(CaError::AlreadyExists(_))
         ));
     }
@@ -484,7 +673,7 @@ mod tests {
     fn created_ca_has_an_owner_only_key_and_directory_and_a_public_certificate() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("state").join("ca");
-        RootCa::create(&dir).unwrap();
+        RootCa::create(&dir, &NameScope::Unconstrained).unwrap();
         assert_eq!(mode_of(&dir), 0o700);
         assert_eq!(mode_of(&dir.join(KEY_FILE)), 0o600);
         assert_eq!(mode_of(&dir.join(CERT_FILE)), 0o644);
@@ -494,7 +683,7 @@ mod tests {
     #[test]
     fn key_readable_by_others_is_refused_naming_the_file_and_mode() {
         let dir = tempfile::tempdir().unwrap();
-        RootCa::create(dir.path()).unwrap();
+        RootCa::create(dir.path(), &NameScope::Unconstrained).unwrap();
         let key = dir.path().join(KEY_FILE);
         chmod(&key, 0o644);
         let err = RootCa::load(dir.path()).err().unwrap();
@@ -510,7 +699,7 @@ mod tests {
         // Group-writable is as bad as world-readable; load_or_create refuses the same way.
         chmod(&key, 0o620);
         assert!(matches!(
-            RootCa::load_or_create(dir.path()),
+            RootCa::load_or_create(dir.path(), || Ok::<_, CaError>(NameScope::Unconstrained)),
             Err(CaError::UnsafeMode { mode: 0o620, .. })
         ));
         chmod(&key, 0o400);
@@ -522,7 +711,7 @@ mod tests {
     fn ca_directory_writable_by_others_is_refused() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("ca");
-        RootCa::create(&dir).unwrap();
+        RootCa::create(&dir, &NameScope::Unconstrained).unwrap();
         chmod(&dir, 0o777);
         let err = RootCa::load(&dir).err().unwrap();
         assert!(
@@ -535,7 +724,7 @@ mod tests {
         fs::create_dir(&open).unwrap();
         chmod(&open, 0o757);
         assert!(matches!(
-            RootCa::create(&open),
+            RootCa::create(&open, &NameScope::Unconstrained),
             Err(CaError::UnsafeMode { mode: 0o757, .. })
         ));
         assert!(!open.join(KEY_FILE).exists());
@@ -545,7 +734,7 @@ mod tests {
     #[test]
     fn certificate_writable_by_others_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        RootCa::create(dir.path()).unwrap();
+        RootCa::create(dir.path(), &NameScope::Unconstrained).unwrap();
         chmod(&dir.path().join(CERT_FILE), 0o666);
         assert!(matches!(
             RootCa::load(dir.path()),
@@ -556,10 +745,10 @@ mod tests {
     #[test]
     fn half_present_ca_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        RootCa::create(dir.path()).unwrap();
+        RootCa::create(dir.path(), &NameScope::Unconstrained).unwrap();
         fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
         assert!(matches!(
-            RootCa::load_or_create(dir.path()),
+            RootCa::load_or_create(dir.path(), || Ok::<_, CaError>(catalog_scope())),
             Err(CaError::HalfPresent { .. })
         ));
     }
@@ -567,7 +756,7 @@ mod tests {
     #[test]
     fn root_is_a_constrained_ca_with_key_usages() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = RootCa::create(dir.path()).unwrap();
+        let ca = RootCa::create(dir.path(), &catalog_scope()).unwrap();
         assert_strict_der(ca.cert_der());
         let (_, cert) = parse_x509_certificate(ca.cert_der()).unwrap();
         let bc = cert.basic_constraints().unwrap().unwrap();
@@ -654,20 +843,196 @@ mod tests {
 
     #[test]
     fn leaves_are_strict_der_without_a_default_basic_constraints() {
+        // DNS leaves from the default root; IP leaves need an unconstrained one.
+        let constrained = tempfile::tempdir().unwrap();
+        let unconstrained = tempfile::tempdir().unwrap();
+        let kinds = [
+            (
+                issuer(constrained.path()),
+                &["api.openai.com", "eu.api.openai.com"][..],
+            ),
+            (
+                issuer_with(unconstrained.path(), NameScope::Unconstrained),
+                &["api.openai.com", "127.0.0.1", "::1"][..],
+            ),
+        ];
+        for (leaves, hosts) in &kinds {
+            for host in *hosts {
+                let der = leaves.issue(host).unwrap();
+                assert_strict_der(&der);
+                let (_, cert) = parse_x509_certificate(&der).unwrap();
+                assert!(cert.basic_constraints().unwrap().is_none(), "{host}");
+            }
+        }
+    }
+
+    /// Verifies `leaf` for `host` as a rustls client trusting only `root` would.
+    fn verify(
+        root: &CertificateDer<'static>,
+        leaf: &CertificateDer<'static>,
+        host: &str,
+    ) -> Result<(), rustls::Error> {
+        use rustls::client::danger::ServerCertVerifier;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(root.clone()).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            crate::tls::provider(),
+        )
+        .build()
+        .unwrap();
+        let name = rustls_pki_types::ServerName::try_from(host.to_owned()).unwrap();
+        verifier
+            .verify_server_cert(leaf, &[], &name, &[], rustls_pki_types::UnixTime::now())
+            .map(|_| ())
+    }
+
+    #[test]
+    fn default_root_permits_the_catalog_domains_and_no_ip_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = RootCa::create(dir.path(), &catalog_scope()).unwrap();
+        let (_, cert) = parse_x509_certificate(ca.cert_der()).unwrap();
+        let constraints = cert.name_constraints().unwrap().unwrap();
+        assert!(constraints.critical);
+        let permitted: Vec<&str> = constraints
+            .value
+            .permitted_subtrees
+            .iter()
+            .flatten()
+            .map(|subtree| match subtree.base {
+                GeneralName::DNSName(name) => name,
+                ref other => panic!("permits a non-DNS name: {other:?}"),
+            })
+            .collect();
+        for domain in [
+            "api.openai.com",
+            "api.anthropic.com",
+            "googleapis.com",
+            "amazonaws.com",
+            "openai.azure.com",
+            "githubcopilot.com",
+            "api.mistral.ai",
+            "cursor.sh",
+        ] {
+            assert!(permitted.contains(&domain), "{domain} in {permitted:?}");
+        }
+        // Covered by githubcopilot.com already.
+        assert!(!permitted.contains(&"api.githubcopilot.com"));
+        let excluded: Vec<_> = constraints
+            .value
+            .excluded_subtrees
+            .iter()
+            .flatten()
+            .map(|subtree| match subtree.base {
+                GeneralName::IPAddress(range) => range.to_vec(),
+                ref other => panic!("excludes a non-IP name: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            excluded,
+            vec![vec![0u8; 8], vec![0u8; 32]],
+            "all of IPv4 and IPv6"
+        );
+
+        let catalog = Catalog::parse(&crate::policy::Source::embedded_catalog()).unwrap();
+        for (_, pattern) in catalog.host_patterns() {
+            assert!(ca.scope().covers(pattern), "{pattern}");
+        }
+        // The same scope comes back when the root is loaded.
+        assert_eq!(RootCa::load(dir.path()).unwrap().scope(), &catalog_scope());
+    }
+
+    #[test]
+    fn leaves_verify_inside_the_name_constraints_and_are_refused_outside() {
         let dir = tempfile::tempdir().unwrap();
         let leaves = issuer(dir.path());
-        for host in ["api.openai.com", "eu.api.openai.com", "127.0.0.1", "::1"] {
-            let der = leaves.issue(host).unwrap();
-            assert_strict_der(&der);
-            let (_, cert) = parse_x509_certificate(&der).unwrap();
-            assert!(cert.basic_constraints().unwrap().is_none(), "{host}");
+        let root = RootCa::load(dir.path()).unwrap().cert_der().clone();
+        for host in [
+            "api.openai.com",
+            "eu.api.openai.com",
+            "europe-west4-aiplatform.googleapis.com",
+            "bedrock-runtime.us-east-1.amazonaws.com",
+        ] {
+            let leaf = leaves.issue(host).unwrap();
+            verify(&root, &leaf, host).unwrap_or_else(|e| panic!("{host}: {e}"));
         }
+        for host in ["evil.example", "openai.com.evil.example", "127.0.0.1"] {
+            assert!(
+                matches!(leaves.issue(host), Err(CaError::OutsideNameConstraints(h)) if h == host),
+                "{host}"
+            );
+        }
+        // Signed anyway, bypassing the check, a leaf for evil.example does not verify.
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::DnsName("evil.example".try_into().unwrap())];
+        params.use_authority_key_identifier_extension = true;
+        let forced = params
+            .signed_by(&leaves.leaf_key, &leaves.issuer)
+            .unwrap()
+            .der()
+            .clone();
+        let err = verify(&root, &forced, "evil.example").unwrap_err();
+        assert!(format!("{err:?}").contains("NameConstraint"), "{err:?}");
+    }
+
+    #[test]
+    fn unconstrained_root_has_no_name_constraints() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaves = issuer_with(dir.path(), NameScope::Unconstrained);
+        let ca = RootCa::load(dir.path()).unwrap();
+        let (_, cert) = parse_x509_certificate(ca.cert_der()).unwrap();
+        assert!(cert.name_constraints().unwrap().is_none());
+        assert_eq!(ca.scope(), &NameScope::Unconstrained);
+        let leaf = leaves.issue("evil.example").unwrap();
+        verify(ca.cert_der(), &leaf, "evil.example").unwrap();
+    }
+
+    #[test]
+    fn scope_is_the_fewest_domains_and_refuses_what_no_domain_holds() {
+        let patterns = |list: &[&str]| -> Vec<HostPattern> {
+            list.iter()
+                .map(|p| HostPattern::parse(p).unwrap())
+                .collect()
+        };
+        let scope = NameScope::covering(&patterns(&[
+            "api.corp.example",
+            "*.corp.example",
+            "corp.example",
+            "other.example",
+            "notcorp.example",
+        ]))
+        .unwrap();
+        assert_eq!(
+            scope,
+            NameScope::Domains(vec![
+                "corp.example".into(),
+                "notcorp.example".into(),
+                "other.example".into()
+            ])
+        );
+        assert!(scope.permits("a.b.corp.example") && scope.permits("corp.example"));
+        assert!(!scope.permits("xcorp.example") && !scope.permits("example"));
+        let covers = |p: &str| scope.covers(&HostPattern::parse(p).unwrap());
+        assert!(covers("*.corp.example") && covers("api-*.other.example"));
+        assert!(!covers("*.example") && !covers("evil.example") && !covers("10.0.0.5"));
+        for bad in ["10.0.0.5", "::1", "*"] {
+            assert!(
+                matches!(NameScope::covering(&patterns(&[bad])), Err(CaError::NotConstrainable(p)) if p == bad),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            NameScope::covering(&[]),
+            Err(CaError::NothingToPermit)
+        ));
     }
 
     #[test]
     fn ip_hosts_get_an_ip_san() {
         let dir = tempfile::tempdir().unwrap();
-        let der = issuer(dir.path()).issue("127.0.0.1").unwrap();
+        let der = issuer_with(dir.path(), NameScope::Unconstrained)
+            .issue("127.0.0.1")
+            .unwrap();
         let (_, cert) = parse_x509_certificate(&der).unwrap();
         let san = cert.subject_alternative_name().unwrap().unwrap();
         assert!(
