@@ -4,12 +4,15 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tollgate::tls::ca::{LeafIssuer, RootCa};
+use tollgate::tls::ca::{LeafIssuer, NameScope, RootCa};
 
 fn leaf_issuance(c: &mut Criterion) {
     tollgate::tls::install_default_provider();
     let dir = tempfile::tempdir().unwrap();
-    let (ca, _) = RootCa::load_or_create(dir.path()).unwrap();
+    // The CA `tollgate ca init` makes: limited to the catalog's domains, checked on every leaf.
+    let policy = tollgate::policy::Policy::load(None).unwrap();
+    let scope = NameScope::for_catalog(policy.catalog(), &[]).unwrap();
+    let ca = RootCa::create(dir.path(), &scope).unwrap();
     let issuer = LeafIssuer::new(ca, 1_000_000, tollgate::tls::provider()).unwrap();
 
     let mut group = c.benchmark_group("leaf");

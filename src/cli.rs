@@ -4,7 +4,7 @@
 use crate::config::{Overrides, ProxyConfig};
 use crate::policy::{LoadError, Policy};
 use crate::proxy::StartError;
-use crate::tls::ca::{CaError, RootCa};
+use crate::tls::ca::{CaError, NameScope, RootCa};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -170,10 +170,23 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
-    /// Create the CA if the directory holds none; print where its certificate is.
+    /// Create the CA if the directory holds none; print where its certificate is and which
+    /// names it may sign for. By default its name constraints permit the provider catalog's
+    /// domains only (and no IP address).
     Init {
         #[arg(long, value_name = "DIR")]
         ca_dir: Option<PathBuf>,
+        /// Policy directory whose providers.yaml names the hosts to permit (default: ./policies
+        /// when present, else the embedded defaults).
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
+        /// Also permit DOMAIN and the names under it (repeatable), e.g. for a provider to be
+        /// added to the catalog later.
+        #[arg(long = "permit", value_name = "DOMAIN")]
+        permit: Vec<String>,
+        /// Create the CA without name constraints: its leaves are valid for any name.
+        #[arg(long, conflicts_with = "permit")]
+        unconstrained: bool,
     },
     /// Print the CA certificate (PEM, or DER with --der) to standard output.
     Export {
@@ -313,20 +326,18 @@ impl Cli {
                 }
                 run(config).await
             }
-            Command::Ca(CaCommand::Init { ca_dir }) => {
+            Command::Ca(CaCommand::Init {
+                ca_dir,
+                policies,
+                permit,
+                unconstrained,
+            }) => {
                 let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
                     ca_dir,
+                    policies,
                     ..Default::default()
                 }))?;
-                let (_, created) = RootCa::load_or_create(&config.ca_dir)?;
-                let cert = config.ca_dir.join(crate::tls::ca::CERT_FILE);
-                let verb = if created {
-                    "created"
-                } else {
-                    "already present"
-                };
-                println!("CA {verb}: {}", cert.display());
-                Ok(())
+                ca_init(&config, &permit, unconstrained)
             }
             Command::Ca(CaCommand::Export { ca_dir, der }) => {
                 let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
@@ -630,6 +641,43 @@ impl Cli {
             }
         }
     }
+}
+
+/// `ca init`: a CA whose name constraints permit the catalog's domains and `permit` (or nothing
+/// constrained); an existing CA is left as it is. Prints where it is and what it may sign for.
+fn ca_init(
+    config: &ProxyConfig,
+    permit: &[String],
+    unconstrained: bool,
+) -> Result<(), CommandError> {
+    let permit = permit
+        .iter()
+        .map(|domain| {
+            crate::policy::hosts::HostPattern::parse(domain).map_err(|e| LoadError::Invalid {
+                file: "command line".into(),
+                field: "--permit".into(),
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let scope = || -> Result<NameScope, CommandError> {
+        if unconstrained {
+            return Ok(NameScope::Unconstrained);
+        }
+        // Read only to make a CA: an existing one is left alone whatever the catalog says.
+        let policy = Policy::load(config.policies.as_deref())?;
+        Ok(NameScope::for_catalog(policy.catalog(), &permit)?)
+    };
+    let (ca, created) = RootCa::load_or_create(&config.ca_dir, scope)?;
+    let cert = config.ca_dir.join(crate::tls::ca::CERT_FILE);
+    let verb = if created {
+        "created"
+    } else {
+        "already present"
+    };
+    println!("CA {verb}: {}", cert.display());
+    println!("it may sign for {}", ca.scope());
+    Ok(())
 }
 
 /// The policy in the directory `overrides` names (or where the configuration points, or the

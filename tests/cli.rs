@@ -124,6 +124,158 @@ fn ca_init_and_export() {
     assert_eq!(out.status.code(), Some(64), "no CA to export");
 }
 
+/// The DNS domains a root's name constraints permit, `None` when it has none.
+fn permitted_domains(cert_pem: &[u8]) -> Option<Vec<String>> {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let constraints = cert.name_constraints().unwrap()?;
+    assert!(constraints.critical);
+    Some(
+        constraints
+            .value
+            .permitted_subtrees
+            .iter()
+            .flatten()
+            .map(|subtree| match subtree.base {
+                x509_parser::extensions::GeneralName::DNSName(name) => name.to_owned(),
+                ref other => panic!("permits a non-DNS name: {other:?}"),
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn ca_init_limits_the_ca_to_the_catalog_and_permitted_domains() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tollgate(dir.path(), &["ca", "init", "--permit", "LLM.corp.example"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("api.openai.com") && stdout.contains("llm.corp.example"),
+        "{stdout}"
+    );
+    let domains = permitted_domains(&std::fs::read(dir.path().join("ca/tollgate-ca.crt")).unwrap())
+        .expect("name constraints by default");
+    for domain in ["api.openai.com", "api.anthropic.com", "llm.corp.example"] {
+        assert!(
+            domains.iter().any(|d| d == domain),
+            "{domain} in {domains:?}"
+        );
+    }
+
+    let open = tempfile::tempdir().unwrap();
+    let out = tollgate(open.path(), &["ca", "init", "--unconstrained"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("any name"));
+    let pem = std::fs::read(open.path().join("ca/tollgate-ca.crt")).unwrap();
+    assert_eq!(permitted_domains(&pem), None);
+}
+
+#[test]
+fn ca_init_refuses_a_catalog_host_no_name_constraint_can_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("providers.yaml"),
+        "providers:\n  - id: local\n    hosts: [10.0.0.5]\n",
+    )
+    .unwrap();
+    let out = tollgate(dir.path(), &["ca", "init"]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(
+        err.contains("10.0.0.5") && err.contains("--unconstrained"),
+        "{err}"
+    );
+    assert!(!dir.path().join("ca/tollgate-ca.key").exists());
+    // `run` makes its CA the same way, and refuses the same way.
+    let out = tollgate_exits(dir.path(), &["run", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("10.0.0.5"), "{}", stderr(&out));
+
+    let out = tollgate(
+        dir.path(),
+        &["ca", "init", "--permit", "https://x.example/"],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("--permit"), "{}", stderr(&out));
+}
+
+/// Runs `tollgate` that is expected to exit by itself; kills it and fails after 30 seconds.
+fn tollgate_exits(cwd: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .current_dir(cwd)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("tollgate {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn ca_files_get_their_modes_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    for umask in ["000", "077", "027"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("sh")
+            .current_dir(dir.path())
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" ca init"))
+            .arg(env!("CARGO_BIN_EXE_tollgate"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "umask {umask}: {}", stderr(&out));
+        let mode = |path: &str| {
+            std::fs::metadata(dir.path().join(path))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("ca"), 0o700, "umask {umask}");
+        assert_eq!(mode("ca/tollgate-ca.key"), 0o600, "umask {umask}");
+        assert_eq!(mode("ca/tollgate-ca.crt"), 0o644, "umask {umask}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn run_refuses_a_ca_others_can_read_or_replace_with_exit_64() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    assert!(tollgate(dir.path(), &["ca", "init"]).status.success());
+    let key = dir.path().join("ca/tollgate-ca.key");
+    chmod(&key, 0o644);
+    let out = tollgate_exits(dir.path(), &["run", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("ca/tollgate-ca.key has mode 644"), "{err}");
+
+    chmod(&key, 0o600);
+    let ca = dir.path().join("ca");
+    chmod(&ca, 0o777);
+    let out = tollgate_exits(dir.path(), &["run", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("ca has mode 777"), "{err}");
+}
+
 /// A running `tollgate run` and the lines it has logged so far.
 struct Running {
     child: Child,

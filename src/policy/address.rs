@@ -7,12 +7,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// True for addresses an egress proxy must not open a door to: loopback, RFC 1918 private,
 /// link-local (cloud metadata at 169.254.169.254), carrier-grade NAT, unspecified, multicast,
-/// broadcast, IPv6 unique-local and link-local, and IPv4 addresses mapped or embedded in IPv6.
+/// broadcast, IPv6 unique-local and link-local, and IPv6 forms that carry or reach IPv4:
+/// IPv4-mapped, IPv4-compatible and 6to4 addresses are judged by the IPv4 address they embed;
+/// Teredo and NAT64 addresses are always internal.
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_internal_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_v4(v6) {
                 return is_internal_v4(v4);
             }
             let seg = v6.segments();
@@ -21,10 +23,33 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (seg[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
                 || (seg[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || (seg[0] == 0x64 && seg[1] == 0xff9b) // NAT64 64:ff9b::/96 may reach anything
-                || v6 == Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1)
+                // Teredo 2001:0::/32 tunnels to whichever IPv4 host its relay is told (the client
+                // address is the last 32 bits XOR 0xffffffff), so no prefix of it is safe to reach.
+                || (seg[0] == 0x2001 && seg[1] == 0)
+                // NAT64: the well-known 64:ff9b::/96 and the local-use 64:ff9b:1::/48 (RFC 8215)
+                // both lie in 64:ff9b::/32 and translate to any IPv4 address the operator routes.
+                || (seg[0] == 0x64 && seg[1] == 0xff9b)
         }
     }
+}
+
+/// The IPv4 address an IPv6 address stands for, in the forms whose destination is that IPv4
+/// address: IPv4-mapped `::ffff:a.b.c.d`, the deprecated IPv4-compatible `::a.b.c.d` (`::` and
+/// `::1` excepted, they are IPv6's own) and 6to4 `2002:aabb:ccdd::/48`.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let seg = v6.segments();
+    let [.., a, b, c, d] = v6.octets();
+    if seg[..6].iter().all(|&s| s == 0) && !v6.is_unspecified() && !v6.is_loopback() {
+        return Some(Ipv4Addr::new(a, b, c, d));
+    }
+    if seg[0] == 0x2002 {
+        let [_, _, a, b, c, d, ..] = v6.octets();
+        return Some(Ipv4Addr::new(a, b, c, d));
+    }
+    None
 }
 
 fn is_internal_v4(v4: Ipv4Addr) -> bool {
@@ -145,6 +170,63 @@ mod tests {
     fn public_addresses_are_not_internal() {
         for a in ["1.1.1.1", "104.18.7.192", "172.32.0.1", "2606:4700::1"] {
             assert!(!is_internal(ip(a)), "{a}");
+        }
+    }
+
+    #[test]
+    fn ipv4_compatible_addresses_are_judged_by_their_ipv4() {
+        for a in [
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::169.254.169.254",
+            "::0.0.0.2",
+        ] {
+            assert!(is_internal(ip(a)), "{a}");
+        }
+        for a in ["::8.8.8.8", "::104.18.7.192"] {
+            assert!(!is_internal(ip(a)), "{a}");
+        }
+    }
+
+    #[test]
+    fn six_to_four_addresses_are_judged_by_their_ipv4() {
+        // 2002:AABB:CCDD::/48 carries AA.BB.CC.DD.
+        for a in [
+            "2002:7f00:1::",
+            "2002:a00:1::1",
+            "2002:a9fe:a9fe:1::1",
+            "2002:c0a8:101::",
+        ] {
+            assert!(is_internal(ip(a)), "{a}");
+        }
+        for a in ["2002:808:808::", "2002:6812:7c0:ff::1"] {
+            assert!(!is_internal(ip(a)), "{a}");
+        }
+    }
+
+    #[test]
+    fn teredo_addresses_are_internal_whatever_they_embed() {
+        // Client 8.8.8.8 (obfuscated as f7f7:f7f7) and client 10.0.0.1 (f5ff:fffe).
+        for a in [
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+            "2001::1",
+        ] {
+            assert!(is_internal(ip(a)), "{a}");
+        }
+        // Just outside 2001:0::/32.
+        assert!(!is_internal(ip("2001:1::1")));
+    }
+
+    #[test]
+    fn nat64_addresses_are_internal_whatever_they_embed() {
+        for a in [
+            "64:ff9b::8.8.8.8",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b:1::8.8.8.8",
+            "64:ff9b:1:ffff::10.0.0.1",
+        ] {
+            assert!(is_internal(ip(a)), "{a}");
         }
     }
 

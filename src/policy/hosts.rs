@@ -58,6 +58,22 @@ impl HostPattern {
         &self.text
     }
 
+    /// The most specific DNS domain that holds every host this pattern matches: the labels after
+    /// its last `*` (`*-aiplatform.googleapis.com` → `googleapis.com`), or the whole name when it
+    /// has none. `None` for an IP address, and for a pattern whose last label holds a `*`.
+    pub fn domain(&self) -> Option<&str> {
+        if self.text.parse::<std::net::IpAddr>().is_ok() {
+            return None;
+        }
+        match self.text.rfind('*') {
+            None => Some(&self.text),
+            Some(star) => {
+                let after = &self.text[star + 1..];
+                after.find('.').map(|dot| &after[dot + 1..])
+            }
+        }
+    }
+
     fn to_regex(&self) -> String {
         let (prefix, body) = match self.text.strip_prefix("*.") {
             Some(body) => (r"(?:[a-z0-9_-]+\.)+", body),
@@ -198,6 +214,28 @@ mod tests {
             Some(1)
         );
         assert_eq!(s.first_match("bedrock-runtime.a.b.amazonaws.com"), None);
+    }
+
+    #[test]
+    fn domain_is_what_follows_the_last_wildcard_label() {
+        let domain = |p: &str| HostPattern::parse(p).unwrap().domain().map(str::to_owned);
+        assert_eq!(domain("API.OpenAI.com").as_deref(), Some("api.openai.com"));
+        assert_eq!(
+            domain("*.api.openai.com").as_deref(),
+            Some("api.openai.com")
+        );
+        assert_eq!(
+            domain("*-aiplatform.googleapis.com").as_deref(),
+            Some("googleapis.com")
+        );
+        assert_eq!(
+            domain("bedrock-runtime.*.amazonaws.com").as_deref(),
+            Some("amazonaws.com")
+        );
+        assert_eq!(domain("localhost").as_deref(), Some("localhost"));
+        for none in ["*", "api.*", "10.0.0.5", "::1"] {
+            assert_eq!(domain(none), None, "{none}");
+        }
     }
 
     #[test]

@@ -82,6 +82,14 @@ impl Catalog {
         self.hosts.len()
     }
 
+    /// Every host pattern of the catalog with the provider it belongs to, in listed order.
+    pub fn host_patterns(&self) -> impl Iterator<Item = (&Provider, &HostPattern)> {
+        self.owner
+            .iter()
+            .enumerate()
+            .map(|(i, &owner)| (&*self.providers[owner], self.hosts.pattern(i)))
+    }
+
     pub fn parse(source: &Source) -> Result<Self, LoadError> {
         let file: CatalogFile = source.deserialize()?;
         let mut providers = Vec::new();

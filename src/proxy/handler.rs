@@ -704,7 +704,24 @@ impl HttpHandler for Handler {
         self.sni = hello
             .server_name()
             .map(|name| Arc::from(normalize_host(name)));
-        // Returning false would make hudsucker tunnel the bytes itself, uninspected.
+        // hudsucker asks the CA for a leaf named after the hello's server name, not the CONNECT
+        // host: a hello naming another host must get no leaf at all, or a client could make the
+        // CA vouch for any name it likes. Refusing here is the only way hudsucker offers: false
+        // makes it splice the tunnel to its copy of the CONNECT authority, whose port 0 (see
+        // `on_connect`) fails at once, so the handshake ends without a certificate.
+        if let (Some(sni), Some(tunnel)) = (&self.sni, &self.tunnel)
+            && **sni != *tunnel.host
+        {
+            info!(
+                target: "tollgate::tunnel",
+                id = tunnel.id,
+                host = %tunnel.host,
+                sni = %sni,
+                "TLS server name differs from the CONNECT host; handshake refused"
+            );
+            return false;
+        }
+        // Otherwise true: false would make hudsucker tunnel the bytes itself, uninspected.
         true
     }
 }

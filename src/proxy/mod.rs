@@ -13,7 +13,8 @@ mod tunnel;
 
 use crate::config::{ProxyConfig, Timeouts};
 use crate::policy::{LoadError, Policy};
-use crate::tls::ca::{CaError, LeafIssuer, RootCa};
+use crate::providers::HostMode;
+use crate::tls::ca::{CaError, LeafIssuer, NameScope, RootCa};
 use crate::tls::upstream::{self, UpstreamTlsError};
 use arc_swap::ArcSwap;
 use dial::Dialer;
@@ -134,13 +135,26 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         return Err(StartError::OriginalsKeyMissing);
     }
 
-    let (ca, created) = RootCa::load_or_create(&config.ca_dir)?;
+    // A CA made here is limited to the catalog's domains, as `tollgate ca init` makes it.
+    let (ca, created) = RootCa::load_or_create(&config.ca_dir, || {
+        NameScope::for_catalog(policy.catalog(), &[])
+    })
+    .map_err(StartError::Ca)?;
     let cert_path = config.ca_dir.join(crate::tls::ca::CERT_FILE);
     if created {
         info!(
-            "created a new CA; clients must trust {} (see `tollgate ca export`)",
+            "created a new CA for {}; clients must trust {} (see `tollgate ca export`)",
+            ca.scope(),
             cert_path.display()
         );
+    }
+    for (provider, pattern) in policy.catalog().host_patterns() {
+        if provider.mode == HostMode::Intercept && !ca.scope().covers(pattern) {
+            warn!(
+                "provider {}: {pattern} is intercepted but outside the CA's name constraints, so its handshakes will fail; make a new CA (`tollgate ca init`) and distribute it again",
+                provider.id
+            );
+        }
     }
     let ca_cert_pem = ca.cert_pem().to_owned();
     let leaves = LeafIssuer::new(ca, config.leaf_cache_size, crate::tls::provider())?;

@@ -293,6 +293,16 @@ pub async fn tls_over(
     root_pem: &str,
     alpn: &[&[u8]],
 ) -> tokio_rustls::client::TlsStream<TokioIo<Upgraded>> {
+    try_tls_over(io, server_name, root_pem, alpn).await.unwrap()
+}
+
+/// Like [`tls_over`], returning the handshake's error instead of panicking on it.
+pub async fn try_tls_over(
+    io: TokioIo<Upgraded>,
+    server_name: &str,
+    root_pem: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<TokioIo<Upgraded>>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
@@ -306,7 +316,6 @@ pub async fn tls_over(
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from(server_name.to_owned()).unwrap(), io)
         .await
-        .unwrap()
 }
 
 /// Opens an intercepted tunnel to `host:443` and speaks TLS in it as `server_name`, offering
