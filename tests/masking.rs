@@ -329,7 +329,7 @@ async fn a_rule_set_not_to_restore_keeps_its_placeholder_in_answers() {
 }
 
 #[tokio::test]
-async fn clean_compressed_bodies_go_as_they_came() {
+async fn clean_compressed_bodies_leave_as_the_content_that_was_inspected() {
     let upstream = Upstream::start().await;
     let proxy = proxy_with_masking(&upstream).await;
     let body =
@@ -344,9 +344,11 @@ async fn clean_compressed_bodies_go_as_they_came() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    // A container may carry more than its content (skippable frames, gzip name fields): what
+    // leaves is the decoded content the proxy read, without the encoding.
     let received = &upstream.received()[0];
-    assert_eq!(received.headers["content-encoding"], "zstd");
-    assert!(received.body == compressed);
+    assert!(!received.headers.contains_key("content-encoding"));
+    assert_eq!(received.body, body.as_bytes());
 }
 
 #[tokio::test]
