@@ -118,6 +118,7 @@ pub struct ShutdownReport {
 /// Loads policy and CA, binds the listener and starts serving. Logs `listening on ADDR`.
 pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
     crate::tls::install_default_provider();
+    raise_open_files_limit();
     let policy = Policy::load(config.policies.as_deref())?;
     info!("policy: {}", policy.summary());
     let auth = policy.auth();
@@ -256,6 +257,15 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
     })
 }
 
+/// Every connection and tunnel holds file descriptors: the soft limit (often 1024) is raised to
+/// the hard limit the system allows, so the proxy runs out later and rarely.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!("open files limit: {limit}"),
+        Err(e) => tracing::warn!("could not raise the open files limit: {e}"),
+    }
+}
+
 /// Binds the listener with `TCP_NODELAY`, which Linux passes on to every accepted connection
 /// (hudsucker accepts them itself): small TLS and SSE writes must not wait on Nagle's algorithm.
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -360,6 +370,14 @@ impl Drop for RunningProxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_open_files_soft_limit_is_raised_to_the_hard_limit() {
+        raise_open_files_limit();
+        let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap();
+        assert_eq!(soft, hard);
+    }
 
     #[tokio::test]
     async fn accepted_connections_inherit_nodelay() {
