@@ -30,6 +30,16 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, limit: Durati
     }
 }
 
+/// A request sent in time, through the same proxy, is served.
+async fn still_serves(proxy: &TestProxy) {
+    let res = client(proxy)
+        .get("https://api.openai.com/v1/models")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
 #[tokio::test]
 async fn request_targets_without_a_path_inside_a_tunnel_get_400_not_a_panic() {
     let upstream = Upstream::start().await;
@@ -53,13 +63,7 @@ async fn request_targets_without_a_path_inside_a_tunnel_get_400_not_a_panic() {
         let head = String::from_utf8_lossy(&buf[..n]);
         assert!(head.starts_with("HTTP/1.1 400"), "{target}: {head}");
     }
-    // The proxy still serves.
-    let res = client(&proxy)
-        .get("https://api.openai.com/v1/models")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    still_serves(&proxy).await;
 }
 
 #[tokio::test]
@@ -91,13 +95,7 @@ async fn silent_and_half_finished_connections_are_closed_at_the_handshake_deadli
     // TLS done, no request.
     let mut tls = intercepted_tls(&proxy, "api.openai.com", "api.openai.com", b"http/1.1").await;
     closed_within(&mut tls, limit).await;
-    // A connection that does send its request in time is served.
-    let res = client(&proxy)
-        .get("https://api.openai.com/v1/models")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    still_serves(&proxy).await;
 }
 
 #[tokio::test]
@@ -120,10 +118,5 @@ async fn connections_per_client_are_bounded() {
     assert!(took < Duration::from_secs(5));
     drop(held);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let res = client(&proxy)
-        .get("https://api.openai.com/v1/models")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    still_serves(&proxy).await;
 }
