@@ -39,12 +39,16 @@ fn write_all(
             (dir, records)
         },
         |(dir, records)| {
-            let (recorder, writer) =
-                Recorder::start(&dir.path().join("bench.db"), retention).unwrap();
+            let (recorder, writer) = Recorder::start(
+                &dir.path().join("bench.db"),
+                retention,
+                tollgate::record::QueueLimits::default(),
+            )
+            .unwrap();
             for r in records {
                 send(&recorder, r);
             }
-            writer.finish();
+            writer.finish(std::time::Instant::now());
             assert_eq!(recorder.dropped(), 0);
             dir
         },

@@ -282,6 +282,10 @@ pub enum CommandError {
     },
     #[error("the request would be refused")]
     WouldRefuse,
+    #[error(
+        "{0} audit records were lost (the store refused them until the shutdown deadline, or the queue was past its bounds); the log names them"
+    )]
+    RecordsLost(u64),
     #[error("{path}: the audit chain is broken at row {row}: {reason}")]
     ChainBroken {
         path: String,
@@ -817,6 +821,9 @@ async fn run(config: ProxyConfig) -> Result<(), CommandError> {
             abandoned = report.abandoned,
             "drain deadline passed; cutting the streams still running"
         );
+    }
+    if report.records_lost > 0 {
+        return Err(CommandError::RecordsLost(report.records_lost));
     }
     Ok(())
 }

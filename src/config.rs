@@ -95,6 +95,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Open client connections from one IP address (a NAT or a CI runner pool shares one).
     pub max_connections_per_client: usize,
+    /// Audit records waiting for the writer at most; at this bound the store counts as failing.
+    pub audit_queue_records: usize,
+    /// Bytes of audit records (bodies included) waiting for the writer at most.
+    pub audit_queue_bytes: usize,
 }
 
 impl Default for Limits {
@@ -102,6 +106,8 @@ impl Default for Limits {
         Self {
             max_connections: 10_000,
             max_connections_per_client: 1_000,
+            audit_queue_records: 65_536,
+            audit_queue_bytes: 256 << 20,
         }
     }
 }
@@ -285,6 +291,8 @@ fn validate(config: &ProxyConfig, source: Option<&Source>) -> Result<(), LoadErr
             "max_connections_per_client",
             config.limits.max_connections_per_client,
         ),
+        ("audit_queue_records", config.limits.audit_queue_records),
+        ("audit_queue_bytes", config.limits.audit_queue_bytes),
     ] {
         if value == 0 {
             return Err(invalid(

@@ -105,6 +105,7 @@ async fn connections_per_client_are_bounded() {
         .limits(tollgate::config::Limits {
             max_connections: 100,
             max_connections_per_client: 3,
+            ..Default::default()
         })
         .start()
         .await;

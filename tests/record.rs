@@ -266,6 +266,91 @@ async fn llm_requests_are_refused_while_the_store_cannot_record_them() {
     assert!(store.count().unwrap() as usize > exchanges);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_continue_a_full_audit_queue_holds_requests_then_refuses_and_nothing_is_dropped() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .recording("retention: {bodies: 1d, records: 2d}\non_store_failure: continue\n")
+        .limits(tollgate::config::Limits {
+            audit_queue_records: 3,
+            ..Default::default()
+        })
+        .timeouts(tollgate::config::Timeouts {
+            header_read: std::time::Duration::from_secs(1),
+            ..Default::default()
+        })
+        .start()
+        .await;
+    let client = client(&proxy);
+    let send = || {
+        client
+            .post("https://api.openai.com/v1/chat/completions")
+            .body(json!({"messages": [{"role": "user", "content": "hi"}]}).to_string())
+            .send()
+    };
+    let lock = rusqlite::Connection::open(proxy.db_path()).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // Under `continue` requests go on while the store fails, their records waiting in memory,
+    // until the queue is full: then a request waits for room, and is refused when none comes.
+    let mut passed = 0;
+    let refused = loop {
+        let res = send().await.unwrap();
+        if res.status() == 503 {
+            break res;
+        }
+        assert_eq!(res.status(), 200);
+        passed += 1;
+        assert!(passed < 20, "a full queue never held a request back");
+    };
+    assert_eq!(refused.headers()["x-tollgate-reason"], "store-unavailable");
+    assert!(passed >= 1);
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while send().await.unwrap().status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let exchanges = upstream.received().len();
+    let db = proxy.db_path();
+    let TestProxy { proxy, dir: _dir } = proxy;
+    let report = proxy.shutdown().await;
+    assert_eq!(report.records_lost, 0);
+    let store = tollgate::record::Store::open(&db).unwrap();
+    assert_eq!(store.verify().unwrap(), None);
+    // Every exchange that reached the upstream was recorded, the refused ones too.
+    assert!(store.count().unwrap() as usize > exchanges);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_forever_on_a_failing_store_and_reports_what_was_lost() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .recording("retention: {bodies: 1d, records: 2d}\non_store_failure: continue\n")
+        .timeouts(tollgate::config::Timeouts {
+            drain: std::time::Duration::from_secs(1),
+            ..Default::default()
+        })
+        .start()
+        .await;
+    let client = client(&proxy);
+    let lock = rusqlite::Connection::open(proxy.db_path()).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    for _ in 0..3 {
+        let res = client
+            .post("https://api.openai.com/v1/chat/completions")
+            .body(json!({"messages": [{"role": "user", "content": "hi"}]}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    drop(client);
+    let TestProxy { proxy, dir: _dir } = proxy;
+    let report = proxy.shutdown().await;
+    assert!(report.records_lost >= 3, "{report:?}");
+}
+
 const KEY: &str = "8f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 #[tokio::test]

@@ -353,15 +353,8 @@ impl Handler {
             ));
         }
         strip_hop_by_hop(req.headers_mut());
-        if exchange.mode == Mode::Intercepted
-            && !self.shared.recorder.is_healthy()
-            && policy.recording().on_store_failure == StoreFailure::Refuse
-        {
-            return Err(Refusal::new(
-                Reason::StoreUnavailable,
-                "the audit store cannot be written right now, and policy does not let requests leave unrecorded; retry shortly",
-            )
-            .with_rule("recording.on_store_failure: refuse"));
+        if exchange.mode == Mode::Intercepted {
+            self.admit_to_recording(&policy).await?;
         }
         if let Some(tunnel) = &self.tunnel {
             let profile = policy.access().profile(exchange.identity.as_ref());
@@ -392,6 +385,34 @@ impl Handler {
         // A client that stops sending mid-body must not hold an upstream connection forever.
         let idle = self.shared.timeouts.body_idle;
         Ok(req.map(|body| ObservedBody::wrap(body, idle, Box::new(|_, _| {}))))
+    }
+
+    /// The audit store must be able to take this exchange's record. Under `refuse` a failing
+    /// store or a full queue refuses at once; under `continue` a full queue holds the request
+    /// until the writer frees room (back-pressure, at most `timeouts.header_read`).
+    async fn admit_to_recording(&self, policy: &crate::policy::Policy) -> Result<(), Refusal> {
+        let recorder = &self.shared.recorder;
+        let admitted = match policy.recording().on_store_failure {
+            StoreFailure::Refuse => recorder.is_healthy(),
+            StoreFailure::Continue => {
+                !recorder.is_full()
+                    || recorder
+                        .wait_for_room(self.shared.timeouts.header_read)
+                        .await
+            }
+        };
+        if admitted {
+            return Ok(());
+        }
+        let rule = match policy.recording().on_store_failure {
+            StoreFailure::Refuse => "recording.on_store_failure: refuse",
+            StoreFailure::Continue => "limits.audit_queue_records/audit_queue_bytes",
+        };
+        Err(Refusal::new(
+            Reason::StoreUnavailable,
+            "the audit store cannot take this request's record right now, and policy does not let requests leave unrecorded; retry shortly",
+        )
+        .with_rule(rule))
     }
 
     /// Inside a tunnel, the request must go to the tunnel's host: hudsucker routes h2 requests by

@@ -113,6 +113,9 @@ pub struct ShutdownReport {
     pub drained: bool,
     /// Exchanges and tunnels still running when the proxy gave up waiting.
     pub abandoned: usize,
+    /// Audit records lost: dropped past the queue's bounds, or still unwritten when the store
+    /// kept refusing them past the drain deadline (each is named in the log).
+    pub records_lost: u64,
 }
 
 /// Loads policy and CA, binds the listener and starts serving. Logs `listening on ADDR`.
@@ -193,7 +196,14 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
 
     let retention = *policy.load().recording();
     let (recorder, writer) = if retention.enabled {
-        let (recorder, writer) = crate::record::Recorder::start(&config.db, retention)?;
+        let (recorder, writer) = crate::record::Recorder::start(
+            &config.db,
+            retention,
+            crate::record::QueueLimits {
+                records: config.limits.audit_queue_records,
+                bytes: config.limits.audit_queue_bytes,
+            },
+        )?;
         info!("recording to {}", config.db.display());
         (recorder, Some(writer))
     } else {
@@ -336,6 +346,7 @@ impl RunningProxy {
             deadline_s = self.drain.as_secs(),
             "draining"
         );
+        let deadline = std::time::Instant::now() + self.drain;
         let drained = tokio::time::timeout(self.drain, self.inflight.wait_idle())
             .await
             .is_ok();
@@ -349,13 +360,22 @@ impl RunningProxy {
             }
         }
         let abandoned = self.inflight.count();
+        let mut records_lost = 0;
         if let Some(writer) = self.writer.take() {
-            // Every record queued so far reaches the disk before the proxy exits.
-            tokio::task::spawn_blocking(move || writer.finish())
-                .await
-                .ok();
+            // Every record queued so far reaches the disk before the proxy exits, unless the
+            // store still refuses writes at the drain deadline (a few seconds' grace if the
+            // drain used it all): a failing store cannot hold the shutdown forever.
+            let give_up_at = deadline.max(std::time::Instant::now() + Duration::from_secs(2));
+            if let Ok(report) = tokio::task::spawn_blocking(move || writer.finish(give_up_at)).await
+            {
+                records_lost = report.unwritten as u64 + report.dropped;
+            }
         }
-        ShutdownReport { drained, abandoned }
+        ShutdownReport {
+            drained,
+            abandoned,
+            records_lost,
+        }
     }
 }
 

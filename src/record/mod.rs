@@ -14,9 +14,10 @@ pub use store::{Batch, ChainBreak, PurgeReport, SessionSummary, Store, StoreErro
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// What kind of thing a record describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,41 +230,167 @@ enum Entry {
     Open(String, Record),
     /// The record of an exchange that ended, replacing what was kept under its key.
     Close(String, Record),
+    /// Write what is queued, then stop.
+    Stop,
+}
+
+impl Entry {
+    /// What it holds in memory while it waits, roughly: its bodies and fields.
+    fn size(&self) -> usize {
+        match self {
+            Entry::Done(r) | Entry::Open(_, r) | Entry::Close(_, r) => {
+                256 + r.request_body.len()
+                    + r.response_body.len()
+                    + r.original_body.len()
+                    + r.findings.len()
+                    + r.response_text.as_ref().map_or(0, String::len)
+                    + r.usage.as_ref().map_or(0, String::len)
+            }
+            Entry::Stop => 0,
+        }
+    }
+
+    fn record(&self) -> Option<&Record> {
+        match self {
+            Entry::Done(r) | Entry::Close(_, r) => Some(r),
+            Entry::Open(..) | Entry::Stop => None,
+        }
+    }
+}
+
+/// How much may wait in memory for the writer. At these bounds the queue is *full*: the proxy
+/// treats that as a store failure (policy `refuse`) or holds new requests until there is room
+/// (`continue`). Twice these bounds, records are dropped, counted and logged: only the records of
+/// exchanges already under way, refusals and tunnels can get that far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    pub records: usize,
+    pub bytes: usize,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            records: 65_536,
+            bytes: 256 << 20,
+        }
+    }
+}
+
+/// What the recorder and its writer share.
+struct Queue {
+    limits: QueueLimits,
+    records: AtomicUsize,
+    bytes: AtomicUsize,
+    /// Woken whenever the writer frees room.
+    room: tokio::sync::Notify,
+    /// False while the store refuses writes (disk full, locked, corrupt).
+    writable: AtomicBool,
+    dropped: AtomicU64,
+    /// When a drop was last logged, so a flood of them logs once per interval.
+    last_drop_log: Mutex<Option<Instant>>,
+    /// Set by [`Writer::finish`]: past it, records the store still refuses are given up.
+    give_up_at: Mutex<Option<Instant>>,
+    /// Records given up at shutdown.
+    unwritten: AtomicUsize,
+}
+
+impl Queue {
+    fn new(limits: QueueLimits) -> Self {
+        Queue {
+            limits,
+            records: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            room: tokio::sync::Notify::new(),
+            writable: AtomicBool::new(true),
+            dropped: AtomicU64::new(0),
+            last_drop_log: Mutex::new(None),
+            give_up_at: Mutex::new(None),
+            unwritten: AtomicUsize::new(0),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.records.load(Ordering::Relaxed) >= self.limits.records
+            || self.bytes.load(Ordering::Relaxed) >= self.limits.bytes
+    }
+
+    fn is_over_hard_bound(&self, size: usize) -> bool {
+        self.records.load(Ordering::Relaxed) >= 2 * self.limits.records
+            || self.bytes.load(Ordering::Relaxed) + size > 2 * self.limits.bytes
+    }
+
+    fn release(&self, records: usize, bytes: usize) {
+        self.records.fetch_sub(records, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.room.notify_waiters();
+    }
+
+    fn note_drop(&self, why: &str, record: Option<&Record>) {
+        let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_drop_log.lock().expect("drop log lock");
+        if last.is_none_or(|at| at.elapsed() >= DROP_LOG_EVERY) {
+            *last = Some(Instant::now());
+            tracing::error!(
+                dropped,
+                kind = record.map(|r| r.kind.as_str()),
+                host = record.map(|r| r.host.as_str()),
+                started_at = record.map(|r| r.started_at.as_str()),
+                "audit records lost: {why}"
+            );
+        }
+    }
+
+    fn give_up_passed(&self) -> bool {
+        self.give_up_at
+            .lock()
+            .expect("give-up lock")
+            .is_some_and(|at| Instant::now() >= at)
+    }
 }
 
 /// Sends records to the writer thread. Cheap to clone; never blocks the caller.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: Arc<Mutex<Option<mpsc::SyncSender<Entry>>>>,
+    tx: Option<mpsc::Sender<(Entry, usize)>>,
+    queue: Arc<Queue>,
     /// Makes pending keys unique across runs.
     run: u64,
     next_key: Arc<AtomicU64>,
-    dropped: Arc<AtomicU64>,
-    /// False while the store refuses writes (disk full, locked, corrupt).
-    healthy: Arc<std::sync::atomic::AtomicBool>,
-    /// False when policy turned recording off.
-    enabled: bool,
 }
 
-/// The writer thread; join it on shutdown so every queued record reaches the disk.
+/// The writer thread; finish it on shutdown so every queued record reaches the disk.
 pub struct Writer {
     handle: Option<JoinHandle<()>>,
     recorder: Recorder,
 }
 
-/// Records queued at most before new ones are counted as dropped rather than waited for.
-const QUEUE: usize = 65_536;
+/// What [`Writer::finish`] could not do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FinishReport {
+    /// Records the store still refused when the deadline passed (each named in the log).
+    pub unwritten: usize,
+    /// Records lost while running because the queue was past its bounds.
+    pub dropped: u64,
+}
+
 /// Records written per transaction at most.
 const BATCH: usize = 512;
 /// How often retention runs while the proxy runs.
-const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// How often a store that keeps refusing writes is retried.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+/// Lost records are logged at most this often (with the running count).
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Unwritten records named one by one in the log at shutdown, at most.
+const NAMED_AT_SHUTDOWN: usize = 100;
 
 /// Applies `retention` to the store now, and records what it removed.
 pub fn purge(
     store: &mut Store,
     retention: crate::policy::RecordingPolicy,
 ) -> Result<PurgeReport, StoreError> {
-    let cutoff = |age: std::time::Duration| {
+    let cutoff = |age: Duration| {
         (time::OffsetDateTime::now_utc() - age)
             .format(&time::format_description::well_known::Rfc3339)
             .expect("UTC times format")
@@ -291,6 +418,7 @@ impl Recorder {
     pub fn start(
         path: &Path,
         retention: crate::policy::RecordingPolicy,
+        limits: QueueLimits,
     ) -> Result<(Recorder, Writer), StoreError> {
         let mut store = Store::open(path)?;
         let interrupted = store.recover_pending()?;
@@ -300,64 +428,17 @@ impl Recorder {
                 "the previous run stopped mid-exchange; those exchanges are recorded as interrupted"
             );
         }
-        let (tx, rx) = mpsc::sync_channel::<Entry>(QUEUE);
+        let (tx, rx) = mpsc::channel::<(Entry, usize)>();
         let recorder = Recorder {
-            tx: Arc::new(Mutex::new(Some(tx))),
+            tx: Some(tx),
+            queue: Arc::new(Queue::new(limits)),
             run: run_nonce(),
             next_key: Arc::new(AtomicU64::new(1)),
-            dropped: Arc::new(AtomicU64::new(0)),
-            healthy: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-            enabled: true,
         };
-        let healthy = recorder.healthy.clone();
+        let queue = recorder.queue.clone();
         let handle = std::thread::Builder::new()
             .name("tollgate-recorder".into())
-            .spawn(move || {
-                let mut next_purge = std::time::Instant::now();
-                loop {
-                    let wait = next_purge.saturating_duration_since(std::time::Instant::now());
-                    match rx.recv_timeout(wait) {
-                        Ok(first) => {
-                            let mut batch = Batch::default();
-                            let mut add = |entry| match entry {
-                                Entry::Done(r) => batch.records.push(r),
-                                Entry::Open(key, r) => batch.opened.push((key, r)),
-                                Entry::Close(key, r) => {
-                                    batch.records.push(r);
-                                    batch.closed.push(key);
-                                }
-                            };
-                            add(first);
-                            for _ in 1..BATCH {
-                                match rx.try_recv() {
-                                    Ok(entry) => add(entry),
-                                    Err(_) => break,
-                                }
-                            }
-                            // A batch the store refuses is retried until it is written: while
-                            // that lasts the recorder reports unhealthy, and the proxy (by
-                            // default) refuses new LLM requests rather than lose their records.
-                            while let Err(error) = store.write(&batch) {
-                                if healthy.swap(false, Ordering::SeqCst) {
-                                    tracing::error!(%error, waiting = batch.records.len(), "cannot write audit records; retrying");
-                                }
-                                std::thread::sleep(std::time::Duration::from_millis(500));
-                            }
-                            if !healthy.swap(true, Ordering::SeqCst) {
-                                tracing::info!("audit store writable again");
-                            }
-                        }
-                        Err(mpsc::RecvTimeoutError::Timeout) => {}
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                    }
-                    if std::time::Instant::now() >= next_purge {
-                        if let Err(error) = purge(&mut store, retention) {
-                            tracing::error!(%error, "retention could not run");
-                        }
-                        next_purge = std::time::Instant::now() + PURGE_EVERY;
-                    }
-                }
-            })
+            .spawn(move || write_loop(&mut store, &rx, retention, &queue))
             .map_err(StoreError::Thread)?;
         Ok((
             recorder.clone(),
@@ -371,12 +452,10 @@ impl Recorder {
     /// A recorder that records nothing (`recording.yaml: enabled: false`).
     pub fn disabled() -> Recorder {
         Recorder {
-            tx: Arc::new(Mutex::new(None)),
+            tx: None,
+            queue: Arc::new(Queue::new(QueueLimits::default())),
             run: 0,
             next_key: Arc::new(AtomicU64::new(1)),
-            dropped: Arc::new(AtomicU64::new(0)),
-            healthy: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-            enabled: false,
         }
     }
 
@@ -388,9 +467,7 @@ impl Recorder {
     /// Notes that an exchange started (its record so far), so that it is not lost if the
     /// process dies before it ends. Returns the key to [`Recorder::close`] it with.
     pub fn open(&self, record: Record) -> Option<String> {
-        if !self.enabled {
-            return None;
-        }
+        self.tx.as_ref()?;
         let key = format!(
             "{:016x}-{}",
             self.run,
@@ -409,42 +486,193 @@ impl Recorder {
     }
 
     fn send(&self, entry: Entry) {
-        if !self.enabled {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        let size = entry.size();
+        if self.queue.is_over_hard_bound(size) {
+            self.queue.note_drop(
+                "the audit queue is past its bounds (the store is failing or far behind)",
+                entry.record(),
+            );
             return;
         }
-        let tx = self.tx.lock().expect("recorder lock");
-        let sent = match tx.as_ref() {
-            Some(tx) => tx.try_send(entry).is_ok(),
-            None => false,
-        };
-        if !sent {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::error!(dropped = n, "audit queue full or closed; a record was lost");
+        self.queue.records.fetch_add(1, Ordering::Relaxed);
+        self.queue.bytes.fetch_add(size, Ordering::Relaxed);
+        if let Err(mpsc::SendError((entry, size))) = tx.send((entry, size)) {
+            self.queue.release(1, size);
+            self.queue
+                .note_drop("the audit writer has stopped", entry.record());
         }
     }
 
     /// Whether anything is recorded at all.
     pub fn is_enabled(&self) -> bool {
-        self.enabled
+        self.tx.is_some()
     }
 
-    /// Whether records are reaching the store.
+    /// Whether records are reaching the store: it takes writes and the queue has room.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::SeqCst)
+        self.queue.writable.load(Ordering::SeqCst) && !self.queue.is_full()
     }
 
-    /// Records that could not be queued.
+    /// Whether the queue is at its bounds (see [`QueueLimits`]).
+    pub fn is_full(&self) -> bool {
+        self.tx.is_some() && self.queue.is_full()
+    }
+
+    /// Waits until the queue has room, at most `limit`; false if it stayed full.
+    pub async fn wait_for_room(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let room = self.queue.room.notified();
+            if !self.is_full() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return !self.is_full();
+            }
+        }
+    }
+
+    /// Records lost because the queue was past its bounds or the writer had stopped.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.queue.dropped.load(Ordering::Relaxed)
     }
 }
 
+/// The writer thread's life: batches of entries in one transaction each, retried while the
+/// store refuses them, retention every hour; after [`Entry::Stop`], what is left, then out.
+fn write_loop(
+    store: &mut Store,
+    rx: &mpsc::Receiver<(Entry, usize)>,
+    retention: crate::policy::RecordingPolicy,
+    queue: &Queue,
+) {
+    let mut next_purge = Instant::now();
+    let mut stopping = false;
+    loop {
+        let first = if stopping {
+            match rx.try_recv() {
+                Ok(first) => first,
+                Err(_) => break,
+            }
+        } else {
+            let wait = next_purge.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(first) => first,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    purge_if_due(store, retention, &mut next_purge);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        };
+        let mut batch = Batch::default();
+        let (mut entries, mut bytes) = (0, 0);
+        let mut add = |(entry, size): (Entry, usize)| {
+            match entry {
+                Entry::Done(r) => batch.records.push(r),
+                Entry::Open(key, r) => batch.opened.push((key, r)),
+                Entry::Close(key, r) => {
+                    batch.records.push(r);
+                    batch.closed.push(key);
+                }
+                Entry::Stop => {
+                    stopping = true;
+                    return;
+                }
+            }
+            entries += 1;
+            bytes += size;
+        };
+        add(first);
+        for _ in 1..BATCH {
+            match rx.try_recv() {
+                Ok(entry) => add(entry),
+                Err(_) => break,
+            }
+        }
+        if entries == 0 {
+            continue;
+        }
+        // A batch the store refuses is retried until it is written: while that lasts the
+        // recorder reports unhealthy, and the proxy (by default) refuses new LLM requests rather
+        // than lose their records. Only a shutdown's deadline ends the retrying.
+        while let Err(error) = store.write(&batch) {
+            if queue.writable.swap(false, Ordering::SeqCst) {
+                tracing::error!(%error, waiting = batch.records.len(), "cannot write audit records; retrying");
+            }
+            if queue.give_up_passed() {
+                give_up(batch, rx, queue, &error);
+                return;
+            }
+            std::thread::sleep(RETRY_EVERY);
+        }
+        if !queue.writable.swap(true, Ordering::SeqCst) {
+            tracing::info!("audit store writable again");
+        }
+        queue.release(entries, bytes);
+        purge_if_due(store, retention, &mut next_purge);
+    }
+}
+
+fn purge_if_due(
+    store: &mut Store,
+    retention: crate::policy::RecordingPolicy,
+    next_purge: &mut Instant,
+) {
+    if Instant::now() >= *next_purge {
+        if let Err(error) = purge(store, retention) {
+            tracing::error!(%error, "retention could not run");
+        }
+        *next_purge = Instant::now() + PURGE_EVERY;
+    }
+}
+
+/// Shutdown's deadline passed with the store still refusing: names what is not written.
+fn give_up(batch: Batch, rx: &mpsc::Receiver<(Entry, usize)>, queue: &Queue, error: &StoreError) {
+    let rest = rx.try_iter().filter_map(|(entry, _)| match entry {
+        Entry::Done(r) | Entry::Close(_, r) => Some(r),
+        Entry::Open(..) | Entry::Stop => None,
+    });
+    let mut unwritten = 0;
+    for record in batch.records.into_iter().chain(rest) {
+        unwritten += 1;
+        if unwritten <= NAMED_AT_SHUTDOWN {
+            tracing::error!(
+                kind = record.kind.as_str(),
+                started_at = %record.started_at,
+                host = %record.host,
+                path = record.path.as_deref().unwrap_or(""),
+                outcome = %record.outcome,
+                "audit record not written"
+            );
+        }
+    }
+    tracing::error!(
+        unwritten,
+        %error,
+        "the audit store still refuses writes at the shutdown deadline; these records are lost"
+    );
+    queue.unwritten.store(unwritten, Ordering::SeqCst);
+}
+
 impl Writer {
-    /// Stops taking records and waits until every queued one is written.
-    pub fn finish(mut self) {
-        self.recorder.tx.lock().expect("recorder lock").take();
+    /// Stops taking records and waits until every queued one is written, or until `deadline`
+    /// while the store refuses writes: what is still unwritten then is named in the log and
+    /// counted in the report.
+    pub fn finish(mut self, deadline: Instant) -> FinishReport {
+        *self.recorder.queue.give_up_at.lock().expect("give-up lock") = Some(deadline);
+        if let Some(tx) = self.recorder.tx.take() {
+            let _ = tx.send((Entry::Stop, 0));
+        }
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
+        }
+        FinishReport {
+            unwritten: self.recorder.queue.unwritten.load(Ordering::SeqCst),
+            dropped: self.recorder.dropped(),
         }
     }
 }
@@ -452,6 +680,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn fields_added_after_the_first_schema_leave_old_rows_hashing_as_before() {
@@ -504,22 +733,148 @@ mod tests {
         assert_eq!(a.len(), 16);
     }
 
-    #[test]
-    fn writer_persists_every_queued_record_before_finishing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let retention = crate::policy::RecordingPolicy {
+    fn retention() -> crate::policy::RecordingPolicy {
+        crate::policy::RecordingPolicy {
             bodies: std::time::Duration::from_secs(3600),
             records: std::time::Duration::from_secs(7200),
             on_store_failure: crate::policy::StoreFailure::Refuse,
             store_originals: false,
             enabled: true,
+        }
+    }
+
+    /// A recorder over a store that another connection holds locked: every write waits, then
+    /// fails, until `COMMIT` on the returned connection.
+    fn recorder_over_a_locked_store(
+        limits: QueueLimits,
+    ) -> (
+        tempfile::TempDir,
+        PathBuf,
+        Recorder,
+        Writer,
+        rusqlite::Connection,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (recorder, writer) = Recorder::start(&path, retention(), limits).unwrap();
+        let lock = rusqlite::Connection::open(&path).unwrap();
+        lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        (dir, path, recorder, writer, lock)
+    }
+
+    #[test]
+    fn a_full_queue_is_a_store_failure_and_past_twice_its_bound_records_are_dropped_and_counted() {
+        let limits = QueueLimits {
+            records: 4,
+            bytes: 1 << 20,
         };
-        let (recorder, writer) = Recorder::start(&path, retention).unwrap();
+        let (_dir, path, recorder, writer, lock) = recorder_over_a_locked_store(limits);
+        for n in 0..3 {
+            recorder.record(record(n));
+        }
+        assert!(!recorder.is_full());
+        recorder.record(record(3));
+        assert!(recorder.is_full());
+        assert!(
+            !recorder.is_healthy(),
+            "a full queue counts as a failing store"
+        );
+        // Records of exchanges already under way still fit, up to twice the bound.
+        for n in 4..8 {
+            recorder.record(record(n));
+        }
+        assert_eq!(recorder.dropped(), 0);
+        recorder.record(record(8));
+        assert_eq!(recorder.dropped(), 1, "the ninth is dropped and counted");
+
+        lock.execute_batch("COMMIT").unwrap();
+        let report = writer.finish(Instant::now() + Duration::from_secs(60));
+        assert_eq!(
+            report,
+            FinishReport {
+                unwritten: 0,
+                dropped: 1
+            }
+        );
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.count().unwrap(), 8);
+        assert_eq!(store.verify().unwrap(), None);
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_as_well_as_records() {
+        let limits = QueueLimits {
+            records: 1000,
+            bytes: 64 << 10,
+        };
+        let (_dir, _path, recorder, writer, lock) = recorder_over_a_locked_store(limits);
+        let mut big = record(0);
+        big.request_body = vec![b'x'; 40 << 10];
+        recorder.record(big.clone());
+        assert!(!recorder.is_full());
+        recorder.record(big.clone());
+        assert!(recorder.is_full(), "80 KiB waiting is past 64 KiB");
+        recorder.record(big.clone());
+        recorder.record(big);
+        assert_eq!(recorder.dropped(), 1, "past 128 KiB the record is dropped");
+        lock.execute_batch("COMMIT").unwrap();
+        assert_eq!(
+            writer
+                .finish(Instant::now() + Duration::from_secs(60))
+                .unwritten,
+            0
+        );
+    }
+
+    #[test]
+    fn shutdown_gives_up_on_a_store_that_keeps_refusing_and_counts_what_was_not_written() {
+        let (_dir, path, recorder, writer, lock) =
+            recorder_over_a_locked_store(QueueLimits::default());
+        for n in 0..3 {
+            recorder.record(record(n));
+        }
+        let report = writer.finish(Instant::now() + Duration::from_millis(200));
+        assert_eq!(report.unwritten, 3);
+        drop(lock);
+        assert_eq!(Store::open(&path).unwrap().count().unwrap(), 0);
+        recorder.record(record(9));
+        assert_eq!(
+            recorder.dropped(),
+            1,
+            "after the writer stopped, a record is counted"
+        );
+    }
+
+    #[tokio::test]
+    async fn waiting_for_room_ends_when_the_writer_frees_some_or_at_the_limit() {
+        let limits = QueueLimits {
+            records: 2,
+            bytes: 1 << 20,
+        };
+        let (_dir, _path, recorder, writer, lock) = recorder_over_a_locked_store(limits);
+        recorder.record(record(0));
+        recorder.record(record(1));
+        assert!(!recorder.wait_for_room(Duration::from_millis(100)).await);
+        let waiting = tokio::spawn({
+            let recorder = recorder.clone();
+            async move { recorder.wait_for_room(Duration::from_secs(60)).await }
+        });
+        lock.execute_batch("COMMIT").unwrap();
+        assert!(waiting.await.unwrap());
+        assert!(!recorder.is_full());
+        writer.finish(Instant::now() + Duration::from_secs(60));
+    }
+
+    #[test]
+    fn writer_persists_every_queued_record_before_finishing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (recorder, writer) =
+            Recorder::start(&path, retention(), QueueLimits::default()).unwrap();
         for n in 0..2000 {
             recorder.record(record(n));
         }
-        writer.finish();
+        assert_eq!(writer.finish(Instant::now()), FinishReport::default());
         let store = Store::open(&path).unwrap();
         assert_eq!(store.count().unwrap(), 2000);
         assert_eq!(store.verify().unwrap(), None);
