@@ -3,6 +3,7 @@
 //! hash-chained (SHA-256): each row's hash covers its fields and the previous row's hash, and a
 //! head row remembers the last one, so altering, deleting or truncating shows up in `verify`.
 
+mod canonical;
 mod har;
 pub mod originals;
 pub mod replay;
@@ -10,7 +11,9 @@ mod store;
 
 pub use har::har;
 
-pub use store::{Batch, ChainBreak, PurgeReport, SessionSummary, Store, StoreError};
+pub use store::{
+    Batch, ChainBreak, HashVersion, PurgeReport, SessionSummary, Store, StoreError, row_hash,
+};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -76,8 +79,9 @@ pub struct Record {
     pub rule: Option<String>,
     /// Token usage as the provider reported it (JSON).
     pub usage: Option<String>,
-    // Fields added after the first schema are left out of the chained JSON when empty, so rows
-    // written before them hash as they did.
+    // Fields added after the first schema are left out of the JSON when empty: rows hashed in
+    // version 1 (the record's JSON) and written before them must hash as they did. Version 2
+    // rows use an explicit form instead (see `store.rs`), and a new field there is a new version.
     /// Where the request was headed: its regions, comma-separated (`eu-central-1,eu`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
@@ -455,8 +459,9 @@ mod tests {
 
     #[test]
     fn fields_added_after_the_first_schema_leave_old_rows_hashing_as_before() {
-        // The chain hashes each record's JSON: a row written before `region` existed must
-        // serialize exactly as it did then, or upgraded stores would fail `audit verify`.
+        // Version 1 rows are hashed over the record's JSON: a row written before `region`
+        // existed must serialize exactly as it did then, or upgraded stores would fail
+        // `audit verify` (see also `store::tests::the_version_1_form_hashes_as_it_always_did`).
         let json = serde_json::to_value(record(1)).unwrap();
         for added in ["region", "jurisdiction", "groups", "token", "profile"] {
             assert!(json.get(added).is_none(), "{added}");
