@@ -543,7 +543,7 @@ impl Cli {
                 }))?;
                 let policy = Policy::load(config.policies.as_deref())?;
                 let mut store = open_store(overrides(run))?;
-                let report = crate::record::purge(&mut store, *policy.recording())?;
+                let report = crate::record::purge(&mut store, policy.recording())?;
                 println!(
                     "cleared the bodies of {} records, deleted {} records",
                     report.bodies, report.records

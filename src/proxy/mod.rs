@@ -191,7 +191,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         source,
     })?;
 
-    let retention = *policy.load().recording();
+    let retention = policy.load().recording().clone();
     let (recorder, writer) = if retention.enabled {
         let (recorder, writer) = crate::record::Recorder::start(&config.db, retention)?;
         info!("recording to {}", config.db.display());

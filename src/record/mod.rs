@@ -265,7 +265,7 @@ const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Applies `retention` to the store now, and records what it removed.
 pub fn purge(
     store: &mut Store,
-    retention: crate::policy::RecordingPolicy,
+    retention: &crate::policy::RecordingPolicy,
 ) -> Result<PurgeReport, StoreError> {
     let cutoff = |age: std::time::Duration| {
         (time::OffsetDateTime::now_utc() - age)
@@ -355,7 +355,7 @@ impl Recorder {
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                     if std::time::Instant::now() >= next_purge {
-                        if let Err(error) = purge(&mut store, retention) {
+                        if let Err(error) = purge(&mut store, &retention) {
                             tracing::error!(%error, "retention could not run");
                         }
                         next_purge = std::time::Instant::now() + PURGE_EVERY;
@@ -519,6 +519,7 @@ mod tests {
             on_store_failure: crate::policy::StoreFailure::Refuse,
             store_originals: false,
             enabled: true,
+            checkpoints: crate::policy::CheckpointPolicy::default(),
         };
         let (recorder, writer) = Recorder::start(&path, retention).unwrap();
         for n in 0..2000 {
