@@ -4,6 +4,7 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::time::Duration;
 use tollgate::policy::{CheckpointPolicy, RecordingPolicy, StoreFailure};
+use tollgate::record::checkpoint::{AuditKey, Checkpointer};
 use tollgate::record::{Record, RecordKind, Recorder};
 
 const N: usize = 10_000;
@@ -39,8 +40,10 @@ fn write_all(
             (dir, records)
         },
         |(dir, records)| {
-            let (recorder, writer) =
-                Recorder::start(&dir.path().join("bench.db"), retention.clone()).unwrap();
+            let db = dir.path().join("bench.db");
+            let checkpoints =
+                Checkpointer::new(AuditKey::generate(), &retention.checkpoints, &db).unwrap();
+            let (recorder, writer) = Recorder::start(&db, retention.clone(), checkpoints).unwrap();
             for r in records {
                 send(&recorder, r);
             }

@@ -2,8 +2,12 @@
 //! one thread that batches transactions so no request ever waits on the disk. Rows are
 //! hash-chained (SHA-256): each row's hash covers its fields and the previous row's hash, and a
 //! head row remembers the last one, so altering, deleting or truncating shows up in `verify`.
+//! The writer also signs the head now and then ([`checkpoint`]), in the store and in a file
+//! outside it, so that a chain rewritten or cut short by someone who can write the database
+//! shows too.
 
 mod canonical;
+pub mod checkpoint;
 mod har;
 pub mod originals;
 pub mod replay;
@@ -12,7 +16,7 @@ mod store;
 pub use har::har;
 
 pub use store::{
-    Batch, ChainBreak, HashVersion, PurgeReport, SessionSummary, Store, StoreError, row_hash,
+    Batch, ChainBreak, HashVersion, Head, PurgeReport, SessionSummary, Store, StoreError, row_hash,
 };
 
 use serde::{Deserialize, Serialize};
@@ -291,10 +295,12 @@ pub fn purge(
 
 impl Recorder {
     /// Opens (creating and migrating) the store at `path` and starts its writer, which also
-    /// applies `retention` at start and every hour.
+    /// applies `retention` at start and every hour, and signs the chain's head with
+    /// `checkpoints` as they fall due and once more when it finishes.
     pub fn start(
         path: &Path,
         retention: crate::policy::RecordingPolicy,
+        mut checkpoints: checkpoint::Checkpointer,
     ) -> Result<(Recorder, Writer), StoreError> {
         let mut store = Store::open(path)?;
         let interrupted = store.recover_pending()?;
@@ -319,7 +325,8 @@ impl Recorder {
             .spawn(move || {
                 let mut next_purge = std::time::Instant::now();
                 loop {
-                    let wait = next_purge.saturating_duration_since(std::time::Instant::now());
+                    let wake = checkpoints.due().map_or(next_purge, |due| due.min(next_purge));
+                    let wait = wake.saturating_duration_since(std::time::Instant::now());
                     match rx.recv_timeout(wait) {
                         Ok(first) => {
                             let mut batch = Batch::default();
@@ -360,7 +367,9 @@ impl Recorder {
                         }
                         next_purge = std::time::Instant::now() + PURGE_EVERY;
                     }
+                    checkpoints.tick(&store);
                 }
+                checkpoints.finish(&store);
             })
             .map_err(StoreError::Thread)?;
         Ok((
@@ -510,7 +519,7 @@ mod tests {
     }
 
     #[test]
-    fn writer_persists_every_queued_record_before_finishing() {
+    fn writer_persists_every_queued_record_and_signs_the_head_before_finishing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let retention = crate::policy::RecordingPolicy {
@@ -521,7 +530,13 @@ mod tests {
             enabled: true,
             checkpoints: crate::policy::CheckpointPolicy::default(),
         };
-        let (recorder, writer) = Recorder::start(&path, retention).unwrap();
+        let checkpoints = checkpoint::Checkpointer::new(
+            checkpoint::AuditKey::generate(),
+            &retention.checkpoints,
+            &path,
+        )
+        .unwrap();
+        let (recorder, writer) = Recorder::start(&path, retention, checkpoints).unwrap();
         for n in 0..2000 {
             recorder.record(record(n));
         }
@@ -530,5 +545,20 @@ mod tests {
         assert_eq!(store.count().unwrap(), 2000);
         assert_eq!(store.verify().unwrap(), None);
         assert_eq!(recorder.dropped(), 0);
+        // Signed at least every 1000 records, and the rest at the end.
+        let signed: Vec<i64> = store
+            .checkpoints()
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c.last_id)
+            .collect();
+        assert!(signed.len() >= 2, "{signed:?}");
+        assert!(
+            signed
+                .windows(2)
+                .all(|w| w[1] - w[0] <= 1000 + BATCH as i64),
+            "{signed:?}"
+        );
+        assert_eq!(signed.last(), Some(&2000));
     }
 }

@@ -2,6 +2,7 @@
 
 use super::Record;
 use super::canonical::Canonical;
+use super::checkpoint::Checkpoint;
 use ring::digest::{Context, SHA256};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -110,9 +111,37 @@ const MIGRATIONS: &[&str] = &[
     -- How each row's hash is computed (see `HashVersion`); rows written before are version 1.
     ALTER TABLE records ADD COLUMN hash_version INTEGER NOT NULL DEFAULT 1;
 "#,
+    r#"
+    -- Signed statements of the chain's head (see `checkpoint.rs`), also appended to a file
+    -- outside the store when policy names one.
+    CREATE TABLE checkpoints (
+        id        INTEGER PRIMARY KEY,
+        version   INTEGER NOT NULL,
+        last_id   INTEGER NOT NULL,
+        hash      BLOB    NOT NULL,
+        records   INTEGER NOT NULL,
+        first_id  INTEGER NOT NULL,
+        base_hash BLOB    NOT NULL,
+        at        TEXT    NOT NULL,
+        key_id    TEXT    NOT NULL,
+        signature BLOB    NOT NULL
+    );
+"#,
 ];
 
-const GENESIS: [u8; 32] = [0; 32];
+/// What the first row links to.
+pub(crate) const GENESIS: [u8; 32] = [0; 32];
+
+/// The chain's head: its last row and, after a purge, where the chain now starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub last_id: i64,
+    pub hash: Vec<u8>,
+    /// The first row kept (1 until a purge deletes rows).
+    pub first_id: i64,
+    /// The hash the first kept row links to ([`GENESIS`] until a purge deletes rows).
+    pub base: Vec<u8>,
+}
 
 /// How a row's hash is computed. Each row keeps the version it was written with (`hash_version`),
 /// so a form is never changed once rows use it: a record field added later means a new version,
@@ -502,6 +531,97 @@ impl Store {
         }
         tx.commit().map_err(err)?;
         Ok(PurgeReport { bodies, records })
+    }
+
+    /// The chain's head, `None` while the store holds no row yet.
+    pub fn head(&self) -> Result<Option<Head>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT last_id, hash, first_id, base_hash FROM chain_head WHERE one = 1",
+                [],
+                |r| {
+                    Ok(Head {
+                        last_id: r.get(0)?,
+                        hash: r.get(1)?,
+                        first_id: r.get(2)?,
+                        base: r
+                            .get::<_, Option<Vec<u8>>>(3)?
+                            .unwrap_or_else(|| GENESIS.to_vec()),
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The hash row `id` holds, if the row exists.
+    pub fn hash_at(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row("SELECT hash FROM records WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Keeps a signed checkpoint.
+    pub fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO checkpoints (version, last_id, hash, records, first_id, base_hash, at,
+                 key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    c.version,
+                    c.last_id,
+                    c.hash,
+                    c.records,
+                    c.first_id,
+                    c.base,
+                    c.at,
+                    c.key_id,
+                    c.signature
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The checkpoints kept in the store, oldest first, each with its row id.
+    pub fn checkpoints(&self) -> Result<Vec<(i64, Checkpoint)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, version, last_id, hash, records, first_id, base_hash, at, key_id,
+                 signature FROM checkpoints ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                Checkpoint {
+                    version: r.get(1)?,
+                    last_id: r.get(2)?,
+                    hash: r.get(3)?,
+                    records: r.get(4)?,
+                    first_id: r.get(5)?,
+                    base: r.get(6)?,
+                    at: r.get(7)?,
+                    key_id: r.get(8)?,
+                    signature: r.get(9)?,
+                },
+            ))
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
+    }
+
+    /// The last row the newest stored checkpoint covers (0 when none was made).
+    pub fn last_checkpointed(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(max(last_id), 0) FROM checkpoints",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Walks the chain; `None` if every row and the head hold, else the first break.
@@ -943,7 +1063,10 @@ mod tests {
         rehash(&store.conn, HashVersion::V1);
         store
             .conn
-            .execute_batch("ALTER TABLE records DROP COLUMN hash_version; PRAGMA user_version = 3;")
+            .execute_batch(
+                "ALTER TABLE records DROP COLUMN hash_version; DROP TABLE checkpoints;
+                 PRAGMA user_version = 3;",
+            )
             .unwrap();
         (dir, path)
     }
