@@ -310,8 +310,10 @@ impl AuditKey {
         (key, pkcs8.as_ref().to_vec())
     }
 
+    /// Reads PKCS#8 v2 (what ring makes, with the public key, checked against the private one)
+    /// or v1 (what `openssl genpkey -algorithm ed25519` makes, the public key derived).
     fn from_pkcs8(der: &[u8]) -> Result<Self, String> {
-        let pair = Ed25519KeyPair::from_pkcs8(der).map_err(|e| e.to_string())?;
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| e.to_string())?;
         let public = PublicKey(
             pair.public_key()
                 .as_ref()
@@ -1066,6 +1068,26 @@ mod tests {
         assert_eq!(
             to_hex(digest.as_ref()),
             "6c3a1ef885af3526317ce6a1a00011b800c1b807565dc4dce819445970ecb589"
+        );
+    }
+
+    #[test]
+    fn a_key_made_with_openssl_can_be_put_in_place() {
+        // RFC 8410, 10.3 and 10.1: what `openssl genpkey -algorithm ed25519` writes (PKCS#8 v1),
+        // and its public key.
+        let dir = tempfile::tempdir().unwrap();
+        let key = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n";
+        ca::write_new(&dir.path().join(KEY_FILE), key.as_bytes(), ca::KEY_MODE).unwrap();
+        let (key, created) = AuditKey::load_or_create(dir.path()).unwrap();
+        assert!(!created);
+        let public = std::fs::read_to_string(dir.path().join(PUBLIC_KEY_FILE)).unwrap();
+        assert_eq!(
+            public,
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n"
+        );
+        assert_eq!(
+            PublicKey::from_pem(public.as_bytes()).unwrap(),
+            *key.public()
         );
     }
 
