@@ -454,25 +454,23 @@ impl Checkpointer {
     }
 
     fn sign_if(&mut self, store: &Store, now: bool) {
+        if let Err(error) = self.try_sign(store, now) {
+            tracing::error!(%error, "cannot sign the audit chain's head; trying again later");
+            // Not before the next interval: the writer must not spin on a store that refuses.
+            self.unsigned_since = Some(Instant::now());
+        }
+    }
+
+    fn try_sign(&mut self, store: &Store, now: bool) -> Result<(), StoreError> {
         let signed = match self.signed {
             Some(signed) => signed,
-            None => match store.last_checkpointed() {
-                Ok(signed) => *self.signed.insert(signed),
-                Err(error) => {
-                    tracing::error!(%error, "cannot read the audit checkpoints");
-                    return;
-                }
-            },
+            None => *self.signed.insert(store.last_checkpointed()?),
         };
-        let head = match store.head() {
-            Ok(Some(head)) if head.last_id > signed => head,
-            Ok(_) => {
+        let head = match store.head()? {
+            Some(head) if head.last_id > signed => head,
+            _ => {
                 self.unsigned_since = None;
-                return;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot read the audit chain's head");
-                return;
+                return Ok(());
             }
         };
         let since = *self.unsigned_since.get_or_insert_with(Instant::now);
@@ -480,14 +478,12 @@ impl Checkpointer {
             || (head.last_id - signed) as u64 >= self.every_records
             || since.elapsed() >= self.every;
         if !due {
-            return;
+            return Ok(());
         }
         let checkpoint = Checkpoint::sign(&self.key, &head, super::now());
-        if let Err(error) = store.add_checkpoint(&checkpoint) {
-            tracing::error!(%error, "cannot keep an audit checkpoint; trying again later");
-            return;
-        }
+        store.add_checkpoint(&checkpoint)?;
         if let Some(path) = &self.file {
+            // Logged and left to the next checkpoint: the file's job is to hold the newest.
             if let Err(error) = append(path, &checkpoint) {
                 tracing::error!(file = %path.display(), %error, "cannot append the audit checkpoint to the external file");
             }
@@ -495,6 +491,7 @@ impl Checkpointer {
         tracing::debug!(last_id = head.last_id, "audit checkpoint signed");
         self.signed = Some(head.last_id);
         self.unsigned_since = None;
+        Ok(())
     }
 }
 
@@ -860,6 +857,20 @@ mod tests {
         s.write(2);
         s.checkpoints.finish(&s.store);
         assert_eq!(s.store.last_checkpointed().unwrap(), 8);
+    }
+
+    #[test]
+    fn a_store_that_refuses_checkpoints_puts_the_next_try_off_rather_than_spin() {
+        let mut s = Setup::new(100);
+        s.write(1);
+        s.checkpoints.unsigned_since = Some(Instant::now() - Duration::from_secs(7200));
+        s.sql("DROP TABLE checkpoints");
+        s.checkpoints.tick(&s.store);
+        let due = s.checkpoints.due().unwrap();
+        assert!(
+            due > Instant::now() + Duration::from_secs(3000),
+            "the writer would wake at once, again and again"
+        );
     }
 
     #[test]
