@@ -799,6 +799,14 @@ fn verified_summary(
             lines.join(", ")
         ));
     }
+    if verified.first_id > 1 {
+        // Retention deletes the oldest rows; so could someone who moved the chain's base by
+        // hand. Each checkpoint says where the chain started when it was signed.
+        said.push_str(&format!(
+            "\nthe chain starts at row {} (rows before it were purged)",
+            verified.first_id
+        ));
+    }
     if verified.unsigned > 0 && total > 0 {
         said.push_str(&format!(
             "\n{} rows after the newest checkpoint are not signed yet",

@@ -878,6 +878,11 @@ fn store_purge_applies_retention_and_the_chain_still_verifies() {
         String::from_utf8_lossy(&out.stdout).contains("2 records"),
         "the recent one and the purge's own"
     );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("the chain starts at row 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[tokio::test]

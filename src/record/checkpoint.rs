@@ -582,6 +582,8 @@ pub struct Verified {
     pub unsigned: i64,
     /// Lines of the external file cut short, passed over.
     pub cut_short: Vec<usize>,
+    /// The first row the store keeps (1 until retention deletes rows).
+    pub first_id: i64,
 }
 
 /// Checks the store's checkpoints and those of the external `file` against the store, whose
@@ -665,6 +667,7 @@ pub fn verify(
         newest_external,
         unsigned: last - matched,
         cut_short,
+        first_id,
     })
 }
 
