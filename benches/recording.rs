@@ -3,7 +3,8 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::time::Duration;
-use tollgate::policy::{RecordingPolicy, StoreFailure};
+use tollgate::policy::{CheckpointPolicy, RecordingPolicy, StoreFailure};
+use tollgate::record::checkpoint::{AuditKey, Checkpointer};
 use tollgate::record::{Record, RecordKind, Recorder};
 
 const N: usize = 10_000;
@@ -29,7 +30,7 @@ fn record(n: usize) -> Record {
 /// Times writing N records through a fresh store, each handed to the recorder by `send`.
 fn write_all(
     b: &mut criterion::Bencher<'_>,
-    retention: RecordingPolicy,
+    retention: &RecordingPolicy,
     send: impl Fn(&Recorder, Record),
 ) {
     b.iter_batched(
@@ -39,10 +40,14 @@ fn write_all(
             (dir, records)
         },
         |(dir, records)| {
+            let db = dir.path().join("bench.db");
+            let checkpoints =
+                Checkpointer::new(AuditKey::generate(), &retention.checkpoints, &db).unwrap();
             let (recorder, writer) = Recorder::start(
-                &dir.path().join("bench.db"),
-                retention,
+                &db,
+                retention.clone(),
                 tollgate::record::QueueLimits::default(),
+                checkpoints,
             )
             .unwrap();
             for r in records {
@@ -63,18 +68,19 @@ fn recording(c: &mut Criterion) {
         on_store_failure: StoreFailure::Refuse,
         store_originals: false,
         enabled: true,
+        checkpoints: CheckpointPolicy::default(),
     };
     let mut group = c.benchmark_group("recording");
     group.sample_size(10);
     group.throughput(Throughput::Elements(N as u64));
     // Finished records only.
     group.bench_function("10k exchanges, 12 KB bodies each", |b| {
-        write_all(b, retention, |recorder, r| recorder.record(r))
+        write_all(b, &retention, |recorder, r| recorder.record(r))
     });
     // What the proxy does: each exchange is written aside when it starts (with its request) and
     // replaced by its record when it ends.
     group.bench_function("10k exchanges opened then closed, 12 KB bodies each", |b| {
-        write_all(b, retention, |recorder, r| {
+        write_all(b, &retention, |recorder, r| {
             let mut started = r.clone();
             started.response_body.clear();
             let key = recorder.open(started);

@@ -4,6 +4,7 @@
 use crate::config::{Overrides, ProxyConfig};
 use crate::policy::{LoadError, Policy};
 use crate::proxy::StartError;
+use crate::record::checkpoint::{self, CheckpointError, PublicKey};
 use crate::tls::ca::{CaError, NameScope, RootCa};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -135,11 +136,26 @@ pub enum SessionsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Walk the hash chain of the audit store; exit 1 naming the first broken link.
+    /// Walk the hash chain of the audit store and check its signed checkpoints, in the store and
+    /// in the external checkpoint file; exit 1 naming the first thing that does not hold.
     Verify {
         /// Audit database path (default: `db` from the config, else tollgate.db).
         #[arg(long, value_name = "PATH")]
         db: Option<PathBuf>,
+        /// A public key the checkpoints may be signed with (repeatable, e.g. to accept the key
+        /// used before a new one). Default: tollgate-audit.pub in the CA directory, if there.
+        #[arg(long = "key", value_name = "PUB")]
+        keys: Vec<PathBuf>,
+        /// The external checkpoint file (default: `checkpoints.file` of recording.yaml).
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+        /// The CA directory, for the default public key.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: Option<PathBuf>,
+        /// Policy directory, for the default checkpoint file (default: ./policies when present,
+        /// else the embedded defaults).
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
     },
 }
 
@@ -292,6 +308,15 @@ pub enum CommandError {
         row: i64,
         reason: String,
     },
+    #[error("audit signing key: {0}")]
+    AuditKey(#[from] crate::record::checkpoint::KeyError),
+    #[error(transparent)]
+    Checkpoints(#[from] crate::record::checkpoint::CheckpointError),
+    #[error("{path}: {fault}")]
+    CheckpointBroken {
+        path: String,
+        fault: crate::record::checkpoint::CheckpointFault,
+    },
 }
 
 impl CommandError {
@@ -303,7 +328,11 @@ impl CommandError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Config(_) | CommandError::Ca(_) | CommandError::ReadFile { .. } => 64,
+            CommandError::Config(_)
+            | CommandError::Ca(_)
+            | CommandError::ReadFile { .. }
+            | CommandError::AuditKey(_)
+            | CommandError::Checkpoints(CheckpointError::NoKey { .. }) => 64,
             CommandError::Start(e) if e.is_config() => 64,
             _ => 1,
         }
@@ -547,34 +576,29 @@ impl Cli {
                 }))?;
                 let policy = Policy::load(config.policies.as_deref())?;
                 let mut store = open_store(overrides(run))?;
-                let report = crate::record::purge(&mut store, *policy.recording())?;
+                let report = crate::record::purge(&mut store, policy.recording())?;
                 println!(
                     "cleared the bodies of {} records, deleted {} records",
                     report.bodies, report.records
                 );
                 Ok(())
             }
-            Command::Audit(AuditCommand::Verify { db }) => {
-                let store = open_store(overrides(RunArgs {
+            Command::Audit(AuditCommand::Verify {
+                db,
+                keys,
+                checkpoints,
+                ca_dir,
+                policies,
+            }) => audit_verify(
+                overrides(RunArgs {
                     db,
+                    ca_dir,
+                    policies,
                     ..Default::default()
-                }))?;
-                match store.verify()? {
-                    None => {
-                        println!(
-                            "audit chain intact: {} records in {}",
-                            store.count()?,
-                            store.path().display()
-                        );
-                        Ok(())
-                    }
-                    Some(brk) => Err(CommandError::ChainBroken {
-                        path: store.path().display().to_string(),
-                        row: brk.row,
-                        reason: brk.reason,
-                    }),
-                }
-            }
+                }),
+                &keys,
+                checkpoints,
+            ),
             Command::Policy(PolicyCommand::Check { dir }) => {
                 let policy = load_policy(overrides(RunArgs {
                     policies: dir,
@@ -682,6 +706,118 @@ fn ca_init(
     println!("CA {verb}: {}", cert.display());
     println!("it may sign for {}", ca.scope());
     Ok(())
+}
+
+/// `audit verify`: the chain, then the checkpoints in the store and in the external file, with
+/// the public keys given (or the one in the CA directory).
+fn audit_verify(
+    overrides: Overrides,
+    keys: &[PathBuf],
+    file: Option<PathBuf>,
+) -> Result<(), CommandError> {
+    let (config, _) = ProxyConfig::resolve(overrides.clone())?;
+    let store = open_store(overrides)?;
+    let path = store.path().display().to_string();
+    if let Some(brk) = store.verify()? {
+        return Err(CommandError::ChainBroken {
+            path,
+            row: brk.row,
+            reason: brk.reason,
+        });
+    }
+    let keys = if keys.is_empty() {
+        let default = config.ca_dir.join(checkpoint::PUBLIC_KEY_FILE);
+        if default.exists() {
+            vec![PublicKey::load(&default)?]
+        } else {
+            Vec::new()
+        }
+    } else {
+        keys.iter()
+            .map(|k| PublicKey::load(k))
+            .collect::<Result<_, _>>()?
+    };
+    let file = match file {
+        Some(file) => Some(file),
+        None => {
+            let policy = Policy::load(config.policies.as_deref())?;
+            checkpoint::file_for(&policy.recording().checkpoints, &config.db)
+        }
+    };
+    let verified = match checkpoint::verify(&store, &keys, file.as_deref()) {
+        Ok(verified) => verified,
+        Err(CheckpointError::Fault(fault)) => {
+            return Err(CommandError::CheckpointBroken { path, fault });
+        }
+        Err(CheckpointError::Read { path, source }) => {
+            return Err(CommandError::ReadFile { path, source });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!(
+        "{}",
+        verified_summary(store.count()?, &path, &verified, file.as_deref())
+    );
+    Ok(())
+}
+
+/// What `audit verify` found to hold, in plain words.
+fn verified_summary(
+    records: i64,
+    db: &str,
+    verified: &checkpoint::Verified,
+    file: Option<&std::path::Path>,
+) -> String {
+    let mut said = format!("audit chain intact: {records} records in {db}");
+    let total = verified.in_store + verified.in_file.unwrap_or(0);
+    if total == 0 {
+        said.push_str(", no signed checkpoint yet");
+    } else {
+        let signers: Vec<&str> = verified.signers.iter().map(String::as_str).collect();
+        said.push_str(&format!(
+            ", {total} checkpoints signed by {} ({} in the store",
+            signers.join(" and "),
+            verified.in_store
+        ));
+        if let (Some(n), Some(file)) = (verified.in_file, file) {
+            said.push_str(&format!(", {n} in {}", file.display()));
+        }
+        said.push(')');
+    }
+    match (file, verified.newest_external) {
+        (Some(_), Some(row)) => {
+            said.push_str(&format!(", newest external checkpoint at row {row} covered"));
+        }
+        (Some(file), None) => {
+            said.push_str(&format!(", no checkpoint in {} yet", file.display()));
+        }
+        (None, _) => said.push_str(
+            "\nno external checkpoint file (set checkpoints.file in recording.yaml, or pass --checkpoints): rows cut from the end of the store would not show",
+        ),
+    }
+    if let (false, Some(file)) = (verified.cut_short.is_empty(), file) {
+        let lines: Vec<String> = verified.cut_short.iter().map(usize::to_string).collect();
+        said.push_str(&format!(
+            "\n{}: line {} cut short (a crash while appending), passed over",
+            file.display(),
+            lines.join(", ")
+        ));
+    }
+    if verified.first_id > 1 {
+        // Retention deletes the oldest rows; so could someone who moved the chain's base by
+        // hand. Each checkpoint says where the chain started when it was signed.
+        said.push_str(&format!(
+            "\nthe chain starts at row {} (rows before it were purged)",
+            verified.first_id
+        ));
+    }
+    if verified.unsigned > 0 && total > 0 {
+        said.push_str(&format!(
+            "\n{} rows after the newest checkpoint are not signed yet",
+            verified.unsigned
+        ));
+    }
+    said
 }
 
 /// The policy in the directory `overrides` names (or where the configuration points, or the

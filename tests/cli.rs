@@ -269,6 +269,15 @@ fn run_refuses_a_ca_others_can_read_or_replace_with_exit_64() {
 
     chmod(&key, 0o600);
     let ca = dir.path().join("ca");
+    // The audit signing key beside it gets the same care.
+    tollgate::record::checkpoint::AuditKey::load_or_create(&ca).unwrap();
+    chmod(&ca.join("tollgate-audit.key"), 0o640);
+    let out = tollgate_exits(dir.path(), &["run", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("ca/tollgate-audit.key has mode 640"), "{err}");
+    chmod(&ca.join("tollgate-audit.key"), 0o600);
+
     chmod(&ca, 0o777);
     let out = tollgate_exits(dir.path(), &["run", "--listen", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
@@ -479,6 +488,46 @@ async fn run_with_no_files_serves_logs_without_secrets_and_stops_on_sigterm() {
     }
 }
 
+#[tokio::test]
+async fn a_run_signs_its_chain_at_shutdown_and_audit_verify_checks_the_signatures() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/recording.yaml"),
+        "retention: { bodies: 30d, records: 400d }\ncheckpoints: { file: checkpoints.jsonl }\n",
+    )
+    .unwrap();
+    let (running, _, client) = Running::start_against(dir.path(), &upstream);
+    for _ in 0..3 {
+        let res = client
+            .post("https://api.openai.com/v1/chat/completions")
+            .body(r#"{"model":"m","messages":[]}"#)
+            .send()
+            .await
+            .unwrap();
+        res.text().await.unwrap();
+    }
+    let (status, log) = running.terminate();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("created the audit signing key"), "{log}");
+    assert!(
+        log.contains("audit checkpoints also go to checkpoints.jsonl"),
+        "{log}"
+    );
+
+    let out = tollgate(dir.path(), &["audit", "verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains(&format!(
+            "audit chain intact: 3 records in tollgate.db, 2 checkpoints signed by {} (1 in the store, 1 in checkpoints.jsonl), newest external checkpoint at row 3 covered",
+            key_id(dir.path())
+        )),
+        "{said}"
+    );
+}
+
 #[test]
 fn audit_verify_names_the_first_broken_link() {
     let dir = tempfile::tempdir().unwrap();
@@ -513,6 +562,280 @@ fn audit_verify_names_the_first_broken_link() {
     let out = tollgate(dir.path(), &["audit", "verify", "--db", db_arg]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("broken at row 3"), "{}", stderr(&out));
+}
+
+/// A store of `n` records in `dir/audit.db`, signed every `every` records (and at the end) with
+/// the key in `dir/ca`, its checkpoints also in `dir/checkpoints.jsonl`: what the writer leaves.
+fn signed_store(dir: &Path, n: u64, every: u64) -> std::path::PathBuf {
+    use tollgate::record::checkpoint::{AuditKey, Checkpointer};
+    let db = dir.join("audit.db");
+    let store = tollgate::record::Store::open(&db).unwrap();
+    let (key, _) = AuditKey::load_or_create(&dir.join("ca")).unwrap();
+    let policy = tollgate::policy::CheckpointPolicy {
+        every_records: every,
+        every: Duration::from_secs(3600),
+        file: Some("checkpoints.jsonl".into()),
+    };
+    let mut checkpoints = Checkpointer::new(key, &policy, &db).unwrap();
+    let mut store = store;
+    for i in 0..n {
+        let mut record = tollgate::record::Record::new(
+            tollgate::record::RecordKind::Exchange,
+            "127.0.0.1:1",
+            "127.0.0.1",
+            "intercepted",
+            "api.openai.com",
+        );
+        record.status = Some(200);
+        record.outcome = "complete".into();
+        record.request_body = format!("{{\"n\":{i}}}").into_bytes();
+        store.append(&[record]).unwrap();
+        checkpoints.tick(&store);
+    }
+    checkpoints.finish(&store);
+    db
+}
+
+/// What someone who can write the database can do: change row `id`'s host, then recompute
+/// every hash from it on, and the head, with Tollgate's own hash function.
+fn rewrite_and_rehash(db: &Path, id: i64, host: &str) {
+    use tollgate::record::{HashVersion, row_hash};
+    let records = tollgate::record::Store::open(db).unwrap().all().unwrap();
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut prev: Vec<u8> = conn
+        .query_row("SELECT hash FROM records WHERE id = ?1", [id - 1], |r| {
+            r.get(0)
+        })
+        .unwrap_or(vec![0; 32]);
+    for (row, mut record) in records.into_iter().filter(|(row, _)| *row >= id) {
+        if row == id {
+            record.host = host.into();
+        }
+        let hash = row_hash(HashVersion::CURRENT, row, &prev, &record);
+        conn.execute(
+            "UPDATE records SET host = ?1, prev_hash = ?2, hash = ?3 WHERE id = ?4",
+            rusqlite::params![record.host, prev, hash, row],
+        )
+        .unwrap();
+        prev = hash.to_vec();
+    }
+    conn.execute("UPDATE chain_head SET hash = ?1", [prev])
+        .unwrap();
+}
+
+fn verify_with_checkpoints(dir: &Path) -> Output {
+    tollgate(
+        dir,
+        &[
+            "audit",
+            "verify",
+            "--db",
+            "audit.db",
+            "--checkpoints",
+            "checkpoints.jsonl",
+        ],
+    )
+}
+
+fn key_id(dir: &Path) -> String {
+    tollgate::record::checkpoint::PublicKey::load(&dir.join("ca/tollgate-audit.pub"))
+        .unwrap()
+        .id()
+}
+
+#[test]
+fn audit_verify_says_what_a_clean_signed_store_proves() {
+    let dir = tempfile::tempdir().unwrap();
+    signed_store(dir.path(), 7, 3);
+    let out = verify_with_checkpoints(dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let expected = format!(
+        "audit chain intact: 7 records in audit.db, 6 checkpoints signed by {} (3 in the store, 3 in checkpoints.jsonl), newest external checkpoint at row 7 covered\n",
+        key_id(dir.path())
+    );
+    assert_eq!(said, expected);
+
+    // Without the file, it says what that leaves unproven.
+    let out = tollgate(dir.path(), &["audit", "verify", "--db", "audit.db"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("3 checkpoints signed by"), "{said}");
+    assert!(
+        said.contains("rows cut from the end of the store would not show"),
+        "{said}"
+    );
+}
+
+#[test]
+fn audit_verify_refuses_a_row_rewritten_with_every_hash_recomputed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = signed_store(dir.path(), 7, 3);
+    rewrite_and_rehash(&db, 5, "elsewhere.example");
+    assert_eq!(
+        tollgate::record::Store::open(&db)
+            .unwrap()
+            .verify()
+            .unwrap(),
+        None,
+        "the chain alone holds"
+    );
+    let out = verify_with_checkpoints(dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("rewritten: row 6 does not hold the hash checkpoint 2 in the store signed")
+            && err.contains("rows 4 to 6 were changed"),
+        "{err}"
+    );
+
+    // With the store's checkpoints deleted too, the external file still shows it.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM checkpoints", [])
+        .unwrap();
+    let out = verify_with_checkpoints(dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("row 6 does not hold the hash the checkpoint on line 2 of checkpoints.jsonl"),
+        "{err}"
+    );
+}
+
+#[test]
+fn audit_verify_refuses_a_store_cut_short_with_its_head_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = signed_store(dir.path(), 8, 3);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "DELETE FROM records WHERE id > 5;
+         UPDATE chain_head SET last_id = 5, hash = (SELECT hash FROM records WHERE id = 5);
+         DELETE FROM checkpoints WHERE last_id > 5;",
+    )
+    .unwrap();
+    drop(conn);
+    // The store alone cannot tell...
+    let out = tollgate(dir.path(), &["audit", "verify", "--db", "audit.db"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // ...the external file can.
+    let out = verify_with_checkpoints(dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("audit.db: truncated: rows after 5 are missing (the checkpoint on line 3 of checkpoints.jsonl"),
+        "{err}"
+    );
+}
+
+#[test]
+fn audit_verify_refuses_checkpoints_signed_by_another_key() {
+    let dir = tempfile::tempdir().unwrap();
+    signed_store(dir.path(), 4, 2);
+    // The auditor's copy of the key is not the one that signed.
+    let other = tempfile::tempdir().unwrap();
+    tollgate::record::checkpoint::AuditKey::load_or_create(other.path()).unwrap();
+    let other_pub = other.path().join("tollgate-audit.pub");
+    let out = tollgate(
+        dir.path(),
+        &[
+            "audit",
+            "verify",
+            "--db",
+            "audit.db",
+            "--key",
+            other_pub.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("is signed by key {}, not by", key_id(dir.path())))
+            && err.contains("refused"),
+        "{err}"
+    );
+
+    // A checkpoint file made up and signed with another key.
+    let db = dir.path().join("other.db");
+    std::fs::copy(dir.path().join("audit.db"), &db).unwrap();
+    let (key, _) = tollgate::record::checkpoint::AuditKey::load_or_create(other.path()).unwrap();
+    let store = tollgate::record::Store::open(&db).unwrap();
+    let head = store.head().unwrap().unwrap();
+    let forged =
+        tollgate::record::checkpoint::Checkpoint::sign(&key, &head, tollgate::record::now());
+    std::fs::write(
+        dir.path().join("forged.jsonl"),
+        format!("{}\n", serde_json::to_string(&forged).unwrap()),
+    )
+    .unwrap();
+    let out = tollgate(
+        dir.path(),
+        &[
+            "audit",
+            "verify",
+            "--db",
+            "audit.db",
+            "--checkpoints",
+            "forged.jsonl",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the checkpoint on line 1 of forged.jsonl is signed by key"),
+        "{}",
+        stderr(&out)
+    );
+
+    // No key at all: a usage error that says what to pass.
+    std::fs::remove_file(dir.path().join("ca/tollgate-audit.pub")).unwrap();
+    let out = tollgate(dir.path(), &["audit", "verify", "--db", "audit.db"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("pass --key"), "{}", stderr(&out));
+}
+
+#[test]
+fn rows_written_before_hash_versions_and_checkpoints_still_verify() {
+    use tollgate::record::{HashVersion, row_hash};
+    let dir = tempfile::tempdir().unwrap();
+    let db = signed_store(dir.path(), 4, 100);
+    // Turn it into what an earlier Tollgate left: rows hashed over their JSON (version 1), no
+    // hash versions, no checkpoints, schema 3.
+    let records = tollgate::record::Store::open(&db).unwrap().all().unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mut prev = vec![0u8; 32];
+    for (row, record) in records {
+        let hash = row_hash(HashVersion::V1, row, &prev, &record);
+        conn.execute(
+            "UPDATE records SET prev_hash = ?1, hash = ?2 WHERE id = ?3",
+            rusqlite::params![prev, hash, row],
+        )
+        .unwrap();
+        prev = hash.to_vec();
+    }
+    conn.execute_batch(&format!(
+        "UPDATE chain_head SET hash = x'{}';
+         ALTER TABLE records DROP COLUMN hash_version; DROP TABLE checkpoints;
+         PRAGMA user_version = 3;",
+        prev.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+    .unwrap();
+    drop(conn);
+    std::fs::remove_file(dir.path().join("checkpoints.jsonl")).unwrap();
+    let out = tollgate(dir.path(), &["audit", "verify", "--db", "audit.db"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.starts_with("audit chain intact: 4 records in audit.db, no signed checkpoint yet"),
+        "{said}"
+    );
+    // An altered old row is still found, by its row.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE records SET host = 'x' WHERE id = 2", [])
+        .unwrap();
+    let out = tollgate(dir.path(), &["audit", "verify", "--db", "audit.db"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("broken at row 2"), "{}", stderr(&out));
 }
 
 #[test]
@@ -554,6 +877,11 @@ fn store_purge_applies_retention_and_the_chain_still_verifies() {
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("2 records"),
         "the recent one and the purge's own"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("the chain starts at row 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }
 

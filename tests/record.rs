@@ -507,3 +507,51 @@ async fn recording_can_be_turned_off() {
     proxy.shutdown().await;
     assert!(!db.exists(), "no store is created when recording is off");
 }
+
+#[tokio::test]
+async fn the_writer_signs_the_head_every_so_many_records_and_soon_after_a_lone_one() {
+    use tollgate::record::checkpoint::{self, PublicKey};
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .recording(
+            "retention: { bodies: 30d, records: 400d }\ncheckpoints: { every_records: 4, every_seconds: 1, file: checkpoints.jsonl }\n",
+        )
+        .start()
+        .await;
+    let client = client(&proxy);
+    let send = || {
+        client
+            .post("https://api.openai.com/v1/chat/completions")
+            .body(json!({"messages": []}).to_string())
+            .send()
+    };
+    let db = proxy.db_path();
+    let signed = || {
+        tollgate::record::Store::open(&db)
+            .and_then(|s| s.last_checkpointed())
+            .unwrap_or(0)
+    };
+    // One record, then nothing: the writer wakes to sign it within a second or so.
+    send().await.unwrap().text().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while signed() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lone record was never signed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for _ in 0..9 {
+        send().await.unwrap().text().await.unwrap();
+    }
+    let ca = proxy.dir.path().join("ca");
+    let (store, dir) = proxy.stop_and_open_store().await;
+    assert_eq!(store.count().unwrap(), 10);
+    let key = PublicKey::load(&ca.join(checkpoint::PUBLIC_KEY_FILE)).unwrap();
+    let verified =
+        checkpoint::verify(&store, &[key], Some(&dir.path().join("checkpoints.jsonl"))).unwrap();
+    assert_eq!(verified.newest_external, Some(10), "signed at shutdown");
+    assert_eq!(verified.unsigned, 0);
+    assert!(verified.in_store >= 3, "{verified:?}");
+    assert_eq!(verified.in_file, Some(verified.in_store));
+}

@@ -547,7 +547,7 @@ impl Policy {
 }
 
 /// How long the audit store keeps what (`recording.yaml`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingPolicy {
     /// Request and response bodies are cleared after this.
     pub bodies: std::time::Duration,
@@ -559,6 +559,31 @@ pub struct RecordingPolicy {
     pub store_originals: bool,
     /// Whether anything is recorded at all.
     pub enabled: bool,
+    /// When the chain's head is signed, and where the signatures go besides the store.
+    pub checkpoints: CheckpointPolicy,
+}
+
+/// When the audit writer signs the chain's head (`recording.yaml: checkpoints`): after
+/// `every_records` records or `every` time, whichever comes first, and at shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// Records written at most between two checkpoints (at least 1).
+    pub every_records: u64,
+    /// Time at most between a record and the checkpoint that covers it (at least a second).
+    pub every: std::time::Duration,
+    /// The external file checkpoints are appended to (JSON lines), besides the store; relative
+    /// to the audit database's directory.
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        Self {
+            every_records: 1000,
+            every: std::time::Duration::from_secs(60),
+            file: None,
+        }
+    }
 }
 
 /// What to do with LLM requests while the audit store cannot be written.
@@ -581,12 +606,31 @@ impl RecordingPolicy {
                 "records cannot be kept for less time than their bodies",
             ));
         }
+        let checkpoints = file.checkpoints;
+        if checkpoints.every_records == 0 {
+            return Err(source.invalid("checkpoints.every_records", "must be at least 1"));
+        }
+        if checkpoints.every_seconds == 0 {
+            return Err(source.invalid("checkpoints.every_seconds", "must be at least 1"));
+        }
+        if checkpoints
+            .file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            return Err(source.invalid("checkpoints.file", "must name a file"));
+        }
         Ok(Self {
             bodies: file.retention.bodies,
             records: file.retention.records,
             on_store_failure: file.on_store_failure,
             store_originals: file.store_originals,
             enabled: file.enabled,
+            checkpoints: CheckpointPolicy {
+                every_records: checkpoints.every_records,
+                every: std::time::Duration::from_secs(checkpoints.every_seconds),
+                file: checkpoints.file,
+            },
         })
     }
 }
@@ -601,10 +645,41 @@ struct RecordingFile {
     store_originals: bool,
     #[serde(default = "enabled")]
     enabled: bool,
+    #[serde(default)]
+    checkpoints: CheckpointsSection,
 }
 
 fn enabled() -> bool {
     true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointsSection {
+    #[serde(default = "default_every_records")]
+    every_records: u64,
+    #[serde(default = "default_every_seconds")]
+    every_seconds: u64,
+    #[serde(default)]
+    file: Option<std::path::PathBuf>,
+}
+
+impl Default for CheckpointsSection {
+    fn default() -> Self {
+        Self {
+            every_records: default_every_records(),
+            every_seconds: default_every_seconds(),
+            file: None,
+        }
+    }
+}
+
+fn default_every_records() -> u64 {
+    CheckpointPolicy::default().every_records
+}
+
+fn default_every_seconds() -> u64 {
+    CheckpointPolicy::default().every.as_secs()
 }
 
 #[derive(Debug, Deserialize)]
@@ -775,5 +850,54 @@ mod tests {
 
         let err = policy("hosts: [\n").unwrap_err().to_string();
         assert!(err.starts_with("policy.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn checkpoints_default_to_every_1000_records_or_minute_and_are_checked_strictly() {
+        let recording = |yaml: &str| {
+            RecordingPolicy::parse(&Source::inline(
+                "recording.yaml",
+                &format!("retention: {{ bodies: 1d, records: 2d }}\n{yaml}"),
+            ))
+        };
+        let defaults = recording("").unwrap().checkpoints;
+        assert_eq!(defaults, CheckpointPolicy::default());
+        assert_eq!(
+            RecordingPolicy::parse(&Source::embedded_recording())
+                .unwrap()
+                .checkpoints
+                .every_records,
+            1000
+        );
+        let set = recording(
+            "checkpoints: { every_records: 5, every_seconds: 2, file: /var/log/t.jsonl }\n",
+        )
+        .unwrap()
+        .checkpoints;
+        assert_eq!(set.every_records, 5);
+        assert_eq!(set.every, std::time::Duration::from_secs(2));
+        assert_eq!(
+            set.file.as_deref(),
+            Some(std::path::Path::new("/var/log/t.jsonl"))
+        );
+        for (yaml, field) in [
+            (
+                "checkpoints: { every_records: 0 }",
+                "checkpoints.every_records",
+            ),
+            (
+                "checkpoints: { every_seconds: 0 }",
+                "checkpoints.every_seconds",
+            ),
+            ("checkpoints: { every_second: 5 }", "every_second"),
+            ("checkpoints: { file: '' }", "checkpoints.file"),
+            ("checkpoints: { webhook: 'https://x' }", "webhook"),
+        ] {
+            let err = recording(yaml).unwrap_err().to_string();
+            assert!(
+                err.contains("recording.yaml") && err.contains(field),
+                "{yaml}: {err}"
+            );
+        }
     }
 }

@@ -14,6 +14,7 @@ mod tunnel;
 use crate::config::{ProxyConfig, Timeouts};
 use crate::policy::{LoadError, Policy};
 use crate::providers::HostMode;
+use crate::record::checkpoint;
 use crate::tls::ca::{CaError, LeafIssuer, NameScope, RootCa};
 use crate::tls::upstream::{self, UpstreamTlsError};
 use arc_swap::ArcSwap;
@@ -70,6 +71,10 @@ pub enum StartError {
     Proxy(#[from] hudsucker::Error),
     #[error("audit store: {0}")]
     Store(#[from] crate::record::StoreError),
+    #[error("audit signing key: {0}")]
+    AuditKey(#[from] checkpoint::KeyError),
+    #[error("audit checkpoints: {0}")]
+    Checkpoints(#[from] checkpoint::CheckpointError),
     #[error(
         "{0} is not a loopback address and no token is configured (identity.yaml), so anyone who reaches it could use it; add tokens with `tollgate token create`, or pass --open to serve it open deliberately"
     )]
@@ -89,6 +94,8 @@ impl StartError {
             StartError::Policy(_)
                 | StartError::UpstreamTls(_)
                 | StartError::Ca(_)
+                | StartError::AuditKey(_)
+                | StartError::Checkpoints(_)
                 | StartError::OriginalsKeyMissing
                 | StartError::OpenProxy(_)
         )
@@ -194,8 +201,9 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         source,
     })?;
 
-    let retention = *policy.load().recording();
+    let retention = policy.load().recording().clone();
     let (recorder, writer) = if retention.enabled {
+        let checkpoints = checkpointer(config, &retention.checkpoints)?;
         let (recorder, writer) = crate::record::Recorder::start(
             &config.db,
             retention,
@@ -203,6 +211,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
                 records: config.limits.audit_queue_records,
                 bytes: config.limits.audit_queue_bytes,
             },
+            checkpoints,
         )?;
         info!("recording to {}", config.db.display());
         (recorder, Some(writer))
@@ -265,6 +274,32 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         task: Some(task),
         writer,
     })
+}
+
+/// The audit writer's checkpoints, signed with the key in the CA directory (made there on first
+/// start).
+fn checkpointer(
+    config: &ProxyConfig,
+    policy: &crate::policy::CheckpointPolicy,
+) -> Result<checkpoint::Checkpointer, StartError> {
+    let (key, created) = checkpoint::AuditKey::load_or_create(&config.ca_dir)?;
+    let public = config.ca_dir.join(checkpoint::PUBLIC_KEY_FILE);
+    if created {
+        info!(
+            "created the audit signing key {} (key id {}); give {} to whoever audits",
+            config.ca_dir.join(checkpoint::KEY_FILE).display(),
+            key.public().id(),
+            public.display()
+        );
+    }
+    let checkpoints = checkpoint::Checkpointer::new(key, policy, &config.db)?;
+    match checkpoint::file_for(policy, &config.db) {
+        Some(file) => info!("audit checkpoints also go to {}", file.display()),
+        None => info!(
+            "audit checkpoints go to the store only; set checkpoints.file in recording.yaml to a file this host cannot rewrite, so that a store cut short shows"
+        ),
+    }
+    Ok(checkpoints)
 }
 
 /// Every connection and tunnel holds file descriptors: the soft limit (often 1024) is raised to

@@ -2,7 +2,12 @@
 //! one thread that batches transactions so no request ever waits on the disk. Rows are
 //! hash-chained (SHA-256): each row's hash covers its fields and the previous row's hash, and a
 //! head row remembers the last one, so altering, deleting or truncating shows up in `verify`.
+//! The writer also signs the head now and then ([`checkpoint`]), in the store and in a file
+//! outside it, so that a chain rewritten or cut short by someone who can write the database
+//! shows too.
 
+mod canonical;
+pub mod checkpoint;
 mod har;
 pub mod originals;
 pub mod replay;
@@ -10,7 +15,9 @@ mod store;
 
 pub use har::har;
 
-pub use store::{Batch, ChainBreak, PurgeReport, SessionSummary, Store, StoreError};
+pub use store::{
+    Batch, ChainBreak, HashVersion, Head, PurgeReport, SessionSummary, Store, StoreError, row_hash,
+};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -77,8 +84,9 @@ pub struct Record {
     pub rule: Option<String>,
     /// Token usage as the provider reported it (JSON).
     pub usage: Option<String>,
-    // Fields added after the first schema are left out of the chained JSON when empty, so rows
-    // written before them hash as they did.
+    // Fields added after the first schema are left out of the JSON when empty: rows hashed in
+    // version 1 (the record's JSON) and written before them must hash as they did. Version 2
+    // rows use an explicit form instead (see `store.rs`), and a new field there is a new version.
     /// Where the request was headed: its regions, comma-separated (`eu-central-1,eu`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
@@ -388,7 +396,7 @@ const NAMED_AT_SHUTDOWN: usize = 100;
 /// Applies `retention` to the store now, and records what it removed.
 pub fn purge(
     store: &mut Store,
-    retention: crate::policy::RecordingPolicy,
+    retention: &crate::policy::RecordingPolicy,
 ) -> Result<PurgeReport, StoreError> {
     let cutoff = |age: Duration| {
         (time::OffsetDateTime::now_utc() - age)
@@ -414,11 +422,13 @@ pub fn purge(
 
 impl Recorder {
     /// Opens (creating and migrating) the store at `path` and starts its writer, which also
-    /// applies `retention` at start and every hour.
+    /// applies `retention` at start and every hour, and signs the chain's head with
+    /// `checkpoints` as they fall due and once more when it finishes.
     pub fn start(
         path: &Path,
         retention: crate::policy::RecordingPolicy,
         limits: QueueLimits,
+        mut checkpoints: checkpoint::Checkpointer,
     ) -> Result<(Recorder, Writer), StoreError> {
         let mut store = Store::open(path)?;
         let interrupted = store.recover_pending()?;
@@ -438,7 +448,11 @@ impl Recorder {
         let queue = recorder.queue.clone();
         let handle = std::thread::Builder::new()
             .name("tollgate-recorder".into())
-            .spawn(move || write_loop(&mut store, &rx, retention, &queue))
+            .spawn(move || {
+                if write_loop(&mut store, &rx, &retention, &queue, &mut checkpoints) {
+                    checkpoints.finish(&store);
+                }
+            })
             .map_err(StoreError::Thread)?;
         Ok((
             recorder.clone(),
@@ -542,13 +556,15 @@ impl Recorder {
 }
 
 /// The writer thread's life: batches of entries in one transaction each, retried while the
-/// store refuses them, retention every hour; after [`Entry::Stop`], what is left, then out.
+/// store refuses them, retention every hour, checkpoints as they fall due; after
+/// [`Entry::Stop`], what is left, then out. False if it gave up on a store refusing writes.
 fn write_loop(
     store: &mut Store,
     rx: &mpsc::Receiver<(Entry, usize)>,
-    retention: crate::policy::RecordingPolicy,
+    retention: &crate::policy::RecordingPolicy,
     queue: &Queue,
-) {
+    checkpoints: &mut checkpoint::Checkpointer,
+) -> bool {
     let mut next_purge = Instant::now();
     let mut stopping = false;
     loop {
@@ -558,11 +574,15 @@ fn write_loop(
                 Err(_) => break,
             }
         } else {
-            let wait = next_purge.saturating_duration_since(Instant::now());
+            let wake = checkpoints
+                .due()
+                .map_or(next_purge, |due| due.min(next_purge));
+            let wait = wake.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(first) => first,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     purge_if_due(store, retention, &mut next_purge);
+                    checkpoints.tick(store);
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -605,7 +625,7 @@ fn write_loop(
             }
             if queue.give_up_passed() {
                 give_up(batch, rx, queue, &error);
-                return;
+                return false;
             }
             std::thread::sleep(RETRY_EVERY);
         }
@@ -614,12 +634,14 @@ fn write_loop(
         }
         queue.release(entries, bytes);
         purge_if_due(store, retention, &mut next_purge);
+        checkpoints.tick(store);
     }
+    true
 }
 
 fn purge_if_due(
     store: &mut Store,
-    retention: crate::policy::RecordingPolicy,
+    retention: &crate::policy::RecordingPolicy,
     next_purge: &mut Instant,
 ) {
     if Instant::now() >= *next_purge {
@@ -684,8 +706,9 @@ mod tests {
 
     #[test]
     fn fields_added_after_the_first_schema_leave_old_rows_hashing_as_before() {
-        // The chain hashes each record's JSON: a row written before `region` existed must
-        // serialize exactly as it did then, or upgraded stores would fail `audit verify`.
+        // Version 1 rows are hashed over the record's JSON: a row written before `region`
+        // existed must serialize exactly as it did then, or upgraded stores would fail
+        // `audit verify` (see also `store::tests::the_version_1_form_hashes_as_it_always_did`).
         let json = serde_json::to_value(record(1)).unwrap();
         for added in ["region", "jurisdiction", "groups", "token", "profile"] {
             assert!(json.get(added).is_none(), "{added}");
@@ -740,7 +763,17 @@ mod tests {
             on_store_failure: crate::policy::StoreFailure::Refuse,
             store_originals: false,
             enabled: true,
+            checkpoints: crate::policy::CheckpointPolicy::default(),
         }
+    }
+
+    fn checkpointer(path: &Path) -> checkpoint::Checkpointer {
+        checkpoint::Checkpointer::new(
+            checkpoint::AuditKey::generate(),
+            &crate::policy::CheckpointPolicy::default(),
+            path,
+        )
+        .unwrap()
     }
 
     /// A recorder over a store that another connection holds locked: every write waits, then
@@ -756,7 +789,8 @@ mod tests {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let (recorder, writer) = Recorder::start(&path, retention(), limits).unwrap();
+        let (recorder, writer) =
+            Recorder::start(&path, retention(), limits, checkpointer(&path)).unwrap();
         let lock = rusqlite::Connection::open(&path).unwrap();
         lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
         (dir, path, recorder, writer, lock)
@@ -866,11 +900,16 @@ mod tests {
     }
 
     #[test]
-    fn writer_persists_every_queued_record_before_finishing() {
+    fn writer_persists_every_queued_record_and_signs_the_head_before_finishing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let (recorder, writer) =
-            Recorder::start(&path, retention(), QueueLimits::default()).unwrap();
+        let (recorder, writer) = Recorder::start(
+            &path,
+            retention(),
+            QueueLimits::default(),
+            checkpointer(&path),
+        )
+        .unwrap();
         for n in 0..2000 {
             recorder.record(record(n));
         }
@@ -879,5 +918,20 @@ mod tests {
         assert_eq!(store.count().unwrap(), 2000);
         assert_eq!(store.verify().unwrap(), None);
         assert_eq!(recorder.dropped(), 0);
+        // Signed at least every 1000 records, and the rest at the end.
+        let signed: Vec<i64> = store
+            .checkpoints()
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c.last_id)
+            .collect();
+        assert!(signed.len() >= 2, "{signed:?}");
+        assert!(
+            signed
+                .windows(2)
+                .all(|w| w[1] - w[0] <= 1000 + BATCH as i64),
+            "{signed:?}"
+        );
+        assert_eq!(signed.last(), Some(&2000));
     }
 }

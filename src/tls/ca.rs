@@ -365,14 +365,15 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-/// The key is the owner's alone; the certificate is public (clients install it).
-const KEY_MODE: u32 = 0o600;
-const CERT_MODE: u32 = 0o644;
+/// The key is the owner's alone; the certificate is public (clients install it). Other private
+/// and public files kept in the CA directory (the audit signing key) use the same modes.
+pub(crate) const KEY_MODE: u32 = 0o600;
+pub(crate) const CERT_MODE: u32 = 0o644;
 const DIR_MODE: u32 = 0o700;
 
 /// Creates `dir` owner-only if it does not exist; an existing one must not be writable by others,
 /// since whoever can write there can swap the CA before the next start.
-fn create_private_dir(dir: &Path) -> Result<(), CaError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), CaError> {
     let io_err = |source| CaError::Io {
         path: dir.to_owned(),
         source,
@@ -389,7 +390,7 @@ fn create_private_dir(dir: &Path) -> Result<(), CaError> {
 }
 
 /// Writes a file that must not exist yet with exactly `mode`, whatever the umask.
-fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
+pub(crate) fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
     let io_err = |source| CaError::Io {
         path: path.to_owned(),
         source,
@@ -440,7 +441,7 @@ fn check_modes(dir: &Path, cert: &Path, key: &Path) -> Result<(), CaError> {
     )
 }
 
-fn check_dir_mode(dir: &Path) -> Result<(), CaError> {
+pub(crate) fn check_dir_mode(dir: &Path) -> Result<(), CaError> {
     check_mode(
         dir,
         0o022,
@@ -450,7 +451,7 @@ fn check_dir_mode(dir: &Path) -> Result<(), CaError> {
 }
 
 /// Fails when `path` has any of the permission bits in `forbidden`.
-fn check_mode(
+pub(crate) fn check_mode(
     path: &Path,
     forbidden: u32,
     problem: &'static str,
