@@ -58,6 +58,10 @@ pub struct Timeouts {
     /// On SIGINT/SIGTERM, how long in-flight streams may run before the proxy exits anyway.
     #[serde(with = "humantime_serde")]
     pub drain: Duration,
+    /// Longest wait for the upstream's response head once a request is sent. Generous: models
+    /// think before the first byte, and a non-streamed answer's head comes only when it is done.
+    #[serde(with = "humantime_serde")]
+    pub response_header: Duration,
 }
 
 impl Default for Timeouts {
@@ -69,13 +73,14 @@ impl Default for Timeouts {
             body_idle: Duration::from_secs(300),
             tunnel_idle: Duration::from_secs(900),
             drain: Duration::from_secs(30),
+            response_header: Duration::from_secs(600),
         }
     }
 }
 
 impl Timeouts {
     /// Every bound by name, for validation.
-    fn named(&self) -> [(&'static str, Duration); 6] {
+    fn named(&self) -> [(&'static str, Duration); 7] {
         [
             ("connect", self.connect),
             ("header_read", self.header_read),
@@ -83,6 +88,7 @@ impl Timeouts {
             ("body_idle", self.body_idle),
             ("tunnel_idle", self.tunnel_idle),
             ("drain", self.drain),
+            ("response_header", self.response_header),
         ]
     }
 }

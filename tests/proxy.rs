@@ -513,6 +513,96 @@ async fn a_stream_that_falls_silent_is_cut_after_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn an_upstream_that_never_answers_gets_a_504_at_the_response_header_deadline_and_a_record() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .timeouts(tollgate::config::Timeouts {
+            response_header: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .start()
+        .await;
+    let res = tokio::time::timeout(
+        Duration::from_secs(20),
+        client(&proxy)
+            .post("https://api.openai.com/test/silent")
+            .body("{}")
+            .send(),
+    )
+    .await
+    .expect("the proxy must answer when the upstream does not")
+    .unwrap();
+    assert_eq!(res.status(), 504);
+    assert_eq!(res.headers()["x-tollgate-reason"], "upstream-timeout");
+    assert_eq!(res.headers()["x-tollgate-rule"], "timeouts.response_header");
+    let body = res.text().await.unwrap();
+    assert!(body.contains("no response within 1s"), "{body}");
+    let (store, _dir) = proxy.stop_and_open_store().await;
+    let records = store.all().unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|(_, r)| r.path.as_deref() == Some("/test/silent")
+                && r.outcome == "upstream-timeout"),
+        "{records:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_json_answer_that_stalls_while_read_for_restoring_is_cut_at_the_idle_deadline() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .timeouts(short(30, 1))
+        .start()
+        .await;
+    // A secret in the request makes the answer one that is read whole to restore it.
+    let res = tokio::time::timeout(
+        Duration::from_secs(20),
+        client(&proxy)
+            .post("https://api.openai.com/test/stalled-json")
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({"messages": [{"role": "user", "content": "key ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ"}]})
+                    .to_string(),
+            )
+            .send(),
+    )
+    .await
+    .expect("the proxy must give up on a stalled answer")
+    .unwrap();
+    assert_eq!(res.status(), 504);
+    assert_eq!(res.headers()["x-tollgate-reason"], "upstream-timeout");
+    assert_eq!(res.headers()["x-tollgate-rule"], "timeouts.body_idle");
+}
+
+#[tokio::test]
+async fn a_request_body_that_stops_arriving_while_read_for_masking_gets_a_408() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .timeouts(short(30, 1))
+        .start()
+        .await;
+    let first = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"messages\": ["))
+    });
+    let body = reqwest::Body::wrap_stream(first.chain(futures_util::stream::pending()));
+    let res = tokio::time::timeout(
+        Duration::from_secs(20),
+        client(&proxy)
+            .post("https://api.openai.com/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(body)
+            .send(),
+    )
+    .await
+    .expect("the proxy must give up on a stalled request body")
+    .unwrap();
+    assert_eq!(res.status(), 408);
+    assert_eq!(res.headers()["x-tollgate-reason"], "request-timeout");
+    assert!(upstream.received().is_empty(), "nothing may leave");
+}
+
+#[tokio::test]
 async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = Upstream::start().await;

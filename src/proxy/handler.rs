@@ -677,7 +677,7 @@ impl HttpHandler for Handler {
                 res
             };
             let restorer = Restorer::new(self.shared.vault.clone(), &exchange.scope);
-            match masking::restore_response(restorer, res).await {
+            match masking::restore_response(restorer, res, self.shared.timeouts.body_idle).await {
                 Ok(res) => res,
                 Err(refusal) => return exchange.refuse(refusal),
             }
@@ -710,6 +710,29 @@ impl HttpHandler for Handler {
                 .into_response(ErrorFormat::default());
         };
         exchange.refuse(Refusal::from_upstream_error(&exchange.host, &err))
+    }
+
+    async fn handle_response_timeout(
+        &mut self,
+        _ctx: &HttpContext,
+        after: std::time::Duration,
+    ) -> Response<Body> {
+        let refusal = |host: &str| {
+            Refusal::new(
+                Reason::UpstreamTimeout,
+                format!(
+                    "{host} sent no response within {}s of the request",
+                    after.as_secs()
+                ),
+            )
+            .with_rule("timeouts.response_header")
+        };
+        let Some(mut exchange) = self.exchange.take() else {
+            warn!("upstream sent no response in time outside an exchange");
+            return refusal("upstream").into_response(ErrorFormat::default());
+        };
+        let refusal = refusal(&exchange.host);
+        exchange.refuse(refusal)
     }
 
     async fn should_intercept_connect(&mut self, _ctx: &HttpContext, _req: &Request<Body>) -> bool {

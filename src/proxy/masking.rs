@@ -3,6 +3,7 @@
 //! placeholders restored, JSON bodies whole and SSE streams event by event.
 
 use super::Shared;
+use super::body::ObservedBody;
 use super::refusal::{Reason, Refusal};
 use crate::mask::decode::{self, DecodeError};
 use crate::mask::restore::{EventStreamRestorer, Restorer, SseRestorer, StreamRestore};
@@ -17,9 +18,39 @@ use http_body_util::{BodyExt, Limited};
 use hudsucker::Body;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 /// Largest non-streamed response body restored in memory.
 const MAX_RESTORED_RESPONSE: usize = 64 << 20;
+
+/// Why a body could not be read whole.
+enum Collect {
+    TooLarge,
+    /// Nothing arrived for `timeouts.body_idle`.
+    Idle(Duration),
+    Failed(String),
+}
+
+/// Reads a body whole, at most `limit` bytes, with no silence longer than `idle` (the deadline
+/// streamed bodies get), so a peer that stops mid-body cannot hold the exchange forever.
+async fn collect(body: Body, limit: usize, idle: Duration) -> Result<Bytes, Collect> {
+    let observed = ObservedBody::wrap(body, idle, Box::new(|_, _| {}));
+    match Limited::new(observed, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(Collect::TooLarge)
+        }
+        Err(e) => match e.downcast_ref::<hudsucker::Error>() {
+            Some(hudsucker::Error::Io(io)) if io.kind() == std::io::ErrorKind::TimedOut => {
+                Err(Collect::Idle(idle))
+            }
+            _ => Err(Collect::Failed(e.to_string())),
+        },
+    }
+}
 
 /// A request ready to leave.
 pub struct MaskedRequest {
@@ -56,17 +87,24 @@ pub async fn mask_request(
             original: None,
         });
     }
-    let bytes = match Limited::new(body, masking.max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
+    let bytes = match collect(body, masking.max_body, shared.timeouts.body_idle).await {
+        Ok(bytes) => bytes,
+        Err(Collect::TooLarge) => {
             return Err(Refusal::masking(MaskError::Decode(DecodeError::TooLarge {
                 limit: masking.max_body,
             })));
         }
-        Err(e) => {
+        Err(Collect::Idle(idle)) => {
+            return Err(Refusal::new(
+                Reason::RequestTimeout,
+                format!(
+                    "the request body stopped arriving: nothing for {}s",
+                    idle.as_secs()
+                ),
+            )
+            .with_rule("timeouts.body_idle"));
+        }
+        Err(Collect::Failed(e)) => {
             return Err(Refusal::new(
                 Reason::UndecodableBody,
                 format!("the request body could not be read: {e}"),
@@ -142,6 +180,7 @@ fn is_signed(headers: &http::HeaderMap) -> bool {
 pub async fn restore_response(
     restorer: Restorer,
     res: Response<Body>,
+    idle: Duration,
 ) -> Result<Response<Body>, Refusal> {
     if !restorer.is_active() {
         return Ok(res);
@@ -194,16 +233,29 @@ pub async fn restore_response(
         return Ok(res);
     }
     let (mut parts, body) = res.into_parts();
-    let bytes = Limited::new(body, MAX_RESTORED_RESPONSE)
-        .collect()
+    let bytes = collect(body, MAX_RESTORED_RESPONSE, idle)
         .await
-        .map_err(|e| {
-            Refusal::new(
+        .map_err(|e| match e {
+            Collect::Idle(idle) => Refusal::new(
+                Reason::UpstreamTimeout,
+                format!(
+                    "the upstream stopped sending its response: nothing for {}s",
+                    idle.as_secs()
+                ),
+            )
+            .with_rule("timeouts.body_idle"),
+            Collect::TooLarge => Refusal::new(
+                Reason::UpstreamFailed,
+                format!(
+                    "the response is over {} MiB, too large to restore",
+                    MAX_RESTORED_RESPONSE >> 20
+                ),
+            ),
+            Collect::Failed(e) => Refusal::new(
                 Reason::UpstreamFailed,
                 format!("the response could not be read to restore it: {e}"),
-            )
-        })?
-        .to_bytes();
+            ),
+        })?;
     let decoded =
         decode::decode(encoded.as_deref(), bytes, MAX_RESTORED_RESPONSE).map_err(|e| {
             Refusal::new(

@@ -262,6 +262,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
             handshake: config.timeouts.handshake,
             max_connections: config.limits.max_connections,
             max_connections_per_client: config.limits.max_connections_per_client,
+            response_header: config.timeouts.response_header,
         });
     let task = tokio::spawn(proxy.start());
     info!("listening on {addr}");

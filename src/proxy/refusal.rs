@@ -30,6 +30,8 @@ pub enum Reason {
     ApprovalRequired,
     BodyTooLarge,
     UndecodableBody,
+    /// The client stopped sending mid-body for longer than `timeouts.body_idle`.
+    RequestTimeout,
     UninspectableBody,
     SignedBody,
     StoreUnavailable,
@@ -61,6 +63,7 @@ impl Reason {
             Reason::ApprovalRequired => "approval-required",
             Reason::BodyTooLarge => "body-too-large",
             Reason::UndecodableBody => "undecodable-body",
+            Reason::RequestTimeout => "request-timeout",
             Reason::UninspectableBody => "uninspectable-body",
             Reason::SignedBody => "signed-body",
             Reason::StoreUnavailable => "store-unavailable",
@@ -88,6 +91,7 @@ impl Reason {
             Reason::RegionMismatch => StatusCode::BAD_REQUEST,
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::UndecodableBody => StatusCode::BAD_REQUEST,
+            Reason::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Reason::UninspectableBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Reason::HostMismatch => StatusCode::MISDIRECTED_REQUEST,
             Reason::ProxyAuthRequired | Reason::CredentialsExpired => {

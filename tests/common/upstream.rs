@@ -352,6 +352,21 @@ async fn route(
             sse(rx)
         }
         "/test/echo" => full(StatusCode::OK, "application/octet-stream", body),
+        // Takes the request and never answers.
+        "/test/silent" => std::future::pending().await,
+        // Sends the start of a JSON answer, then falls silent with the connection open.
+        "/test/stalled-json" => {
+            let (tx, rx) = mpsc::channel(1);
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from_static(b"{\"choices\": [")).await;
+                std::future::pending::<()>().await;
+                drop(tx);
+            });
+            let mut res = sse(rx);
+            res.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            res
+        }
         "/test/big" => {
             let n: usize = parts
                 .uri

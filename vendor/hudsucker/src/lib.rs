@@ -133,6 +133,23 @@ pub trait HttpHandler: Clone + Send + Sync + 'static {
         async { res }
     }
 
+    /// This handler will be called if the upstream sends no response head within the
+    /// response-header deadline (see `ConnectionLimits`). Default response is a 504 Gateway
+    /// Timeout.
+    fn handle_response_timeout(
+        &mut self,
+        _ctx: &HttpContext,
+        after: std::time::Duration,
+    ) -> impl Future<Output = Response<Body>> + Send {
+        async move {
+            error!(after_s = after.as_secs(), "No response head from upstream in time");
+            Response::builder()
+                .status(StatusCode::GATEWAY_TIMEOUT)
+                .body(Body::empty())
+                .expect("Failed to build response")
+        }
+    }
+
     /// This handler will be called if a proxy request fails. Default response
     /// is a 502 Bad Gateway.
     fn handle_error(

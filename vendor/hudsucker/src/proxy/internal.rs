@@ -83,6 +83,7 @@ pub(crate) struct InternalProxy<C, CA, H, W> {
     pub client_addr: SocketAddr,
     /// Deadline for each phase of a tunnel before its first request (Tollgate patch).
     pub handshake: std::time::Duration,
+    pub response_header: std::time::Duration,
 }
 
 impl<C, CA, H, W> Clone for InternalProxy<C, CA, H, W>
@@ -101,6 +102,7 @@ where
             websocket_connector: self.websocket_connector.clone(),
             client_addr: self.client_addr,
             handshake: self.handshake,
+            response_header: self.response_header,
         }
     }
 }
@@ -148,19 +150,26 @@ where
         } else if hyper_tungstenite::is_upgrade_request(&req) {
             Ok(self.upgrade_websocket(req))
         } else {
-            let res = self
-                .client
-                .request(normalize_request(req))
-                .instrument(info_span!("proxy_request"))
-                .await;
+            let res = tokio::time::timeout(
+                self.response_header,
+                self.client
+                    .request(normalize_request(req))
+                    .instrument(info_span!("proxy_request")),
+            )
+            .await;
 
             match res {
-                Ok(res) => Ok(self
+                Err(_) => Ok(self
+                    .http_handler
+                    .handle_response_timeout(&ctx, self.response_header)
+                    .instrument(info_span!("handle_response_timeout"))
+                    .await),
+                Ok(Ok(res)) => Ok(self
                     .http_handler
                     .handle_response(&ctx, res.map(Body::from))
                     .instrument(info_span!("handle_response"))
                     .await),
-                Err(err) => Ok(self
+                Ok(Err(err)) => Ok(self
                     .http_handler
                     .handle_error(&ctx, err)
                     .instrument(info_span!("handle_error"))

@@ -43,6 +43,9 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// Open client connections from one IP address; more are closed at once.
     pub max_connections_per_client: usize,
+    /// Deadline for the upstream's response head once a request is sent; past it the handler's
+    /// `handle_response_timeout` answers instead.
+    pub response_header: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -51,6 +54,7 @@ impl Default for ConnectionLimits {
             handshake: Duration::from_secs(10),
             max_connections: 10_000,
             max_connections_per_client: 1_000,
+            response_header: Duration::from_secs(600),
         }
     }
 }
@@ -285,6 +289,7 @@ where
                     let websocket_handler = self.websocket_handler.clone();
                     let websocket_connector = self.websocket_connector.clone();
                     let handshake = limits.handshake;
+                    let response_header = limits.response_header;
 
                     shutdown.spawn_task_fn(move |guard| async move {
                         let _held = (permit, slot);
@@ -302,6 +307,7 @@ where
                                     websocket_connector: websocket_connector.clone(),
                                     client_addr,
                                     handshake,
+                                    response_header,
                                 }
                                 .proxy(req)
                             }),
