@@ -105,6 +105,11 @@ pub struct Limits {
     pub audit_queue_records: usize,
     /// Bytes of audit records (bodies included) waiting for the writer at most.
     pub audit_queue_bytes: usize,
+    /// Size of a request head at most (request line or pseudo-headers and headers), the same
+    /// for the CONNECT that opens a tunnel and for every request inside it, HTTP/1 and h2.
+    pub max_header_bytes: usize,
+    /// Header fields in a request head at most (HTTP/1; h2 is bounded by size).
+    pub max_headers: usize,
 }
 
 impl Default for Limits {
@@ -114,6 +119,8 @@ impl Default for Limits {
             max_connections_per_client: 1_000,
             audit_queue_records: 65_536,
             audit_queue_bytes: 256 << 20,
+            max_header_bytes: 64 << 10,
+            max_headers: 100,
         }
     }
 }
@@ -299,6 +306,7 @@ fn validate(config: &ProxyConfig, source: Option<&Source>) -> Result<(), LoadErr
         ),
         ("audit_queue_records", config.limits.audit_queue_records),
         ("audit_queue_bytes", config.limits.audit_queue_bytes),
+        ("max_headers", config.limits.max_headers),
     ] {
         if value == 0 {
             return Err(invalid(
@@ -306,6 +314,12 @@ fn validate(config: &ProxyConfig, source: Option<&Source>) -> Result<(), LoadErr
                 "must be at least 1".into(),
             ));
         }
+    }
+    if !(8 << 10..=16 << 20).contains(&config.limits.max_header_bytes) {
+        return Err(invalid(
+            "limits.max_header_bytes".into(),
+            "must be between 8 KiB (8192) and 16 MiB".into(),
+        ));
     }
     if config.leaf_cache_size == 0 {
         return Err(invalid(

@@ -121,3 +121,93 @@ async fn connections_per_client_are_bounded() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     still_serves(&proxy).await;
 }
+
+/// Sends `head` (a whole request head) on `io` and returns the status line's code, if any came.
+async fn status_of<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    io: &mut S,
+    head: &[u8],
+) -> Option<u16> {
+    if io.write_all(head).await.is_err() {
+        return None;
+    }
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), io.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    std::str::from_utf8(&buf[..n])
+        .ok()?
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()
+}
+
+fn padded(line: &str, pad: usize) -> Vec<u8> {
+    format!("{line}x-pad: {}\r\n\r\n", "a".repeat(pad)).into_bytes()
+}
+
+#[tokio::test]
+async fn the_connect_head_and_the_requests_inside_the_tunnel_have_the_same_size_limit() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .limits(tollgate::config::Limits {
+            max_header_bytes: 16 << 10,
+            ..Default::default()
+        })
+        .start()
+        .await;
+    let connect = "CONNECT api.openai.com:443 HTTP/1.1\r\nHost: api.openai.com:443\r\n";
+    let inner =
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\ncontent-length: 0\r\n";
+
+    // Outside: a CONNECT head over the limit is refused, one under it opens the tunnel.
+    let mut tcp = TcpStream::connect(proxy.addr()).await.unwrap();
+    let over = status_of(&mut tcp, &padded(connect, 20 << 10)).await;
+    assert!(matches!(over, Some(431) | None), "{over:?}");
+    let mut tcp = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(
+        status_of(&mut tcp, &padded(connect, 12 << 10)).await,
+        Some(200)
+    );
+
+    // Inside, HTTP/1.1: the same bounds.
+    let tunnel = connect_tunnel(&proxy).await;
+    let mut tls = tls_over(tunnel, "api.openai.com", &proxy.ca_pem(), &[b"http/1.1"]).await;
+    let over = status_of(&mut tls, &padded(inner, 20 << 10)).await;
+    assert!(matches!(over, Some(431) | None), "{over:?}");
+    let tunnel = connect_tunnel(&proxy).await;
+    let mut tls = tls_over(tunnel, "api.openai.com", &proxy.ca_pem(), &[b"http/1.1"]).await;
+    assert_eq!(
+        status_of(&mut tls, &padded(inner, 12 << 10)).await,
+        Some(200)
+    );
+
+    // Inside, h2: a header list over the limit never reaches the upstream.
+    let before = upstream.received().len();
+    let tunnel = connect_tunnel(&proxy).await;
+    let tls = tls_over(tunnel, "api.openai.com", &proxy.ca_pem(), &[b"h2"]).await;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post("https://api.openai.com/v1/chat/completions")
+        .header("x-pad", "a".repeat(20 << 10))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    // Refused with a 431, or at the framing level.
+    if let Ok(res) = sender.send_request(req).await {
+        assert_eq!(res.status(), 431);
+    }
+    assert_eq!(upstream.received().len(), before);
+    still_serves(&proxy).await;
+}
+
+async fn connect_tunnel(proxy: &TestProxy) -> hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {
+    connect(proxy.addr(), "api.openai.com:443", &[])
+        .await
+        .open()
+}

@@ -252,7 +252,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         .with_ca(leaves)
         .with_http_connector(connector)
         .with_client(client_builder())
-        .with_server(server_builder(&config.timeouts))
+        .with_server(server_builder(&config.timeouts, &config.limits))
         .with_http_handler(Handler::new(shared))
         .with_graceful_shutdown(async move {
             let _ = stopped.await;
@@ -341,15 +341,23 @@ fn client_builder() -> hyper_util::client::legacy::Builder {
 }
 
 /// The server side, for the proxy's own listener and for each intercepted tunnel.
-fn server_builder(timeouts: &Timeouts) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+/// The one server configuration, for client connections and for the requests inside their
+/// tunnels alike: the CONNECT head and the requests it carries have the same bounds.
+fn server_builder(
+    timeouts: &Timeouts,
+    limits: &crate::config::Limits,
+) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.header_read);
+        .header_read_timeout(timeouts.header_read)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     builder
