@@ -289,6 +289,11 @@ pub enum CommandError {
     BadHeader(String),
     #[error(transparent)]
     Replay(#[from] crate::record::replay::ReplayError),
+    #[error(
+        "there is no audit store at {}: name it with --db (or `db:` in the config file), or run the proxy once to create it",
+        .0.display()
+    )]
+    NoStore(PathBuf),
     #[error("no {what} `{id}` in the audit store")]
     NotFound { what: &'static str, id: String },
     #[error("cannot read {path}: {source}")]
@@ -438,14 +443,8 @@ impl Cli {
                 }
                 let mut out = std::io::stdout().lock();
                 let written = if json {
-                    let list: Vec<serde_json::Value> = records
-                        .iter()
-                        .map(|(n, r)| {
-                            let mut v = serde_json::to_value(r).expect("serializes");
-                            v["id"] = (*n).into();
-                            v
-                        })
-                        .collect();
+                    let list: Vec<serde_json::Value> =
+                        records.iter().map(|(n, r)| record_json(*n, r)).collect();
                     writeln!(
                         out,
                         "{}",
@@ -932,14 +931,26 @@ async fn resend(
     Ok(())
 }
 
+/// A record as `--json` prints it: its fields, its row id, and the fields the store keeps as
+/// JSON text (`findings`, `usage`) nested as the objects they are.
+fn record_json(id: i64, record: &crate::record::Record) -> serde_json::Value {
+    let mut v = serde_json::to_value(record).expect("records serialize");
+    v["id"] = id.into();
+    for field in ["findings", "usage"] {
+        if let Some(text) = v[field].as_str()
+            && let Ok(nested) = serde_json::from_str::<serde_json::Value>(text)
+        {
+            v[field] = nested;
+        }
+    }
+    v
+}
+
 /// Opens an existing audit store (never creates one).
 fn open_store(overrides: Overrides) -> Result<crate::record::Store, CommandError> {
     let (config, _) = ProxyConfig::resolve(overrides)?;
     if !config.db.exists() {
-        return Err(CommandError::NotFound {
-            what: "audit store",
-            id: config.db.display().to_string(),
-        });
+        return Err(CommandError::NoStore(config.db));
     }
     Ok(crate::record::Store::open(&config.db)?)
 }

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is_reported() => ExitCode::from(err.exit_code()),
         Err(err) => {
-            tracing::error!("{err}");
+            // Said once, on standard error, as a sentence (not also as a log line).
             eprintln!("tollgate: {err}");
             ExitCode::from(err.exit_code())
         }

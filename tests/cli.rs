@@ -1062,3 +1062,17 @@ fn policy_explain_prints_the_decision_and_why() {
     );
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn a_command_error_is_said_once_and_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tollgate(dir.path(), &["sessions", "list", "--db", "missing.db"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.matches("missing.db").count(), 1, "{err}");
+    assert!(
+        err.contains("there is no audit store at missing.db"),
+        "{err}"
+    );
+    assert!(!err.contains("in the audit store"), "{err}");
+}

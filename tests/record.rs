@@ -180,6 +180,17 @@ async fn turns_of_one_conversation_share_a_session_and_the_cli_shows_them() {
         "{shown}"
     );
 
+    // JSON output nests the fields kept as JSON text as the objects they are.
+    let show = cli(&["sessions", "show", &one, "--json"]);
+    let records: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    for record in records.as_array().unwrap() {
+        assert!(record["findings"].is_array(), "{record}");
+        assert!(
+            record["usage"].is_object() || record["usage"].is_null(),
+            "{record}"
+        );
+    }
+
     let har_path = dir.path().join("out.har");
     let export = cli(&["export", "--har", har_path.to_str().unwrap()]);
     assert!(
