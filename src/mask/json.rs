@@ -376,6 +376,13 @@ impl<'a> Walker<'a> {
         let end = self.skip_string()?;
         let raw = &self.src[start..end];
         let inner = &raw[1..raw.len() - 1];
+        // Escaped or not, a string holds no raw control character (lenient parsers take them).
+        if inner.bytes().any(|b| b < 0x20) {
+            return Err(JsonError {
+                at: start,
+                what: "control character in string",
+            });
+        }
         let owned;
         let text = if inner.contains('\\') {
             owned = decode(raw).ok_or(JsonError {
@@ -384,12 +391,6 @@ impl<'a> Walker<'a> {
             })?;
             owned.as_str()
         } else {
-            if inner.bytes().any(|b| b < 0x20) {
-                return Err(JsonError {
-                    at: start,
-                    what: "control character in string",
-                });
-            }
             inner
         };
         match f(StringRef {
@@ -590,6 +591,15 @@ mod tests {
         for good in ["{}", "[]", "\"s\"", "-1.5e-3", " {\"a\":[{}]} "] {
             assert!(is_valid(good), "{good}");
         }
+    }
+
+    #[test]
+    fn rejects_control_characters_in_strings_that_also_hold_escapes() {
+        for bad in ["\"a\\n\u{1}\"", "{\"k\\t\u{1f}\":1}", "[\"\\\"\t\"]"] {
+            assert!(!is_valid(bad), "{bad:?}");
+            assert!(serde_json::from_str::<serde_json::Value>(bad).is_err());
+        }
+        assert!(is_valid("\"a\\n\\u0001\""));
     }
 
     #[test]
