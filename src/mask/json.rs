@@ -429,7 +429,7 @@ impl<'a> Walker<'a> {
             self.pos += 1;
         }
         let literal = &self.src[start..self.pos];
-        if literal.parse::<f64>().is_err() {
+        if !is_json_number(literal.as_bytes()) {
             return Err(JsonError {
                 at: start,
                 what: "bad number",
@@ -449,6 +449,44 @@ impl<'a> Walker<'a> {
         }
         Ok(Ok(()))
     }
+}
+
+/// Whether `literal` is a number as JSON writes them: `-? (0 | [1-9][0-9]*) (. [0-9]+)?
+/// ([eE] [+-]? [0-9]+)?`. Rust's float syntax is wider (`01`, `1.`, `.5`, `-.0E1`), and so are
+/// lenient parsers upstream.
+fn is_json_number(literal: &[u8]) -> bool {
+    fn digits(b: &[u8], i: &mut usize) -> usize {
+        let from = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - from
+    }
+    let b = literal;
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(b, &mut i);
+        }
+        _ => return false,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(b, &mut i) == 0 {
+            return false;
+        }
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        if digits(b, &mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
 }
 
 /// Decodes a JSON string literal (with its quotes). `None` for a malformed escape.
@@ -600,6 +638,19 @@ mod tests {
             assert!(serde_json::from_str::<serde_json::Value>(bad).is_err());
         }
         assert!(is_valid("\"a\\n\\u0001\""));
+    }
+
+    #[test]
+    fn numbers_follow_the_json_grammar_not_rusts_float_syntax() {
+        for bad in [
+            "01", "1.", ".5", "-.0E+122", "1.e5", "+1", "1e", "1e+", "--1", "-", "1E5.0",
+        ] {
+            assert!(!is_valid(bad), "{bad}");
+            assert!(!is_valid(&format!("[{bad}]")), "[{bad}]");
+        }
+        for good in ["0", "-0", "10", "-0.0E+12", "1e400", "2.5e-3", "7E+0"] {
+            assert!(is_valid(good), "{good}");
+        }
     }
 
     #[test]
