@@ -537,7 +537,11 @@ fn decode(raw: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Four hex digits; `from_str_radix` alone would take a sign (`\u+de0`).
 fn hex4(digits: &[u8]) -> Option<u32> {
+    if digits.len() != 4 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
     std::str::from_utf8(digits)
         .ok()
         .and_then(|h| u32::from_str_radix(h, 16).ok())
@@ -595,6 +599,15 @@ mod tests {
         for bad in [r#""\x""#, r#""\ud83d""#, r#""\u12""#] {
             assert_eq!(decode(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn unicode_escapes_take_exactly_four_hex_digits() {
+        for bad in [r#""\u+de0""#, r#""\ud83d\u+e00""#, r#""\u-001""#] {
+            assert_eq!(decode(bad), None, "{bad}");
+            assert!(!is_valid(bad), "{bad}");
+        }
+        assert!(is_valid(r#""\u0DE0""#));
     }
 
     #[test]
