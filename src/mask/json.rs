@@ -376,6 +376,13 @@ impl<'a> Walker<'a> {
         let end = self.skip_string()?;
         let raw = &self.src[start..end];
         let inner = &raw[1..raw.len() - 1];
+        // Escaped or not, a string holds no raw control character (lenient parsers take them).
+        if inner.bytes().any(|b| b < 0x20) {
+            return Err(JsonError {
+                at: start,
+                what: "control character in string",
+            });
+        }
         let owned;
         let text = if inner.contains('\\') {
             owned = decode(raw).ok_or(JsonError {
@@ -384,12 +391,6 @@ impl<'a> Walker<'a> {
             })?;
             owned.as_str()
         } else {
-            if inner.bytes().any(|b| b < 0x20) {
-                return Err(JsonError {
-                    at: start,
-                    what: "control character in string",
-                });
-            }
             inner
         };
         match f(StringRef {
@@ -428,7 +429,7 @@ impl<'a> Walker<'a> {
             self.pos += 1;
         }
         let literal = &self.src[start..self.pos];
-        if literal.parse::<f64>().is_err() {
+        if !is_json_number(literal.as_bytes()) {
             return Err(JsonError {
                 at: start,
                 what: "bad number",
@@ -448,6 +449,44 @@ impl<'a> Walker<'a> {
         }
         Ok(Ok(()))
     }
+}
+
+/// Whether `literal` is a number as JSON writes them: `-? (0 | [1-9][0-9]*) (. [0-9]+)?
+/// ([eE] [+-]? [0-9]+)?`. Rust's float syntax is wider (`01`, `1.`, `.5`, `-.0E1`), and so are
+/// lenient parsers upstream.
+fn is_json_number(literal: &[u8]) -> bool {
+    fn digits(b: &[u8], i: &mut usize) -> usize {
+        let from = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - from
+    }
+    let b = literal;
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(b, &mut i);
+        }
+        _ => return false,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(b, &mut i) == 0 {
+            return false;
+        }
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        if digits(b, &mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
 }
 
 /// Decodes a JSON string literal (with its quotes). `None` for a malformed escape.
@@ -498,7 +537,11 @@ fn decode(raw: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Four hex digits; `from_str_radix` alone would take a sign (`\u+de0`).
 fn hex4(digits: &[u8]) -> Option<u32> {
+    if digits.len() != 4 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
     std::str::from_utf8(digits)
         .ok()
         .and_then(|h| u32::from_str_radix(h, 16).ok())
@@ -559,6 +602,15 @@ mod tests {
     }
 
     #[test]
+    fn unicode_escapes_take_exactly_four_hex_digits() {
+        for bad in [r#""\u+de0""#, r#""\ud83d\u+e00""#, r#""\u-001""#] {
+            assert_eq!(decode(bad), None, "{bad}");
+            assert!(!is_valid(bad), "{bad}");
+        }
+        assert!(is_valid(r#""\u0DE0""#));
+    }
+
+    #[test]
     fn reports_paths() {
         let mut seen = Vec::new();
         rewrite_strings::<()>(r#"{"messages":[{"role":"user","content":"hi"}]}"#, |s| {
@@ -588,6 +640,28 @@ mod tests {
         let deep = "[".repeat(1000) + &"]".repeat(1000);
         assert!(!is_valid(&deep));
         for good in ["{}", "[]", "\"s\"", "-1.5e-3", " {\"a\":[{}]} "] {
+            assert!(is_valid(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn rejects_control_characters_in_strings_that_also_hold_escapes() {
+        for bad in ["\"a\\n\u{1}\"", "{\"k\\t\u{1f}\":1}", "[\"\\\"\t\"]"] {
+            assert!(!is_valid(bad), "{bad:?}");
+            assert!(serde_json::from_str::<serde_json::Value>(bad).is_err());
+        }
+        assert!(is_valid("\"a\\n\\u0001\""));
+    }
+
+    #[test]
+    fn numbers_follow_the_json_grammar_not_rusts_float_syntax() {
+        for bad in [
+            "01", "1.", ".5", "-.0E+122", "1.e5", "+1", "1e", "1e+", "--1", "-", "1E5.0",
+        ] {
+            assert!(!is_valid(bad), "{bad}");
+            assert!(!is_valid(&format!("[{bad}]")), "[{bad}]");
+        }
+        for good in ["0", "-0", "10", "-0.0E+12", "1e400", "2.5e-3", "7E+0"] {
             assert!(is_valid(good), "{good}");
         }
     }

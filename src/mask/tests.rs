@@ -1130,6 +1130,11 @@ fn bodies_that_claim_or_look_like_json_but_are_not_strict_json_are_refused() {
         format!(r#"{{"messages": "{escaped}"}} trailing"#),
         format!(r#"{{'messages': '{GH}'}}"#),
         format!(r#"{{"messages": "\x{escaped}"}}"#),
+        // Numbers Rust parses but JSON does not write (found by fuzzing json_walker).
+        format!(r#"{{"temperature": 01, "messages": "{escaped}"}}"#),
+        format!(r#"{{"temperature": -.5, "messages": "{escaped}"}}"#),
+        // A raw control character beside an escape (found by fuzzing json_walker).
+        format!("{{\"messages\": \"\\n{}{escaped}\"}}", '\u{1}'),
         deep,
     ];
     for body in &bad {

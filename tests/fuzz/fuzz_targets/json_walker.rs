@@ -1,0 +1,9 @@
+//! Fuzz target: see `checks::json_walker`.
+
+#![no_main]
+
+#[path = "../checks.rs"]
+#[allow(dead_code)]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::json_walker(data));
