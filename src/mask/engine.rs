@@ -248,10 +248,17 @@ impl<'a> Scan<'a> {
     ) -> Result<Vec<Edit>, MaskError> {
         if depth < MAX_NESTING {
             let t = text.trim_start();
-            if (t.starts_with('{') || t.starts_with('['))
-                && let Ok(edits) = self.document(text, &format!("{}>", path()), depth + 1)?
-            {
-                return Ok(edits);
+            if t.starts_with('{') || t.starts_with('[') {
+                let noted = (self.findings.len(), self.attachments.len());
+                match self.document(text, &format!("{}>", path()), depth + 1)? {
+                    Ok(edits) => return Ok(edits),
+                    // Not a document after all: what the walk noted before it failed was never
+                    // masked, so it is not reported; the string is read as text below.
+                    Err(_) => {
+                        self.findings.truncate(noted.0);
+                        self.attachments.truncate(noted.1);
+                    }
+                }
             }
             if let Some(edits) = self.attachment(text, key, path, depth)? {
                 return Ok(edits);

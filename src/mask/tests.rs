@@ -1295,3 +1295,19 @@ fn model_and_region_fields_are_read_wherever_they_sit_and_never_twice() {
             .any(|(k, v)| k == "inference_geo" && v == "us")
     );
 }
+
+#[test]
+fn a_string_that_only_begins_like_json_reports_only_what_was_masked_in_it() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    // The walk of the nested "document" sees the password before it fails on the cut token.
+    let body = serde_json::json!({"messages": [{"role": "user", "content":
+        format!(r#"{{"password": "p\"w\\d{DB_PW}", "token": "ghp_aB3cD4eF5gH6iJ7kL8mN9oP0q"#)}]});
+    let (out, masked) = mask_json(&m, &body);
+    assert!(
+        masked.findings.iter().all(|f| !f.path.contains('>')),
+        "{:?}",
+        masked.findings
+    );
+    assert_eq!(masked.findings.is_empty(), out == body.to_string());
+}

@@ -217,7 +217,8 @@ pub fn request_body(data: &[u8]) {
     let looks_json = text
         .trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
         .starts_with(['{', '[']);
-    let as_json = !text.is_empty() && (json_typed || looks_json);
+    // A body that decodes to nothing is read as what its type says (and empty JSON is not JSON).
+    let as_json = json_typed || looks_json;
     let masked = match result {
         Ok(masked) => masked,
         Err(MaskError::NotStrictJson(e)) => {
@@ -254,7 +255,7 @@ pub fn request_body(data: &[u8]) {
             text.to_owned()
         }
     };
-    if as_json && !text.is_empty() {
+    if as_json {
         assert_ne!(
             serde_verdict(&out),
             Some(false),
