@@ -1309,5 +1309,6 @@ fn a_string_that_only_begins_like_json_reports_only_what_was_masked_in_it() {
         "{:?}",
         masked.findings
     );
-    assert_eq!(masked.findings.is_empty(), out == body.to_string());
+    let sent_unchanged = out.as_str() == body.to_string().as_str();
+    assert_eq!(masked.findings.is_empty(), sent_unchanged);
 }
