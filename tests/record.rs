@@ -219,17 +219,22 @@ async fn turns_of_one_conversation_share_a_session_and_the_cli_shows_them() {
     assert_eq!(missing.status.code(), Some(1));
 }
 
+/// One short chat completion through the proxy.
+fn say_hi(
+    client: &reqwest::Client,
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+    client
+        .post("https://api.openai.com/v1/chat/completions")
+        .body(json!({"messages": [{"role": "user", "content": "hi"}]}).to_string())
+        .send()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llm_requests_are_refused_while_the_store_cannot_record_them() {
     let upstream = Upstream::start().await;
     let proxy = ProxySetup::new(&upstream).start().await;
     let client = client(&proxy);
-    let send = || {
-        client
-            .post("https://api.openai.com/v1/chat/completions")
-            .body(json!({"messages": [{"role": "user", "content": "hi"}]}).to_string())
-            .send()
-    };
+    let send = || say_hi(&client);
     assert_eq!(send().await.unwrap().status(), 200);
 
     // Another process holds the database: every write times out.
@@ -293,12 +298,7 @@ async fn under_continue_a_full_audit_queue_holds_requests_then_refuses_and_nothi
         .start()
         .await;
     let client = client(&proxy);
-    let send = || {
-        client
-            .post("https://api.openai.com/v1/chat/completions")
-            .body(json!({"messages": [{"role": "user", "content": "hi"}]}).to_string())
-            .send()
-    };
+    let send = || say_hi(&client);
     let lock = rusqlite::Connection::open(proxy.db_path()).unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
     // Under `continue` requests go on while the store fails, their records waiting in memory,
@@ -348,12 +348,7 @@ async fn shutdown_does_not_wait_forever_on_a_failing_store_and_reports_what_was_
     let lock = rusqlite::Connection::open(proxy.db_path()).unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
     for _ in 0..3 {
-        let res = client
-            .post("https://api.openai.com/v1/chat/completions")
-            .body(json!({"messages": [{"role": "user", "content": "hi"}]}).to_string())
-            .send()
-            .await
-            .unwrap();
+        let res = say_hi(&client).await.unwrap();
         assert_eq!(res.status(), 200);
     }
     drop(client);
