@@ -426,6 +426,7 @@ async fn bedrock_converse_stream_tool_use_is_restored_frame_by_frame() {
                 content_type: "application/vnd.amazon.eventstream",
                 content_encoding: None,
                 chunks: vec![frame("messageStop", json!({"stopReason": "end_turn"}))],
+                pause: std::time::Duration::ZERO,
             };
         }
         let input = json!({"path": "backup.env", "content": result["content"]}).to_string();
@@ -444,6 +445,7 @@ async fn bedrock_converse_stream_tool_use_is_restored_frame_by_frame() {
             content_type: "application/vnd.amazon.eventstream",
             content_encoding: None,
             chunks: all.chunks(37).map(<[u8]>::to_vec).collect(),
+            pause: std::time::Duration::ZERO,
         }
     });
     let proxy = ProxySetup::new(&upstream).start().await;
@@ -501,6 +503,7 @@ async fn a_gzipped_stream_is_decoded_restored_and_still_streamed() {
             content_type: "text/event-stream",
             content_encoding: Some("gzip"),
             chunks,
+            pause: std::time::Duration::ZERO,
         }
     });
     let proxy = ProxySetup::new(&upstream).start().await;

@@ -795,3 +795,55 @@ async fn shutdown_lets_running_streams_finish_and_refuses_new_work() {
         .unwrap();
     assert!(report.drained);
 }
+
+#[tokio::test]
+async fn shutdown_waits_for_an_exchange_whose_answer_has_not_begun() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let client = client(&proxy);
+    let request = tokio::spawn(async move {
+        let res = client
+            .post("https://api.openai.com/test/gated-json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.text().await.unwrap())
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while upstream.received().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let db = proxy.db_path();
+    let TestProxy { proxy, dir: _dir } = proxy;
+    let shutdown = tokio::spawn(proxy.shutdown());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !shutdown.is_finished(),
+        "an exchange waiting on its upstream is still in flight"
+    );
+    upstream.release();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), request)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, r#"{"ok":true}"#);
+    let report = tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(report.drained);
+    let store = tollgate::record::Store::open(&db).unwrap();
+    let records = store.all().unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|(_, r)| r.path.as_deref() == Some("/test/gated-json") && r.outcome == "complete"),
+        "{records:?}"
+    );
+}

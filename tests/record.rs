@@ -561,3 +561,47 @@ async fn the_writer_signs_the_head_every_so_many_records_and_soon_after_a_lone_o
     assert!(verified.in_store >= 3, "{verified:?}");
     assert_eq!(verified.in_file, Some(verified.in_store));
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_response_head_is_recorded_as_gone() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    // The upstream never answers; the client gives up and closes its connection.
+    let gave_up = client(&proxy)
+        .post("https://api.openai.com/test/silent")
+        .timeout(std::time::Duration::from_millis(500))
+        .body("{}")
+        .send()
+        .await;
+    assert!(gave_up.is_err());
+    // The record is final while the proxy runs, not left in flight for the next start.
+    let store = tollgate::record::Store::open(&proxy.db_path()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let record = loop {
+        let found = store
+            .all()
+            .unwrap()
+            .into_iter()
+            .find(|(_, r)| r.path.as_deref() == Some("/test/silent"));
+        if let Some((_, record)) = found {
+            break record;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record of the abandoned exchange"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(record.outcome, "client-gone");
+    assert_eq!(record.status, None);
+    assert_eq!(record.kind, RecordKind::Exchange);
+    drop(store);
+    let (store, _dir) = proxy.stop_and_open_store().await;
+    let silent: Vec<_> = store
+        .all()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, r)| r.path.as_deref() == Some("/test/silent"))
+        .collect();
+    assert_eq!(silent.len(), 1, "one record, not a second at shutdown");
+}

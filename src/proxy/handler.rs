@@ -6,6 +6,7 @@
 
 use super::Shared;
 use super::body::{Capture, ObservedBody, Outcome, TeeBody};
+use super::drain::InflightGuard;
 use super::headers::strip_hop_by_hop;
 use super::masking;
 use super::refusal::{Reason, Refusal};
@@ -26,7 +27,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::{debug, info, warn};
 
-#[derive(Clone)]
 pub struct Handler {
     shared: Arc<Shared>,
     /// Who opened this tunnel (when authentication is on).
@@ -35,6 +35,19 @@ pub struct Handler {
     /// The server name the client asked for in its TLS hello, inside an intercepted tunnel.
     sni: Option<Arc<str>>,
     exchange: Option<Exchange>,
+}
+
+/// hudsucker clones the handler for every request; a clone starts with no exchange of its own.
+impl Clone for Handler {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            identity: self.identity.clone(),
+            tunnel: self.tunnel.clone(),
+            sni: self.sni.clone(),
+            exchange: None,
+        }
+    }
 }
 
 /// An intercepted tunnel: the CONNECT target and who owns it.
@@ -63,8 +76,8 @@ impl Mode {
     }
 }
 
-/// One request/response pair in flight.
-#[derive(Clone)]
+/// One request/response pair in flight. It ends exactly once: with a response, a refusal, or
+/// (when dropped before either, because the client went away) as `client-gone`.
 struct Exchange {
     id: u64,
     /// The intercepted tunnel it travelled in.
@@ -109,15 +122,31 @@ struct Exchange {
     location: Option<Location>,
     /// The key its in-flight record is kept under until it ends.
     pending: Option<String>,
+    /// Holds a drain open until this exchange's record is queued.
+    _inflight: Option<InflightGuard>,
+    /// Whether its record was queued.
+    finished: bool,
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The client left before a response or refusal reached it (hyper drops the
+            // request's future): the exchange still gets its final record.
+            self.finish(None, Outcome::Abandoned.as_str(), 0);
+        }
+    }
 }
 
 impl Exchange {
-    /// Logs the exchange's line and queues its audit record.
-    fn finish(&self, status: u16, outcome: &str, bytes: u64) {
+    /// Logs the exchange's line and queues its audit record (`status` is `None` when no response
+    /// was sent).
+    fn finish(&mut self, status: Option<u16>, outcome: &str, bytes: u64) {
+        self.finished = true;
         let ms = self.started.elapsed().as_millis() as u64;
         let mut record = self.record_so_far();
         record.duration_ms = ms;
-        record.status = Some(status);
+        record.status = status;
         record.outcome = outcome.into();
         record.bytes_down = bytes;
         record.ttfb_ms = self.ttfb_ms;
@@ -128,7 +157,7 @@ impl Exchange {
                 record.response_text = crate::record::sse_text(&record.response_body);
             }
         }
-        self.recorder.close(self.pending.clone(), record);
+        self.recorder.close(self.pending.take(), record);
         info!(
             target: "tollgate::exchange",
             id = self.id,
@@ -139,7 +168,7 @@ impl Exchange {
             method = %self.method,
             host = %self.host,
             path = %self.path,
-            status,
+            status = status.unwrap_or(0),
             ms,
             bytes,
             mode = self.mode.as_str(),
@@ -187,7 +216,7 @@ impl Exchange {
 
     fn refuse(&mut self, refusal: Refusal) -> Response<Body> {
         self.rule = refusal.rule.clone();
-        self.finish(refusal.status().as_u16(), refusal.reason.slug(), 0);
+        self.finish(Some(refusal.status().as_u16()), refusal.reason.slug(), 0);
         refusal.into_response(self.errors)
     }
 }
@@ -544,6 +573,9 @@ impl Handler {
             profile: None,
             location: None,
             pending: None,
+            // From its first byte until its record is queued, a drain waits for it.
+            _inflight: Some(self.shared.inflight.enter()),
+            finished: false,
         }
     }
 }
@@ -685,15 +717,13 @@ impl HttpHandler for Handler {
             res
         };
         let status = res.status().as_u16();
-        let guard = self.shared.inflight.enter();
         let idle = self.shared.timeouts.body_idle;
         res.map(|body| {
             ObservedBody::wrap(
                 body,
                 idle,
                 Box::new(move |outcome: Outcome, bytes| {
-                    drop(guard);
-                    exchange.finish(status, outcome.as_str(), bytes);
+                    exchange.finish(Some(status), outcome.as_str(), bytes);
                 }),
             )
         })

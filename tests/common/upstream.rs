@@ -3,7 +3,7 @@
 //! and a few test routes. It records every request exactly as it arrived.
 
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{StreamExt, stream};
 use http::{HeaderMap, Request, Response, StatusCode, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -62,6 +62,8 @@ pub struct Answer {
     pub content_type: &'static str,
     pub content_encoding: Option<&'static str>,
     pub chunks: Vec<Vec<u8>>,
+    /// How long the upstream waits before each chunk (a model generating tokens).
+    pub pause: std::time::Duration,
 }
 
 impl Answer {
@@ -70,7 +72,13 @@ impl Answer {
             content_type: "application/json",
             content_encoding: None,
             chunks: vec![v.to_string().into_bytes()],
+            pause: std::time::Duration::ZERO,
         }
+    }
+
+    /// The same answer, with `pause` before each chunk.
+    pub fn paced(self, pause: std::time::Duration) -> Self {
+        Self { pause, ..self }
     }
 
     /// SSE events (each already `event:`/`data:` lines without the blank line), sent one
@@ -83,6 +91,7 @@ impl Answer {
                 .into_iter()
                 .map(|e| format!("{e}\n\n").into_bytes())
                 .collect(),
+            pause: std::time::Duration::ZERO,
         }
     }
 }
@@ -279,12 +288,13 @@ async fn route(
     let model = state.model.lock().unwrap().clone();
     if let Some(model) = model.filter(|_| parts.headers.contains_key("x-test-model")) {
         let answer = model(&received);
-        let chunks = stream::iter(
-            answer
-                .chunks
-                .into_iter()
-                .map(|c| Ok::<_, Infallible>(Frame::data(Bytes::from(c)))),
-        );
+        let pause = answer.pause;
+        let chunks = stream::iter(answer.chunks).then(move |c| async move {
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            Ok::<_, Infallible>(Frame::data(Bytes::from(c)))
+        });
         let mut res = Response::builder().header("content-type", answer.content_type);
         if let Some(enc) = answer.content_encoding {
             res = res.header("content-encoding", enc);
@@ -350,6 +360,11 @@ async fn route(
                 let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
             });
             sse(rx)
+        }
+        // Holds the whole answer (headers included) until the test releases it.
+        "/test/gated-json" => {
+            state.gate.acquire().await.unwrap().forget();
+            full(StatusCode::OK, "application/json", r#"{"ok":true}"#)
         }
         "/test/echo" => full(StatusCode::OK, "application/octet-stream", body),
         // Takes the request and never answers.
