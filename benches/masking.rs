@@ -102,7 +102,7 @@ fn sse_answer(vault: &Vault) -> String {
 
 fn masking(c: &mut Criterion) {
     let policy = policy();
-    let vault = Vault::new(Duration::from_secs(3600), 100_000);
+    let vault = Vault::new(Duration::from_secs(3600), 64 << 20);
     let body = Bytes::from(agent_request());
     let masker = Masker {
         policy: &policy,

@@ -837,7 +837,7 @@ fn scan_files(
     let mut any = false;
     for path in files {
         // Each file on its own, as each would be in its own conversation.
-        let vault = crate::mask::vault::Vault::new(std::time::Duration::from_secs(60), 100_000);
+        let vault = crate::mask::vault::Vault::new(std::time::Duration::from_secs(60), 64 << 20);
         let Ok(text) = std::fs::read(path).map(String::from_utf8) else {
             continue;
         };

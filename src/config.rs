@@ -110,6 +110,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Header fields in a request head at most (HTTP/1; h2 is bounded by size).
     pub max_headers: usize,
+    /// Memory the placeholder vault may take (values, placeholders, bookkeeping); past it the
+    /// least used placeholders are forgotten first (an answer that echoes one keeps it as is).
+    pub vault_bytes: usize,
 }
 
 impl Default for Limits {
@@ -121,6 +124,7 @@ impl Default for Limits {
             audit_queue_bytes: 256 << 20,
             max_header_bytes: 64 << 10,
             max_headers: 100,
+            vault_bytes: 128 << 20,
         }
     }
 }
@@ -307,6 +311,7 @@ fn validate(config: &ProxyConfig, source: Option<&Source>) -> Result<(), LoadErr
         ("audit_queue_records", config.limits.audit_queue_records),
         ("audit_queue_bytes", config.limits.audit_queue_bytes),
         ("max_headers", config.limits.max_headers),
+        ("vault_bytes", config.limits.vault_bytes),
     ] {
         if value == 0 {
             return Err(invalid(

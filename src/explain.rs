@@ -152,7 +152,7 @@ pub fn explain(policy: &Policy, question: &Question) -> Explanation {
 
     let mut facts = RequestFacts::default();
     if let Some(body) = &question.body {
-        let vault = Vault::new(Duration::from_secs(60), 1000);
+        let vault = Vault::new(Duration::from_secs(60), 16 << 20);
         let masker = Masker {
             policy: policy.masking_for(profile),
             vault: &vault,

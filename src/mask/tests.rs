@@ -367,7 +367,7 @@ fn default_policy() -> &'static MaskPolicy {
 }
 
 fn vault() -> Vault {
-    Vault::new(Duration::from_secs(600), 10_000)
+    Vault::new(Duration::from_secs(600), 64 << 20)
 }
 
 #[test]

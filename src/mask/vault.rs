@@ -64,8 +64,17 @@ pub fn is_distinctive(value: &str) -> bool {
     let classes = letters as u8 + digits as u8 + symbols as u8;
     (value.len() >= MIN_KNOWN_LEN && classes >= 2) || value.len() >= 16
 }
-/// Values remembered per scope for matching out of context; the oldest go first beyond this.
+/// Values remembered per scope for matching out of context; the oldest go first beyond this
+/// many, or beyond this many bytes of values.
 const MAX_KNOWN_PER_SCOPE: usize = 4096;
+const MAX_KNOWN_BYTES_PER_SCOPE: usize = 1 << 20;
+/// Values masked since the scope's main automaton was built that are matched by a second, small
+/// one; past this many, the main one is rebuilt with all of them. A scope that keeps meeting new
+/// values (a CI runner reading many files) so rebuilds the main automaton once per this many new
+/// values, not once per request.
+const RECENT_KNOWN: u64 = 64;
+/// What one vault entry costs beyond its strings (keys, cache bookkeeping), for the byte budget.
+const ENTRY_OVERHEAD: usize = 160;
 
 /// The vault: placeholder ↔ value, per scope (identity).
 pub struct Vault {
@@ -86,15 +95,54 @@ pub struct KnownValue {
 
 #[derive(Default)]
 struct ScopeIndex {
-    values: Vec<KnownValue>,
+    /// Oldest first.
+    values: std::collections::VecDeque<KnownValue>,
+    /// Bytes of the values held.
+    bytes: usize,
     seen: HashSet<(Arc<str>, Arc<str>)>,
+    /// Values ever added, and how many had been when `main` was built.
+    added: u64,
+    main_upto: u64,
+    /// The automaton of every value up to `main_upto` (evicted ones linger until it is rebuilt).
+    main: Option<Arc<Tier>>,
+    /// What requests use now: `main` and, when values came after it, a small tier of those.
     built: Option<Arc<Known>>,
 }
 
-/// Every value a scope has had masked, in one automaton: a value once masked is found again
-/// anywhere in that scope's later requests (out of the context that first gave it away, in
-/// another JSON level, after a round trip through the client), and gets its same placeholder.
+impl ScopeIndex {
+    fn known(&mut self) -> Option<Arc<Known>> {
+        if self.values.is_empty() {
+            return None;
+        }
+        if let Some(built) = &self.built {
+            return Some(built.clone());
+        }
+        let recent = self.added - self.main_upto;
+        if self.main.is_none() || recent > RECENT_KNOWN {
+            self.main = Tier::build(self.values.iter().cloned().collect()).map(Arc::new);
+            self.main_upto = self.added;
+        }
+        let mut tiers: Vec<Arc<Tier>> = self.main.iter().cloned().collect();
+        let recent = (self.added - self.main_upto) as usize;
+        if recent > 0 {
+            let skip = self.values.len().saturating_sub(recent);
+            let newest = self.values.iter().skip(skip).cloned().collect();
+            tiers.extend(Tier::build(newest).map(Arc::new));
+        }
+        self.built = Some(Arc::new(Known { tiers }));
+        self.built.clone()
+    }
+}
+
+/// Every value a scope has had masked: a value once masked is found again anywhere in that
+/// scope's later requests (out of the context that first gave it away, in another JSON level,
+/// after a round trip through the client), and gets its same placeholder.
 pub struct Known {
+    tiers: Vec<Arc<Tier>>,
+}
+
+/// Values in one automaton.
+struct Tier {
     automaton: AhoCorasick,
     /// Pattern index → index in `values`.
     owner: Vec<usize>,
@@ -102,6 +150,28 @@ pub struct Known {
 }
 
 impl Known {
+    /// Every occurrence of a known value in `text` that is not glued to more letters or digits:
+    /// (start, end, value), leftmost-longest and not overlapping.
+    pub fn find<'k>(&'k self, text: &str) -> Vec<(usize, usize, &'k KnownValue)> {
+        match self.tiers.as_slice() {
+            [] => Vec::new(),
+            [one] => one.find(text),
+            tiers => {
+                let mut all: Vec<_> = tiers.iter().flat_map(|t| t.find(text)).collect();
+                all.sort_by_key(|&(start, end, _)| (start, std::cmp::Reverse(end)));
+                let mut kept: Vec<(usize, usize, &KnownValue)> = Vec::with_capacity(all.len());
+                for m in all {
+                    if kept.last().is_none_or(|&(_, end, _)| m.0 >= end) {
+                        kept.push(m);
+                    }
+                }
+                kept
+            }
+        }
+    }
+}
+
+impl Tier {
     fn build(values: Vec<KnownValue>) -> Option<Self> {
         let mut patterns: Vec<String> = Vec::new();
         let mut owner = Vec::new();
@@ -129,9 +199,7 @@ impl Known {
         })
     }
 
-    /// Every occurrence of a known value in `text` that is not glued to more letters or digits:
-    /// (start, end, value).
-    pub fn find<'k>(&'k self, text: &str) -> Vec<(usize, usize, &'k KnownValue)> {
+    fn find<'k>(&'k self, text: &str) -> Vec<(usize, usize, &'k KnownValue)> {
         let bytes = text.as_bytes();
         self.automaton
             .find_iter(text)
@@ -156,7 +224,10 @@ impl Known {
 }
 
 impl Vault {
-    pub fn new(ttl: Duration, capacity: u64) -> Self {
+    /// A vault whose entries take at most about `budget_bytes` (values, placeholders and
+    /// bookkeeping); past it, the least used entries go first. Each scope's known values are
+    /// bounded apart ([`MAX_KNOWN_PER_SCOPE`] values, 1 MiB).
+    pub fn new(ttl: Duration, budget_bytes: u64) -> Self {
         let mut key = [0u8; 32];
         SystemRandom::new()
             .fill(&mut key)
@@ -164,11 +235,17 @@ impl Vault {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, &key),
             entries: Cache::builder()
-                .max_capacity(capacity)
+                .weigher(
+                    |(scope, placeholder): &(Arc<str>, Arc<str>), entry: &Entry| {
+                        let bytes = scope.len() + placeholder.len() + entry.value.0.len();
+                        u32::try_from(bytes + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+                    },
+                )
+                .max_capacity(budget_bytes)
                 .time_to_idle(ttl)
                 .build(),
             scopes: Cache::builder()
-                .max_capacity(capacity)
+                .max_capacity((budget_bytes / MAX_KNOWN_BYTES_PER_SCOPE as u64).max(16))
                 .time_to_idle(ttl)
                 .build(),
         }
@@ -197,13 +274,7 @@ impl Vault {
     pub fn known(&self, scope: &str) -> Option<Arc<Known>> {
         let index = self.scopes.get(scope)?;
         let mut index = index.lock().ok()?;
-        if index.values.is_empty() {
-            return None;
-        }
-        if index.built.is_none() {
-            index.built = Known::build(index.values.clone()).map(Arc::new);
-        }
-        index.built.clone()
+        index.known()
     }
 
     fn remember(
@@ -242,16 +313,23 @@ impl Vault {
             && let Ok(mut index) = index.lock()
             && index.seen.insert((kind.into(), value.into()))
         {
-            if index.values.len() >= MAX_KNOWN_PER_SCOPE {
-                let old = index.values.remove(0);
-                index.seen.remove(&(old.kind.clone(), old.value.0.clone()));
+            while !index.values.is_empty()
+                && (index.values.len() >= MAX_KNOWN_PER_SCOPE
+                    || index.bytes + value.len() > MAX_KNOWN_BYTES_PER_SCOPE)
+            {
+                if let Some(old) = index.values.pop_front() {
+                    index.bytes -= old.value.0.len();
+                    index.seen.remove(&(old.kind.clone(), old.value.0.clone()));
+                }
             }
-            index.values.push(KnownValue {
+            index.values.push_back(KnownValue {
                 kind: kind.into(),
                 category: category.into(),
                 value: Secret(value.into()),
                 restore,
             });
+            index.bytes += value.len();
+            index.added += 1;
             index.built = None;
         }
         placeholder
@@ -318,8 +396,89 @@ mod tests {
     use super::*;
 
     #[test]
+    fn values_masked_after_the_main_automaton_are_found_with_it_and_it_is_rebuilt_only_now_and_then()
+     {
+        let v = Vault::new(Duration::from_secs(60), 64 << 20);
+        let value = |i: u64| format!("Sekrit-{i:04}-x9Q");
+        let mut rebuilt = 0;
+        let mut last_main = None;
+        for i in 0..300 {
+            v.placeholder_known("ci", "password", "password", &value(i), true);
+            let known = v.known("ci").unwrap();
+            let main = v
+                .scopes
+                .get("ci")
+                .unwrap()
+                .lock()
+                .unwrap()
+                .main
+                .clone()
+                .unwrap();
+            if last_main.as_ref().is_none_or(|m| !Arc::ptr_eq(m, &main)) {
+                rebuilt += 1;
+                last_main = Some(main);
+            }
+            // The oldest and the newest value are both found, each once.
+            let text = format!("a {} b {} c", value(0), value(i));
+            let found: Vec<_> = known
+                .find(&text)
+                .into_iter()
+                .map(|(s, e, _)| &text[s..e])
+                .collect();
+            if i == 0 {
+                assert_eq!(found, [value(0), value(0)]);
+            } else {
+                assert_eq!(found, [value(0), value(i)]);
+            }
+        }
+        assert!(
+            rebuilt <= 300 / RECENT_KNOWN as usize + 1,
+            "{rebuilt} rebuilds"
+        );
+    }
+
+    #[test]
+    fn overlapping_matches_of_two_tiers_keep_the_longest() {
+        let v = Vault::new(Duration::from_secs(60), 64 << 20);
+        v.placeholder_known("s", "k", "k", "abcdef123456", true);
+        v.known("s").unwrap();
+        v.placeholder_known("s", "k", "k", "abcdef123456789xyz", true);
+        let known = v.known("s").unwrap();
+        let text = "x abcdef123456789xyz y";
+        let found: Vec<_> = known
+            .find(text)
+            .into_iter()
+            .map(|(s, e, _)| &text[s..e])
+            .collect();
+        assert_eq!(found, ["abcdef123456789xyz"]);
+    }
+
+    #[test]
+    fn the_vault_stays_within_its_byte_budget() {
+        let v = Vault::new(Duration::from_secs(600), 1 << 20);
+        for i in 0..50_000 {
+            v.placeholder("alice", "aws-key", &format!("AKIA{i:016}"), true);
+        }
+        v.entries.run_pending_tasks();
+        assert!(
+            v.entries.weighted_size() <= 1 << 20,
+            "{}",
+            v.entries.weighted_size()
+        );
+        assert!(v.entries.entry_count() < 50_000);
+        // Known values are bounded per scope in number and bytes.
+        for i in 0..5_000 {
+            v.placeholder_known("bob", "k", "k", &format!("{i:0>400}-Zz9"), true);
+        }
+        let index = v.scopes.get("bob").unwrap();
+        let index = index.lock().unwrap();
+        assert!(index.bytes <= MAX_KNOWN_BYTES_PER_SCOPE);
+        assert!(index.values.len() <= MAX_KNOWN_PER_SCOPE);
+    }
+
+    #[test]
     fn same_value_same_placeholder_per_scope() {
-        let v = Vault::new(Duration::from_secs(60), 100);
+        let v = Vault::new(Duration::from_secs(60), 1 << 20);
         let a = v.placeholder("alice", "github-pat", "ghp_x", true);
         assert_eq!(a, v.placeholder("alice", "github-pat", "ghp_x", true));
         assert_ne!(a, v.placeholder("bob", "github-pat", "ghp_x", true));
@@ -331,7 +490,7 @@ mod tests {
 
     #[test]
     fn restores_only_in_its_own_scope() {
-        let v = Vault::new(Duration::from_secs(60), 100);
+        let v = Vault::new(Duration::from_secs(60), 1 << 20);
         let p = v.placeholder("alice", "project", "Falcon", true);
         assert_eq!(v.restore("alice", &p).unwrap().expose(), "Falcon");
         assert!(v.restore("bob", &p).is_none());

@@ -172,7 +172,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
 
     let vault = Arc::new(crate::mask::vault::Vault::new(
         policy.masking().vault_ttl,
-        1_000_000,
+        config.limits.vault_bytes as u64,
     ));
     let policy = Arc::new(ArcSwap::from_pointee(policy));
     let dialer = Dialer::new(

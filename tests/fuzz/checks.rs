@@ -56,7 +56,7 @@ attachments: refuse
 const SCOPE: &str = "fuzz";
 
 fn new_vault() -> Arc<Vault> {
-    Arc::new(Vault::new(Duration::from_secs(600), 10_000))
+    Arc::new(Vault::new(Duration::from_secs(600), 64 << 20))
 }
 
 /// The `Content-Encoding` values a variant byte picks from; stacked ones are undone in reverse.

@@ -35,7 +35,7 @@ use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{self, Message},
 };
-use tracing::{Instrument, Span, error, info_span, instrument, warn};
+use tracing::{Instrument, Span, debug, error, info_span, instrument, warn};
 
 fn bad_request() -> Response<Body> {
     Response::builder()
@@ -64,6 +64,18 @@ fn error_is_shutdown(err: &(dyn StdError + 'static)) -> bool {
 
 fn error_is_unexpected_eof(err: &(dyn StdError + 'static)) -> bool {
     error_chain_contains::<io::Error>(err, |err| err.kind() == io::ErrorKind::UnexpectedEof)
+}
+
+/// A client that closed its connection mid-message or reset it (it gave up on an answer): the
+/// client's choice, not the proxy's error (Tollgate patch).
+fn error_is_client_gone(err: &(dyn StdError + 'static)) -> bool {
+    error_chain_contains::<hyper::Error>(err, |err| err.is_incomplete_message())
+        || error_chain_contains::<io::Error>(err, |err| {
+            matches!(
+                err.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            )
+        })
 }
 
 fn spawn_with_trace<T: Send + Sync + 'static>(
@@ -318,7 +330,9 @@ where
                                     if let Err(e) =
                                         self.serve_stream(stream, Scheme::HTTPS, authority).await
                                     {
-                                        if !error_is_shutdown(e.as_ref())
+                                        if error_is_client_gone(e.as_ref()) {
+                                            debug!(error = &e, "client left mid-message");
+                                        } else if !error_is_shutdown(e.as_ref())
                                             && !error_is_unexpected_eof(e.as_ref())
                                         {
                                             error!(error = &e, "HTTPS connect error");
