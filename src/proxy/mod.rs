@@ -336,7 +336,13 @@ fn client_builder() -> hyper_util::client::legacy::Builder {
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(64)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .http2_keep_alive_timeout(Duration::from_secs(20));
+        .http2_keep_alive_timeout(Duration::from_secs(20))
+        // h2 counts, over a connection's whole life, the streams it resets itself, and past
+        // 1024 closes the connection (GOAWAY `too_many_internal_resets`). Every client that
+        // abandons an answer resets its upstream stream, and one upstream connection carries
+        // every user's streams: the 1025th abort would cut all of them (seen in the soak). The
+        // limit guards servers against abusive clients; the upstream here is a provider's API.
+        .http2_max_local_error_reset_streams(None);
     builder
 }
 
