@@ -1,8 +1,8 @@
 //! Run-time configuration: defaults, overlaid by a `tollgate.yaml` file, overlaid by command-line
 //! flags, validated into [`ProxyConfig`]. Policy (what may leave) lives in `policy`, not here.
 
+use crate::net::ConnectTo;
 use crate::policy::{LoadError, Source};
-use crate::proxy::dial::ConnectTo;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -188,25 +188,22 @@ impl ProxyConfig {
 
         let mut connect_to = Vec::new();
         for (i, rule) in file.connect_to.iter().enumerate() {
-            let parsed = rule
-                .parse()
-                .map_err(|e: crate::proxy::dial::ConnectToError| {
-                    source
-                        .as_ref()
-                        .expect("file rules come from a file")
-                        .invalid(format!("connect_to[{i}]"), e.to_string())
-                })?;
+            let parsed = rule.parse().map_err(|e: crate::net::ConnectToError| {
+                source
+                    .as_ref()
+                    .expect("file rules come from a file")
+                    .invalid(format!("connect_to[{i}]"), e.to_string())
+            })?;
             connect_to.push(parsed);
         }
         for rule in &flags.connect_to {
-            connect_to.push(
-                rule.parse()
-                    .map_err(|e: crate::proxy::dial::ConnectToError| LoadError::Invalid {
-                        file: "command line".into(),
-                        field: "--connect-to".into(),
-                        message: e.to_string(),
-                    })?,
-            );
+            connect_to.push(rule.parse().map_err(|e: crate::net::ConnectToError| {
+                LoadError::Invalid {
+                    file: "command line".into(),
+                    field: "--connect-to".into(),
+                    message: e.to_string(),
+                }
+            })?);
         }
 
         let policies = flags

@@ -30,6 +30,7 @@ pub mod config;
 pub mod explain;
 pub mod identity;
 pub mod mask;
+pub mod net;
 pub mod policy;
 pub mod providers;
 pub mod proxy;

@@ -37,7 +37,7 @@ impl HttpsFetcher {
             .client
             .get(url.clone())
             .await
-            .map_err(|e| format!("{}: {}", url, super::refusal::describe_error(&e)))?;
+            .map_err(|e| format!("{}: {}", url, crate::net::describe_error(&e)))?;
         if !response.status().is_success() {
             return Err(format!("{url}: HTTP {}", response.status()));
         }

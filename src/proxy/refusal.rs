@@ -239,7 +239,10 @@ impl Refusal {
         }
         Refusal::new(
             Reason::UpstreamFailed,
-            format!("the exchange with {host} failed: {}", describe_error(err)),
+            format!(
+                "the exchange with {host} failed: {}",
+                crate::net::describe_error(err)
+            ),
         )
     }
 
@@ -314,17 +317,6 @@ pub fn find_in_chain<'a, T: std::error::Error + 'static>(
         next = e.source();
     }
     None
-}
-
-/// An error and its sources, joined: `a: b: c`.
-pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut next = err.source();
-    while let Some(e) = next {
-        parts.push(e.to_string());
-        next = e.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

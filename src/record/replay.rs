@@ -90,7 +90,7 @@ pub async fn resend(
     let res = client
         .request(req)
         .await
-        .map_err(|e| send_err(crate::proxy::refusal::describe_error(&e)))?;
+        .map_err(|e| send_err(crate::net::describe_error(&e)))?;
     let status = res.status().as_u16();
     let body = res
         .into_body()
