@@ -123,7 +123,7 @@ struct Exchange {
     /// The key its in-flight record is kept under until it ends.
     pending: Option<String>,
     /// Holds a drain open until this exchange's record is queued.
-    _inflight: Option<InflightGuard>,
+    _inflight: InflightGuard,
     /// Whether its record was queued.
     finished: bool,
 }
@@ -574,7 +574,7 @@ impl Handler {
             location: None,
             pending: None,
             // From its first byte until its record is queued, a drain waits for it.
-            _inflight: Some(self.shared.inflight.enter()),
+            _inflight: self.shared.inflight.enter(),
             finished: false,
         }
     }
