@@ -772,11 +772,18 @@ async fn shutdown_lets_running_streams_finish_and_refuses_new_work() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!shutdown.is_finished(), "a stream is still running");
     // No new connections once draining (the listener closes as soon as the signal is seen).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(addr).await.is_ok() {
-        assert!(std::time::Instant::now() < deadline, "still accepting");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        "still accepting",
+        async || {
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
     assert!(!shutdown.is_finished(), "a stream is still running");
 
     upstream.release();
@@ -810,14 +817,13 @@ async fn shutdown_waits_for_an_exchange_whose_answer_has_not_begun() {
             .unwrap();
         (res.status(), res.text().await.unwrap())
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while upstream.received().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the request never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        "the request never arrived",
+        async || (!upstream.received().is_empty()).then_some(()),
+    )
+    .await;
     let db = proxy.db_path();
     let TestProxy { proxy, dir: _dir } = proxy;
     let shutdown = tokio::spawn(proxy.shutdown());

@@ -240,15 +240,13 @@ async fn llm_requests_are_refused_while_the_store_cannot_record_them() {
     // Another process holds the database: every write times out.
     let lock = rusqlite::Connection::open(proxy.db_path()).unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let refused = loop {
-        let res = send().await.unwrap();
-        if res.status() == 503 {
-            break res;
-        }
-        assert!(std::time::Instant::now() < deadline, "never refused");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let refused = eventually(
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(200),
+        "never refused",
+        async || Some(send().await.unwrap()).filter(|res| res.status() == 503),
+    )
+    .await;
     assert_eq!(refused.headers()["x-tollgate-reason"], "store-unavailable");
     assert_eq!(refused.headers()["x-should-retry"], "true");
     let sent_before = upstream.received().len();
@@ -269,11 +267,13 @@ async fn llm_requests_are_refused_while_the_store_cannot_record_them() {
 
     lock.execute_batch("COMMIT").unwrap();
     drop(lock);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while send().await.unwrap().status() != 200 {
-        assert!(std::time::Instant::now() < deadline, "never recovered");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    eventually(
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(200),
+        "never recovered",
+        async || (send().await.unwrap().status() == 200).then_some(()),
+    )
+    .await;
     let (store, _dir) = proxy.stop_and_open_store().await;
     assert_eq!(store.verify().unwrap(), None);
     let exchanges = upstream.received().len();
@@ -317,11 +317,13 @@ async fn under_continue_a_full_audit_queue_holds_requests_then_refuses_and_nothi
     assert!(passed >= 1);
     lock.execute_batch("COMMIT").unwrap();
     drop(lock);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while send().await.unwrap().status() != 200 {
-        assert!(std::time::Instant::now() < deadline, "never recovered");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    eventually(
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(200),
+        "never recovered",
+        async || (send().await.unwrap().status() == 200).then_some(()),
+    )
+    .await;
     let exchanges = upstream.received().len();
     let db = proxy.db_path();
     let TestProxy { proxy, dir: _dir } = proxy;
@@ -448,15 +450,19 @@ async fn replay_send_goes_through_the_running_proxy_and_shows_the_difference() {
         .await
         .unwrap();
     // Wait until the exchange is on disk.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while tollgate::record::Store::open(&proxy.db_path())
-        .and_then(|s| s.count())
-        .unwrap_or(0)
-        < 1
-    {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(50),
+        "the exchange was never recorded",
+        async || {
+            (tollgate::record::Store::open(&proxy.db_path())
+                .and_then(|s| s.count())
+                .unwrap_or(0)
+                >= 1)
+                .then_some(())
+        },
+    )
+    .await;
     let replay = |extra: &[&str]| {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
         cmd.args(["replay", "1", "--send", "--proxy", &proxy.url()])
@@ -539,14 +545,13 @@ async fn the_writer_signs_the_head_every_so_many_records_and_soon_after_a_lone_o
     };
     // One record, then nothing: the writer wakes to sign it within a second or so.
     send().await.unwrap().text().await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while signed() < 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lone record was never signed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(50),
+        "the lone record was never signed",
+        async || (signed() >= 1).then_some(()),
+    )
+    .await;
     for _ in 0..9 {
         send().await.unwrap().text().await.unwrap();
     }
@@ -576,22 +581,19 @@ async fn a_client_that_leaves_before_the_response_head_is_recorded_as_gone() {
     assert!(gave_up.is_err());
     // The record is final while the proxy runs, not left in flight for the next start.
     let store = tollgate::record::Store::open(&proxy.db_path()).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let record = loop {
-        let found = store
-            .all()
-            .unwrap()
-            .into_iter()
-            .find(|(_, r)| r.path.as_deref() == Some("/test/silent"));
-        if let Some((_, record)) = found {
-            break record;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no record of the abandoned exchange"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let (_, record) = eventually(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(50),
+        "no record of the abandoned exchange",
+        async || {
+            store
+                .all()
+                .unwrap()
+                .into_iter()
+                .find(|(_, r)| r.path.as_deref() == Some("/test/silent"))
+        },
+    )
+    .await;
     assert_eq!(record.outcome, "client-gone");
     assert_eq!(record.status, None);
     assert_eq!(record.kind, RecordKind::Exchange);

@@ -366,6 +366,24 @@ pub fn json(body: &[u8]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
 }
 
+/// Polls `check` every `every` until it gives a value, and fails the test with `what` if it has
+/// not within `within`.
+pub async fn eventually<T>(
+    within: std::time::Duration,
+    every: std::time::Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Whether an external program is installed; tests that need one say so when it is missing.
 pub fn have(program: &str) -> bool {
     std::process::Command::new(program)
