@@ -601,18 +601,18 @@ async fn soak() -> Result<bool, String> {
         unfinished == 0,
         format!("{unfinished} records in-flight or interrupted"),
     );
-    let wrong: u64 = rounds
-        .iter()
-        .map(|r| r.tally.wrong.load(Ordering::Relaxed))
-        .sum();
+    let total = |count: fn(&Tally) -> &AtomicU64| -> u64 {
+        rounds
+            .iter()
+            .map(|r| count(&r.tally).load(Ordering::Relaxed))
+            .sum()
+    };
+    let wrong = total(|t| &t.wrong);
     check(
         wrong == 0,
         format!("{wrong} answers wrong (status, cut, or not restored)"),
     );
-    let sent: u64 = rounds
-        .iter()
-        .map(|r| r.tally.sent.load(Ordering::Relaxed))
-        .sum();
+    let sent = total(|t| &t.sent);
     check(sent == expected, format!("{sent} requests sent"));
 
     let verify = Command::new(&o.bin)
