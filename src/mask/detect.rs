@@ -3,7 +3,9 @@
 //! which have no keyword, run over the whole text.
 
 use super::rules::{Check, RULES, RuleSpec, is_generic};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_automata::meta::Regex;
 use regex_automata::util::captures::Captures;
 use regex_automata::{Anchored, Input};
@@ -67,8 +69,8 @@ pub struct Hit {
 #[derive(Debug)]
 pub struct Detector {
     rules: Vec<Rule>,
-    /// Every distinct keyword and case-insensitive custom literal, matched leftmost-longest.
-    keywords: AhoCorasick,
+    /// Every distinct keyword and case-insensitive custom literal (see [`keyword_starts`]).
+    keywords: DFA,
     /// For each automaton pattern, what a match of it means (see [`Detector::new`]).
     targets: Vec<Targets>,
     /// Case-sensitive custom literals.
@@ -201,10 +203,9 @@ impl Detector {
             }
         }
         let (patterns, targets) = contained_targets(&patterns, &targets);
-        let keywords = AhoCorasickBuilder::new()
+        let keywords = aho_corasick::dfa::Builder::new()
             .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .kind(Some(AhoCorasickKind::DFA))
+            .match_kind(MatchKind::Standard)
             .prefilter(false)
             .build(&patterns)
             .map_err(|e| DetectorError {
@@ -259,13 +260,9 @@ impl Detector {
         let mut last_window: Option<Vec<Option<usize>>> = None;
         // Per prefix rule, where its last match ended (keywords inside it are not tried again).
         let mut prefix_end: Option<Vec<usize>> = None;
-        let mut at = 0;
-        while let Some(m) = self
-            .keywords
-            .find(aho_corasick::Input::new(text).span(at..text.len()))
-        {
-            for &(target, offset, len) in &self.targets[m.pattern().as_usize()].0 {
-                let (t_start, t_end) = (m.start() + offset, m.start() + offset + len);
+        for (m_start, pattern) in keyword_starts(&self.keywords, text.as_bytes()) {
+            for &(target, offset, len) in &self.targets[pattern].0 {
+                let (t_start, t_end) = (m_start + offset, m_start + offset + len);
                 match target {
                     // A rule whose secret begins with its keyword is tried right there.
                     Target::Window(rule) if self.rules[rule].prefix => {
@@ -313,8 +310,6 @@ impl Detector {
                     }
                 }
             }
-            // Resume just after this match's start: keywords that overlap it partly still count.
-            at = m.start() + 1;
         }
         for (rule, start, end) in windows {
             self.run_regex(text, rule, start, end, &mut hits);
@@ -451,6 +446,76 @@ fn custom_rule(custom: &CustomSpec, regex: Option<Regex>) -> Rule {
 
 /// Merges equal patterns (ignoring ASCII case) and gives each distinct pattern every target
 /// whose own pattern occurs inside it, with its offset and length.
+/// Every position where a keyword starts, with the longest keyword starting there, in text
+/// order: (start, pattern).
+///
+/// The automaton's next state depends on the one before, so walking it byte by byte waits on a
+/// memory load per byte. Long texts are cut into [`LANES`] stretches walked side by side, whose
+/// loads overlap; each stretch runs on past its end by the longest keyword less one byte, and
+/// keeps only the matches that start inside it.
+fn keyword_starts(dfa: &DFA, text: &[u8]) -> Vec<(usize, usize)> {
+    const LANES: usize = 4;
+    let mut found = Vec::new();
+    if text.len() >= 1024 {
+        walk::<LANES>(dfa, text, &mut found);
+    } else {
+        walk::<1>(dfa, text, &mut found);
+    }
+    // Within a stretch, matches come in the order they end: put them in start order, the
+    // longest first at each start, and keep that one.
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    found.dedup_by_key(|m| m.0);
+    found
+        .into_iter()
+        .map(|(start, _, pattern)| (start, pattern))
+        .collect()
+}
+
+/// [`keyword_starts`]' walk over `L` stretches: (start, length, pattern) in any order.
+fn walk<const L: usize>(dfa: &DFA, text: &[u8], found: &mut Vec<(usize, usize, usize)>) {
+    let Ok(start) = dfa.start_state(aho_corasick::Anchored::No) else {
+        return;
+    };
+    let stride = text.len().div_ceil(L);
+    let overrun = dfa.max_pattern_len().saturating_sub(1);
+    let from = |lane: usize| (lane * stride).min(text.len());
+    let to = |lane: usize| ((lane + 1) * stride + overrun).min(text.len());
+    let mut note = |sid, at: usize, lane: usize| {
+        for i in 0..dfa.match_len(sid) {
+            let pattern = dfa.match_pattern(sid, i);
+            let len = dfa.pattern_len(pattern);
+            // The stretch began in the start state, so the match lies inside it.
+            let begins = at + 1 - len;
+            if begins < (lane + 1) * stride {
+                found.push((begins, len, pattern.as_usize()));
+            }
+        }
+    };
+    let next = |sid, byte| dfa.next_state(aho_corasick::Anchored::No, sid, byte);
+    let matched = |sid| dfa.is_special(sid) && dfa.is_match(sid);
+    let mut state = [start; L];
+    // The steps every stretch has, side by side; then what is left of each, one by one.
+    let common = (0..L).map(|k| to(k) - from(k)).min().unwrap_or(0);
+    let lanes: [&[u8]; L] = std::array::from_fn(|k| &text[from(k)..from(k) + common]);
+    for step in 0..common {
+        for lane in 0..L {
+            let sid = next(state[lane], lanes[lane][step]);
+            state[lane] = sid;
+            if matched(sid) {
+                note(sid, from(lane) + step, lane);
+            }
+        }
+    }
+    for (lane, sid) in state.iter_mut().enumerate() {
+        for at in from(lane) + common..to(lane) {
+            *sid = next(*sid, text[at]);
+            if matched(*sid) {
+                note(*sid, at, lane);
+            }
+        }
+    }
+}
+
 fn contained_targets(patterns: &[String], targets: &[Target]) -> (Vec<String>, Vec<Targets>) {
     let mut distinct: Vec<String> = Vec::new();
     for p in patterns {
@@ -669,4 +734,70 @@ fn ceil_char(text: &str, mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const WORDS: &[&str] = &[
+        "pass", "password", "PassWord", "api_key", "key", "sk-", "sk-ant-", "ghp_", "token", "x",
+        " ", "\n", "é", "_", "=", "secret",
+    ];
+
+    fn automata(patterns: &[&str]) -> (DFA, AhoCorasick) {
+        let dfa = aho_corasick::dfa::Builder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(patterns)
+            .unwrap();
+        let leftmost = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(patterns)
+            .unwrap();
+        (dfa, leftmost)
+    }
+
+    /// The plain way: the leftmost-longest match, then again from one byte past its start.
+    fn restarting(ac: &AhoCorasick, text: &str) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Some(m) = ac.find(aho_corasick::Input::new(text).span(at..text.len())) {
+            out.push((m.start(), m.pattern().as_usize()));
+            at = m.start() + 1;
+        }
+        out
+    }
+
+    proptest! {
+        /// Walking the text in interleaved stretches finds exactly what restarting the
+        /// leftmost-longest search after every match finds, wherever the stretches are cut.
+        #[test]
+        fn interleaved_walk_finds_what_restarting_finds(
+            picks in proptest::collection::vec(0..WORDS.len(), 0..900),
+        ) {
+            let patterns = ["pass", "password", "api_key", "key", "sk-", "sk-ant-", "ghp_", "secret", "token"];
+            let (dfa, leftmost) = automata(&patterns);
+            let text: String = picks.iter().map(|&i| WORDS[i]).collect();
+            prop_assert_eq!(keyword_starts(&dfa, text.as_bytes()), restarting(&leftmost, &text));
+        }
+    }
+
+    #[test]
+    fn matches_at_the_seams_of_the_stretches_are_found_once() {
+        let (dfa, leftmost) = automata(&["password", "pass", "word"]);
+        for len in [1024, 1025, 1027, 4096, 4099] {
+            for at in (0..len - 8).step_by(7) {
+                let mut text = "x".repeat(len);
+                text.replace_range(at..at + 8, "PASSWORD");
+                assert_eq!(
+                    keyword_starts(&dfa, text.as_bytes()),
+                    restarting(&leftmost, &text),
+                    "len {len}, at {at}"
+                );
+            }
+        }
+    }
 }

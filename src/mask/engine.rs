@@ -554,13 +554,19 @@ impl<'a> Scan<'a> {
                 i = probe + 1;
                 continue;
             }
-            let mut start = probe;
-            while start > i && is_b64_any(b[start - 1]) {
-                start -= 1;
-            }
             let mut run_end = probe + 1;
             while run_end < b.len() && is_b64_any(b[run_end]) {
                 run_end += 1;
+            }
+            // Most runs in text are words and identifiers, too short to be base64 even if they
+            // began at `i`: skipped without looking back.
+            if run_end - i < MIN_BASE64_RUN || !is_b64_any(b[run_end - MIN_BASE64_RUN]) {
+                i = run_end + 1;
+                continue;
+            }
+            let mut start = probe;
+            while start > i && is_b64_any(b[start - 1]) {
+                start -= 1;
             }
             // Wrapped base64 (`base64` wraps at 76 columns, PEM at 64): lines of one width
             // continue the run.
@@ -655,9 +661,16 @@ fn is_b64(b: u8) -> bool {
     B64[b as usize]
 }
 
+static B64_ANY: [bool; 256] = {
+    let mut t = B64;
+    t[b'-' as usize] = true;
+    t[b'_' as usize] = true;
+    t
+};
+
 /// Either alphabet: standard or URL-safe.
 fn is_b64_any(b: u8) -> bool {
-    B64[b as usize] || b == b'-' || b == b'_'
+    B64_ANY[b as usize]
 }
 
 /// `encoded` broken into lines of `width`, as it came.

@@ -269,12 +269,10 @@ impl<'a> Walker<'a> {
                 return Err(self.err("expected a key"));
             }
             let key_start = self.pos;
-            let key_end = self.skip_string()?;
-            let raw: &'a str = &self.src[key_start..key_end];
-            let key = if raw.contains('\\') {
-                Cow::Owned(decode(raw).ok_or(self.err("bad escape"))?)
-            } else {
-                Cow::Borrowed(&raw[1..raw.len() - 1])
+            let (key_end, decoded) = self.read_string()?;
+            let key = match decoded {
+                Some(key) => Cow::Owned(key),
+                None => Cow::Borrowed(&self.src[key_start + 1..key_end - 1]),
             };
             self.pos = key_start;
             self.path.0.push(Segment::Key(key));
@@ -342,9 +340,13 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Moves past a string literal starting at `pos`; returns the end (after the closing quote).
-    fn skip_string(&mut self) -> Result<usize, JsonError> {
-        let mut i = self.pos + 1;
+    /// Moves past a string literal starting at `pos`; returns the end (after the closing quote)
+    /// and, when it has escapes, its decoded text: one pass does both.
+    fn read_string(&mut self) -> Result<(usize, Option<String>), JsonError> {
+        let open = self.pos;
+        let mut i = open + 1;
+        let mut plain = i;
+        let mut decoded: Option<Vec<u8>> = None;
         loop {
             // Fast scan to the next quote or backslash.
             match memchr2(b'"', b'\\', &self.s[i..]) {
@@ -354,16 +356,34 @@ impl<'a> Walker<'a> {
                     return Err(self.err("unterminated string"));
                 }
             }
-            if self.s[i] == b'\\' {
-                i += 2;
-                if i > self.s.len() {
+            if self.s[i] == b'"' {
+                self.pos = i + 1;
+                let Some(mut out) = decoded else {
+                    return Ok((i + 1, None));
+                };
+                out.extend_from_slice(&self.s[plain..i]);
+                let text = String::from_utf8(out).map_err(|_| JsonError {
+                    at: open,
+                    what: "bad escape",
+                })?;
+                return Ok((i + 1, Some(text)));
+            }
+            let out = decoded.get_or_insert_with(|| Vec::with_capacity(self.s.len().min(4096)));
+            out.extend_from_slice(&self.s[plain..i]);
+            match unescape(self.s, i, out) {
+                Some(next) => i = next,
+                None if memchr::memchr(b'"', &self.s[i + 1..]).is_none() => {
                     self.pos = self.s.len();
                     return Err(self.err("unterminated string"));
                 }
-            } else {
-                self.pos = i + 1;
-                return Ok(i + 1);
+                None => {
+                    return Err(JsonError {
+                        at: open,
+                        what: "bad escape",
+                    });
+                }
             }
+            plain = i;
         }
     }
 
@@ -373,7 +393,7 @@ impl<'a> Walker<'a> {
         is_key: bool,
     ) -> Step<E> {
         let start = self.pos;
-        let end = self.skip_string()?;
+        let (end, decoded) = self.read_string()?;
         let raw = &self.src[start..end];
         let inner = &raw[1..raw.len() - 1];
         // Escaped or not, a string holds no raw control character (lenient parsers take them).
@@ -383,16 +403,7 @@ impl<'a> Walker<'a> {
                 what: "control character in string",
             });
         }
-        let owned;
-        let text = if inner.contains('\\') {
-            owned = decode(raw).ok_or(JsonError {
-                at: start,
-                what: "bad escape",
-            })?;
-            owned.as_str()
-        } else {
-            inner
-        };
+        let text = decoded.as_deref().unwrap_or(inner);
         match f(StringRef {
             text,
             path: &self.path,
@@ -490,51 +501,57 @@ fn is_json_number(literal: &[u8]) -> bool {
 }
 
 /// Decodes a JSON string literal (with its quotes). `None` for a malformed escape.
+#[cfg(test)]
 fn decode(raw: &str) -> Option<String> {
-    let inner = &raw.as_bytes()[1..raw.len() - 1];
-    let mut out = Vec::with_capacity(inner.len());
-    let mut i = 0;
-    while i < inner.len() {
-        let Some(off) = memchr::memchr(b'\\', &inner[i..]) else {
-            out.extend_from_slice(&inner[i..]);
-            break;
-        };
-        out.extend_from_slice(&inner[i..i + off]);
-        i += off;
-        let escape = *inner.get(i + 1)?;
-        i += 2;
-        match escape {
-            b'"' => out.push(b'"'),
-            b'\\' => out.push(b'\\'),
-            b'/' => out.push(b'/'),
-            b'b' => out.push(8),
-            b'f' => out.push(12),
-            b'n' => out.push(b'\n'),
-            b'r' => out.push(b'\r'),
-            b't' => out.push(b'\t'),
-            b'u' => {
-                let mut code = hex4(inner.get(i..i + 4)?)?;
-                i += 4;
-                if (0xD800..0xDC00).contains(&code) {
-                    // A high surrogate must be followed by `\uDC00`-`\uDFFF`.
-                    if inner.get(i..i + 2) != Some(b"\\u") {
-                        return None;
-                    }
-                    let low = hex4(inner.get(i + 2..i + 6)?)?;
-                    if !(0xDC00..0xE000).contains(&low) {
-                        return None;
-                    }
-                    i += 6;
-                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
-                }
-                let c = char::from_u32(code)?;
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-            _ => return None,
+    let s = raw.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 1;
+    while i < s.len() - 1 {
+        if s[i] == b'\\' {
+            i = unescape(s, i, &mut out)?;
+        } else {
+            out.push(s[i]);
+            i += 1;
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// The escape at `s[at]` (a backslash) decoded onto `out`; the offset after it, or `None` when
+/// it is malformed.
+fn unescape(s: &[u8], at: usize, out: &mut Vec<u8>) -> Option<usize> {
+    let mut i = at + 2;
+    match *s.get(at + 1)? {
+        b'"' => out.push(b'"'),
+        b'\\' => out.push(b'\\'),
+        b'/' => out.push(b'/'),
+        b'b' => out.push(8),
+        b'f' => out.push(12),
+        b'n' => out.push(b'\n'),
+        b'r' => out.push(b'\r'),
+        b't' => out.push(b'\t'),
+        b'u' => {
+            let mut code = hex4(s.get(i..i + 4)?)?;
+            i += 4;
+            if (0xD800..0xDC00).contains(&code) {
+                // A high surrogate must be followed by `\uDC00`-`\uDFFF`.
+                if s.get(i..i + 2) != Some(b"\\u") {
+                    return None;
+                }
+                let low = hex4(s.get(i + 2..i + 6)?)?;
+                if !(0xDC00..0xE000).contains(&low) {
+                    return None;
+                }
+                i += 6;
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+            }
+            let c = char::from_u32(code)?;
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+        _ => return None,
+    }
+    Some(i)
 }
 
 /// Four hex digits; `from_str_radix` alone would take a sign (`\u+de0`).

@@ -33,10 +33,20 @@ impl Normalized {
 /// Whether `text` holds anything normalizing would change; cheap, checked before copying.
 fn needs(text: &str) -> bool {
     let b = text.as_bytes();
-    memchr::memchr3(b'\\', b'%', 0xE2, b).is_some()
-        || memchr::memmem::find(b, b"&#").is_some()
-        || memchr::memchr2(0xEF, 0xC2, b).is_some()
-        || memchr::memchr(0xE1, b).is_some()
+    // One pass for the ASCII starts; `&` counts only where a character reference begins.
+    let mut i = 0;
+    while let Some(n) = memchr::memchr3(b'\\', b'%', b'&', &b[i..]) {
+        let at = i + n;
+        if b[at] != b'&' || html_entity(&text[at..]).is_some() {
+            return true;
+        }
+        i = at + 1;
+    }
+    // Invisible and full-width characters all begin with one of these lead bytes, and most
+    // text has no byte above ASCII at all.
+    !b.is_ascii()
+        && (memchr::memchr3(0xE2, 0xEF, 0xC2, b).is_some()
+            || memchr::memchr2(0xE1, 0xCD, b).is_some())
 }
 
 /// The normalized copy of `text`, or `None` when it would be the same.
