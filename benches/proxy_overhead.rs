@@ -48,6 +48,7 @@ async fn setup() -> Setup {
         leaf_cache_size: 1000,
         originals_key: None,
         open: false,
+        admin: None,
     };
     let proxy = tollgate::proxy::start(&config).await.unwrap();
 

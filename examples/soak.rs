@@ -319,6 +319,8 @@ fn start_proxy(o: &Options, dir: &Path, upstream: &Upstream) -> Result<(Child, S
     cmd.arg("run")
         .arg("--listen")
         .arg("127.0.0.1:0")
+        .arg("--admin")
+        .arg("off")
         .arg("--ca-dir")
         .arg(dir.join("ca"))
         .arg("--policies")

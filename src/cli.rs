@@ -182,6 +182,10 @@ pub struct RunArgs {
     /// Serve a non-loopback address without authentication (deliberately open).
     #[arg(long)]
     pub open: bool,
+    /// Address of the admin API (health, metrics, policy, reload), or `off`
+    /// [default: 127.0.0.1:9090].
+    #[arg(long, value_name = "ADDR|off")]
+    pub admin: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,6 +359,7 @@ impl Cli {
             upstream_ca: run.upstream_ca,
             connect_to: run.connect_to,
             open: run.open,
+            admin: run.admin,
         };
         match self.command {
             Command::Run(args) => {

@@ -2,7 +2,7 @@
 //! flags, validated into [`ProxyConfig`]. Policy (what may leave) lives in `policy`, not here.
 
 use crate::net::ConnectTo;
-use crate::policy::{LoadError, Source};
+use crate::source::{LoadError, Source};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,23 @@ pub struct ProxyConfig {
     pub originals_key: Option<std::sync::Arc<crate::record::originals::OriginalsKey>>,
     /// Serve without authentication on a non-loopback address (deliberately open).
     pub open: bool,
+    /// Where the admin API listens; `None` turns it off.
+    pub admin: Option<SocketAddr>,
+}
+
+/// Where the admin API listens unless told otherwise.
+pub const DEFAULT_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9090);
+
+/// `--admin ADDR`, `--admin off` (or `admin:` in the config file).
+pub fn parse_admin(value: &str) -> Result<Option<SocketAddr>, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| format!("`{value}` is neither an address (127.0.0.1:9090) nor `off`"))
 }
 
 /// The environment variable that may hold the originals key (64 hex characters).
@@ -140,6 +157,8 @@ pub struct Overrides {
     pub upstream_ca: Vec<PathBuf>,
     pub connect_to: Vec<String>,
     pub open: bool,
+    /// `--admin`: an address or `off`.
+    pub admin: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +181,8 @@ struct ConfigFile {
     originals_key_file: Option<PathBuf>,
     #[serde(default)]
     open: bool,
+    /// An address or `off`.
+    admin: Option<String>,
 }
 
 impl ProxyConfig {
@@ -264,6 +285,17 @@ impl ProxyConfig {
             leaf_cache_size: file.leaf_cache_size.unwrap_or(10_000),
             originals_key,
             open: flags.open || file.open,
+            admin: match flags.admin.as_deref().or(file.admin.as_deref()) {
+                Some(value) => parse_admin(value).map_err(|message| match &source {
+                    Some(source) if flags.admin.is_none() => source.invalid("admin", message),
+                    _ => LoadError::Invalid {
+                        file: "command line".into(),
+                        field: "--admin".into(),
+                        message,
+                    },
+                })?,
+                None => Some(DEFAULT_ADMIN),
+            },
         };
         validate(&config, source.as_ref())?;
         Ok((config, file_path))

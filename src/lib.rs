@@ -25,14 +25,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod explain;
 pub mod identity;
 pub mod mask;
+pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod providers;
 pub mod proxy;
 pub mod record;
+pub mod reload;
+pub mod source;
 pub mod tls;

@@ -296,6 +296,7 @@ impl Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .current_dir(cwd)
             .arg("run")
+            .args(["--admin", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "debug")
             .stderr(Stdio::piped())
@@ -1075,4 +1076,56 @@ fn a_command_error_is_said_once_and_plainly() {
         "{err}"
     );
     assert!(!err.contains("in the audit store"), "{err}");
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_policy_and_a_bad_set_keeps_the_running_one() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let connect_to = format!("api.openai.com:443:127.0.0.1:{}", upstream.tls_addr.port());
+    let (running, addr) = Running::start(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--connect-to", &connect_to],
+    );
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let hup = |running: &Running| {
+        let status = Command::new("kill")
+            .args(["-HUP", &running.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let reloads = |running: &Running, what: &str| running.log().matches(what).count();
+
+    std::fs::write(
+        policies.join("policy.yaml"),
+        "hosts:\n  deny: [api.openai.com]\n",
+    )
+    .unwrap();
+    // The directory watch may reload first; SIGHUP reloads (or finds the files unchanged).
+    hup(&running);
+    running.wait_for("trigger=Signal");
+    let (status, headers, _) = connect(addr, "api.openai.com:443", &[]).await.refused();
+    assert_eq!(status, 403);
+    assert_eq!(headers["x-tollgate-rule"], "hosts.deny: api.openai.com");
+
+    let refused_before = reloads(&running, "policy reload refused");
+    std::fs::write(policies.join("policy.yaml"), "hosts:\n  deny: 7\n").unwrap();
+    hup(&running);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reloads(&running, "policy reload refused") == refused_before {
+        assert!(Instant::now() < deadline, "{}", running.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let line = running.wait_for("policy reload refused");
+    assert!(
+        line.contains("policy.yaml") && line.contains("hosts.deny"),
+        "{line}"
+    );
+    let (status, _, _) = connect(addr, "api.openai.com:443", &[]).await.refused();
+    assert_eq!(status, 403, "the last valid set stays in force");
+    let (status, log) = running.terminate();
+    assert!(status.success(), "{log}");
 }

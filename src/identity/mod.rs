@@ -7,7 +7,7 @@
 
 pub mod oidc;
 
-use crate::policy::{LoadError, Source};
+use crate::source::{LoadError, Source};
 use base64::Engine;
 use oidc::{Fetch, JwtError, Oidc, OidcConfig};
 use ring::digest::{SHA256, digest};
@@ -122,6 +122,71 @@ struct IdentityFile {
     tokens: Vec<TokenEntry>,
     #[serde(default)]
     oidc: Option<OidcConfig>,
+    #[serde(default)]
+    admin: AdminFile,
+}
+
+/// `admin:` in identity.yaml: which groups hold which role on the admin API.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    #[serde(default)]
+    roles: AdminRolesFile,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AdminRolesFile {
+    #[serde(default)]
+    admin: Vec<String>,
+    #[serde(default)]
+    auditor: Vec<String>,
+    #[serde(default)]
+    approver: Vec<String>,
+}
+
+/// What a caller of the admin API may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, reload included.
+    Admin,
+    /// Read exchanges, sessions, the policy and the metrics.
+    Auditor,
+    /// Decide approvals.
+    Approver,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+            Role::Approver => "approver",
+        }
+    }
+}
+
+/// The groups that hold each admin role.
+#[derive(Debug, Default)]
+pub struct AdminRoles {
+    by_role: Vec<(Role, Vec<String>)>,
+}
+
+impl AdminRoles {
+    /// The roles `identity`'s groups hold.
+    pub fn of(&self, identity: &Identity) -> Vec<Role> {
+        self.by_role
+            .iter()
+            .filter(|(_, groups)| identity.groups.iter().any(|g| groups.contains(g)))
+            .map(|(role, _)| *role)
+            .collect()
+    }
+
+    /// Whether any group holds any role.
+    pub fn is_empty(&self) -> bool {
+        self.by_role.iter().all(|(_, groups)| groups.is_empty())
+    }
 }
 
 /// Why credentials were not accepted.
@@ -141,6 +206,7 @@ pub enum AuthError {
 pub struct Authenticator {
     tokens: Tokens,
     oidc: Option<Arc<Oidc>>,
+    admin: AdminRoles,
 }
 
 impl Authenticator {
@@ -153,7 +219,47 @@ impl Authenticator {
             .transpose()
             .map_err(|(field, message)| source.invalid(field, message))?
             .map(Arc::new);
-        Ok(Self { tokens, oidc })
+        let roles = file.admin.roles;
+        let admin = AdminRoles {
+            by_role: vec![
+                (Role::Admin, roles.admin),
+                (Role::Auditor, roles.auditor),
+                (Role::Approver, roles.approver),
+            ],
+        };
+        Ok(Self {
+            tokens,
+            oidc,
+            admin,
+        })
+    }
+
+    /// Which groups hold which admin role.
+    pub fn admin_roles(&self) -> &AdminRoles {
+        &self.admin
+    }
+
+    /// The identity an admin API `Authorization: Bearer` value proves: a token from
+    /// identity.yaml or, when OIDC is configured, a JWT.
+    pub async fn authenticate_admin(
+        &self,
+        header: Option<&str>,
+        fetch: &dyn Fetch,
+    ) -> Result<Identity, AuthError> {
+        let header = header.map(str::trim).ok_or(AuthError::Missing)?;
+        let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::Rejected(format!(
+                "the `{scheme}` scheme is not supported here; send `Authorization: Bearer <token or JWT>`"
+            )));
+        }
+        let value = value.trim();
+        if self.oidc.is_some() && looks_like_jwt(value) {
+            return self.verify_jwt(value, fetch).await;
+        }
+        self.tokens
+            .lookup(value)
+            .ok_or_else(|| AuthError::Rejected("unknown token".into()))
     }
 
     /// Whether credentials are required (any token or an OIDC provider configured).

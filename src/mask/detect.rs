@@ -497,6 +497,8 @@ fn walk<const L: usize>(dfa: &DFA, text: &[u8], found: &mut Vec<(usize, usize, u
     // The steps every stretch has, side by side; then what is left of each, one by one.
     let common = (0..L).map(|k| to(k) - from(k)).min().unwrap_or(0);
     let lanes: [&[u8]; L] = std::array::from_fn(|k| &text[from(k)..from(k) + common]);
+    // One index walks the L stretches in lockstep (what makes their loads overlap).
+    #[allow(clippy::needless_range_loop)]
     for step in 0..common {
         for lane in 0..L {
             let sid = next(state[lane], lanes[lane][step]);
@@ -507,8 +509,10 @@ fn walk<const L: usize>(dfa: &DFA, text: &[u8], found: &mut Vec<(usize, usize, u
         }
     }
     for (lane, sid) in state.iter_mut().enumerate() {
-        for at in from(lane) + common..to(lane) {
-            *sid = next(*sid, text[at]);
+        let rest = from(lane) + common..to(lane);
+        for (at, &byte) in text[rest.clone()].iter().enumerate() {
+            let at = rest.start + at;
+            *sid = next(*sid, byte);
             if matched(*sid) {
                 note(*sid, at, lane);
             }

@@ -21,7 +21,7 @@ pub mod rules;
 pub mod stream_decode;
 pub mod vault;
 
-use crate::policy::{LoadError, Source};
+use crate::source::{LoadError, Source};
 use bytes::Bytes;
 use detect::{BuiltinOverride, CustomSpec, Detector, RuleAction};
 use serde::Deserialize;

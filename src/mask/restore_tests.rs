@@ -454,7 +454,7 @@ fn whole_json_answers_escape_by_field_not_by_first_byte() {
 #[test]
 fn a_restored_answer_sent_back_masks_to_the_bytes_the_model_wrote() {
     use crate::mask::{MaskPolicy, Masker};
-    use crate::policy::Source;
+    use crate::source::Source;
     let vault = Arc::new(Vault::new(Duration::from_secs(600), 16 << 20));
     let policy = MaskPolicy::parse(&Source::inline("masking.yaml", "{}")).unwrap();
     let m = Masker {

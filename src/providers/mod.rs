@@ -11,7 +11,7 @@ pub mod sse;
 pub mod stream;
 
 use crate::policy::hosts::{HostPattern, HostSet};
-use crate::policy::{LoadError, Source};
+use crate::source::{LoadError, Source};
 pub use errors::ErrorFormat;
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -139,6 +139,42 @@ impl Catalog {
             owner,
         })
     }
+}
+
+/// Token counts in a provider's `usage` object (OpenAI chat and Responses, Anthropic, Gemini's
+/// `usageMetadata`, Bedrock Converse): (kind, count) with kinds `input`, `output`, `cache_read`,
+/// `cache_write`.
+pub fn token_counts(usage: &serde_json::Value) -> Vec<(&'static str, u64)> {
+    const FIELDS: &[(&str, &str)] = &[
+        ("input_tokens", "input"),
+        ("prompt_tokens", "input"),
+        ("promptTokenCount", "input"),
+        ("inputTokens", "input"),
+        ("output_tokens", "output"),
+        ("completion_tokens", "output"),
+        ("candidatesTokenCount", "output"),
+        ("outputTokens", "output"),
+        ("cache_read_input_tokens", "cache_read"),
+        ("cachedContentTokenCount", "cache_read"),
+        ("cacheReadInputTokens", "cache_read"),
+        ("cache_creation_input_tokens", "cache_write"),
+        ("cacheWriteInputTokens", "cache_write"),
+    ];
+    let mut out = Vec::new();
+    for (field, kind) in FIELDS {
+        if let Some(n) = usage.get(*field).and_then(serde_json::Value::as_u64) {
+            out.push((*kind, n));
+        }
+    }
+    // OpenAI reports cached prompt tokens inside the details object.
+    if let Some(n) = usage
+        .pointer("/prompt_tokens_details/cached_tokens")
+        .or_else(|| usage.pointer("/input_tokens_details/cached_tokens"))
+        .and_then(serde_json::Value::as_u64)
+    {
+        out.push(("cache_read", n));
+    }
+    out
 }
 
 /// The model named in a URL path: Gemini and Vertex `.../models/{model}:method`, Bedrock

@@ -262,8 +262,8 @@ mod tests {
         assert!(matches!(err, DialError::InternalAddress { .. }), "{err}");
 
         let allowed = Policy::from_sources(
-            &crate::policy::Source::embedded_catalog(),
-            &crate::policy::Source::inline("p.yaml", "hosts:\n  allow_internal: [127.0.0.1]\n"),
+            &crate::source::Source::embedded_catalog(),
+            &crate::source::Source::inline("p.yaml", "hosts:\n  allow_internal: [127.0.0.1]\n"),
         )
         .unwrap();
         dialer(vec![], allowed)

@@ -102,6 +102,7 @@ struct Exchange {
     /// Request body bytes sent upstream, where known.
     bytes_up: u64,
     recorder: Recorder,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Set once the request's first message is known; otherwise derived at the end.
     session_id: Option<String>,
     model: Option<String>,
@@ -157,6 +158,7 @@ impl Exchange {
                 record.response_text = crate::record::sse_text(&record.response_body);
             }
         }
+        self.count(status, outcome, record.usage.as_deref());
         self.recorder.close(self.pending.take(), record);
         info!(
             target: "tollgate::exchange",
@@ -177,6 +179,24 @@ impl Exchange {
             outcome,
             "exchange"
         );
+    }
+
+    /// The exchange in the metrics.
+    fn count(&self, status: Option<u16>, outcome: &str, usage: Option<&str>) {
+        let rules: Vec<&str> = self.findings.iter().map(|f| &*f.rule).collect();
+        let tokens = usage
+            .and_then(|u| serde_json::from_str::<serde_json::Value>(u).ok())
+            .map(|u| crate::providers::token_counts(&u))
+            .unwrap_or_default();
+        self.metrics.exchange(&crate::metrics::ExchangeEnd {
+            provider: self.provider.as_deref(),
+            status,
+            outcome,
+            duration: self.started.elapsed(),
+            ttfb: self.ttfb_ms.map(std::time::Duration::from_millis),
+            findings: &rules,
+            tokens: &tokens,
+        });
     }
 
     /// The record as far as the request goes: everything but the response.
@@ -216,6 +236,7 @@ impl Exchange {
 
     fn refuse(&mut self, refusal: Refusal) -> Response<Body> {
         self.rule = refusal.rule.clone();
+        self.metrics.refusal(refusal.reason.slug());
         self.finish(Some(refusal.status().as_u16()), refusal.reason.slug(), 0);
         refusal.into_response(self.errors)
     }
@@ -271,6 +292,8 @@ impl Handler {
             record.outcome = refusal.reason.slug().into();
             record.rule = refusal.rule.clone();
             self.shared.recorder.record(record);
+            self.shared.metrics.connect("refused");
+            self.shared.metrics.refusal(refusal.reason.slug());
             info!(
                 target: "tollgate::tunnel",
                 id,
@@ -313,7 +336,10 @@ impl Handler {
                 )
                 .await
                 {
-                    Ok(response) => response.into(),
+                    Ok(response) => {
+                        self.shared.metrics.connect("tunneled");
+                        response.into()
+                    }
                     Err(refusal) => refuse(refusal),
                 }
             }
@@ -336,6 +362,7 @@ impl Handler {
                 let mut req = req;
                 *req.uri_mut() = sentinel;
                 debug!(id, %client, host = %host, port, provider = %provider.id, "intercepting tunnel");
+                self.shared.metrics.connect("intercepted");
                 self.tunnel = Some(Arc::new(TunnelCtx {
                     id,
                     host,
@@ -562,6 +589,7 @@ impl Handler {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
             recorder: self.shared.recorder.clone(),
+            metrics: self.shared.metrics.clone(),
             session_id: None,
             model: None,
             ttfb_ms: None,
@@ -617,7 +645,7 @@ async fn authenticate(
         .headers()
         .get(http::header::PROXY_AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let refusal = match auth.authenticate(header, &shared.fetcher).await {
+    let refusal = match auth.authenticate(header, &*shared.fetcher).await {
         Ok(identity) => return Ok(Some(identity)),
         Err(AuthError::Missing) => Refusal::new(
             Reason::ProxyAuthRequired,

@@ -15,6 +15,7 @@ use crate::config::{ProxyConfig, Timeouts};
 use crate::policy::{LoadError, Policy};
 use crate::providers::HostMode;
 use crate::record::checkpoint;
+use crate::reload::PolicyState;
 use crate::tls::ca::{CaError, LeafIssuer, NameScope, RootCa};
 use crate::tls::upstream::{self, UpstreamTlsError};
 use arc_swap::ArcSwap;
@@ -42,7 +43,8 @@ pub struct Shared {
     vault: Arc<crate::mask::vault::Vault>,
     dialer: Dialer,
     /// Fetches the identity provider's keys.
-    fetcher: fetch::HttpsFetcher,
+    fetcher: Arc<fetch::HttpsFetcher>,
+    metrics: Arc<crate::metrics::Metrics>,
     timeouts: Timeouts,
     inflight: Inflight,
     ids: AtomicU64,
@@ -69,6 +71,8 @@ pub enum StartError {
     },
     #[error("cannot build the proxy: {0}")]
     Proxy(#[from] hudsucker::Error),
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
     #[error("audit store: {0}")]
     Store(#[from] crate::record::StoreError),
     #[error("audit signing key: {0}")]
@@ -98,6 +102,7 @@ impl StartError {
                 | StartError::Checkpoints(_)
                 | StartError::OriginalsKeyMissing
                 | StartError::OpenProxy(_)
+                | StartError::Admin(crate::admin::AdminError::Open(_))
         )
     }
 }
@@ -111,6 +116,10 @@ pub struct RunningProxy {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), hudsucker::Error>>>,
     writer: Option<crate::record::Writer>,
+    policy: Arc<PolicyState>,
+    admin: Option<crate::admin::RunningAdmin>,
+    /// Reloads on SIGHUP and on changes in the policy directory, while the proxy runs.
+    _reloads: (Option<JoinHandle<()>>, Option<crate::reload::Watch>),
 }
 
 /// How a shutdown went.
@@ -174,17 +183,23 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         policy.masking().vault_ttl,
         config.limits.vault_bytes as u64,
     ));
-    let policy = Arc::new(ArcSwap::from_pointee(policy));
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let state = Arc::new(PolicyState::new(
+        policy,
+        config.policies.clone(),
+        metrics.clone(),
+    ));
+    let policy: Arc<ArcSwap<Policy>> = state.cell().clone();
     let dialer = Dialer::new(
         config.connect_to.clone(),
         policy.clone(),
         config.timeouts.connect,
     );
     let upstream_tls = upstream::client_config(&config.upstream_ca)?;
-    let fetcher = fetch::HttpsFetcher::new(
+    let fetcher = Arc::new(fetch::HttpsFetcher::new(
         Dialer::for_operator(config.connect_to.clone(), config.timeouts.connect),
         upstream_tls.clone(),
-    );
+    ));
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(upstream_tls)
         .https_or_http()
@@ -226,11 +241,60 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         policy,
         vault,
         dialer,
-        fetcher,
+        fetcher: fetcher.clone(),
+        metrics: metrics.clone(),
         timeouts: config.timeouts,
         inflight: inflight.clone(),
         ids: AtomicU64::new(1),
     });
+    let readiness = {
+        let recorder = shared.recorder.clone();
+        let inflight = inflight.clone();
+        Arc::new(move || crate::admin::Readiness {
+            draining: inflight.is_draining(),
+            store_writable: !recorder.is_enabled() || recorder.is_healthy(),
+            recording: recorder.is_enabled(),
+        })
+    };
+    {
+        let recorder = shared.recorder.clone();
+        let inflight = inflight.clone();
+        metrics.observe(move || {
+            let stats = recorder.stats();
+            crate::metrics::Live {
+                in_flight: inflight.count() as u64,
+                audit_queue: stats.queued as u64,
+                store_errors: stats.store_errors,
+                records_dropped: stats.dropped,
+                store_writable: stats.writable,
+            }
+        });
+    }
+    let admin = match config.admin {
+        Some(addr) => Some(
+            crate::admin::serve(
+                addr,
+                crate::admin::AdminState {
+                    policy: state.clone(),
+                    metrics: metrics.clone(),
+                    readiness,
+                    fetcher,
+                },
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let reloads = (
+        state.reload_on_sighup(),
+        match state.watch(Duration::from_millis(300)) {
+            Ok(watch) => watch,
+            Err(e) => {
+                warn!("cannot watch the policy directory, reload on change is off: {e}");
+                None
+            }
+        },
+    );
     if shared.policy.load().auth().oidc().is_some() {
         // Keep the identity provider's keys fresh in the background (fetched at once, so the
         // first user does not wait). Holds the shared state weakly: it ends with the proxy.
@@ -240,7 +304,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
                 let Some(oidc) = shared.policy.load().auth().oidc().cloned() else {
                     break;
                 };
-                oidc.refresh_if_stale(&shared.fetcher).await;
+                oidc.refresh_if_stale(&*shared.fetcher).await;
                 drop(shared);
                 tokio::time::sleep(oidc.check_every()).await;
             }
@@ -274,6 +338,9 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         stop: Some(stop),
         task: Some(task),
         writer,
+        policy: state,
+        admin,
+        _reloads: reloads,
     })
 }
 
@@ -377,6 +444,16 @@ impl RunningProxy {
     /// The root certificate clients must trust (PEM).
     pub fn ca_cert_pem(&self) -> &str {
         &self.ca_cert_pem
+    }
+
+    /// The admin API's address, when it listens.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(crate::admin::RunningAdmin::addr)
+    }
+
+    /// The policy in force and its reloads.
+    pub fn policy(&self) -> &Arc<PolicyState> {
+        &self.policy
     }
 
     /// Exchanges and tunnels running now.

@@ -294,6 +294,8 @@ struct Queue {
     room: tokio::sync::Notify,
     /// False while the store refuses writes (disk full, locked, corrupt).
     writable: AtomicBool,
+    /// Batches the store refused (each retried).
+    store_errors: AtomicU64,
     dropped: AtomicU64,
     /// When a drop was last logged, so a flood of them logs once per interval.
     last_drop_log: Mutex<Option<Instant>>,
@@ -311,6 +313,7 @@ impl Queue {
             bytes: AtomicUsize::new(0),
             room: tokio::sync::Notify::new(),
             writable: AtomicBool::new(true),
+            store_errors: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             last_drop_log: Mutex::new(None),
             give_up_at: Mutex::new(None),
@@ -365,6 +368,19 @@ pub struct Recorder {
     /// Makes pending keys unique across runs.
     run: u64,
     next_key: Arc<AtomicU64>,
+}
+
+/// The recorder's queue and store, as the metrics show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecorderStats {
+    /// Records waiting for the writer.
+    pub queued: usize,
+    /// Batches the store refused.
+    pub store_errors: u64,
+    /// Records lost past the queue's bounds.
+    pub dropped: u64,
+    /// Whether the store takes writes.
+    pub writable: bool,
 }
 
 /// The writer thread; finish it on shutdown so every queued record reaches the disk.
@@ -553,6 +569,16 @@ impl Recorder {
     pub fn dropped(&self) -> u64 {
         self.queue.dropped.load(Ordering::Relaxed)
     }
+
+    /// The queue and the store now, for the metrics.
+    pub fn stats(&self) -> RecorderStats {
+        RecorderStats {
+            queued: self.queue.records.load(Ordering::Relaxed),
+            store_errors: self.queue.store_errors.load(Ordering::Relaxed),
+            dropped: self.dropped(),
+            writable: self.queue.writable.load(Ordering::SeqCst),
+        }
+    }
 }
 
 /// The writer thread's life: batches of entries in one transaction each, retried while the
@@ -620,6 +646,7 @@ fn write_loop(
         // recorder reports unhealthy, and the proxy (by default) refuses new LLM requests rather
         // than lose their records. Only a shutdown's deadline ends the retrying.
         while let Err(error) = store.write(&batch) {
+            queue.store_errors.fetch_add(1, Ordering::Relaxed);
             if queue.writable.swap(false, Ordering::SeqCst) {
                 tracing::error!(%error, waiting = batch.records.len(), "cannot write audit records; retrying");
             }

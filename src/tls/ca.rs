@@ -628,7 +628,7 @@ mod tests {
 
     /// What `ca init` makes by default: the embedded catalog's domains.
     fn catalog_scope() -> NameScope {
-        let catalog = Catalog::parse(&crate::policy::Source::embedded_catalog()).unwrap();
+        let catalog = Catalog::parse(&crate::source::Source::embedded_catalog()).unwrap();
         NameScope::for_catalog(&catalog, &[]).unwrap()
     }
 
@@ -935,7 +935,7 @@ mod tests {
             "all of IPv4 and IPv6"
         );
 
-        let catalog = Catalog::parse(&crate::policy::Source::embedded_catalog()).unwrap();
+        let catalog = Catalog::parse(&crate::source::Source::embedded_catalog()).unwrap();
         for (_, pattern) in catalog.host_patterns() {
             assert!(ca.scope().covers(pattern), "{pattern}");
         }

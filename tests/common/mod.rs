@@ -62,6 +62,16 @@ impl TestProxy {
         (tollgate::record::Store::open(&db).unwrap(), dir)
     }
 
+    /// The admin API's base URL (`http://127.0.0.1:PORT`).
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.proxy.admin_addr().expect("admin API on"))
+    }
+
+    /// The proxy's policy directory (tests rewrite files there to reload).
+    pub fn policies_dir(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
     pub fn ca_path(&self) -> PathBuf {
         self.dir.path().join("ca").join("tollgate-ca.crt")
     }
@@ -168,6 +178,7 @@ impl ProxySetup {
             limits: self.limits,
             leaf_cache_size: 1000,
             open: false,
+            admin: Some("127.0.0.1:0".parse().unwrap()),
             originals_key: self.originals_key.as_deref().map(|hex| {
                 std::sync::Arc::new(
                     tollgate::record::originals::OriginalsKey::from_hex(hex).unwrap(),

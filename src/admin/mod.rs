@@ -1,0 +1,292 @@
+//! The admin listener (`run --admin ADDR`, default `127.0.0.1:9090`): health, metrics, the policy
+//! in force and its reload, as JSON over HTTP (axum).
+//!
+//! Everything but `/livez` is authenticated: `Authorization: Bearer <token or JWT>`, the same
+//! tokens and OIDC provider as the proxy (identity.yaml), with roles given by the caller's groups
+//! (`admin.roles`). While authentication is off altogether (no token, no OIDC), the admin API is
+//! open like the proxy, and only on loopback.
+//!
+//! | route | role | what |
+//! |---|---|---|
+//! | `GET /livez` | none | 200 while the process serves |
+//! | `GET /readyz` | any | 200 when the store takes writes and policy and CA are loaded; 503 while draining or when the store fails |
+//! | `GET /metrics` | any | Prometheus text format |
+//! | `GET /api/policy` | auditor, admin | the policy in force: files, fingerprint, last reload |
+//! | `POST /api/reload` | admin | reload the policy now; 200 with the report, 422 with the error |
+
+use crate::identity::oidc::Fetch;
+use crate::identity::{AuthError, Identity, Role};
+use crate::metrics::Metrics;
+use crate::reload::{PolicyState, Trigger};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+/// Whether the proxy can take requests now, as `/readyz` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Readiness {
+    pub draining: bool,
+    /// Whether the audit store takes writes and its queue has room (true when recording is off).
+    pub store_writable: bool,
+    pub recording: bool,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        !self.draining && self.store_writable
+    }
+}
+
+/// What the admin API reads from the running proxy.
+#[derive(Clone)]
+pub struct AdminState {
+    pub policy: Arc<PolicyState>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<dyn Fn() -> Readiness + Send + Sync>,
+    /// Fetches the identity provider's keys, to check JWTs.
+    pub fetcher: Arc<dyn Fetch>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(
+        "cannot listen on {addr} for the admin API: {source}; pass --admin ADDR, or --admin off"
+    )]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "the admin API on {0} is not on loopback and no token or OIDC provider is configured (identity.yaml), so anyone who reaches it could reload the policy; configure authentication or listen on 127.0.0.1"
+    )]
+    Open(SocketAddr),
+}
+
+/// A running admin listener; dropping it stops it.
+pub struct RunningAdmin {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningAdmin {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for RunningAdmin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Binds `addr` and serves the admin API.
+pub async fn serve(addr: SocketAddr, state: AdminState) -> Result<RunningAdmin, AdminError> {
+    if !addr.ip().is_loopback() && !state.policy.current().auth().is_enabled() {
+        return Err(AdminError::Open(addr));
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdminError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| AdminError::Bind { addr, source })?;
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            warn!("admin listener stopped: {e}");
+        }
+    });
+    info!("admin API on http://{bound}");
+    Ok(RunningAdmin { addr: bound, task })
+}
+
+fn router(state: AdminState) -> Router {
+    let authenticated = Router::new()
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/policy", get(policy))
+        .route("/api/reload", post(reload))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
+    Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .merge(authenticated)
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "not-found", "no such route") })
+        .with_state(state)
+}
+
+/// Who is calling, and with which roles (every role while authentication is off).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: Option<Identity>,
+    pub roles: Vec<Role>,
+}
+
+impl Caller {
+    fn may(&self, any_of: &[Role]) -> bool {
+        self.roles
+            .iter()
+            .any(|r| *r == Role::Admin || any_of.contains(r))
+    }
+}
+
+/// An error as the admin API answers it: `{"error": {"type": …, "message": …}}`.
+fn problem(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+    let body = json!({"error": {"type": kind, "message": message.into()}});
+    (status, axum::Json(body)).into_response()
+}
+
+async fn authenticate(State(state): State<AdminState>, mut req: Request, next: Next) -> Response {
+    let policy = state.policy.current();
+    let auth = policy.auth();
+    let caller = if !auth.is_enabled() {
+        Caller {
+            identity: None,
+            roles: vec![Role::Admin],
+        }
+    } else {
+        let header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match auth.authenticate_admin(header, &*state.fetcher).await {
+            Ok(identity) => {
+                let roles = auth.admin_roles().of(&identity);
+                if roles.is_empty() {
+                    return problem(
+                        StatusCode::FORBIDDEN,
+                        "no-admin-role",
+                        format!(
+                            "{} holds no admin role: give one of its groups a role under admin.roles in identity.yaml",
+                            identity.user
+                        ),
+                    );
+                }
+                Caller {
+                    identity: Some(identity),
+                    roles,
+                }
+            }
+            Err(e) => {
+                let (status, kind) = match e {
+                    AuthError::Unavailable(_) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "identity-unavailable")
+                    }
+                    _ => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+                };
+                let message = match e {
+                    AuthError::Missing => {
+                        "send `Authorization: Bearer <token or JWT>` (a token from identity.yaml whose groups hold an admin role)".to_owned()
+                    }
+                    e => e.to_string(),
+                };
+                let mut res = problem(status, kind, message);
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return res;
+            }
+        }
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+fn caller(req: &Request) -> Caller {
+    req.extensions().get::<Caller>().cloned().unwrap_or(Caller {
+        identity: None,
+        roles: Vec::new(),
+    })
+}
+
+fn forbidden(needs: &str) -> Response {
+    problem(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("this needs the {needs} role"),
+    )
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    let readiness = (state.readiness)();
+    let status = if readiness.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "ready": readiness.is_ready(),
+        "draining": readiness.draining,
+        "store_writable": readiness.store_writable,
+        "recording": readiness.recording,
+        "policy": state.policy.current().fingerprint(),
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn policy(State(state): State<AdminState>, req: Request) -> Response {
+    if !caller(&req).may(&[Role::Auditor]) {
+        return forbidden("auditor or admin");
+    }
+    let policy = state.policy.current();
+    let files: Vec<_> = policy
+        .files()
+        .iter()
+        .map(|(name, text)| json!({"name": name, "text": text}))
+        .collect();
+    axum::Json(json!({
+        "fingerprint": policy.fingerprint(),
+        "directory": state.policy.dir().map(|d| d.display().to_string()),
+        "summary": policy.summary(),
+        "files": files,
+        "last_reload": state.policy.last(),
+    }))
+    .into_response()
+}
+
+async fn reload(State(state): State<AdminState>, req: Request) -> Response {
+    let who = caller(&req);
+    if !who.may(&[]) {
+        return forbidden("admin");
+    }
+    let user = who
+        .identity
+        .as_ref()
+        .map_or_else(|| "(open)".to_owned(), |i| i.user.to_string());
+    info!(%user, "policy reload asked through the admin API");
+    let policy = state.policy.clone();
+    match tokio::task::spawn_blocking(move || policy.reload(Trigger::Api)).await {
+        Ok(Ok(report)) => axum::Json(report).into_response(),
+        Ok(Err(e)) => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy-invalid",
+            format!("the running policy stays in force: {e}"),
+        ),
+        Err(_) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reload-failed",
+            "the reload did not finish",
+        ),
+    }
+}

@@ -1,0 +1,427 @@
+//! The admin listener end to end: health, metrics scraped and parsed, roles, and policy reloads
+//! (by the API and by a change in the policy directory) while a stream runs.
+
+mod common;
+
+use common::upstream::Answer;
+use common::*;
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const GITHUB: &str = "ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ";
+
+/// A client for the admin API itself (no proxy).
+fn admin_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The samples of a Prometheus text exposition: `name{labels}` → value. Comment lines are
+/// skipped; every other line must be a sample.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample line");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        out.insert(series.to_owned(), value);
+    }
+    out
+}
+
+async fn scrape(proxy: &TestProxy) -> BTreeMap<String, f64> {
+    let res = admin_client()
+        .get(format!("{}/metrics", proxy.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    parse_metrics(&res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn health_and_metrics_count_what_went_through() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let admin = admin_client();
+    let live = admin
+        .get(format!("{}/livez", proxy.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let ready = admin
+        .get(format!("{}/readyz", proxy.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["store_writable"], true);
+
+    let res = client(&proxy)
+        .post("https://api.openai.com/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("deploy with {GITHUB}")}]})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap();
+
+    let metrics = eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        "the exchange never reached the metrics",
+        async || {
+            let m = scrape(&proxy).await;
+            m.contains_key(
+                r#"tollgate_exchanges_total{provider="openai",status="200",outcome="complete"}"#,
+            )
+            .then_some(m)
+        },
+    )
+    .await;
+    let expect = [
+        (
+            r#"tollgate_exchanges_total{provider="openai",status="200",outcome="complete"}"#,
+            1.0,
+        ),
+        (r#"tollgate_connects_total{mode="intercepted"}"#, 1.0),
+        (r#"tollgate_findings_total{rule="github-pat"}"#, 1.0),
+        (
+            r#"tollgate_upstream_tokens_total{provider="openai",kind="input"}"#,
+            5.0,
+        ),
+        (
+            r#"tollgate_upstream_tokens_total{provider="openai",kind="output"}"#,
+            3.0,
+        ),
+        (
+            r#"tollgate_exchange_duration_seconds_count{provider="openai"}"#,
+            1.0,
+        ),
+        (
+            r#"tollgate_time_to_first_byte_seconds_count{provider="openai"}"#,
+            1.0,
+        ),
+        ("tollgate_audit_store_writable", 1.0),
+        ("tollgate_audit_store_errors_total", 0.0),
+        ("tollgate_policy_reload_failures_total", 0.0),
+    ];
+    for (series, value) in expect {
+        assert_eq!(
+            metrics.get(series),
+            Some(&value),
+            "{series} in {metrics:#?}"
+        );
+    }
+    assert!(metrics["tollgate_policy_reload_success_timestamp_seconds"] > 1.7e9);
+    // No label names a user, a path or a host.
+    for series in metrics.keys() {
+        for label in ["user=", "path=", "host=", "client="] {
+            assert!(!series.contains(label), "{series}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_a_token_whose_groups_hold_a_role() {
+    let (admin_token, admin_hash) = tollgate::identity::new_token();
+    let (auditor_token, auditor_hash) = tollgate::identity::new_token();
+    let (dev_token, dev_hash) = tollgate::identity::new_token();
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .identity(&format!(
+            "tokens:\n  - {{ name: ops, sha256: {admin_hash}, groups: [platform] }}\n  - {{ name: sec, sha256: {auditor_hash}, groups: [security] }}\n  - {{ name: dev, sha256: {dev_hash}, groups: [developers] }}\nadmin:\n  roles:\n    admin: [platform]\n    auditor: [security]\n"
+        ))
+        .start()
+        .await;
+    let admin = admin_client();
+    let url = |path: &str| format!("{}{path}", proxy.admin_url());
+    assert_eq!(
+        admin.get(url("/livez")).send().await.unwrap().status(),
+        200,
+        "liveness needs no credentials"
+    );
+    let anonymous = admin.get(url("/readyz")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    let body: serde_json::Value = anonymous.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer"),
+        "{body}"
+    );
+    let wrong = admin
+        .get(url("/metrics"))
+        .bearer_auth("tg_not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let dev = admin
+        .get(url("/readyz"))
+        .bearer_auth(&dev_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dev.status(), 403);
+    let body: serde_json::Value = dev.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "no-admin-role");
+
+    let policy = admin
+        .get(url("/api/policy"))
+        .bearer_auth(&auditor_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(policy.status(), 200);
+    let policy: serde_json::Value = policy.json().await.unwrap();
+    assert_eq!(policy["fingerprint"].as_str().unwrap().len(), 64);
+    assert!(
+        policy["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"].as_str().unwrap().ends_with("identity.yaml")),
+        "{policy}"
+    );
+    let reload = admin
+        .post(url("/api/reload"))
+        .bearer_auth(&auditor_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 403, "auditors cannot reload");
+    let reload = admin
+        .post(url("/api/reload"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+    let report: serde_json::Value = reload.json().await.unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["changed"], false);
+    assert_eq!(report["trigger"], "api");
+}
+
+#[tokio::test]
+async fn readiness_turns_to_503_while_the_proxy_drains() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let admin_url = proxy.admin_url();
+    let client = client(&proxy);
+    let request = tokio::spawn(async move {
+        client
+            .post("https://api.openai.com/test/gated-json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        "the request never arrived",
+        async || (!upstream.received().is_empty()).then_some(()),
+    )
+    .await;
+    let TestProxy { proxy, dir: _dir } = proxy;
+    let shutdown = tokio::spawn(proxy.shutdown());
+    let admin = admin_client();
+    let body = eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        "readiness never reported the drain",
+        async || {
+            let res = admin.get(format!("{admin_url}/readyz")).send().await.ok()?;
+            (res.status() == 503).then_some(res.json::<serde_json::Value>().await.ok()?)
+        },
+    )
+    .await;
+    assert_eq!(body["draining"], true);
+    assert_eq!(body["ready"], false);
+    upstream.release();
+    assert_eq!(request.await.unwrap(), 200);
+    assert!(shutdown.await.unwrap().drained);
+}
+
+/// A slow SSE answer from the fake upstream, for a stream that runs across a reload.
+fn slow_stream(upstream: &Upstream) {
+    upstream.set_model(|_| {
+        let events = (0..10)
+            .map(|i| {
+                let event = serde_json::json!({"choices": [{"index": 0, "delta": {"content": format!("w{i} ")}}]});
+                format!("data: {event}")
+            })
+            .chain(["data: [DONE]".to_owned()])
+            .collect();
+        Answer::sse(events).paced(Duration::from_millis(60))
+    });
+}
+
+#[tokio::test]
+async fn a_reload_swaps_a_valid_set_in_and_keeps_the_running_one_on_an_invalid_set() {
+    let upstream = Upstream::start().await;
+    slow_stream(&upstream);
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let admin = admin_client();
+    let client = client(&proxy);
+    let stream = client
+        .post("https://api.openai.com/v1/chat/completions")
+        .header("x-test-model", "1")
+        .body(r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut body = stream.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("w0"));
+
+    // A valid set: Anthropic is now refused.
+    std::fs::write(
+        proxy.policies_dir().join("policy.yaml"),
+        "hosts:\n  deny: [api.anthropic.com]\n",
+    )
+    .unwrap();
+    let res = admin
+        .post(format!("{}/api/reload", proxy.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let report: serde_json::Value = res.json().await.unwrap();
+    // (The directory watch may have reloaded the same files first: `changed` is then false.)
+    assert_eq!(report["ok"], true);
+    let (status, headers, _) = connect(proxy.addr(), "api.anthropic.com:443", &[])
+        .await
+        .refused();
+    assert_eq!(status, 403);
+    assert_eq!(headers["x-tollgate-rule"], "hosts.deny: api.anthropic.com");
+
+    // An invalid set: refused whole, the running policy stays.
+    std::fs::write(
+        proxy.policies_dir().join("masking.yaml"),
+        "rules:\n  github-pat: { action: shout }\n",
+    )
+    .unwrap();
+    let res = admin
+        .post(format!("{}/api/reload", proxy.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let error: serde_json::Value = res.json().await.unwrap();
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("masking.yaml"), "{message}");
+    assert!(message.contains("github-pat"), "{message}");
+    let (status, _, _) = connect(proxy.addr(), "api.anthropic.com:443", &[])
+        .await
+        .refused();
+    assert_eq!(status, 403, "the last valid set is still in force");
+    let policy: serde_json::Value = admin
+        .get(format!("{}/api/policy", proxy.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(policy["last_reload"]["ok"], false);
+    assert!(
+        policy["last_reload"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("masking.yaml")
+    );
+    assert_eq!(
+        policy["fingerprint"], policy["last_reload"]["fingerprint"],
+        "the fingerprint shown is the policy in force"
+    );
+    let metrics = scrape(&proxy).await;
+    // Once by the API, and once more if the directory watch got there too.
+    assert!(metrics["tollgate_policy_reload_failures_total"] >= 1.0);
+    assert!(
+        metrics["tollgate_policy_reload_attempt_timestamp_seconds"]
+            >= metrics["tollgate_policy_reload_success_timestamp_seconds"]
+    );
+
+    // The stream that began before both reloads ran to its end.
+    let mut text = String::from_utf8_lossy(&first).into_owned();
+    while let Some(chunk) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    for i in 0..10 {
+        assert!(text.contains(&format!("w{i} ")), "{text}");
+    }
+    assert!(text.contains("[DONE]"));
+}
+
+#[tokio::test]
+async fn a_change_in_the_policy_directory_is_reloaded_by_itself() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let admin = admin_client();
+    let policy_url = format!("{}/api/policy", proxy.admin_url());
+    let before: serde_json::Value = admin
+        .get(&policy_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    std::fs::write(
+        proxy.policies_dir().join("policy.yaml"),
+        "hosts:\n  deny: ['*.example']\n",
+    )
+    .unwrap();
+    let after = eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        "the change was never reloaded",
+        async || {
+            let now: serde_json::Value = admin
+                .get(&policy_url)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (now["fingerprint"] != before["fingerprint"]).then_some(now)
+        },
+    )
+    .await;
+    assert_eq!(after["last_reload"]["trigger"], "file-change");
+    assert_eq!(after["last_reload"]["ok"], true);
+    let (status, headers, _) = connect(proxy.addr(), "files.example:443", &[])
+        .await
+        .refused();
+    assert_eq!(status, 403);
+    assert_eq!(headers["x-tollgate-rule"], "hosts.deny: *.example");
+}
