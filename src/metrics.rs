@@ -42,6 +42,11 @@ struct RuleLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabel {
+    decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
     provider: String,
     kind: String,
@@ -60,6 +65,8 @@ pub struct Live {
     pub records_dropped: u64,
     /// Whether the store takes writes now.
     pub store_writable: bool,
+    /// Requests waiting for an approver.
+    pub approvals_pending: u64,
 }
 
 type LiveFn = Box<dyn Fn() -> Live + Send + Sync>;
@@ -77,6 +84,8 @@ pub struct Metrics {
     reload_attempt: Gauge<f64, std::sync::atomic::AtomicU64>,
     reload_success: Gauge<f64, std::sync::atomic::AtomicU64>,
     reload_failures: Counter,
+    approvals: Family<DecisionLabel, Counter>,
+    approval_wait: Histogram,
     live: Arc<OnceLock<LiveFn>>,
 }
 
@@ -116,6 +125,11 @@ impl Collector for LiveCollector {
                 "tollgate_audit_store_writable",
                 "1 while the audit store takes writes",
                 i64::from(live.store_writable),
+            ),
+            (
+                "tollgate_approvals_pending",
+                "Requests waiting for an approver",
+                live.approvals_pending as i64,
             ),
         ];
         for (name, help, value) in gauges {
@@ -231,6 +245,19 @@ impl Metrics {
             "Policy reloads refused because the new set did not validate",
             reload_failures.clone(),
         );
+        let approvals = Family::<DecisionLabel, Counter>::default();
+        registry.register(
+            "tollgate_approvals",
+            "Requests an approval rule asked about, by what became of them (approved, denied, timeout, pending, granted, abandoned)",
+            approvals.clone(),
+        );
+        // 100 ms to about 27 minutes.
+        let approval_wait = Histogram::new(exponential_buckets(0.1, 2.0, 15));
+        registry.register(
+            "tollgate_approval_wait_seconds",
+            "How long held requests waited for a decision",
+            approval_wait.clone(),
+        );
         let live: Arc<OnceLock<LiveFn>> = Arc::default();
         registry.register_collector(Box::new(LiveCollector(live.clone())));
         Self {
@@ -245,6 +272,8 @@ impl Metrics {
             reload_attempt,
             reload_success,
             reload_failures,
+            approvals,
+            approval_wait,
             live,
         }
     }
@@ -304,6 +333,18 @@ impl Metrics {
                 reason: reason.into(),
             })
             .inc();
+    }
+
+    /// An approval rule asked about a request; `waited` is how long a held one waited.
+    pub fn approval(&self, decision: &str, waited: Option<Duration>) {
+        self.approvals
+            .get_or_create(&DecisionLabel {
+                decision: decision.into(),
+            })
+            .inc();
+        if let Some(waited) = waited {
+            self.approval_wait.observe(waited.as_secs_f64());
+        }
     }
 
     /// A policy load was attempted at `at`; `ok` if it took effect.

@@ -16,12 +16,15 @@ pub const MASKING_FILE: &str = "masking.yaml";
 pub const RECORDING_FILE: &str = "recording.yaml";
 /// File name of the proxy's users (tokens) inside a policy directory.
 pub const IDENTITY_FILE: &str = "identity.yaml";
+/// File name of the approval rules inside a policy directory.
+pub const APPROVALS_FILE: &str = "approvals.yaml";
 
 const EMBEDDED_CATALOG: &str = include_str!("../policies/providers.yaml");
 const EMBEDDED_POLICY: &str = include_str!("../policies/policy.yaml");
 const EMBEDDED_MASKING: &str = include_str!("../policies/masking.yaml");
 const EMBEDDED_RECORDING: &str = include_str!("../policies/recording.yaml");
 const EMBEDDED_IDENTITY: &str = include_str!("../policies/identity.yaml");
+const EMBEDDED_APPROVALS: &str = include_str!("../policies/approvals.yaml");
 
 /// A policy or configuration file that could not be used; it names the file and the field.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +92,14 @@ impl Source {
             name: format!("(embedded) {RECORDING_FILE}"),
             path: None,
             text: Cow::Borrowed(EMBEDDED_RECORDING),
+        }
+    }
+
+    pub fn embedded_approvals() -> Self {
+        Self {
+            name: format!("(embedded) {APPROVALS_FILE}"),
+            path: None,
+            text: Cow::Borrowed(EMBEDDED_APPROVALS),
         }
     }
 

@@ -13,17 +13,23 @@
 //! | `GET /metrics` | any | Prometheus text format |
 //! | `GET /api/policy` | auditor, admin | the policy in force: files, fingerprint, last reload |
 //! | `POST /api/reload` | admin | reload the policy now; 200 with the report, 422 with the error |
+//! | `GET /api/approvals` | approver | pending requests, newest first |
+//! | `GET /api/approvals/{id}` | approver | one, with its masked body |
+//! | `POST /api/approvals/{id}/approve` | approver | `{"for": "30m"?, "reason": "…"?}` |
+//! | `POST /api/approvals/{id}/deny` | approver | `{"reason": "…"}` |
+//! | `GET /api/grants`, `DELETE /api/grants/{id}` | approver | open grants; revoke one |
 
+use crate::approval::{Approvals, Approver, Ask, DecideError, Pending};
 use crate::identity::oidc::Fetch;
 use crate::identity::{AuthError, Identity, Role};
 use crate::metrics::Metrics;
 use crate::reload::{PolicyState, Trigger};
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,6 +59,7 @@ pub struct AdminState {
     pub readiness: Arc<dyn Fn() -> Readiness + Send + Sync>,
     /// Fetches the identity provider's keys, to check JWTs.
     pub fetcher: Arc<dyn Fetch>,
+    pub approvals: Arc<Approvals>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +122,12 @@ fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/policy", get(policy))
         .route("/api/reload", post(reload))
+        .route("/api/approvals", get(approvals_list))
+        .route("/api/approvals/{id}", get(approval_show))
+        .route("/api/approvals/{id}/approve", post(approval_approve))
+        .route("/api/approvals/{id}/deny", post(approval_deny))
+        .route("/api/grants", get(grants_list))
+        .route("/api/grants/{id}", delete(grant_revoke))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
@@ -288,5 +301,167 @@ async fn reload(State(state): State<AdminState>, req: Request) -> Response {
             "reload-failed",
             "the reload did not finish",
         ),
+    }
+}
+
+/// A pending request as the list shows it: everything but the full body, with a preview.
+fn pending_json(p: &Pending, full_body: bool) -> serde_json::Value {
+    const PREVIEW: usize = 2048;
+    let text = String::from_utf8_lossy(&p.body);
+    let preview: String = text.chars().take(PREVIEW).collect();
+    let (waited, left) = p.times();
+    let mut v = serde_json::to_value(p).unwrap_or_default();
+    v["waited_s"] = json!(waited);
+    v["left_s"] = json!(left);
+    v["preview"] = json!(preview);
+    if full_body {
+        v["body"] = json!(text);
+    }
+    v
+}
+
+fn approver(caller: &Caller) -> Approver {
+    Approver {
+        user: caller.identity.as_ref().map(|i| i.user.to_string()),
+        groups: caller
+            .identity
+            .as_ref()
+            .map(|i| i.groups.to_vec())
+            .unwrap_or_default(),
+        admin: caller.roles.contains(&Role::Admin),
+    }
+}
+
+async fn approvals_list(State(state): State<AdminState>, req: Request) -> Response {
+    if !caller(&req).may(&[Role::Approver]) {
+        return forbidden("approver or admin");
+    }
+    let list: Vec<_> = state
+        .approvals
+        .list()
+        .iter()
+        .map(|p| pending_json(p, false))
+        .collect();
+    axum::Json(json!({ "pending": list })).into_response()
+}
+
+async fn approval_show(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    if !caller(&req).may(&[Role::Approver]) {
+        return forbidden("approver or admin");
+    }
+    match state.approvals.get(&id) {
+        Some(p) => axum::Json(pending_json(&p, true)).into_response(),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "approval-not-found",
+            DecideError::NotFound(id).to_string(),
+        ),
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    /// Approve for a window (`30m`): the user's next requests under the rule go through.
+    #[serde(default, rename = "for", with = "humantime_serde")]
+    window: Option<std::time::Duration>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn decide(state: AdminState, id: String, req: Request, approve: bool) -> Response {
+    let who = caller(&req);
+    if !who.may(&[Role::Approver]) {
+        return forbidden("approver or admin");
+    }
+    let bytes = match axum::body::to_bytes(req.into_body(), 64 << 10).await {
+        Ok(b) => b,
+        Err(_) => return problem(StatusCode::BAD_REQUEST, "bad-body", "unreadable body"),
+    };
+    let body: DecisionBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        DecisionBody::default()
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "bad-body",
+                    format!("expected {{\"for\": \"30m\", \"reason\": \"…\"}}: {e}"),
+                );
+            }
+        }
+    };
+    let ask = Ask {
+        approve,
+        reason: body.reason,
+        grant: body.window,
+    };
+    let break_glass = state.policy.current().approvals().break_glass.clone();
+    let approver = approver(&who);
+    match state.approvals.decide(&id, &approver, ask, &break_glass) {
+        Ok(verdict) => {
+            info!(approval = %id, by = %verdict.by, approved = verdict.approved, break_glass = verdict.break_glass, "approval decided");
+            axum::Json(verdict).into_response()
+        }
+        Err(e) => {
+            let (status, kind) = match e {
+                DecideError::NotFound(_) => (StatusCode::NOT_FOUND, "approval-not-found"),
+                DecideError::SelfApproval { .. } => (StatusCode::FORBIDDEN, "self-approval"),
+                DecideError::NotAnApprover { .. } => (StatusCode::FORBIDDEN, "not-an-approver"),
+                DecideError::GrantTooLong { .. } | DecideError::ReasonRequired => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "bad-decision")
+                }
+            };
+            problem(status, kind, e.to_string())
+        }
+    }
+}
+
+async fn approval_approve(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    decide(state, id, req, true).await
+}
+
+async fn approval_deny(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    decide(state, id, req, false).await
+}
+
+async fn grants_list(State(state): State<AdminState>, req: Request) -> Response {
+    if !caller(&req).may(&[Role::Approver]) {
+        return forbidden("approver or admin");
+    }
+    axum::Json(json!({ "grants": state.approvals.grants() })).into_response()
+}
+
+async fn grant_revoke(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let who = caller(&req);
+    if !who.may(&[Role::Approver]) {
+        return forbidden("approver or admin");
+    }
+    if state.approvals.revoke(&id) {
+        info!(grant = %id, by = ?who.identity.as_ref().map(|i| i.user.to_string()), "grant revoked");
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        problem(
+            StatusCode::NOT_FOUND,
+            "grant-not-found",
+            format!("no open grant {id}"),
+        )
     }
 }

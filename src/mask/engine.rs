@@ -458,6 +458,7 @@ impl<'a> Scan<'a> {
                         category: known.category.clone(),
                         path: path(),
                         offset: c.start,
+                        needs_approval: false,
                     });
                     Edit {
                         start: c.start,
@@ -500,20 +501,16 @@ impl<'a> Scan<'a> {
                     path: path(),
                 });
             }
-            super::detect::RuleAction::Approve => {
-                return Err(MaskError::NeedsApproval {
-                    rule: rule.id.clone(),
-                    category: rule.category.clone(),
-                    path: path(),
-                });
-            }
-            super::detect::RuleAction::Mask | super::detect::RuleAction::Off => {}
+            super::detect::RuleAction::Mask
+            | super::detect::RuleAction::Approve
+            | super::detect::RuleAction::Off => {}
         }
         self.findings.push(Finding {
             rule: rule.id.clone(),
             category: rule.category.clone(),
             path: path(),
             offset: start,
+            needs_approval: rule.action == super::detect::RuleAction::Approve,
         });
         // Generic rules judge by context, so what they find is looked for out of context only
         // when it could not be anything but a secret.

@@ -39,6 +39,9 @@ pub struct Finding {
     pub path: String,
     /// Byte offset of the value inside that string.
     pub offset: usize,
+    /// Found by a rule whose action is `approve`: masked, and the request waits for a person
+    /// (approvals.yaml).
+    pub needs_approval: bool,
 }
 
 /// Why a request body could not be masked; each refuses the request.
@@ -48,14 +51,6 @@ pub enum MaskError {
         "the request contains a value matched by rule `{rule}` ({category}) at {path}, which policy blocks"
     )]
     Blocked {
-        rule: Arc<str>,
-        category: Arc<str>,
-        path: String,
-    },
-    #[error(
-        "the request contains a value matched by rule `{rule}` ({category}) at {path}, which needs approval; approvals are not available yet, so it is refused"
-    )]
-    NeedsApproval {
         rule: Arc<str>,
         category: Arc<str>,
         path: String,

@@ -433,7 +433,7 @@ fn custom_identifiers_literals_domains_and_regexes() {
 }
 
 #[test]
-fn block_and_approve_refuse_naming_the_rule_never_the_value() {
+fn block_refuses_naming_the_rule_never_the_value_and_approve_masks_and_flags() {
     let p = policy("rules:\n  stripe-secret-key: { action: block }\n  jwt: { action: approve }\n");
     let v = vault();
     let m = Masker {
@@ -455,10 +455,17 @@ fn block_and_approve_refuse_naming_the_rule_never_the_value() {
         "{msg}"
     );
     let jwt = sample("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.{w:43}");
-    assert!(matches!(
-        m.mask_text(&jwt, &|| "body".into(), &mut Vec::new()),
-        Err(MaskError::NeedsApproval { .. })
-    ));
+    let mut findings = Vec::new();
+    let out = m
+        .mask_text(&jwt, &|| "body".into(), &mut findings)
+        .unwrap()
+        .expect("masked");
+    assert!(!out.contains(&jwt), "{out}");
+    assert_eq!(findings.len(), 1);
+    assert!(
+        findings[0].needs_approval,
+        "the request must wait for a person"
+    );
 }
 
 #[test]

@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use crate::source::{
-    CATALOG_FILE, IDENTITY_FILE, LoadError, MASKING_FILE, POLICY_FILE, RECORDING_FILE, Source,
+    APPROVALS_FILE, CATALOG_FILE, IDENTITY_FILE, LoadError, MASKING_FILE, POLICY_FILE,
+    RECORDING_FILE, Source,
 };
 
 /// The validated policy the proxy consults. Cheap to share: the proxy holds it in an `Arc` and
@@ -45,6 +46,7 @@ pub struct Policy {
     sources: Vec<String>,
     /// Each file as read (name, text), for the admin API and the fingerprint.
     files: Vec<(String, String)>,
+    approvals: crate::approval::rules::ApprovalPolicy,
 }
 
 /// Why the access rules refused a request.
@@ -82,12 +84,13 @@ impl Decision {
 }
 
 /// Every file a policy directory may hold.
-pub const POLICY_FILES: [&str; 5] = [
+pub const POLICY_FILES: [&str; 6] = [
     CATALOG_FILE,
     POLICY_FILE,
     MASKING_FILE,
     RECORDING_FILE,
     IDENTITY_FILE,
+    APPROVALS_FILE,
 ];
 
 /// A misnamed file (`identity.yml`, `polcy.yaml`) would be skipped and the embedded default used
@@ -166,10 +169,30 @@ impl Policy {
         let masking = pick(MASKING_FILE, Source::embedded_masking)?;
         let recording = pick(RECORDING_FILE, Source::embedded_recording)?;
         let identity = pick(IDENTITY_FILE, Source::embedded_identity)?;
+        let approvals = pick(APPROVALS_FILE, Source::embedded_approvals)?;
         let mut loaded = Self::from_all_sources(&catalog, &policy, &masking)?;
         loaded.recording = RecordingPolicy::parse(&recording)?;
         loaded.auth = crate::identity::Authenticator::parse(&identity)?;
-        for source in [&recording, &identity] {
+        let mut findings: Vec<String> = Vec::new();
+        for masking in std::iter::once(&loaded.masking).chain(loaded.group_masking.values()) {
+            let d = &masking.detector;
+            for i in 0..d.rule_count() {
+                for name in [&*d.rule(i).id, &*d.rule(i).category] {
+                    if !findings.iter().any(|f| f == name) {
+                        findings.push(name.to_owned());
+                    }
+                }
+            }
+        }
+        let providers: Vec<String> = loaded
+            .catalog
+            .providers()
+            .iter()
+            .map(|p| p.id.clone())
+            .collect();
+        loaded.approvals =
+            crate::approval::rules::ApprovalPolicy::parse(&approvals, &findings, &providers)?;
+        for source in [&recording, &identity, &approvals] {
             loaded.sources.push(source.name().to_owned());
             loaded
                 .files
@@ -264,6 +287,7 @@ impl Policy {
                 policy.name().to_owned(),
                 masking.name().to_owned(),
             ],
+            approvals: crate::approval::rules::ApprovalPolicy::default(),
             files: [catalog, policy, masking]
                 .iter()
                 .map(|s| (s.name().to_owned(), s.text().to_owned()))
@@ -379,6 +403,11 @@ impl Policy {
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// approvals.yaml.
+    pub fn approvals(&self) -> &crate::approval::rules::ApprovalPolicy {
+        &self.approvals
     }
 
     /// The files this policy was built from, as read: (name, text).

@@ -121,6 +121,8 @@ struct Exchange {
     profile: Option<String>,
     /// Where the request was headed, once known.
     location: Option<Location>,
+    /// What approval it needed and got, if a rule asked.
+    approval: Option<crate::approval::ApprovalRecord>,
     /// The key its in-flight record is kept under until it ends.
     pending: Option<String>,
     /// Holds a drain open until this exchange's record is queued.
@@ -224,6 +226,10 @@ impl Exchange {
         record.rule = self.rule.clone();
         record.set_identity(self.identity.as_ref());
         record.profile = self.profile.clone();
+        record.approval = self
+            .approval
+            .as_ref()
+            .and_then(|a| serde_json::to_string(a).ok());
         if let Some(location) = &self.location {
             record.region = location.regions();
             record.jurisdiction = location.jurisdictions();
@@ -424,6 +430,7 @@ impl Handler {
             exchange.model =
                 policy.request_model(&tunnel.host, &exchange.path, masked.facts.model.as_deref());
             check_access(&policy, profile, tunnel, exchange, &masked.facts)?;
+            self.approval(&policy, tunnel, exchange).await?;
             if policy.recording().store_originals
                 && let (Some(original), Some(key)) = (masked.original, &self.shared.originals_key)
             {
@@ -441,6 +448,182 @@ impl Handler {
         // A client that stops sending mid-body must not hold an upstream connection forever.
         let idle = self.shared.timeouts.body_idle;
         Ok(req.map(|body| ObservedBody::wrap(body, idle, Box::new(|_, _| {}))))
+    }
+
+    /// Approval: when a rule of approvals.yaml (or a masking rule whose action is `approve`)
+    /// asks for a person, the request goes through under an open grant, waits for a decision
+    /// (`hold`), or is refused with an approval id until approved (`retry`). Approvers see the
+    /// masked body only.
+    async fn approval(
+        &self,
+        policy: &crate::policy::Policy,
+        tunnel: &TunnelCtx,
+        exchange: &mut Exchange,
+    ) -> Result<(), Refusal> {
+        use crate::approval::rules::{Facts, Mode};
+        use crate::approval::{ApprovalRecord, FindingView, NewRequest, Retry, Verdict};
+        let no_groups = Vec::new();
+        let groups = exchange
+            .identity
+            .as_ref()
+            .map_or(&no_groups[..], |i| &i.groups[..]);
+        let user = exchange.scope.to_string();
+        let places: Vec<(&str, &'static [&'static str])> = exchange
+            .location
+            .iter()
+            .flat_map(|l| l.places.iter())
+            .map(|p| (p.region.as_str(), p.jurisdictions()))
+            .collect();
+        let facts = Facts {
+            findings: exchange
+                .findings
+                .iter()
+                .map(|f| (&*f.rule, &*f.category))
+                .collect(),
+            masking_asks: exchange.findings.iter().any(|f| f.needs_approval),
+            provider: &tunnel.provider.id,
+            model: exchange.model.as_deref(),
+            places,
+            user: &user,
+            groups,
+            body_bytes: exchange.request_body.len() as u64,
+        };
+        let Some(rule) = policy.approvals().rule_for(&facts) else {
+            return Ok(());
+        };
+        let rule_name = format!("approvals.yaml: {}", rule.name);
+        let mut record = ApprovalRecord {
+            id: None,
+            rule: rule.name.clone(),
+            mode: rule.mode,
+            decision: "abandoned",
+            by: None,
+            reason: None,
+            at: None,
+            waited_ms: 0,
+            break_glass: false,
+            grant: None,
+        };
+        let metrics = &self.shared.metrics;
+        if let Some(grant) = self
+            .shared
+            .approvals
+            .grant_for(&user, &rule.name, &tunnel.provider.id)
+        {
+            record.decision = "granted";
+            record.by = Some(grant.by);
+            record.grant = Some(grant.id);
+            exchange.approval = Some(record);
+            metrics.approval("granted", None);
+            return Ok(());
+        }
+        let request = NewRequest {
+            rule: rule.name.clone(),
+            user: user.clone(),
+            groups: groups.to_vec(),
+            provider: tunnel.provider.id.clone(),
+            model: exchange.model.clone(),
+            region: exchange.location.as_ref().and_then(Location::regions),
+            host: exchange.host.clone(),
+            path: exchange.path.clone(),
+            findings: exchange
+                .findings
+                .iter()
+                .map(|f| FindingView {
+                    rule: f.rule.to_string(),
+                    category: f.category.to_string(),
+                    path: f.path.clone(),
+                })
+                .collect(),
+            body: exchange.request_body.clone(),
+        };
+        let decided = |record: &mut ApprovalRecord, v: &Verdict| {
+            record.by = Some(v.by.clone());
+            record.reason = v.reason.clone();
+            record.at = Some(v.at.clone());
+            record.break_glass = v.break_glass;
+            record.grant = v.grant.clone();
+        };
+        let denied = |id: &str, v: &Verdict| {
+            Refusal::new(
+                Reason::ApprovalDenied,
+                format!(
+                    "approval {id} was denied by {}: {}",
+                    v.by,
+                    v.reason.as_deref().unwrap_or("no reason given")
+                ),
+            )
+            .with_rule(rule_name.clone())
+        };
+        match rule.mode {
+            Mode::Hold => {
+                let started = Instant::now();
+                let mut held = self.shared.approvals.hold(rule, request);
+                let id = held.id.clone();
+                record.id = Some(id.clone());
+                // Dropped while waiting (the client left), the exchange's record says so.
+                exchange.approval = Some(record.clone());
+                info!(id = exchange.id, approval = %id, rule = %rule.name, user = %user, "held for approval");
+                let verdict = held.decision(rule.wait).await;
+                drop(held);
+                record.waited_ms = started.elapsed().as_millis() as u64;
+                let result = match &verdict {
+                    Some(v) if v.approved => {
+                        record.decision = "approved";
+                        decided(&mut record, v);
+                        Ok(())
+                    }
+                    Some(v) => {
+                        record.decision = "denied";
+                        decided(&mut record, v);
+                        Err(denied(&id, v))
+                    }
+                    None => {
+                        record.decision = "timeout";
+                        Err(Refusal::new(
+                            Reason::ApprovalTimeout,
+                            format!(
+                                "approval {id} was not decided within {}; ask an approver (`tollgate approvals approve {id}`) and send the request again",
+                                humantime_serde::re::humantime::format_duration(rule.wait)
+                            ),
+                        )
+                        .with_rule(rule_name.clone()))
+                    }
+                };
+                metrics.approval(record.decision, Some(started.elapsed()));
+                exchange.approval = Some(record);
+                result
+            }
+            Mode::Retry => {
+                let outcome = self.shared.approvals.retry(rule, request);
+                let result = match &outcome {
+                    Retry::Approved(v) => {
+                        record.decision = "approved";
+                        decided(&mut record, v);
+                        Ok(())
+                    }
+                    Retry::Denied(v) => {
+                        record.decision = "denied";
+                        decided(&mut record, v);
+                        Err(denied("for this request", v))
+                    }
+                    Retry::Pending(id) => {
+                        record.decision = "pending";
+                        record.id = Some(id.clone());
+                        Err(Refusal::new(
+                            Reason::ApprovalPending,
+                            format!(
+                                "this request needs approval ({rule_name}); approval id {id}. Once an approver approves it (`tollgate approvals approve {id}`), send the same request again: it goes through once"
+                            ),
+                        )
+                        .with_rule(rule_name.clone()))
+                    }
+                };
+                metrics.approval(record.decision, None);
+                exchange.approval = Some(record);
+                result
+            }
+        }
     }
 
     /// The audit store must be able to take this exchange's record. Under `refuse` a failing
@@ -600,6 +783,7 @@ impl Handler {
             identity: self.identity.clone(),
             profile: None,
             location: None,
+            approval: None,
             pending: None,
             // From its first byte until its record is queued, a drain waits for it.
             _inflight: self.shared.inflight.enter(),

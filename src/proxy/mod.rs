@@ -45,6 +45,8 @@ pub struct Shared {
     /// Fetches the identity provider's keys.
     fetcher: Arc<fetch::HttpsFetcher>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Requests waiting for approvers, grants, decided retries.
+    approvals: Arc<crate::approval::Approvals>,
     timeouts: Timeouts,
     inflight: Inflight,
     ids: AtomicU64,
@@ -243,6 +245,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         dialer,
         fetcher: fetcher.clone(),
         metrics: metrics.clone(),
+        approvals: Arc::new(crate::approval::Approvals::default()),
         timeouts: config.timeouts,
         inflight: inflight.clone(),
         ids: AtomicU64::new(1),
@@ -259,6 +262,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
     {
         let recorder = shared.recorder.clone();
         let inflight = inflight.clone();
+        let approvals = shared.approvals.clone();
         metrics.observe(move || {
             let stats = recorder.stats();
             crate::metrics::Live {
@@ -267,6 +271,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
                 store_errors: stats.store_errors,
                 records_dropped: stats.dropped,
                 store_writable: stats.writable,
+                approvals_pending: approvals.list().len() as u64,
             }
         });
     }
@@ -279,6 +284,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
                     metrics: metrics.clone(),
                     readiness,
                     fetcher,
+                    approvals: shared.approvals.clone(),
                 },
             )
             .await?,

@@ -27,7 +27,12 @@ pub enum Reason {
     UpstreamTls,
     UpstreamFailed,
     SecretBlocked,
-    ApprovalRequired,
+    /// Waiting for an approver (`retry` mode): the message carries the approval id.
+    ApprovalPending,
+    /// An approver refused it; the message carries their reason.
+    ApprovalDenied,
+    /// Nobody decided within the rule's `wait`.
+    ApprovalTimeout,
     BodyTooLarge,
     UndecodableBody,
     /// The client stopped sending mid-body for longer than `timeouts.body_idle`.
@@ -60,7 +65,9 @@ impl Reason {
             Reason::UpstreamTls => "upstream-tls",
             Reason::UpstreamFailed => "upstream-failed",
             Reason::SecretBlocked => "secret-blocked",
-            Reason::ApprovalRequired => "approval-required",
+            Reason::ApprovalPending => "approval-pending",
+            Reason::ApprovalDenied => "approval-denied",
+            Reason::ApprovalTimeout => "approval-timeout",
             Reason::BodyTooLarge => "body-too-large",
             Reason::UndecodableBody => "undecodable-body",
             Reason::RequestTimeout => "request-timeout",
@@ -83,7 +90,8 @@ impl Reason {
             | Reason::InternalAddress
             | Reason::PlaintextToProvider
             | Reason::SecretBlocked
-            | Reason::ApprovalRequired
+            | Reason::ApprovalPending
+            | Reason::ApprovalDenied
             | Reason::SignedBody
             | Reason::ProviderNotAllowed
             | Reason::RegionNotAllowed
@@ -102,7 +110,7 @@ impl Reason {
             Reason::Draining | Reason::StoreUnavailable | Reason::IdentityUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Reason::UpstreamTimeout | Reason::ApprovalTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reason::UpstreamUnreachable | Reason::UpstreamTls | Reason::UpstreamFailed => {
                 StatusCode::BAD_GATEWAY
             }
@@ -166,10 +174,6 @@ impl Refusal {
         match err {
             MaskError::Blocked { rule, .. } => Refusal::new(Reason::SecretBlocked, message)
                 .with_rule(format!("masking.rules: {rule}")),
-            MaskError::NeedsApproval { rule, .. } => {
-                Refusal::new(Reason::ApprovalRequired, message)
-                    .with_rule(format!("masking.rules: {rule}"))
-            }
             MaskError::Decode(DecodeError::TooLarge { .. }) => {
                 Refusal::new(Reason::BodyTooLarge, message)
                     .with_rule("masking.limits.max_body_bytes")

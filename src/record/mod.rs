@@ -102,6 +102,10 @@ pub struct Record {
     /// The access profile that applied (`default` or a group entry of policy.yaml).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// The approval a rule asked for and what became of it (JSON: id, rule, mode, decision,
+    /// by, reason, at, waited_ms, break_glass, grant). Hashed from row version 3 on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
     /// For SSE answers: the text of the stream's deltas, joined. Derived from the response
     /// body and purged with it, so not covered by the chain itself.
     #[serde(skip)]
@@ -146,6 +150,7 @@ impl Record {
             groups: None,
             token: None,
             profile: None,
+            approval: None,
             response_text: None,
             request_body: Vec::new(),
             response_body: Vec::new(),

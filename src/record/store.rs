@@ -127,6 +127,10 @@ const MIGRATIONS: &[&str] = &[
         signature BLOB    NOT NULL
     );
 "#,
+    r#"
+    -- What approval a rule asked for and what became of it (JSON), hashed from version 3.
+    ALTER TABLE records ADD COLUMN approval TEXT;
+"#,
 ];
 
 /// What the first row links to.
@@ -153,16 +157,19 @@ pub enum HashVersion {
     V1 = 1,
     /// The explicit canonical form of [`link_hash_v2`].
     V2 = 2,
+    /// Version 2's form and the approval ([`link_hash_v3`]).
+    V3 = 3,
 }
 
 impl HashVersion {
     /// The version new rows are written with.
-    pub const CURRENT: HashVersion = HashVersion::V2;
+    pub const CURRENT: HashVersion = HashVersion::V3;
 
     fn from_column(value: i64) -> Option<Self> {
         match value {
             1 => Some(Self::V1),
             2 => Some(Self::V2),
+            3 => Some(Self::V3),
             _ => None,
         }
     }
@@ -306,9 +313,10 @@ impl Store {
                      method, path, status, outcome, bytes_up, bytes_down, findings, session_id, model, ttfb_ms,
                      rule, usage, response_text, request_body, response_body, prev_hash, hash,
                      request_digest, response_digest, original_body, region, jurisdiction, groups, token,
-                     profile, hash_version)
+                     profile, hash_version, approval)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-                     ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)",
+                     ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35,
+                     ?36)",
                 )
                 .map_err(err)?;
             for r in records {
@@ -359,6 +367,7 @@ impl Store {
                         r.token,
                         r.profile,
                         HashVersion::CURRENT as i64,
+                        r.approval,
                     ])
                     .map_err(err)?;
                 prev = hash.to_vec();
@@ -728,7 +737,8 @@ const COLUMNS: &str =
     "id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
      status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
      rule, usage, response_text, request_body, response_body, request_digest, response_digest,
-     bodies_purged, original_body, region, jurisdiction, groups, token, profile, hash_version";
+     bodies_purged, original_body, region, jurisdiction, groups, token, profile, hash_version,
+     approval";
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let text = |i: usize| -> rusqlite::Result<String> { row.get(i) };
@@ -763,6 +773,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         groups: row.get(32)?,
         token: row.get(33)?,
         profile: row.get(34)?,
+        approval: row.get(36)?,
         response_text: row.get(23)?,
         request_body: row.get(24)?,
         response_body: row.get(25)?,
@@ -811,6 +822,7 @@ fn link_hash(
     match version {
         HashVersion::V1 => link_hash_v1(id, prev, record, req_digest, resp_digest),
         HashVersion::V2 => link_hash_v2(id, prev, record, req_digest, resp_digest),
+        HashVersion::V3 => link_hash_v3(id, prev, record, req_digest, resp_digest),
     }
 }
 
@@ -865,6 +877,13 @@ fn link_hash_v2(
     resp_digest: &[u8],
 ) -> [u8; 32] {
     let mut c = Canonical::new(b"tollgate-row/2");
+    fields_v2(&mut c, id, prev, r);
+    c.fixed(req_digest).fixed(resp_digest);
+    digest(&c.finish())
+}
+
+/// Version 2's values after its tag and before the digests (shared with version 3).
+fn fields_v2(c: &mut Canonical, id: i64, prev: &[u8], r: &Record) {
     c.i64(id).fixed(prev);
     c.text(r.kind.as_str())
         .text(&r.started_at)
@@ -891,6 +910,21 @@ fn link_hash_v2(
         .opt_text(r.groups.as_deref())
         .opt_text(r.token.as_deref())
         .opt_text(r.profile.as_deref());
+}
+
+/// Version 3: SHA-256 of the canonical encoding of the tag `tollgate-row/3`, then every value
+/// of version 2 in its order (after its tag), then `approval` (optional text), then the two
+/// body digests.
+fn link_hash_v3(
+    id: i64,
+    prev: &[u8],
+    r: &Record,
+    req_digest: &[u8],
+    resp_digest: &[u8],
+) -> [u8; 32] {
+    let mut c = Canonical::new(b"tollgate-row/3");
+    fields_v2(&mut c, id, prev, r);
+    c.opt_text(r.approval.as_deref());
     c.fixed(req_digest).fixed(resp_digest);
     digest(&c.finish())
 }
@@ -1064,15 +1098,15 @@ mod tests {
         store
             .conn
             .execute_batch(
-                "ALTER TABLE records DROP COLUMN hash_version; DROP TABLE checkpoints;
-                 PRAGMA user_version = 3;",
+                "ALTER TABLE records DROP COLUMN approval; ALTER TABLE records DROP COLUMN hash_version;
+                 DROP TABLE checkpoints; PRAGMA user_version = 3;",
             )
             .unwrap();
         (dir, path)
     }
 
     #[test]
-    fn rows_hashed_in_version_1_still_verify_after_the_upgrade_and_new_rows_use_version_2() {
+    fn rows_hashed_in_version_1_still_verify_after_the_upgrade_and_new_rows_use_the_current_one() {
         let (_dir, path) = version_1_store(4);
         let mut store = Store::open(&path).unwrap();
         assert_eq!(store.verify().unwrap(), None);
@@ -1086,7 +1120,8 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(versions, [1, 1, 1, 1, 2, 2]);
+        let now = HashVersion::CURRENT as i64;
+        assert_eq!(versions, [1, 1, 1, 1, now, now]);
         store
             .conn
             .execute("UPDATE records SET outcome = 'x' WHERE id = 2", [])
@@ -1106,7 +1141,7 @@ mod tests {
             .unwrap();
         let hash = row_hash(HashVersion::V1, 3, &prev, r3);
         let r4 = store.get(4).unwrap().unwrap();
-        let next = row_hash(HashVersion::V2, 4, &hash, &r4);
+        let next = row_hash(HashVersion::CURRENT, 4, &hash, &r4);
         store
             .conn
             .execute_batch(&format!(
@@ -1172,6 +1207,25 @@ mod tests {
         assert_ne!(
             row_hash(HashVersion::V2, 1, &GENESIS, &other),
             row_hash(HashVersion::V2, 1, &GENESIS, &pinned())
+        );
+    }
+
+    #[test]
+    fn the_version_3_form_is_fixed_and_covers_the_approval() {
+        assert_eq!(
+            hex(&row_hash(HashVersion::V3, 1, &GENESIS, &pinned())),
+            "ab2603ec752aa809125e480c71744280b4fb8112e1b1738ce09277dc0eaa2b4d"
+        );
+        let mut approved = pinned();
+        approved.approval = Some(r#"{"decision":"approved"}"#.into());
+        assert_ne!(
+            row_hash(HashVersion::V3, 1, &GENESIS, &approved),
+            row_hash(HashVersion::V3, 1, &GENESIS, &pinned())
+        );
+        assert_eq!(
+            row_hash(HashVersion::V2, 1, &GENESIS, &approved),
+            row_hash(HashVersion::V2, 1, &GENESIS, &pinned()),
+            "version 2 rows hash as they always did"
         );
     }
 

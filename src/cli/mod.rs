@@ -1,5 +1,7 @@
 //! The command line: `run`, `ca`, `policy check|explain`, `token`, `audit`, `sessions`, `replay`,
-//! `export`, `store`.
+//! `export`, `store`, `approvals`.
+
+mod approvals;
 
 use crate::config::{Overrides, ProxyConfig};
 use crate::policy::{LoadError, Policy};
@@ -42,6 +44,15 @@ pub enum Command {
     /// Manage proxy tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Decide requests waiting for approval, through a running Tollgate's admin API
+    /// (credentials: TOLLGATE_ADMIN_TOKEN).
+    Approvals {
+        #[command(subcommand)]
+        command: approvals::ApprovalsCommand,
+        /// The admin API (default: http://127.0.0.1:9090).
+        #[arg(long, value_name = "URL", global = true, env = "TOLLGATE_ADMIN_URL")]
+        admin: Option<String>,
+    },
     /// Export recorded exchanges.
     Export {
         /// Write a HAR 1.2 file (opens in browser devtools and other proxies' tools).
@@ -274,6 +285,8 @@ pub enum PolicyCommand {
 pub enum CommandError {
     #[error(transparent)]
     Config(#[from] LoadError),
+    #[error(transparent)]
+    Admin(#[from] approvals::AdminCallError),
     #[error(transparent)]
     Start(#[from] StartError),
     #[error("CA: {0}")]
@@ -540,6 +553,7 @@ impl Cli {
                     .and_then(|_| out.flush())
                     .map_err(CommandError::Output)
             }
+            Command::Approvals { command, admin } => approvals::run(command, admin).await,
             Command::Token(TokenCommand::Create { name }) => {
                 let (token, hash) = crate::identity::new_token();
                 println!("token (shown once; give it to the client as the proxy password):");
