@@ -631,3 +631,114 @@ print("anthropic:", "".join(e.delta.text for e in events if e.type == "content_b
     assert!(text.contains("openai: Hello from upstream"), "{text}");
     assert!(text.contains("anthropic: Hello from Claude"), "{text}");
 }
+
+/// Deliveries a webhook receiver saw: signature header and body.
+type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, bytes::Bytes)>>>;
+
+/// A webhook receiver on loopback: refuses the first delivery (so the retry shows), then takes
+/// them; keeps each one's signature header and body.
+async fn webhook_receiver() -> (std::net::SocketAddr, Deliveries) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Deliveries = Default::default();
+    let store = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let store = store.clone();
+                        async move {
+                            let sig = req
+                                .headers()
+                                .get("x-tollgate-signature")
+                                .map(|v| v.to_str().unwrap().to_owned());
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let mut seen = store.lock().unwrap();
+                            seen.push((sig, body));
+                            let status = if seen.len() == 1 { 500 } else { 200 };
+                            Ok::<_, std::convert::Infallible>(
+                                http::Response::builder()
+                                    .status(status)
+                                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_rules_webhook_is_signed_retried_and_never_releases_the_request() {
+    let (hook, seen) = webhook_receiver().await;
+    let upstream = Upstream::start().await;
+    let key = "webhook-signing-key-for-tests";
+    let proxy = ProxySetup::new(&upstream)
+        .file("webhook.key", &format!("{key}\n"))
+        .file(
+            "approvals.yaml",
+            &format!(
+                "rules:\n  - name: tokens\n    when: {{ findings: [github-pat] }}\n    wait: 30s\n    webhook:\n      url: http://{hook}/hook\n      secret_file: webhook.key\n"
+            ),
+        )
+        .start()
+        .await;
+    let client = client(&proxy);
+    let request = tokio::spawn(async move {
+        client
+            .post("https://api.openai.com/v1/chat/completions")
+            .body(chat(&format!("hook {GITHUB}")))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    let list = pending(&proxy, None, 1).await;
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    let deliveries = eventually(
+        Duration::from_secs(15),
+        Duration::from_millis(20),
+        "the webhook was not delivered after a refusal",
+        async || {
+            let seen = seen.lock().unwrap().clone();
+            (seen.len() >= 2).then_some(seen)
+        },
+    )
+    .await;
+    assert!(
+        !request.is_finished(),
+        "a webhook never releases the request"
+    );
+    for (signature, body) in &deliveries {
+        let expected = format!(
+            "sha256={}",
+            tollgate::proxy::webhook::sign(key.as_bytes(), body)
+        );
+        assert_eq!(signature.as_deref(), Some(expected.as_str()));
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let text = v["text"].as_str().unwrap();
+        assert!(text.contains(&id) && text.contains("github-pat"), "{text}");
+        assert_eq!(v["approval"]["id"], id.as_str());
+        assert!(
+            v["url"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/api/approvals/{id}")),
+            "{v}"
+        );
+        assert!(!String::from_utf8_lossy(body).contains(GITHUB));
+    }
+    decide(&proxy, None, &id, "approve", serde_json::json!({})).await;
+    assert_eq!(request.await.unwrap(), 200);
+}

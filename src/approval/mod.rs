@@ -144,8 +144,8 @@ pub struct Ask {
 pub enum Retry {
     /// Approved before: it goes through, once.
     Approved(Verdict),
-    /// Waiting for a decision under this id (new or already pending).
-    Pending(String),
+    /// Waiting for a decision under this id; `new` when this request opened it.
+    Pending { id: String, new: bool },
     /// Denied: the verdict stays on the request's hash until its approval would have expired.
     Denied(Verdict),
 }
@@ -327,7 +327,10 @@ impl Approvals {
                 return Retry::Denied(verdict.clone());
             }
             let Some((verdict, _)) = inner.decided.remove(&hash) else {
-                return Retry::Pending(String::new());
+                return Retry::Pending {
+                    id: String::new(),
+                    new: false,
+                };
             };
             return Retry::Approved(verdict);
         }
@@ -336,7 +339,10 @@ impl Approvals {
             .values()
             .find(|e| e.pending.request_hash == hash)
         {
-            return Retry::Pending(entry.pending.id.clone());
+            return Retry::Pending {
+                id: entry.pending.id.clone(),
+                new: false,
+            };
         }
         let pending = Self::entry(&mut inner, rule, req, hash);
         let id = pending.id.clone();
@@ -347,7 +353,7 @@ impl Approvals {
                 waiter: None,
             },
         );
-        Retry::Pending(id)
+        Retry::Pending { id, new: true }
     }
 
     /// Pending requests, newest first.
@@ -572,7 +578,8 @@ mod tests {
     fn nobody_approves_their_own_request_but_break_glass_says_so() {
         let policy = rule("retry");
         let approvals = Approvals::default();
-        let Retry::Pending(id) = approvals.retry(&policy.rules[0], request("alice", "{}")) else {
+        let Retry::Pending { id, .. } = approvals.retry(&policy.rules[0], request("alice", "{}"))
+        else {
             panic!("pending")
         };
         let mut admin = approver("alice", &["sec"]);
@@ -600,11 +607,12 @@ mod tests {
     fn an_approved_retry_goes_through_once_and_a_changed_body_needs_its_own() {
         let policy = rule("retry");
         let approvals = Approvals::default();
-        let Retry::Pending(id) = approvals.retry(&policy.rules[0], request("alice", "{\"a\":1}"))
+        let Retry::Pending { id, .. } =
+            approvals.retry(&policy.rules[0], request("alice", "{\"a\":1}"))
         else {
             panic!("pending")
         };
-        let Retry::Pending(again) =
+        let Retry::Pending { id: again, .. } =
             approvals.retry(&policy.rules[0], request("alice", "{\"a\":1}"))
         else {
             panic!("pending")
@@ -615,7 +623,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             approvals.retry(&policy.rules[0], request("alice", "{\"a\":2}")),
-            Retry::Pending(other) if other != id
+            Retry::Pending { id: other, .. } if other != id
         ));
         assert!(matches!(
             approvals.retry(&policy.rules[0], request("alice", "{\"a\":1}")),
@@ -624,7 +632,7 @@ mod tests {
         assert!(
             matches!(
                 approvals.retry(&policy.rules[0], request("alice", "{\"a\":1}")),
-                Retry::Pending(_)
+                Retry::Pending { .. }
             ),
             "once"
         );
@@ -634,7 +642,8 @@ mod tests {
     fn a_grant_is_capped_by_the_rule_and_revocable() {
         let policy = rule("retry");
         let approvals = Approvals::default();
-        let Retry::Pending(id) = approvals.retry(&policy.rules[0], request("alice", "{}")) else {
+        let Retry::Pending { id, .. } = approvals.retry(&policy.rules[0], request("alice", "{}"))
+        else {
             panic!("pending")
         };
         let long = Ask {

@@ -28,12 +28,36 @@ impl Mode {
     }
 }
 
-/// Where a rule's decisions are announced.
+/// Where a rule's pending approvals are announced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub url: http::Uri,
-    /// The environment variable holding the HMAC-SHA256 key the body is signed with.
-    pub secret_env: Option<String>,
+    /// Where the HMAC-SHA256 key the body is signed with is kept (read at each send, so a
+    /// rotated key takes effect without a reload).
+    pub key: Option<WebhookKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookKey {
+    /// An environment variable.
+    Env(String),
+    /// A file (relative paths are relative to approvals.yaml); surrounding whitespace is not
+    /// part of the key.
+    File(std::path::PathBuf),
+}
+
+impl WebhookKey {
+    /// The key, or why it cannot be read.
+    pub fn read(&self) -> Result<Vec<u8>, String> {
+        match self {
+            WebhookKey::Env(var) => std::env::var(var)
+                .map(|k| k.trim().as_bytes().to_vec())
+                .map_err(|_| format!("{var} is not set")),
+            WebhookKey::File(path) => std::fs::read_to_string(path)
+                .map(|k| k.trim().as_bytes().to_vec())
+                .map_err(|e| format!("{}: {e}", path.display())),
+        }
+    }
 }
 
 /// One rule of approvals.yaml, validated.
@@ -257,10 +281,21 @@ fn parse_webhook(source: &Source, field: &str, w: WebhookFile) -> Result<Webhook
     if !matches!(url.scheme_str(), Some("https" | "http")) || url.host().is_none() {
         return Err(source.invalid(field, "an http:// or https:// URL with a host"));
     }
-    Ok(Webhook {
-        url,
-        secret_env: w.secret_env,
-    })
+    let key = match (w.secret_env, w.secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(source.invalid(
+                field.replace(".url", ".secret_file"),
+                "give secret_env or secret_file, not both",
+            ));
+        }
+        (Some(var), None) => Some(WebhookKey::Env(var)),
+        (None, Some(file)) => Some(WebhookKey::File(match source.dir() {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file,
+        })),
+        (None, None) => None,
+    };
+    Ok(Webhook { url, key })
 }
 
 /// `*` matches any run of characters; everything else literally, ignoring case.
@@ -352,6 +387,8 @@ struct WebhookFile {
     url: String,
     #[serde(default)]
     secret_env: Option<String>,
+    #[serde(default)]
+    secret_file: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

@@ -561,6 +561,7 @@ impl Handler {
                 let mut held = self.shared.approvals.hold(rule, request);
                 let id = held.id.clone();
                 record.id = Some(id.clone());
+                self.announce(rule, &id);
                 // Dropped while waiting (the client left), the exchange's record says so.
                 exchange.approval = Some(record.clone());
                 info!(id = exchange.id, approval = %id, rule = %rule.name, user = %user, "held for approval");
@@ -607,7 +608,10 @@ impl Handler {
                         decided(&mut record, v);
                         Err(denied("for this request", v))
                     }
-                    Retry::Pending(id) => {
+                    Retry::Pending { id, new } => {
+                        if *new {
+                            self.announce(rule, id);
+                        }
                         record.decision = "pending";
                         record.id = Some(id.clone());
                         Err(Refusal::new(
@@ -623,6 +627,20 @@ impl Handler {
                 exchange.approval = Some(record);
                 result
             }
+        }
+    }
+
+    /// Tells the rule's webhook, if it has one, that approval `id` waits.
+    fn announce(&self, rule: &crate::approval::rules::ApprovalRule, id: &str) {
+        if let Some(webhook) = &rule.webhook
+            && let Some(pending) = self.shared.approvals.get(id)
+        {
+            let link = self
+                .shared
+                .admin_url
+                .get()
+                .map(|base| format!("{base}/api/approvals/{id}"));
+            self.shared.webhooks.announce(webhook, &pending, link);
         }
     }
 

@@ -10,6 +10,7 @@ pub mod headers;
 mod masking;
 pub mod refusal;
 mod tunnel;
+pub mod webhook;
 
 use crate::config::{ProxyConfig, Timeouts};
 use crate::policy::{LoadError, Policy};
@@ -47,6 +48,10 @@ pub struct Shared {
     metrics: Arc<crate::metrics::Metrics>,
     /// Requests waiting for approvers, grants, decided retries.
     approvals: Arc<crate::approval::Approvals>,
+    /// Announces approvals to rules' webhooks.
+    webhooks: webhook::Webhooks,
+    /// The admin API's base URL, for links to approvals (set once it listens).
+    admin_url: std::sync::OnceLock<String>,
     timeouts: Timeouts,
     inflight: Inflight,
     ids: AtomicU64,
@@ -202,6 +207,10 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         Dialer::for_operator(config.connect_to.clone(), config.timeouts.connect),
         upstream_tls.clone(),
     ));
+    let webhooks = webhook::Webhooks::new(
+        Dialer::for_operator(config.connect_to.clone(), config.timeouts.connect),
+        upstream_tls.clone(),
+    );
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(upstream_tls)
         .https_or_http()
@@ -246,6 +255,8 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         fetcher: fetcher.clone(),
         metrics: metrics.clone(),
         approvals: Arc::new(crate::approval::Approvals::default()),
+        webhooks,
+        admin_url: std::sync::OnceLock::new(),
         timeouts: config.timeouts,
         inflight: inflight.clone(),
         ids: AtomicU64::new(1),
@@ -291,6 +302,9 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         ),
         None => None,
     };
+    if let Some(admin) = &admin {
+        let _ = shared.admin_url.set(format!("http://{}", admin.addr()));
+    }
     let reloads = (
         state.reload_on_sighup(),
         match state.watch(Duration::from_millis(300)) {
