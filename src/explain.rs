@@ -1,13 +1,14 @@
 //! `tollgate policy explain`: what the proxy would do with one request, and why, without sending
-//! anything. It walks the same stages the proxy does, with the same functions: decide the host,
-//! pick the user's profile, check the provider, mask the body, place the request and check its
-//! regions and model.
+//! anything. It runs the proxy's own stages ([`crate::proxy::pipeline`]) in their order: decide
+//! the host (a denied host, then a provider the profile does not allow), mask the body, place
+//! the request and check its regions and model, and find the approval rule that would ask.
 
 use crate::identity::Identity;
 use crate::mask::vault::Vault;
 use crate::mask::{Masker, RequestFacts};
-use crate::policy::{AccessError, Action, Policy};
-use crate::providers::residency::{Location, RequestView};
+use crate::policy::{Action, Policy};
+use crate::providers::residency::Location;
+use crate::proxy::pipeline::{self, ApprovalInput, PlaceInput, Route};
 use crate::proxy::refusal::Refusal;
 use serde::Serialize;
 use std::fmt;
@@ -46,12 +47,24 @@ pub struct Explanation {
     pub allowed_regions: Option<Vec<String>>,
     /// Masking findings by rule (`github-pat:1`), never values.
     pub masked: String,
-    /// `allowed`, `tunneled` or `refused`.
+    /// The approval rule that would ask for a person, and how.
+    pub approval: Option<ApprovalView>,
+    /// `allowed`, `needs-approval`, `tunneled` or `refused`.
     pub verdict: &'static str,
     pub status: u16,
     pub reason: Option<&'static str>,
     pub rule: Option<String>,
     pub why: String,
+}
+
+/// The approval a request would wait for.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalView {
+    pub rule: String,
+    pub mode: &'static str,
+    #[serde(with = "humantime_serde")]
+    pub wait: Duration,
+    pub approvers: Vec<String>,
 }
 
 /// One place the request would go to.
@@ -119,38 +132,30 @@ pub fn explain(policy: &Policy, question: &Question) -> Explanation {
         places: Vec::new(),
         allowed_regions: None,
         masked: "nothing".into(),
+        approval: None,
         verdict: "allowed",
         status: 200,
         reason: None,
         rule: None,
         why: String::new(),
     };
-    // As at CONNECT: a denied host, then a provider the profile does not allow.
-    if let Action::Deny { rule } = decision.action {
-        out.refuse(Refusal::host_denied(&host, rule));
-        return out;
-    }
-    if let Some(Err(denied)) = decision
-        .provider
-        .as_ref()
-        .map(|p| profile.check_provider(&p.id))
-    {
-        out.refuse(Refusal::access(AccessError::Denied(denied)));
-        return out;
-    }
-    let provider = match (decision.action, decision.provider) {
-        (Action::Deny { .. }, _) => unreachable!("refused above"),
-        (Action::Tunnel, _) => {
+    // Decide, as at CONNECT.
+    let provider = match pipeline::decide(policy, &host, identity.as_ref().map(|(i, _)| i)) {
+        Err(refusal) => {
+            out.refuse(refusal);
+            return out;
+        }
+        Ok(Route::Tunnel) => {
             out.verdict = "tunneled";
             out.why = "the host is not intercepted: its bytes pass through uninspected".into();
             return out;
         }
-        (Action::Intercept, Some(provider)) => provider,
-        (Action::Intercept, None) => unreachable!("intercepted hosts belong to a provider"),
+        Ok(Route::Intercept(provider)) => provider,
     };
     out.allowed_regions = profile.regions_for(&provider.id);
 
     let mut facts = RequestFacts::default();
+    let mut findings = Vec::new();
     if let Some(body) = &question.body {
         let vault = Vault::new(Duration::from_secs(60), 16 << 20);
         let masker = Masker {
@@ -165,6 +170,7 @@ pub fn explain(policy: &Policy, question: &Question) -> Explanation {
             Ok(masked) => {
                 out.masked = crate::mask::summarize(&masked.findings);
                 facts = masked.facts;
+                findings = masked.findings;
             }
             Err(err) => {
                 out.refuse(Refusal::masking(err));
@@ -172,29 +178,70 @@ pub fn explain(policy: &Policy, question: &Question) -> Explanation {
             }
         }
     }
-    out.model = policy.request_model(&host, &question.path, facts.model.as_deref());
-    let view = RequestView {
-        host: &host,
-        path: &question.path,
-        model: out.model.as_deref(),
-        body_fields: &facts.fields,
-        has_body: question.body.as_ref().is_some_and(|b| !b.is_empty()),
-    };
-    let (location, result) = policy.check_request(profile, &provider, view);
-    if let Some(location) = &location {
+    let body_bytes = question.body.as_ref().map_or(0, Vec::len);
+    let (placement, placed) = pipeline::place(
+        policy,
+        profile,
+        &provider,
+        PlaceInput {
+            host: &host,
+            path: &question.path,
+            facts: &facts,
+            has_body: body_bytes > 0,
+        },
+    );
+    out.model = placement.model.clone();
+    if let Some(location) = &placement.location {
         out.place(location);
     }
-    match result {
-        Ok(()) => {
-            out.why = match &out.allowed_regions {
-                Some(allowed) => format!(
-                    "every place the request goes to is allowed ({})",
-                    allowed.join(", ")
+    if let Err(refusal) = placed {
+        out.refuse(refusal);
+        return out;
+    }
+    out.why = match &out.allowed_regions {
+        Some(allowed) => format!(
+            "every place the request goes to is allowed ({})",
+            allowed.join(", ")
+        ),
+        None => "the profile does not restrict regions for this provider".into(),
+    };
+    let no_groups = Vec::new();
+    let user = out.user.clone().unwrap_or_else(|| "(any)".into());
+    let rule = pipeline::approval_rule(
+        policy,
+        &ApprovalInput {
+            findings: &findings,
+            provider: &provider.id,
+            placement: &placement,
+            user: &user,
+            groups: identity
+                .as_ref()
+                .map_or(&no_groups[..], |(i, _)| &i.groups[..]),
+            body_bytes: body_bytes as u64,
+        },
+    );
+    if let Some(rule) = rule {
+        out.verdict = "needs-approval";
+        out.rule = Some(format!("approvals.yaml: {}", rule.name));
+        out.why = format!(
+            "{}; then it waits for a person: {}",
+            out.why,
+            match rule.mode {
+                crate::approval::rules::Mode::Hold => format!(
+                    "held up to {} for an approver",
+                    humantime_serde::re::humantime::format_duration(rule.wait)
                 ),
-                None => "the profile does not restrict regions for this provider".into(),
-            };
-        }
-        Err(err) => out.refuse(Refusal::access(err)),
+                crate::approval::rules::Mode::Retry => {
+                    "refused with an approval id until approved, then let through once".to_owned()
+                }
+            }
+        );
+        out.approval = Some(ApprovalView {
+            rule: rule.name.clone(),
+            mode: rule.mode.as_str(),
+            wait: rule.wait,
+            approvers: rule.approvers.clone(),
+        });
     }
     out
 }
@@ -286,6 +333,23 @@ impl fmt::Display for Explanation {
         }
         if self.handling == "intercept" {
             line(f, "masked", &self.masked)?;
+        }
+        if let Some(a) = &self.approval {
+            let approvers = if a.approvers.is_empty() {
+                "anyone with the approver role".to_owned()
+            } else {
+                a.approvers.join(", ")
+            };
+            line(
+                f,
+                "approval",
+                &format!(
+                    "rule {} ({}, wait {}; approvers: {approvers})",
+                    a.rule,
+                    a.mode,
+                    humantime_serde::re::humantime::format_duration(a.wait)
+                ),
+            )?;
         }
         let verdict = match self.reason {
             Some(reason) => format!("REFUSED {} {reason}", self.status),

@@ -9,10 +9,11 @@
 //!    ([`providers`]): LLM API hosts are intercepted, others tunneled byte for byte or denied;
 //!    the user's access profile may refuse the provider outright.
 //! 4. **Intercept** — TLS is terminated with a per-host leaf from Tollgate's CA ([`tls`]).
-//! 5. **Pipeline** ([`proxy`]) — each request inside the tunnel must target the tunnel's host;
-//!    upgrades are refused, hop-by-hop headers stripped; the body is masked ([`mask`]); the
-//!    request is placed (region, jurisdiction) and checked against the profile's providers,
-//!    regions and models. Approvals will join here.
+//! 5. **Pipeline** ([`proxy::pipeline`], the stages in order) — each request inside the tunnel
+//!    must target the tunnel's host; upgrades are refused, hop-by-hop headers stripped; the body
+//!    is masked ([`mask`]); the request is placed (region, jurisdiction) and checked against the
+//!    profile's providers, regions and models; a rule of approvals.yaml may hold it for a person
+//!    ([`approval`]).
 //! 6. **Forward** — through one pooled, verified upstream client whose every TCP connection comes
 //!    from Tollgate's dialer (`--connect-to`, internal-address rule, timeouts).
 //! 7. **Stream back** — response bodies pass frame by frame, never buffered whole, placeholders
@@ -21,7 +22,9 @@
 //!    audit store ([`record`]) when its body ends, however it ends.
 //!
 //! Every refusal is answered in the provider's own error shape with `x-tollgate-*` headers.
-//! [`explain`] walks the same stages for one hypothetical request, without sending it.
+//! [`explain`] runs the same stages for one hypothetical request, without sending it.
+//! Operators reach a running proxy through [`admin`] (health, [`metrics`], approvals, policy
+//! [`reload`]).
 
 #![forbid(unsafe_code)]
 

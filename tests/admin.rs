@@ -425,3 +425,50 @@ async fn a_change_in_the_policy_directory_is_reloaded_by_itself() {
     assert_eq!(status, 403);
     assert_eq!(headers["x-tollgate-rule"], "hosts.deny: *.example");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_to_503_while_the_store_refuses_writes_and_back() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let admin = admin_client();
+    let ready_url = format!("{}/readyz", proxy.admin_url());
+    // Another process holds the database: every write waits, then fails.
+    let lock = rusqlite::Connection::open(proxy.db_path()).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let client = client(&proxy);
+    let res = client
+        .post("https://api.openai.com/v1/chat/completions")
+        .body(r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "readiness never reported the failing store",
+        async || {
+            let res = admin.get(&ready_url).send().await.ok()?;
+            (res.status() == 503).then_some(res.json::<serde_json::Value>().await.ok()?)
+        },
+    )
+    .await;
+    assert_eq!(body["store_writable"], false);
+    assert_eq!(body["draining"], false);
+    let metrics = scrape(&proxy).await;
+    assert!(metrics["tollgate_audit_store_errors_total"] >= 1.0);
+    assert_eq!(metrics["tollgate_audit_store_writable"], 0.0);
+
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "readiness never came back",
+        async || {
+            let res = admin.get(&ready_url).send().await.ok()?;
+            (res.status() == 200).then_some(())
+        },
+    )
+    .await;
+}

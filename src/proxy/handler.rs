@@ -9,13 +9,14 @@ use super::body::{Capture, ObservedBody, Outcome, TeeBody};
 use super::drain::InflightGuard;
 use super::headers::strip_hop_by_hop;
 use super::masking;
+use super::pipeline::{self, PlaceInput, Route};
 use super::refusal::{Reason, Refusal};
 use super::tunnel;
 use crate::identity::{AuthError, Identity};
 use crate::mask::restore::Restorer;
 use crate::policy::hosts::normalize_host;
 use crate::policy::{Action, StoreFailure};
-use crate::providers::residency::{Location, RequestView};
+use crate::providers::residency::Location;
 use crate::providers::{ErrorFormat, Provider};
 use crate::record::{Record, RecordKind, Recorder};
 use bytes::Bytes;
@@ -316,18 +317,11 @@ impl Handler {
             Ok(identity) => identity,
             Err(refusal) => return refuse(refusal),
         };
-        if let Some(provider) = &decision.provider
-            && let Err(denied) = policy
-                .access()
-                .profile(identity.as_ref())
-                .check_provider(&provider.id)
-        {
-            return refuse(Refusal::access(crate::policy::AccessError::Denied(denied)));
-        }
+        let route = pipeline::decide(&policy, &host, identity.as_ref());
         self.identity = identity;
-        match decision.action {
-            Action::Deny { rule } => refuse(Refusal::host_denied(&host, rule)),
-            Action::Tunnel => {
+        match route {
+            Err(refusal) => refuse(refusal),
+            Ok(Route::Tunnel) => {
                 if self.shared.inflight.is_draining() {
                     return refuse(Refusal::new(Reason::Draining, "the proxy is shutting down"));
                 }
@@ -349,10 +343,7 @@ impl Handler {
                     Err(refusal) => refuse(refusal),
                 }
             }
-            Action::Intercept => {
-                let provider = decision
-                    .provider
-                    .expect("intercepted hosts belong to a provider");
+            Ok(Route::Intercept(provider)) => {
                 let Some(authority) = req.uri().authority().cloned() else {
                     return refuse(not_a_proxy_request());
                 };
@@ -427,10 +418,21 @@ impl Handler {
             exchange.attachments = masked.attachments;
             exchange.bytes_up = masked.sent.len() as u64;
             exchange.request_body = masked.sent;
-            exchange.model =
-                policy.request_model(&tunnel.host, &exchange.path, masked.facts.model.as_deref());
-            check_access(&policy, profile, tunnel, exchange, &masked.facts)?;
-            self.approval(&policy, tunnel, exchange).await?;
+            let (placement, placed) = pipeline::place(
+                &policy,
+                profile,
+                &tunnel.provider,
+                PlaceInput {
+                    host: &tunnel.host,
+                    path: &exchange.path,
+                    facts: &masked.facts,
+                    has_body: !exchange.request_body.is_empty(),
+                },
+            );
+            exchange.model = placement.model.clone();
+            exchange.location = placement.location.clone();
+            placed?;
+            self.approval(&policy, tunnel, exchange, &placement).await?;
             if policy.recording().store_originals
                 && let (Some(original), Some(key)) = (masked.original, &self.shared.originals_key)
             {
@@ -459,8 +461,9 @@ impl Handler {
         policy: &crate::policy::Policy,
         tunnel: &TunnelCtx,
         exchange: &mut Exchange,
+        placement: &pipeline::Placement,
     ) -> Result<(), Refusal> {
-        use crate::approval::rules::{Facts, Mode};
+        use crate::approval::rules::Mode;
         use crate::approval::{ApprovalRecord, FindingView, NewRequest, Retry, Verdict};
         let no_groups = Vec::new();
         let groups = exchange
@@ -468,27 +471,17 @@ impl Handler {
             .as_ref()
             .map_or(&no_groups[..], |i| &i.groups[..]);
         let user = exchange.scope.to_string();
-        let places: Vec<(&str, &'static [&'static str])> = exchange
-            .location
-            .iter()
-            .flat_map(|l| l.places.iter())
-            .map(|p| (p.region.as_str(), p.jurisdictions()))
-            .collect();
-        let facts = Facts {
-            findings: exchange
-                .findings
-                .iter()
-                .map(|f| (&*f.rule, &*f.category))
-                .collect(),
-            masking_asks: exchange.findings.iter().any(|f| f.needs_approval),
-            provider: &tunnel.provider.id,
-            model: exchange.model.as_deref(),
-            places,
-            user: &user,
-            groups,
-            body_bytes: exchange.request_body.len() as u64,
-        };
-        let Some(rule) = policy.approvals().rule_for(&facts) else {
+        let Some(rule) = pipeline::approval_rule(
+            policy,
+            &pipeline::ApprovalInput {
+                findings: &exchange.findings,
+                provider: &tunnel.provider.id,
+                placement,
+                user: &user,
+                groups,
+                body_bytes: exchange.request_body.len() as u64,
+            },
+        ) else {
             return Ok(());
         };
         let rule_name = format!("approvals.yaml: {}", rule.name);
@@ -808,27 +801,6 @@ impl Handler {
             finished: false,
         }
     }
-}
-
-/// Where the request goes and what it asks for, against the access rules of the user's profile:
-/// the provider, every place the request would be processed, and the model.
-fn check_access(
-    policy: &crate::policy::Policy,
-    profile: &crate::policy::access::Profile,
-    tunnel: &TunnelCtx,
-    exchange: &mut Exchange,
-    facts: &crate::mask::RequestFacts,
-) -> Result<(), Refusal> {
-    let view = RequestView {
-        host: &tunnel.host,
-        path: &exchange.path,
-        model: exchange.model.as_deref(),
-        body_fields: &facts.fields,
-        has_body: !exchange.request_body.is_empty(),
-    };
-    let (location, result) = policy.check_request(profile, &tunnel.provider, view);
-    exchange.location = location;
-    result.map_err(Refusal::access)
 }
 
 /// Checks `Proxy-Authorization` when identity.yaml asks for credentials: `Ok(None)` when

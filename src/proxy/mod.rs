@@ -8,6 +8,7 @@ mod fetch;
 mod handler;
 pub mod headers;
 mod masking;
+pub mod pipeline;
 pub mod refusal;
 mod tunnel;
 pub mod webhook;
