@@ -472,3 +472,91 @@ async fn readiness_turns_to_503_while_the_store_refuses_writes_and_back() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn exchanges_and_sessions_are_listed_filtered_paginated_and_shown() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .policy("hosts:\n  deny: [api.mistral.ai]\n")
+        .start()
+        .await;
+    let client = client(&proxy);
+    for content in ["first".to_owned(), format!("second {GITHUB}")] {
+        let res = client
+            .post("https://api.openai.com/v1/chat/completions")
+            .body(
+                serde_json::json!({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap();
+    }
+    let _ = connect(proxy.addr(), "api.mistral.ai:443", &[])
+        .await
+        .refused();
+    let admin = admin_client();
+    let get = async |path: &str| -> (u16, serde_json::Value) {
+        let res = admin
+            .get(format!("{}{path}", proxy.admin_url()))
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json().await.unwrap())
+    };
+    let all = eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        "the records never reached the store",
+        async || {
+            let (_, v) = get("/api/exchanges").await;
+            (v["exchanges"].as_array()?.len() >= 3).then_some(v)
+        },
+    )
+    .await;
+    let list = all["exchanges"].as_array().unwrap();
+    assert_eq!(list[0]["kind"], "connect-refused", "newest first");
+    assert!(
+        list.iter().all(|r| r.get("request_body").is_none()),
+        "no bodies in lists"
+    );
+
+    let (_, openai) = get("/api/exchanges?provider=openai&kind=exchange").await;
+    assert_eq!(openai["exchanges"].as_array().unwrap().len(), 2);
+    let (_, found) = get("/api/exchanges?has_findings=true").await;
+    let found = found["exchanges"].as_array().unwrap().clone();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["findings"][0]["rule"], "github-pat");
+    let (_, page) = get("/api/exchanges?kind=exchange&limit=1").await;
+    assert_eq!(page["exchanges"].as_array().unwrap().len(), 1);
+    let next = page["next_before_id"].as_i64().unwrap();
+    let (_, rest) = get(&format!(
+        "/api/exchanges?kind=exchange&limit=1&before_id={next}"
+    ))
+    .await;
+    assert_ne!(rest["exchanges"][0]["id"], page["exchanges"][0]["id"]);
+    let (status, bad) = get("/api/exchanges?colour=red").await;
+    assert_eq!(status, 400, "{bad}");
+
+    let id = found[0]["id"].as_i64().unwrap();
+    let (status, one) = get(&format!("/api/exchanges/{id}")).await;
+    assert_eq!(status, 200);
+    let body = one["request_body"].as_str().unwrap();
+    assert!(body.contains("second ") && !body.contains(GITHUB), "{body}");
+    assert!(
+        one["response_body"]
+            .as_str()
+            .unwrap()
+            .contains("Hello from upstream")
+    );
+    let (status, _) = get("/api/exchanges/999999").await;
+    assert_eq!(status, 404);
+
+    let (_, sessions) = get("/api/sessions").await;
+    let session = sessions["sessions"][0]["id"].as_str().unwrap().to_owned();
+    let (status, shown) = get(&format!("/api/sessions/{session}")).await;
+    assert_eq!(status, 200);
+    assert!(!shown["exchanges"].as_array().unwrap().is_empty());
+}

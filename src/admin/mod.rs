@@ -18,6 +18,9 @@
 //! | `POST /api/approvals/{id}/approve` | approver | `{"for": "30m"?, "reason": "…"?}` |
 //! | `POST /api/approvals/{id}/deny` | approver | `{"reason": "…"}` |
 //! | `GET /api/grants`, `DELETE /api/grants/{id}` | approver | open grants; revoke one |
+//! | `GET /api/exchanges` | auditor | records, newest first, filtered and paginated, without bodies |
+//! | `GET /api/exchanges/{id}` | auditor | one record with its bodies as stored (masked) |
+//! | `GET /api/sessions`, `GET /api/sessions/{id}` | auditor | conversations; one's exchanges |
 
 use crate::approval::{Approvals, Approver, Ask, DecideError, Pending};
 use crate::identity::oidc::Fetch;
@@ -25,7 +28,7 @@ use crate::identity::{AuthError, Identity, Role};
 use crate::metrics::Metrics;
 use crate::reload::{PolicyState, Trigger};
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -60,6 +63,8 @@ pub struct AdminState {
     /// Fetches the identity provider's keys, to check JWTs.
     pub fetcher: Arc<dyn Fetch>,
     pub approvals: Arc<Approvals>,
+    /// The audit store, when recording is on.
+    pub db: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +133,10 @@ fn router(state: AdminState) -> Router {
         .route("/api/approvals/{id}/deny", post(approval_deny))
         .route("/api/grants", get(grants_list))
         .route("/api/grants/{id}", delete(grant_revoke))
+        .route("/api/exchanges", get(exchanges_list))
+        .route("/api/exchanges/{id}", get(exchange_show))
+        .route("/api/sessions", get(sessions_list))
+        .route("/api/sessions/{id}", get(session_show))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
@@ -464,4 +473,174 @@ async fn grant_revoke(
             format!("no open grant {id}"),
         )
     }
+}
+
+/// Runs `f` on the audit store, off the async workers: its JSON answer, or the problem.
+async fn with_store(
+    state: &AdminState,
+    f: impl FnOnce(&crate::record::Store) -> Result<serde_json::Value, Response> + Send + 'static,
+) -> Response {
+    let Some(db) = state.db.clone() else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "recording-off",
+            "recording is off (recording.yaml: enabled: false): there are no records",
+        );
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        let store = crate::record::Store::open(&db).map_err(|e| {
+            warn!("admin API: cannot open the audit store: {e}");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "the audit store cannot be read right now",
+            )
+        })?;
+        f(&store)
+    })
+    .await;
+    match answer {
+        Ok(Ok(value)) => axum::Json(value).into_response(),
+        Ok(Err(res)) => res,
+        Err(_) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store-read-failed",
+            "reading the store did not finish",
+        ),
+    }
+}
+
+fn store_failed(e: crate::record::StoreError) -> Response {
+    warn!("admin API: reading the audit store failed: {e}");
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store-unavailable",
+        "the audit store cannot be read right now",
+    )
+}
+
+/// A record as JSON: its fields, with findings, usage and approval parsed.
+fn record_json(id: i64, r: &crate::record::Record, bodies: bool) -> serde_json::Value {
+    let parsed = |s: Option<&str>| {
+        s.and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["id"] = json!(id);
+    v["findings"] = parsed(Some(&r.findings));
+    v["usage"] = parsed(r.usage.as_deref());
+    v["approval"] = parsed(r.approval.as_deref());
+    if bodies {
+        v["request_body"] = json!(String::from_utf8_lossy(&r.request_body));
+        v["response_body"] = json!(String::from_utf8_lossy(&r.response_body));
+        v["response_text"] = json!(r.response_text);
+    }
+    v
+}
+
+async fn exchanges_list(
+    State(state): State<AdminState>,
+    query: Result<Query<crate::record::ExchangeFilter>, axum::extract::rejection::QueryRejection>,
+    req: Request,
+) -> Response {
+    if !caller(&req).may(&[Role::Auditor]) {
+        return forbidden("auditor or admin");
+    }
+    let filter = match query {
+        Ok(Query(filter)) => filter,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-filter", e.body_text()),
+    };
+    with_store(&state, move |store| {
+        let rows = store.exchanges(&filter).map_err(store_failed)?;
+        let next = (rows.len() == filter.limit.clamp(1, 1000) as usize)
+            .then(|| rows.last().map(|(id, _)| *id))
+            .flatten();
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(id, r)| record_json(*id, r, false))
+            .collect();
+        Ok(json!({ "exchanges": list, "next_before_id": next }))
+    })
+    .await
+}
+
+async fn exchange_show(
+    State(state): State<AdminState>,
+    Path(id): Path<i64>,
+    req: Request,
+) -> Response {
+    if !caller(&req).may(&[Role::Auditor]) {
+        return forbidden("auditor or admin");
+    }
+    with_store(&state, move |store| {
+        match store.get(id).map_err(store_failed)? {
+            Some(r) => Ok(record_json(id, &r, true)),
+            None => Err(problem(
+                StatusCode::NOT_FOUND,
+                "exchange-not-found",
+                format!("no record {id}"),
+            )),
+        }
+    })
+    .await
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionQuery {
+    since: Option<String>,
+    user: Option<String>,
+}
+
+async fn sessions_list(
+    State(state): State<AdminState>,
+    query: Result<Query<SessionQuery>, axum::extract::rejection::QueryRejection>,
+    req: Request,
+) -> Response {
+    if !caller(&req).may(&[Role::Auditor]) {
+        return forbidden("auditor or admin");
+    }
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-filter", e.body_text()),
+    };
+    with_store(&state, move |store| {
+        let sessions = store
+            .sessions(q.since.as_deref(), q.user.as_deref())
+            .map_err(store_failed)?;
+        Ok(json!({ "sessions": sessions }))
+    })
+    .await
+}
+
+async fn session_show(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    if !caller(&req).may(&[Role::Auditor]) {
+        return forbidden("auditor or admin");
+    }
+    with_store(&state, move |store| {
+        let filter = crate::record::ExchangeFilter {
+            session: Some(id.clone()),
+            limit: 1000,
+            ..Default::default()
+        };
+        let mut rows = store.exchanges(&filter).map_err(store_failed)?;
+        if rows.is_empty() {
+            return Err(problem(
+                StatusCode::NOT_FOUND,
+                "session-not-found",
+                format!("no session {id}"),
+            ));
+        }
+        rows.reverse();
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(i, r)| record_json(*i, r, false))
+            .collect();
+        Ok(json!({ "id": id, "exchanges": list }))
+    })
+    .await
 }

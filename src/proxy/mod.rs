@@ -297,6 +297,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
                     readiness,
                     fetcher,
                     approvals: shared.approvals.clone(),
+                    db: shared.recorder.is_enabled().then(|| config.db.clone()),
                 },
             )
             .await?,

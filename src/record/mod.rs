@@ -16,7 +16,8 @@ mod store;
 pub use har::har;
 
 pub use store::{
-    Batch, ChainBreak, HashVersion, Head, PurgeReport, SessionSummary, Store, StoreError, row_hash,
+    Batch, ChainBreak, ExchangeFilter, HashVersion, Head, PurgeReport, SessionSummary, Store,
+    StoreError, row_hash,
 };
 
 use serde::{Deserialize, Serialize};

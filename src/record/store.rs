@@ -451,6 +451,65 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// Records matching `filter`, newest first, without their bodies (the admin API's list).
+    pub fn exchanges(&self, filter: &ExchangeFilter) -> Result<Vec<(i64, Record)>, StoreError> {
+        let mut conditions: Vec<&str> = Vec::new();
+        let mut params: Vec<rusqlite::types::Value> = Vec::new();
+        let mut text = |condition: &'static str, value: &Option<String>| {
+            if let Some(v) = value {
+                conditions.push(condition);
+                params.push(rusqlite::types::Value::Text(v.clone()));
+            }
+        };
+        text("started_at >= ?", &filter.since);
+        text("started_at < ?", &filter.until);
+        text("scope = ?", &filter.user);
+        text("provider = ?", &filter.provider);
+        text("outcome = ?", &filter.outcome);
+        text("model = ?", &filter.model);
+        text("kind = ?", &filter.kind);
+        text("session_id = ?", &filter.session);
+        if let Some(status) = filter.status {
+            conditions.push("status = ?");
+            params.push(rusqlite::types::Value::Integer(i64::from(status)));
+        }
+        if let Some(before) = filter.before_id {
+            conditions.push("id < ?");
+            params.push(rusqlite::types::Value::Integer(before));
+        }
+        match filter.has_findings {
+            Some(true) => conditions.push("findings != '[]'"),
+            Some(false) => conditions.push("findings = '[]'"),
+            None => {}
+        }
+        if let Some(group) = &filter.group {
+            // Groups are kept comma-separated.
+            conditions.push("(',' || groups || ',') LIKE ?");
+            params.push(rusqlite::types::Value::Text(format!(
+                "%,{},%",
+                group.replace(['%', '_'], "")
+            )));
+        }
+        let condition = if conditions.is_empty() {
+            "1 = 1".to_owned()
+        } else {
+            conditions.join(" AND ")
+        };
+        let limit = filter.limit.clamp(1, 1000);
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {SUMMARY_COLUMNS} FROM records WHERE {condition} ORDER BY id DESC LIMIT {limit}"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), |row| {
+                Ok((row.get(0)?, row_to_record(row)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// Sessions with exchanges, newest first; `since` is an RFC 3339 time, `scope` an identity.
     pub fn sessions(
         &self,
@@ -733,6 +792,14 @@ impl Store {
     }
 }
 
+/// [`COLUMNS`] with the bodies left out (empty), for lists.
+const SUMMARY_COLUMNS: &str =
+    "id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
+     status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
+     rule, usage, NULL, x'', x'', request_digest, response_digest,
+     bodies_purged, x'', region, jurisdiction, groups, token, profile, hash_version,
+     approval";
+
 const COLUMNS: &str =
     "id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
      status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
@@ -788,6 +855,35 @@ pub struct PurgeReport {
     pub bodies: usize,
     /// Records deleted.
     pub records: usize,
+}
+
+/// What [`Store::exchanges`] selects; every field set narrows it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeFilter {
+    /// RFC 3339 times: started at or after `since`, before `until`.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// The identity (`scope`).
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub provider: Option<String>,
+    pub status: Option<u16>,
+    pub outcome: Option<String>,
+    pub model: Option<String>,
+    /// `exchange`, `tunnel`, `connect-refused`, `purge`.
+    pub kind: Option<String>,
+    pub session: Option<String>,
+    pub has_findings: Option<bool>,
+    /// Pagination: only records with a smaller id (the last id of the page before).
+    pub before_id: Option<i64>,
+    /// At most this many (default 50, at most 1000).
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+fn default_limit() -> u32 {
+    50
 }
 
 /// One session as `sessions list` shows it.
