@@ -475,10 +475,13 @@ async fn grant_revoke(
     }
 }
 
+/// A problem found off the async workers, answered as [`problem`].
+struct Problem(StatusCode, &'static str, String);
+
 /// Runs `f` on the audit store, off the async workers: its JSON answer, or the problem.
 async fn with_store(
     state: &AdminState,
-    f: impl FnOnce(&crate::record::Store) -> Result<serde_json::Value, Response> + Send + 'static,
+    f: impl FnOnce(&crate::record::Store) -> Result<serde_json::Value, Problem> + Send + 'static,
 ) -> Response {
     let Some(db) = state.db.clone() else {
         return problem(
@@ -488,20 +491,13 @@ async fn with_store(
         );
     };
     let answer = tokio::task::spawn_blocking(move || {
-        let store = crate::record::Store::open(&db).map_err(|e| {
-            warn!("admin API: cannot open the audit store: {e}");
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store-unavailable",
-                "the audit store cannot be read right now",
-            )
-        })?;
+        let store = crate::record::Store::open(&db).map_err(store_failed)?;
         f(&store)
     })
     .await;
     match answer {
         Ok(Ok(value)) => axum::Json(value).into_response(),
-        Ok(Err(res)) => res,
+        Ok(Err(Problem(status, kind, message))) => problem(status, kind, message),
         Err(_) => problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "store-read-failed",
@@ -510,12 +506,12 @@ async fn with_store(
     }
 }
 
-fn store_failed(e: crate::record::StoreError) -> Response {
+fn store_failed(e: crate::record::StoreError) -> Problem {
     warn!("admin API: reading the audit store failed: {e}");
-    problem(
+    Problem(
         StatusCode::SERVICE_UNAVAILABLE,
         "store-unavailable",
-        "the audit store cannot be read right now",
+        "the audit store cannot be read right now".into(),
     )
 }
 
@@ -575,7 +571,7 @@ async fn exchange_show(
     with_store(&state, move |store| {
         match store.get(id).map_err(store_failed)? {
             Some(r) => Ok(record_json(id, &r, true)),
-            None => Err(problem(
+            None => Err(Problem(
                 StatusCode::NOT_FOUND,
                 "exchange-not-found",
                 format!("no record {id}"),
@@ -629,7 +625,7 @@ async fn session_show(
         };
         let mut rows = store.exchanges(&filter).map_err(store_failed)?;
         if rows.is_empty() {
-            return Err(problem(
+            return Err(Problem(
                 StatusCode::NOT_FOUND,
                 "session-not-found",
                 format!("no session {id}"),
