@@ -1,7 +1,7 @@
 //! Run-time configuration: defaults, overlaid by a `tollgate.yaml` file, overlaid by command-line
 //! flags, validated into [`ProxyConfig`]. Policy (what may leave) lives in `policy`, not here.
 
-use crate::net::ConnectTo;
+pub use crate::net::{ConnectTo, ConnectToError};
 use crate::source::{LoadError, Source};
 use serde::Deserialize;
 use std::net::SocketAddr;

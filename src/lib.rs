@@ -13,7 +13,7 @@
 //!    must target the tunnel's host; upgrades are refused, hop-by-hop headers stripped; the body
 //!    is masked ([`mask`]); the request is placed (region, jurisdiction) and checked against the
 //!    profile's providers, regions and models; a rule of approvals.yaml may hold it for a person
-//!    ([`approval`]).
+//!    (`approval`).
 //! 6. **Forward** — through one pooled, verified upstream client whose every TCP connection comes
 //!    from Tollgate's dialer (`--connect-to`, internal-address rule, timeouts).
 //! 7. **Stream back** — response bodies pass frame by frame, never buffered whole, placeholders
@@ -23,24 +23,24 @@
 //!
 //! Every refusal is answered in the provider's own error shape with `x-tollgate-*` headers.
 //! [`explain`] runs the same stages for one hypothetical request, without sending it.
-//! Operators reach a running proxy through [`admin`] (health, [`metrics`], approvals, policy
-//! [`reload`]).
+//! Operators reach a running proxy through its admin API (`admin`: health, `metrics`, approvals,
+//! policy `reload`).
 
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod approval;
+mod admin;
+mod approval;
 pub mod cli;
 pub mod config;
 pub mod explain;
 pub mod identity;
 pub mod mask;
-pub mod metrics;
-pub mod net;
+mod metrics;
+mod net;
 pub mod policy;
 pub mod providers;
 pub mod proxy;
 pub mod record;
-pub mod reload;
-pub mod source;
+mod reload;
+mod source;
 pub mod tls;

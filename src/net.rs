@@ -9,7 +9,7 @@ use std::str::FromStr;
 /// matches any; an empty HOST2 or PORT2 keeps the original.
 ///
 /// ```
-/// use tollgate::net::ConnectTo;
+/// use tollgate::config::ConnectTo;
 ///
 /// let rule: ConnectTo = "api.openai.com:443:127.0.0.1:8443".parse().unwrap();
 /// assert!("api.openai.com:443".parse::<ConnectTo>().is_err());

@@ -41,7 +41,13 @@ pub struct ReloadReport {
     pub fingerprint: String,
     /// Whether the set differed from the one in force.
     pub changed: bool,
+    /// What changed but takes a restart to apply (`recording.yaml`, `masking.yaml: vault_ttl`).
+    pub restart_required: Vec<String>,
 }
+
+/// What a reload must not change, fixed at start (a set that breaks it is refused whole): e.g.
+/// authentication turned off while the proxy serves beyond loopback.
+pub type Guard = Box<dyn Fn(&Policy) -> Result<(), LoadError> + Send + Sync>;
 
 /// The policy in force and where it comes from. Shared by the proxy (which reads it per
 /// request) and the admin API (which reloads and shows it).
@@ -52,11 +58,12 @@ pub struct PolicyState {
     metrics: Arc<Metrics>,
     /// One load at a time: two triggers at once must not swap in the older set last.
     serial: Mutex<()>,
+    guard: Guard,
 }
 
 impl PolicyState {
     /// Wraps a policy loaded from `dir` (embedded defaults when `None`) at start.
-    pub fn new(policy: Policy, dir: Option<PathBuf>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(policy: Policy, dir: Option<PathBuf>, metrics: Arc<Metrics>, guard: Guard) -> Self {
         let now = SystemTime::now();
         metrics.reload(now, true);
         let last = ReloadReport {
@@ -66,6 +73,7 @@ impl PolicyState {
             error: None,
             fingerprint: policy.fingerprint(),
             changed: true,
+            restart_required: Vec::new(),
         };
         Self {
             current: Arc::new(ArcSwap::from_pointee(policy)),
@@ -73,6 +81,7 @@ impl PolicyState {
             last: Mutex::new(last),
             metrics,
             serial: Mutex::new(()),
+            guard,
         }
     }
 
@@ -104,11 +113,23 @@ impl PolicyState {
     pub fn reload(&self, trigger: Trigger) -> Result<ReloadReport, LoadError> {
         let _one = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         let at = SystemTime::now();
-        let loaded = Policy::load(self.dir.as_deref());
+        let running = self.current.load_full();
+        let mut restart_required = Vec::new();
+        let loaded = Policy::load(self.dir.as_deref()).and_then(|mut policy| {
+            (self.guard)(&policy)?;
+            if policy.recording() != running.recording() {
+                restart_required.push(crate::policy::RECORDING_FILE.to_owned());
+            }
+            if policy.masking().vault_ttl != running.masking().vault_ttl {
+                restart_required.push(format!("{}: vault_ttl", crate::policy::MASKING_FILE));
+            }
+            policy.keep_recording_of(&running);
+            Ok(policy)
+        });
         let report = match &loaded {
             Ok(policy) => {
                 let fingerprint = policy.fingerprint();
-                let changed = fingerprint != self.current.load().fingerprint();
+                let changed = fingerprint != running.fingerprint();
                 ReloadReport {
                     at: crate::record::now(),
                     trigger,
@@ -116,6 +137,7 @@ impl PolicyState {
                     error: None,
                     fingerprint,
                     changed,
+                    restart_required,
                 }
             }
             Err(e) => ReloadReport {
@@ -123,13 +145,20 @@ impl PolicyState {
                 trigger,
                 ok: false,
                 error: Some(e.to_string()),
-                fingerprint: self.current.load().fingerprint(),
+                fingerprint: running.fingerprint(),
                 changed: false,
+                restart_required: Vec::new(),
             },
         };
         self.metrics.reload(at, report.ok);
         match loaded {
             Ok(policy) => {
+                if !report.restart_required.is_empty() {
+                    warn!(
+                        "policy reload: {} changed but take effect only at the next start",
+                        report.restart_required.join(", ")
+                    );
+                }
                 if report.changed {
                     info!(trigger = ?trigger, fingerprint = %report.fingerprint, "policy reloaded: {}", policy.summary());
                     self.current.store(Arc::new(policy));

@@ -199,14 +199,53 @@ async fn the_admin_api_needs_a_token_whose_groups_hold_a_role() {
     assert_eq!(policy.status(), 200);
     let policy: serde_json::Value = policy.json().await.unwrap();
     assert_eq!(policy["fingerprint"].as_str().unwrap().len(), 64);
+    let files = policy["files"].as_array().unwrap();
     assert!(
-        policy["files"]
-            .as_array()
-            .unwrap()
+        files
             .iter()
             .any(|f| f["name"].as_str().unwrap().ends_with("identity.yaml")),
         "{policy}"
     );
+    assert!(
+        files
+            .iter()
+            .all(|f| f.get("text").is_none() && f["sha256"].is_string()),
+        "auditors see digests, not the files' text: {policy}"
+    );
+    let full: serde_json::Value = admin
+        .get(url("/api/policy"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(full["files"][0]["text"].is_string(), "admins see the text");
+    // Every route but /livez needs credentials, unknown ones included.
+    for (method, path) in [
+        ("GET", "/metrics"),
+        ("GET", "/api/policy"),
+        ("POST", "/api/reload"),
+        ("GET", "/api/approvals"),
+        ("GET", "/api/approvals/apr_1"),
+        ("POST", "/api/approvals/apr_1/approve"),
+        ("POST", "/api/approvals/apr_1/deny"),
+        ("GET", "/api/grants"),
+        ("DELETE", "/api/grants/grt_1"),
+        ("GET", "/api/exchanges"),
+        ("GET", "/api/exchanges/1"),
+        ("GET", "/api/sessions"),
+        ("GET", "/api/sessions/x"),
+        ("GET", "/no/such/route"),
+    ] {
+        let res = admin
+            .request(method.parse().unwrap(), url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{method} {path}");
+    }
     let reload = admin
         .post(url("/api/reload"))
         .bearer_auth(&auditor_token)
@@ -310,6 +349,7 @@ async fn a_reload_swaps_a_valid_set_in_and_keeps_the_running_one_on_an_invalid_s
     .unwrap();
     let res = admin
         .post(format!("{}/api/reload", proxy.admin_url()))
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap();
@@ -331,6 +371,7 @@ async fn a_reload_swaps_a_valid_set_in_and_keeps_the_running_one_on_an_invalid_s
     .unwrap();
     let res = admin
         .post(format!("{}/api/reload", proxy.admin_url()))
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap();
@@ -559,4 +600,122 @@ async fn exchanges_and_sessions_are_listed_filtered_paginated_and_shown() {
     let (status, shown) = get(&format!("/api/sessions/{session}")).await;
     assert_eq!(status, 200);
     assert!(!shown["exchanges"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_open_admin_api_answers_only_loopback_names_and_changes_only_as_json() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let admin = admin_client();
+    let rebound = admin
+        .get(format!("{}/api/policy", proxy.admin_url()))
+        .header("host", "attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403, "a DNS-rebound page gets nothing");
+    let form = admin
+        .post(format!("{}/api/reload", proxy.admin_url()))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 415, "a cross-site form post changes nothing");
+    let json = admin
+        .post(format!("{}/api/reload", proxy.admin_url()))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 200);
+}
+
+#[tokio::test]
+async fn a_reload_never_turns_authentication_off_and_open_tunnels_follow_the_new_policy() {
+    let (keep, keep_hash) = tollgate::identity::new_token();
+    let (gone, gone_hash) = tollgate::identity::new_token();
+    let upstream = Upstream::start().await;
+    let identity = |tokens: &str| format!("tokens:\n{tokens}admin:\n  roles:\n    admin: [ops]\n");
+    let keep_line = format!("  - {{ name: keep, sha256: {keep_hash}, groups: [ops] }}\n");
+    let gone_line = format!("  - {{ name: gone, sha256: {gone_hash} }}\n");
+    let proxy = ProxySetup::new(&upstream)
+        .identity(&identity(&format!("{keep_line}{gone_line}")))
+        .start()
+        .await;
+    let admin = admin_client();
+    let reload = async || {
+        admin
+            .post(format!("{}/api/reload", proxy.admin_url()))
+            .bearer_auth(&keep)
+            .send()
+            .await
+            .unwrap()
+    };
+    let send = async |client: &reqwest::Client| {
+        let res = client
+            .post("https://api.openai.com/v1/chat/completions")
+            .body(r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#)
+            .send()
+            .await
+            .unwrap();
+        let reason = res
+            .headers()
+            .get("x-tollgate-reason")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (res.status().as_u16(), reason)
+    };
+    // One client each, kept alive: their requests ride the tunnels opened now.
+    let kept = client_as(&proxy, "keep", &keep);
+    let revoked = client_as(&proxy, "gone", &gone);
+    assert_eq!(send(&kept).await.0, 200);
+    assert_eq!(send(&revoked).await.0, 200);
+
+    // An identity.yaml emptied (or half-written) would turn authentication off: refused whole.
+    std::fs::write(proxy.policies_dir().join("identity.yaml"), "").unwrap();
+    let res = reload().await;
+    assert_eq!(res.status(), 422);
+    let message = res.json::<serde_json::Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("identity.yaml") && message.contains("authentication off"),
+        "{message}"
+    );
+    let anonymous = reqwest::Client::builder()
+        .use_rustls_tls()
+        .proxy(reqwest::Proxy::all(proxy.url()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(proxy.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    assert!(
+        anonymous
+            .post("https://api.openai.com/v1/chat/completions")
+            .send()
+            .await
+            .is_err(),
+        "still no way in without credentials"
+    );
+
+    // A token revoked and a host denied by a reload apply to tunnels already open.
+    std::fs::write(
+        proxy.policies_dir().join("identity.yaml"),
+        identity(&keep_line),
+    )
+    .unwrap();
+    std::fs::write(
+        proxy.policies_dir().join("policy.yaml"),
+        "access:\n  default:\n    models: { deny: ['gpt-4o'] }\n",
+    )
+    .unwrap();
+    assert_eq!(reload().await.status(), 200);
+    assert_eq!(
+        send(&revoked).await,
+        (407, Some("proxy-auth-required".to_owned()))
+    );
+    assert_eq!(
+        send(&kept).await,
+        (403, Some("model-not-allowed".to_owned()))
+    );
 }

@@ -742,3 +742,48 @@ async fn a_rules_webhook_is_signed_retried_and_never_releases_the_request() {
     decide(&proxy, None, &id, "approve", serde_json::json!({})).await;
     assert_eq!(request.await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn a_grant_ends_when_its_window_does() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .file("approvals.yaml", &rule("hold", "30s"))
+        .start()
+        .await;
+    let send = |n: usize| {
+        let client = client(&proxy);
+        tokio::spawn(async move {
+            client
+                .post("https://api.openai.com/v1/chat/completions")
+                .body(chat(&format!("turn {n}: {GITHUB}")))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let first = send(1);
+    let id = pending(&proxy, None, 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = decide(
+        &proxy,
+        None,
+        &id,
+        "approve",
+        serde_json::json!({"for": "1s"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(send(2).await.unwrap(), 200, "inside the window");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let third = send(3);
+    pending(&proxy, None, 1).await;
+    assert!(
+        !third.is_finished(),
+        "held again once the window has passed"
+    );
+    third.abort();
+}

@@ -112,17 +112,58 @@ pub async fn serve(addr: SocketAddr, state: AdminState) -> Result<RunningAdmin, 
         .local_addr()
         .map_err(|source| AdminError::Bind { addr, source })?;
     let app = router(state);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            warn!("admin listener stopped: {e}");
-        }
-    });
+    let task = tokio::spawn(accept(listener, app));
     info!("admin API on http://{bound}");
     Ok(RunningAdmin { addr: bound, task })
 }
 
+/// Connections the admin listener serves at once, at most; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 256;
+/// A request head must arrive within this, and an idle connection closes after it.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `app` on `listener` with bounds: at most [`MAX_CONNECTIONS`] at once, request heads
+/// within [`HEADER_TIMEOUT`] (a client that trickles bytes cannot hold file descriptors the proxy
+/// needs).
+async fn accept(listener: TcpListener, app: Router) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(HEADER_TIMEOUT));
+    let builder = Arc::new(builder);
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (tcp, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                warn!("admin listener: cannot accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+            drop(slot);
+        });
+    }
+}
+
 fn router(state: AdminState) -> Router {
-    let authenticated = Router::new()
+    // Every route but /livez, and the fallback, sit behind `authenticate`: a route added here is
+    // authenticated unless it is exempted there.
+    Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/policy", get(policy))
@@ -137,15 +178,29 @@ fn router(state: AdminState) -> Router {
         .route("/api/exchanges/{id}", get(exchange_show))
         .route("/api/sessions", get(sessions_list))
         .route("/api/sessions/{id}", get(session_show))
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
-        ));
-    Router::new()
-        .route("/livez", get(|| async { "ok\n" }))
-        .merge(authenticated)
-        .fallback(|| async { problem(StatusCode::NOT_FOUND, "not-found", "no such route") })
+        ))
         .with_state(state)
+}
+
+/// Whether a request's `Host` names this machine's loopback (what a browser sends to a page
+/// served from 127.0.0.1, and never for a DNS-rebound name).
+fn host_is_loopback(req: &Request) -> bool {
+    let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "[::1]")
 }
 
 /// Who is calling, and with which roles (every role while authentication is off).
@@ -170,9 +225,40 @@ fn problem(status: StatusCode, kind: &str, message: impl Into<String>) -> Respon
 }
 
 async fn authenticate(State(state): State<AdminState>, mut req: Request, next: Next) -> Response {
+    if req.uri().path() == "/livez" {
+        return next.run(req).await;
+    }
     let policy = state.policy.current();
     let auth = policy.auth();
     let caller = if !auth.is_enabled() {
+        // Open (authentication is off, so the listener is on loopback): only what names
+        // loopback as its host, so a web page cannot reach it through a rebound DNS name; and
+        // changes only as JSON, which a page cannot send elsewhere without the browser asking
+        // first.
+        if !host_is_loopback(&req) {
+            return problem(
+                StatusCode::FORBIDDEN,
+                "host-not-loopback",
+                "while authentication is off the admin API answers only requests to localhost, 127.0.0.1 or [::1]",
+            );
+        }
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        // (A cross-site DELETE needs the browser to ask first, as a JSON POST does.)
+        let simple = matches!(
+            *req.method(),
+            axum::http::Method::POST | axum::http::Method::PUT | axum::http::Method::PATCH
+        );
+        if simple && !json {
+            return problem(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "json-required",
+                "send changes as `Content-Type: application/json`",
+            );
+        }
         Caller {
             identity: None,
             roles: vec![Role::Admin],
@@ -268,14 +354,26 @@ async fn metrics(State(state): State<AdminState>) -> Response {
 }
 
 async fn policy(State(state): State<AdminState>, req: Request) -> Response {
-    if !caller(&req).may(&[Role::Auditor]) {
+    let who = caller(&req);
+    if !who.may(&[Role::Auditor]) {
         return forbidden("auditor or admin");
     }
+    // The files' text holds what only admins may read (webhook URLs, which are credentials;
+    // the identifier lists masking hides): auditors see each file's digest instead.
+    let full = who.roles.contains(&Role::Admin);
     let policy = state.policy.current();
     let files: Vec<_> = policy
         .files()
         .iter()
-        .map(|(name, text)| json!({"name": name, "text": text}))
+        .map(|(name, text)| {
+            let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+            let sha256: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            if full {
+                json!({"name": name, "sha256": sha256, "text": text})
+            } else {
+                json!({"name": name, "sha256": sha256})
+            }
+        })
         .collect();
     axum::Json(json!({
         "fingerprint": policy.fingerprint(),

@@ -207,7 +207,6 @@ impl Drop for Held<'_> {
 
 /// A new pending request: what the stage knows of it.
 pub struct NewRequest {
-    pub rule: String,
     pub user: String,
     pub groups: Vec<String>,
     pub provider: String,
@@ -354,6 +353,13 @@ impl Approvals {
             },
         );
         Retry::Pending { id, new: true }
+    }
+
+    /// How many requests wait.
+    pub fn pending_count(&self) -> usize {
+        let mut inner = self.lock();
+        inner.sweep(Instant::now());
+        inner.pending.len()
     }
 
     /// Pending requests, newest first.
@@ -517,7 +523,6 @@ mod tests {
 
     fn request(user: &str, body: &str) -> NewRequest {
         NewRequest {
-            rule: "r".into(),
             user: user.into(),
             groups: vec!["dev".into()],
             provider: "openai".into(),

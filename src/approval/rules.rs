@@ -207,6 +207,7 @@ impl ApprovalPolicy {
                 return Err(source.invalid(at("name"), format!("`{}` is taken", r.name)));
             }
             check_wait(source, &at("wait"), r.rule.wait)?;
+            check_grant(source, &at("max_grant"), r.rule.max_grant)?;
             for (j, f) in r.when.findings.iter().enumerate() {
                 if f != "*" && !known_findings.contains(f) {
                     return Err(source.invalid(
@@ -258,6 +259,7 @@ impl ApprovalPolicy {
             });
         }
         check_wait(source, "default.wait", file.default.wait)?;
+        check_grant(source, "default.max_grant", file.default.max_grant)?;
         Ok(Self {
             rules,
             default: default_rule(file.default),
@@ -269,6 +271,13 @@ impl ApprovalPolicy {
 fn check_wait(source: &Source, field: &str, wait: Duration) -> Result<(), LoadError> {
     if wait.is_zero() || wait > Duration::from_secs(24 * 3600) {
         return Err(source.invalid(field, "must be more than 0 and at most 24h"));
+    }
+    Ok(())
+}
+
+fn check_grant(source: &Source, field: &str, max: Duration) -> Result<(), LoadError> {
+    if max > Duration::from_secs(30 * 24 * 3600) {
+        return Err(source.invalid(field, "at most 30 days (0s: no grants)"));
     }
     Ok(())
 }

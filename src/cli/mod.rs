@@ -2,6 +2,7 @@
 //! `export`, `store`, `approvals`.
 
 mod approvals;
+mod replay;
 
 use crate::config::{Overrides, ProxyConfig};
 use crate::policy::{LoadError, Policy};
@@ -305,7 +306,7 @@ pub enum CommandError {
     #[error("`{0}` is not a header: write it as `name: value`")]
     BadHeader(String),
     #[error(transparent)]
-    Replay(#[from] crate::record::replay::ReplayError),
+    Replay(#[from] replay::ReplayError),
     #[error(
         "there is no audit store at {}: name it with --db (or `db:` in the config file), or run the proxy once to create it",
         .0.display()
@@ -936,14 +937,14 @@ async fn resend(
         })
         .collect::<Result<_, _>>()?;
     let ca = RootCa::load(&config.ca_dir)?;
-    let resent = crate::record::replay::resend(record, &proxy, ca.cert_pem(), &headers).await?;
+    let resent = replay::resend(record, &proxy, ca.cert_pem(), &headers).await?;
     println!(
         "recorded: {} ({}); now: {}",
         record.status.map(|s| s.to_string()).unwrap_or_default(),
         record.outcome,
         resent.status
     );
-    match crate::record::replay::diff(record, &resent.body) {
+    match replay::diff(record, &resent.body) {
         None => println!("the answers are the same"),
         Some(diff) => print!("{diff}"),
     }

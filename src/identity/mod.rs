@@ -234,6 +234,18 @@ impl Authenticator {
         })
     }
 
+    /// Whether `identity`, checked when its connection opened, would still be accepted as it
+    /// is: its token still listed with the same user and groups (or, for a JWT, OIDC still
+    /// configured). A reload that revokes or changes a token ends its open tunnels' requests.
+    pub fn still_accepts(&self, identity: &Identity) -> bool {
+        if &*identity.token == "oidc" {
+            return self.oidc.is_some();
+        }
+        self.tokens.by_hash.values().any(|i| {
+            i.token == identity.token && i.user == identity.user && i.groups == identity.groups
+        })
+    }
+
     /// Which groups hold which admin role.
     pub fn admin_roles(&self) -> &AdminRoles {
         &self.admin

@@ -405,6 +405,12 @@ impl Policy {
         &self.catalog
     }
 
+    /// Keeps `running`'s recording rules: the audit store is set up at start, so a reload
+    /// cannot change them (the reload reports them as needing a restart instead).
+    pub fn keep_recording_of(&mut self, running: &Policy) {
+        self.recording = running.recording.clone();
+    }
+
     /// approvals.yaml.
     pub fn approvals(&self) -> &crate::approval::rules::ApprovalPolicy {
         &self.approvals

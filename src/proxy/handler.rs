@@ -397,6 +397,24 @@ impl Handler {
             )
             .with_rule("identity.yaml: oidc"));
         }
+        if let Some(tunnel) = &self.tunnel {
+            // The policy may have been reloaded since the tunnel opened: its credentials and its
+            // host are judged again under the policy in force.
+            let auth = policy.auth();
+            let stale = match &exchange.identity {
+                None => auth.is_enabled(),
+                Some(identity) => !auth.still_accepts(identity),
+            };
+            if stale {
+                return Err(Refusal::new(
+                    Reason::ProxyAuthRequired,
+                    "the credentials this connection was opened with are no longer accepted (identity.yaml changed); reconnect with current ones",
+                )
+                .with_rule("identity.yaml")
+                .with_bearer_challenge(auth.oidc().is_some()));
+            }
+            pipeline::decide(&policy, &tunnel.host, exchange.identity.as_ref())?;
+        }
         self.check_target(&mut req)?;
         refuse_upgrades(&req, exchange)?;
         if self.shared.inflight.is_draining() {
@@ -511,7 +529,6 @@ impl Handler {
             return Ok(());
         }
         let request = NewRequest {
-            rule: rule.name.clone(),
             user: user.clone(),
             groups: groups.to_vec(),
             provider: tunnel.provider.id.clone(),

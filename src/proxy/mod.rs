@@ -192,10 +192,12 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         config.limits.vault_bytes as u64,
     ));
     let metrics = Arc::new(crate::metrics::Metrics::new());
+    let guard = reload_guard(policy.auth().is_enabled());
     let state = Arc::new(PolicyState::new(
         policy,
         config.policies.clone(),
         metrics.clone(),
+        guard,
     ));
     let policy: Arc<ArcSwap<Policy>> = state.cell().clone();
     let dialer = Dialer::new(
@@ -283,7 +285,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
                 store_errors: stats.store_errors,
                 records_dropped: stats.dropped,
                 store_writable: stats.writable,
-                approvals_pending: approvals.list().len() as u64,
+                approvals_pending: approvals.pending_count() as u64,
             }
         });
     }
@@ -363,6 +365,22 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         policy: state,
         admin,
         _reloads: reloads,
+    })
+}
+
+/// What no reload may change: authentication, once on, stays on (turning it off would open the
+/// proxy, its tunnels and the admin API to anyone who reaches them). Recording rules are kept
+/// from the start by the reload itself.
+fn reload_guard(auth_at_start: bool) -> crate::reload::Guard {
+    Box::new(move |policy: &Policy| {
+        if auth_at_start && !policy.auth().is_enabled() {
+            return Err(LoadError::Invalid {
+                file: crate::policy::IDENTITY_FILE.into(),
+                field: "tokens, oidc".into(),
+                message: "this set turns authentication off (no token and no OIDC provider; a missing, empty or half-written identity.yaml reads so); that is refused while running: restart to do it deliberately".into(),
+            });
+        }
+        Ok(())
     })
 }
 

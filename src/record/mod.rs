@@ -10,7 +10,6 @@ mod canonical;
 pub mod checkpoint;
 mod har;
 pub mod originals;
-pub mod replay;
 mod store;
 
 pub use har::har;

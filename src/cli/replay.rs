@@ -1,7 +1,7 @@
 //! `tollgate replay ID --send`: sends a recorded request again through a running Tollgate (so
 //! under the policy in force now) and shows how the answer differs from the recorded one.
 
-use super::Record;
+use crate::record::Record;
 use bytes::Bytes;
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
@@ -131,7 +131,7 @@ pub fn diff(recorded: &Record, new: &[u8]) -> Option<String> {
 fn answer_text(body: &[u8]) -> String {
     let raw = String::from_utf8_lossy(body);
     if raw.starts_with("data:") || raw.starts_with("event:") {
-        super::sse_text(body).unwrap_or_default()
+        crate::record::sse_text(body).unwrap_or_default()
     } else {
         match serde_json::from_slice::<serde_json::Value>(body) {
             Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default() + "\n",
