@@ -450,7 +450,28 @@ impl Handler {
             exchange.model = placement.model.clone();
             exchange.location = placement.location.clone();
             placed?;
-            self.approval(&policy, tunnel, exchange, &placement).await?;
+            let groups = exchange
+                .identity
+                .as_ref()
+                .map(|i| i.groups.to_vec())
+                .unwrap_or_default();
+            pipeline::approval(
+                &self.shared,
+                &policy,
+                pipeline::Asking {
+                    exchange: exchange.id,
+                    user: &exchange.scope,
+                    groups: &groups,
+                    provider: &tunnel.provider.id,
+                    host: &exchange.host,
+                    path: &exchange.path,
+                    findings: &exchange.findings,
+                    placement: &placement,
+                    body: &exchange.request_body,
+                },
+                &mut exchange.approval,
+            )
+            .await?;
             if policy.recording().store_originals
                 && let (Some(original), Some(key)) = (masked.original, &self.shared.originals_key)
             {
@@ -468,190 +489,6 @@ impl Handler {
         // A client that stops sending mid-body must not hold an upstream connection forever.
         let idle = self.shared.timeouts.body_idle;
         Ok(req.map(|body| ObservedBody::wrap(body, idle, Box::new(|_, _| {}))))
-    }
-
-    /// Approval: when a rule of approvals.yaml (or a masking rule whose action is `approve`)
-    /// asks for a person, the request goes through under an open grant, waits for a decision
-    /// (`hold`), or is refused with an approval id until approved (`retry`). Approvers see the
-    /// masked body only.
-    async fn approval(
-        &self,
-        policy: &crate::policy::Policy,
-        tunnel: &TunnelCtx,
-        exchange: &mut Exchange,
-        placement: &pipeline::Placement,
-    ) -> Result<(), Refusal> {
-        use crate::approval::rules::Mode;
-        use crate::approval::{ApprovalRecord, FindingView, NewRequest, Retry, Verdict};
-        let no_groups = Vec::new();
-        let groups = exchange
-            .identity
-            .as_ref()
-            .map_or(&no_groups[..], |i| &i.groups[..]);
-        let user = exchange.scope.to_string();
-        let Some(rule) = pipeline::approval_rule(
-            policy,
-            &pipeline::ApprovalInput {
-                findings: &exchange.findings,
-                provider: &tunnel.provider.id,
-                placement,
-                user: &user,
-                groups,
-                body_bytes: exchange.request_body.len() as u64,
-            },
-        ) else {
-            return Ok(());
-        };
-        let rule_name = format!("approvals.yaml: {}", rule.name);
-        let mut record = ApprovalRecord {
-            id: None,
-            rule: rule.name.clone(),
-            mode: rule.mode,
-            decision: "abandoned",
-            by: None,
-            reason: None,
-            at: None,
-            waited_ms: 0,
-            break_glass: false,
-            grant: None,
-        };
-        let metrics = &self.shared.metrics;
-        if let Some(grant) = self
-            .shared
-            .approvals
-            .grant_for(&user, &rule.name, &tunnel.provider.id)
-        {
-            record.decision = "granted";
-            record.by = Some(grant.by);
-            record.grant = Some(grant.id);
-            exchange.approval = Some(record);
-            metrics.approval("granted", None);
-            return Ok(());
-        }
-        let request = NewRequest {
-            user: user.clone(),
-            groups: groups.to_vec(),
-            provider: tunnel.provider.id.clone(),
-            model: exchange.model.clone(),
-            region: exchange.location.as_ref().and_then(Location::regions),
-            host: exchange.host.clone(),
-            path: exchange.path.clone(),
-            findings: exchange
-                .findings
-                .iter()
-                .map(|f| FindingView {
-                    rule: f.rule.to_string(),
-                    category: f.category.to_string(),
-                    path: f.path.clone(),
-                })
-                .collect(),
-            body: exchange.request_body.clone(),
-        };
-        let decided = |record: &mut ApprovalRecord, v: &Verdict| {
-            record.by = Some(v.by.clone());
-            record.reason = v.reason.clone();
-            record.at = Some(v.at.clone());
-            record.break_glass = v.break_glass;
-            record.grant = v.grant.clone();
-        };
-        let denied = |id: &str, v: &Verdict| {
-            Refusal::new(
-                Reason::ApprovalDenied,
-                format!(
-                    "approval {id} was denied by {}: {}",
-                    v.by,
-                    v.reason.as_deref().unwrap_or("no reason given")
-                ),
-            )
-            .with_rule(rule_name.clone())
-        };
-        match rule.mode {
-            Mode::Hold => {
-                let started = Instant::now();
-                let mut held = self.shared.approvals.hold(rule, request);
-                let id = held.id.clone();
-                record.id = Some(id.clone());
-                self.announce(rule, &id);
-                // Dropped while waiting (the client left), the exchange's record says so.
-                exchange.approval = Some(record.clone());
-                info!(id = exchange.id, approval = %id, rule = %rule.name, user = %user, "held for approval");
-                let verdict = held.decision(rule.wait).await;
-                drop(held);
-                record.waited_ms = started.elapsed().as_millis() as u64;
-                let result = match &verdict {
-                    Some(v) if v.approved => {
-                        record.decision = "approved";
-                        decided(&mut record, v);
-                        Ok(())
-                    }
-                    Some(v) => {
-                        record.decision = "denied";
-                        decided(&mut record, v);
-                        Err(denied(&id, v))
-                    }
-                    None => {
-                        record.decision = "timeout";
-                        Err(Refusal::new(
-                            Reason::ApprovalTimeout,
-                            format!(
-                                "approval {id} was not decided within {}; ask an approver (`tollgate approvals approve {id}`) and send the request again",
-                                humantime_serde::re::humantime::format_duration(rule.wait)
-                            ),
-                        )
-                        .with_rule(rule_name.clone()))
-                    }
-                };
-                metrics.approval(record.decision, Some(started.elapsed()));
-                exchange.approval = Some(record);
-                result
-            }
-            Mode::Retry => {
-                let outcome = self.shared.approvals.retry(rule, request);
-                let result = match &outcome {
-                    Retry::Approved(v) => {
-                        record.decision = "approved";
-                        decided(&mut record, v);
-                        Ok(())
-                    }
-                    Retry::Denied(v) => {
-                        record.decision = "denied";
-                        decided(&mut record, v);
-                        Err(denied("for this request", v))
-                    }
-                    Retry::Pending { id, new } => {
-                        if *new {
-                            self.announce(rule, id);
-                        }
-                        record.decision = "pending";
-                        record.id = Some(id.clone());
-                        Err(Refusal::new(
-                            Reason::ApprovalPending,
-                            format!(
-                                "this request needs approval ({rule_name}); approval id {id}. Once an approver approves it (`tollgate approvals approve {id}`), send the same request again: it goes through once"
-                            ),
-                        )
-                        .with_rule(rule_name.clone()))
-                    }
-                };
-                metrics.approval(record.decision, None);
-                exchange.approval = Some(record);
-                result
-            }
-        }
-    }
-
-    /// Tells the rule's webhook, if it has one, that approval `id` waits.
-    fn announce(&self, rule: &crate::approval::rules::ApprovalRule, id: &str) {
-        if let Some(webhook) = &rule.webhook
-            && let Some(pending) = self.shared.approvals.get(id)
-        {
-            let link = self
-                .shared
-                .admin_url
-                .get()
-                .map(|base| format!("{base}/api/approvals/{id}"));
-            self.shared.webhooks.announce(webhook, &pending, link);
-        }
     }
 
     /// The audit store must be able to take this exchange's record. Under `refuse` a failing

@@ -10,12 +10,13 @@
 //! | decide | the host: refused (denied host, then a provider the profile does not allow), tunneled, or intercepted | [`decide`] |
 //! | mask | secrets and identifiers become placeholders | [`crate::mask`] |
 //! | place | model and regions; the profile's providers, regions and models | [`place`] |
-//! | approval | a rule of approvals.yaml asks for a person | [`approval_rule`] |
+//! | approval | a rule of approvals.yaml asks for a person: a grant lets it through, `hold` waits, `retry` refuses with an id | [`approval_rule`], [`approval`] |
 //! | forward | through the verified upstream client | hudsucker |
 //! | restore | placeholders back in the answer, streams event by event | [`crate::mask::restore`] |
 //! | record | every exchange, refused and failed ones too | [`crate::record`] |
 
-use super::refusal::Refusal;
+use super::Shared;
+use super::refusal::{Reason, Refusal};
 use crate::approval::rules::{ApprovalRule, Facts};
 use crate::identity::Identity;
 use crate::mask::{Finding, RequestFacts};
@@ -24,6 +25,8 @@ use crate::policy::{AccessError, Action, Policy};
 use crate::providers::Provider;
 use crate::providers::residency::{Location, RequestView};
 use std::sync::Arc;
+use std::time::Instant;
+use tracing::info;
 
 /// The stages, in order.
 pub const STAGES: [&str; 9] = [
@@ -145,4 +148,200 @@ pub fn approval_rule<'p>(
         body_bytes: input.body_bytes,
     };
     policy.approvals().rule_for(&facts)
+}
+
+/// The request an approval stage asks about: what the stages before it learned.
+pub(super) struct Asking<'a> {
+    /// The exchange's id, for the log.
+    pub exchange: u64,
+    pub user: &'a str,
+    pub groups: &'a [String],
+    pub provider: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub findings: &'a [Finding],
+    pub placement: &'a Placement,
+    /// The body as it would leave: masked.
+    pub body: &'a bytes::Bytes,
+}
+
+/// Approval: when a rule of approvals.yaml (or a masking rule whose action is `approve`)
+/// asks for a person, the request goes through under an open grant, waits for a decision
+/// (`hold`), or is refused with an approval id until approved (`retry`). Approvers see the
+/// masked body only.
+pub(super) async fn approval(
+    shared: &Shared,
+    policy: &Policy,
+    asking: Asking<'_>,
+    slot: &mut Option<crate::approval::ApprovalRecord>,
+) -> Result<(), Refusal> {
+    use crate::approval::rules::Mode;
+    use crate::approval::{ApprovalRecord, FindingView, NewRequest, Retry, Verdict};
+    let user = asking.user.to_owned();
+    let groups = asking.groups;
+    let Some(rule) = approval_rule(
+        policy,
+        &ApprovalInput {
+            findings: asking.findings,
+            provider: asking.provider,
+            placement: asking.placement,
+            user: &user,
+            groups,
+            body_bytes: asking.body.len() as u64,
+        },
+    ) else {
+        return Ok(());
+    };
+    let rule_name = format!("approvals.yaml: {}", rule.name);
+    let mut record = ApprovalRecord {
+        id: None,
+        rule: rule.name.clone(),
+        mode: rule.mode,
+        decision: "abandoned",
+        by: None,
+        reason: None,
+        at: None,
+        waited_ms: 0,
+        break_glass: false,
+        grant: None,
+    };
+    let metrics = &shared.metrics;
+    if let Some(grant) = shared
+        .approvals
+        .grant_for(&user, &rule.name, asking.provider)
+    {
+        record.decision = "granted";
+        record.by = Some(grant.by);
+        record.grant = Some(grant.id);
+        *slot = Some(record);
+        metrics.approval("granted", None);
+        return Ok(());
+    }
+    let request = NewRequest {
+        user: user.clone(),
+        groups: groups.to_vec(),
+        provider: asking.provider.to_owned(),
+        model: asking.placement.model.clone(),
+        region: asking
+            .placement
+            .location
+            .as_ref()
+            .and_then(Location::regions),
+        host: asking.host.to_owned(),
+        path: asking.path.to_owned(),
+        findings: asking
+            .findings
+            .iter()
+            .map(|f| FindingView {
+                rule: f.rule.to_string(),
+                category: f.category.to_string(),
+                path: f.path.clone(),
+            })
+            .collect(),
+        body: asking.body.clone(),
+    };
+    let decided = |record: &mut ApprovalRecord, v: &Verdict| {
+        record.by = Some(v.by.clone());
+        record.reason = v.reason.clone();
+        record.at = Some(v.at.clone());
+        record.break_glass = v.break_glass;
+        record.grant = v.grant.clone();
+    };
+    let denied = |id: &str, v: &Verdict| {
+        Refusal::new(
+            Reason::ApprovalDenied,
+            format!(
+                "approval {id} was denied by {}: {}",
+                v.by,
+                v.reason.as_deref().unwrap_or("no reason given")
+            ),
+        )
+        .with_rule(rule_name.clone())
+    };
+    match rule.mode {
+        Mode::Hold => {
+            let started = Instant::now();
+            let mut held = shared.approvals.hold(rule, request);
+            let id = held.id.clone();
+            record.id = Some(id.clone());
+            announce(shared, rule, &id);
+            // Dropped while waiting (the client left), the exchange's record says so.
+            *slot = Some(record.clone());
+            info!(id = asking.exchange, approval = %id, rule = %rule.name, user = %user, "held for approval");
+            let verdict = held.decision(rule.wait).await;
+            drop(held);
+            record.waited_ms = started.elapsed().as_millis() as u64;
+            let result = match &verdict {
+                Some(v) if v.approved => {
+                    record.decision = "approved";
+                    decided(&mut record, v);
+                    Ok(())
+                }
+                Some(v) => {
+                    record.decision = "denied";
+                    decided(&mut record, v);
+                    Err(denied(&id, v))
+                }
+                None => {
+                    record.decision = "timeout";
+                    Err(Refusal::new(
+                        Reason::ApprovalTimeout,
+                        format!(
+                            "approval {id} was not decided within {}; ask an approver (`tollgate approvals approve {id}`) and send the request again",
+                            humantime_serde::re::humantime::format_duration(rule.wait)
+                        ),
+                    )
+                    .with_rule(rule_name.clone()))
+                }
+            };
+            metrics.approval(record.decision, Some(started.elapsed()));
+            *slot = Some(record);
+            result
+        }
+        Mode::Retry => {
+            let outcome = shared.approvals.retry(rule, request);
+            let result = match &outcome {
+                Retry::Approved(v) => {
+                    record.decision = "approved";
+                    decided(&mut record, v);
+                    Ok(())
+                }
+                Retry::Denied(v) => {
+                    record.decision = "denied";
+                    decided(&mut record, v);
+                    Err(denied("for this request", v))
+                }
+                Retry::Pending { id, new } => {
+                    if *new {
+                        announce(shared, rule, id);
+                    }
+                    record.decision = "pending";
+                    record.id = Some(id.clone());
+                    Err(Refusal::new(
+                        Reason::ApprovalPending,
+                        format!(
+                            "this request needs approval ({rule_name}); approval id {id}. Once an approver approves it (`tollgate approvals approve {id}`), send the same request again: it goes through once"
+                        ),
+                    )
+                    .with_rule(rule_name.clone()))
+                }
+            };
+            metrics.approval(record.decision, None);
+            *slot = Some(record);
+            result
+        }
+    }
+}
+
+/// Tells the rule's webhook, if it has one, that approval `id` waits.
+fn announce(shared: &Shared, rule: &ApprovalRule, id: &str) {
+    if let Some(webhook) = &rule.webhook
+        && let Some(pending) = shared.approvals.get(id)
+    {
+        let link = shared
+            .admin_url
+            .get()
+            .map(|base| format!("{base}/api/approvals/{id}"));
+        shared.webhooks.announce(webhook, &pending, link);
+    }
 }
