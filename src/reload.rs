@@ -59,6 +59,8 @@ pub struct PolicyState {
     /// One load at a time: two triggers at once must not swap in the older set last.
     serial: Mutex<()>,
     guard: Guard,
+    /// Woken when a new set is swapped in.
+    reloaded: Arc<tokio::sync::Notify>,
 }
 
 impl PolicyState {
@@ -82,12 +84,18 @@ impl PolicyState {
             metrics,
             serial: Mutex::new(()),
             guard,
+            reloaded: Arc::default(),
         }
     }
 
     /// The cell the proxy reads the policy from.
     pub fn cell(&self) -> &Arc<ArcSwap<Policy>> {
         &self.current
+    }
+
+    /// Woken each time a reload swaps a new set in.
+    pub fn reloaded(&self) -> Arc<tokio::sync::Notify> {
+        self.reloaded.clone()
     }
 
     /// The policy in force now.
@@ -162,6 +170,7 @@ impl PolicyState {
                 if report.changed {
                     info!(trigger = ?trigger, fingerprint = %report.fingerprint, "policy reloaded: {}", policy.summary());
                     self.current.store(Arc::new(policy));
+                    self.reloaded.notify_waiters();
                 } else {
                     info!(trigger = ?trigger, "policy reload: the files are unchanged");
                 }

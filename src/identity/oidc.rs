@@ -166,6 +166,14 @@ impl std::fmt::Debug for Oidc {
 }
 
 impl Oidc {
+    /// The JWKS file the keys come from, when they come from a file.
+    pub fn jwks_file(&self) -> Option<&std::path::Path> {
+        match &self.source {
+            JwksSource::File(path) => Some(path),
+            _ => None,
+        }
+    }
+
     /// Validates the configuration; a JWKS file is read now, so a bad one stops the start.
     /// Errors are (field, message).
     pub fn new(

@@ -192,6 +192,14 @@ impl Policy {
             .collect();
         loaded.approvals =
             crate::approval::rules::ApprovalPolicy::parse(&approvals, &findings, &providers)?;
+        // A JWKS file beside identity.yaml is part of the set: replacing it is a change.
+        if let Some(file) = loaded.auth.oidc().and_then(|o| o.jwks_file()) {
+            let text = std::fs::read_to_string(file).map_err(|source| LoadError::Read {
+                file: file.display().to_string(),
+                source,
+            })?;
+            loaded.files.push((file.display().to_string(), text));
+        }
         for source in [&recording, &identity, &approvals] {
             loaded.sources.push(source.name().to_owned());
             loaded

@@ -319,18 +319,31 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
             }
         },
     );
-    if shared.policy.load().auth().oidc().is_some() {
+    {
         // Keep the identity provider's keys fresh in the background (fetched at once, so the
-        // first user does not wait). Holds the shared state weakly: it ends with the proxy.
+        // first user does not wait), and again at once after a reload, whose OIDC settings come
+        // with no keys yet; a reload may also add OIDC where there was none. Holds the shared
+        // state weakly: it ends with the proxy.
         let weak = Arc::downgrade(&shared);
+        let reloaded = state.reloaded();
         tokio::spawn(async move {
             while let Some(shared) = weak.upgrade() {
-                let Some(oidc) = shared.policy.load().auth().oidc().cloned() else {
-                    break;
+                // Registered before the refresh, so a reload meanwhile is not missed.
+                let next = reloaded.notified();
+                tokio::pin!(next);
+                next.as_mut().enable();
+                let wait = match shared.policy.load().auth().oidc().cloned() {
+                    Some(oidc) => {
+                        oidc.refresh_if_stale(&*shared.fetcher).await;
+                        oidc.check_every()
+                    }
+                    None => Duration::from_secs(60),
                 };
-                oidc.refresh_if_stale(&*shared.fetcher).await;
                 drop(shared);
-                tokio::time::sleep(oidc.check_every()).await;
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = next => {}
+                }
             }
         });
     }
