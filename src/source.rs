@@ -150,7 +150,12 @@ impl Source {
         let de = serde_yaml::Deserializer::from_str(&self.text);
         serde_path_to_error::deserialize(de).map_err(|err| {
             let field = err.path().to_string();
-            let message = err.into_inner().to_string();
+            let mut message = err.into_inner().to_string();
+            if self.name.ends_with(IDENTITY_FILE) {
+                // identity.yaml may hold a token pasted where its hash belongs: serde quotes the
+                // value it could not take, and the message reaches logs and the admin API.
+                message = redact_quoted(&message);
+            }
             if field == "." || field.is_empty() {
                 LoadError::Syntax {
                     file: self.name.clone(),
@@ -172,5 +177,57 @@ impl Source {
             field: field.into(),
             message: message.into(),
         }
+    }
+}
+
+/// `message` with every quoted value (`"…"`, `` `…` ``) replaced by `"…"`.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut open: Option<char> = None;
+    for c in message.chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push('…');
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '"' || c == '`' {
+                    open = Some(c);
+                }
+            }
+        }
+    }
+    if open.is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_errors_never_repeat_the_value_they_refused() {
+        // A token pasted where its entry belongs: serde would quote it back.
+        let secret = "tg_pAsTeDtOkEnInsteadOfItsHash";
+        let err = crate::identity::Tokens::parse(&Source::inline(
+            IDENTITY_FILE,
+            &format!("tokens: [{secret}]\n"),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains(secret), "{err}");
+        assert!(
+            err.contains("identity.yaml") && err.contains("tokens[0]"),
+            "{err}"
+        );
+        assert_eq!(
+            redact_quoted(r#"unknown field `tg_x`, expected "a""#),
+            "unknown field `…`, expected \"…\""
+        );
     }
 }

@@ -14,8 +14,8 @@ use super::refusal::{Reason, Refusal};
 use super::tunnel;
 use crate::identity::{AuthError, Identity};
 use crate::mask::restore::Restorer;
+use crate::policy::Action;
 use crate::policy::hosts::normalize_host;
-use crate::policy::{Action, StoreFailure};
 use crate::providers::residency::Location;
 use crate::providers::{ErrorFormat, Provider};
 use crate::record::{Record, RecordKind, Recorder};
@@ -398,25 +398,10 @@ impl Handler {
             .with_rule("identity.yaml: oidc"));
         }
         if let Some(tunnel) = &self.tunnel {
-            // The policy may have been reloaded since the tunnel opened: its credentials and its
-            // host are judged again under the policy in force.
-            let auth = policy.auth();
-            let stale = match &exchange.identity {
-                None => auth.is_enabled(),
-                Some(identity) => !auth.still_accepts(identity),
-            };
-            if stale {
-                return Err(Refusal::new(
-                    Reason::ProxyAuthRequired,
-                    "the credentials this connection was opened with are no longer accepted (identity.yaml changed); reconnect with current ones",
-                )
-                .with_rule("identity.yaml")
-                .with_bearer_challenge(auth.oidc().is_some()));
-            }
-            pipeline::decide(&policy, &tunnel.host, exchange.identity.as_ref())?;
+            pipeline::judge_again(&policy, &tunnel.host, exchange.identity.as_ref())?;
         }
         self.check_target(&mut req)?;
-        refuse_upgrades(&req, exchange)?;
+        pipeline::refuse_upgrades(&req, &exchange.host)?;
         if self.shared.inflight.is_draining() {
             return Err(Refusal::new(
                 Reason::Draining,
@@ -425,7 +410,7 @@ impl Handler {
         }
         strip_hop_by_hop(req.headers_mut());
         if exchange.mode == Mode::Intercepted {
-            self.admit_to_recording(&policy).await?;
+            pipeline::admit_to_recording(&self.shared, &policy).await?;
         }
         if let Some(tunnel) = &self.tunnel {
             let profile = policy.access().profile(exchange.identity.as_ref());
@@ -489,34 +474,6 @@ impl Handler {
         // A client that stops sending mid-body must not hold an upstream connection forever.
         let idle = self.shared.timeouts.body_idle;
         Ok(req.map(|body| ObservedBody::wrap(body, idle, Box::new(|_, _| {}))))
-    }
-
-    /// The audit store must be able to take this exchange's record. Under `refuse` a failing
-    /// store or a full queue refuses at once; under `continue` a full queue holds the request
-    /// until the writer frees room (back-pressure, at most `timeouts.header_read`).
-    async fn admit_to_recording(&self, policy: &crate::policy::Policy) -> Result<(), Refusal> {
-        let recorder = &self.shared.recorder;
-        let admitted = match policy.recording().on_store_failure {
-            StoreFailure::Refuse => recorder.is_healthy(),
-            StoreFailure::Continue => {
-                !recorder.is_full()
-                    || recorder
-                        .wait_for_room(self.shared.timeouts.header_read)
-                        .await
-            }
-        };
-        if admitted {
-            return Ok(());
-        }
-        let rule = match policy.recording().on_store_failure {
-            StoreFailure::Refuse => "recording.on_store_failure: refuse",
-            StoreFailure::Continue => "limits.audit_queue_records/audit_queue_bytes",
-        };
-        Err(Refusal::new(
-            Reason::StoreUnavailable,
-            "the audit store cannot take this request's record right now, and policy does not let requests leave unrecorded; retry shortly",
-        )
-        .with_rule(rule))
     }
 
     /// Inside a tunnel, the request must go to the tunnel's host: hudsucker routes h2 requests by
@@ -699,24 +656,6 @@ fn not_a_proxy_request() -> Refusal {
         Reason::NotAProxyRequest,
         "this is a proxy: send CONNECT host:port or an absolute-form http:// request",
     )
-}
-
-/// WebSocket upgrades are refused at once (426), so clients such as Codex CLI fall back to
-/// HTTP+SSE without a retry loop. Forwarding them would bypass inspection (and hudsucker dials
-/// WebSocket upstreams itself, outside the dialer's rules).
-fn refuse_upgrades(req: &Request<Body>, exchange: &Exchange) -> Result<(), Refusal> {
-    let upgrade = req.headers().contains_key(http::header::UPGRADE)
-        || req.extensions().get::<hyper::ext::Protocol>().is_some();
-    if upgrade {
-        return Err(Refusal::new(
-            Reason::WebSocketRefused,
-            format!(
-                "protocol upgrades (WebSocket) to {} are not inspected and so not allowed; use HTTPS with server-sent events",
-                exchange.host
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Host (normalized) and port (443 when absent) of an authority.

@@ -6,7 +6,7 @@
 //! | stage | what | where |
 //! |---|---|---|
 //! | authenticate | `Proxy-Authorization`: a token or a JWT | [`crate::identity`] |
-//! | target | inside a tunnel, the request must target the tunnel's host; no upgrades | handler |
+//! | target | inside a tunnel opened under an earlier policy, its credentials and host judged again; the request must target the tunnel's host; no upgrades; the store must take its record | [`judge_again`], handler, [`refuse_upgrades`], [`admit_to_recording`] |
 //! | decide | the host: refused (denied host, then a provider the profile does not allow), tunneled, or intercepted | [`decide`] |
 //! | mask | secrets and identifiers become placeholders | [`crate::mask`] |
 //! | place | model and regions; the profile's providers, regions and models | [`place`] |
@@ -21,7 +21,7 @@ use crate::approval::rules::{ApprovalRule, Facts};
 use crate::identity::Identity;
 use crate::mask::{Finding, RequestFacts};
 use crate::policy::access::Profile;
-use crate::policy::{AccessError, Action, Policy};
+use crate::policy::{AccessError, Action, Policy, StoreFailure};
 use crate::providers::Provider;
 use crate::providers::residency::{Location, RequestView};
 use std::sync::Arc;
@@ -70,6 +70,75 @@ pub fn decide(policy: &Policy, host: &str, identity: Option<&Identity>) -> Resul
         // Interception needs a provider; a host without one is only ever tunneled or denied.
         _ => Ok(Route::Tunnel),
     }
+}
+
+/// Inside a tunnel opened under an earlier policy: its credentials must still be accepted as
+/// they are (a revoked or changed token gets 407, reconnect) and its host decided the same way.
+pub fn judge_again(
+    policy: &Policy,
+    host: &str,
+    identity: Option<&Identity>,
+) -> Result<(), Refusal> {
+    let auth = policy.auth();
+    let stale = match identity {
+        None => auth.is_enabled(),
+        Some(identity) => !auth.still_accepts(identity),
+    };
+    if stale {
+        return Err(Refusal::new(
+            Reason::ProxyAuthRequired,
+            "the credentials this connection was opened with are no longer accepted (identity.yaml changed); reconnect with current ones",
+        )
+        .with_rule("identity.yaml")
+        .with_bearer_challenge(auth.oidc().is_some()));
+    }
+    decide(policy, host, identity).map(|_| ())
+}
+
+/// WebSocket upgrades are refused at once (426), so clients such as Codex CLI fall back to
+/// HTTP+SSE without a retry loop. Forwarding them would bypass inspection (and hudsucker dials
+/// WebSocket upstreams itself, outside the dialer's rules).
+pub(super) fn refuse_upgrades(
+    req: &http::Request<hudsucker::Body>,
+    host: &str,
+) -> Result<(), Refusal> {
+    let upgrade = req.headers().contains_key(http::header::UPGRADE)
+        || req.extensions().get::<hyper::ext::Protocol>().is_some();
+    if upgrade {
+        return Err(Refusal::new(
+            Reason::WebSocketRefused,
+            format!(
+                "protocol upgrades (WebSocket) to {} are not inspected and so not allowed; use HTTPS with server-sent events",
+                host
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The audit store must be able to take this exchange's record. Under `refuse` a failing
+/// store or a full queue refuses at once; under `continue` a full queue holds the request
+/// until the writer frees room (back-pressure, at most `timeouts.header_read`).
+pub(super) async fn admit_to_recording(shared: &Shared, policy: &Policy) -> Result<(), Refusal> {
+    let recorder = &shared.recorder;
+    let admitted = match policy.recording().on_store_failure {
+        StoreFailure::Refuse => recorder.is_healthy(),
+        StoreFailure::Continue => {
+            !recorder.is_full() || recorder.wait_for_room(shared.timeouts.header_read).await
+        }
+    };
+    if admitted {
+        return Ok(());
+    }
+    let rule = match policy.recording().on_store_failure {
+        StoreFailure::Refuse => "recording.on_store_failure: refuse",
+        StoreFailure::Continue => "limits.audit_queue_records/audit_queue_bytes",
+    };
+    Err(Refusal::new(
+        Reason::StoreUnavailable,
+        "the audit store cannot take this request's record right now, and policy does not let requests leave unrecorded; retry shortly",
+    )
+    .with_rule(rule))
 }
 
 /// What [`place`] found: the model asked for and where the request goes.
