@@ -11,15 +11,6 @@ use std::time::Duration;
 
 const GITHUB: &str = "ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ";
 
-/// A client for the admin API itself (no proxy).
-fn admin_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
 /// The samples of a Prometheus text exposition: `name{labels}` → value. Comment lines are
 /// skipped; every other line must be a sample.
 fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
@@ -659,10 +650,7 @@ async fn a_reload_never_turns_authentication_off_and_open_tunnels_follow_the_new
             .send()
             .await
             .unwrap();
-        let reason = res
-            .headers()
-            .get("x-tollgate-reason")
-            .map(|v| v.to_str().unwrap().to_owned());
+        let reason = reason_of(&res);
         (res.status().as_u16(), reason)
     };
     // One client each, kept alive: their requests ride the tunnels opened now.

@@ -10,14 +10,6 @@ use std::time::Duration;
 
 const GITHUB: &str = "ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ";
 
-fn admin_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
 fn chat(content: &str) -> String {
     serde_json::json!({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]})
         .to_string()

@@ -142,10 +142,7 @@ async fn explain_and_the_proxy_agree_on_a_table_of_requests() {
                     .send()
                     .await
                     .unwrap();
-                let reason = res
-                    .headers()
-                    .get("x-tollgate-reason")
-                    .map(|v| v.to_str().unwrap().to_owned());
+                let reason = reason_of(&res);
                 (res.status().as_u16(), reason)
             }
         };

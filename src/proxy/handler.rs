@@ -438,15 +438,14 @@ impl Handler {
             let groups = exchange
                 .identity
                 .as_ref()
-                .map(|i| i.groups.to_vec())
-                .unwrap_or_default();
+                .map_or(&[][..], |i| &i.groups[..]);
             pipeline::approval(
                 &self.shared,
                 &policy,
                 pipeline::Asking {
                     exchange: exchange.id,
                     user: &exchange.scope,
-                    groups: &groups,
+                    groups,
                     provider: &tunnel.provider.id,
                     host: &exchange.host,
                     path: &exchange.path,

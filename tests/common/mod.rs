@@ -228,6 +228,22 @@ pub fn basic(user: &str, secret: &str) -> String {
     )
 }
 
+/// A client for the proxy's admin API itself (no proxy in between).
+pub fn admin_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The refusal reason a response carries (`x-tollgate-reason`), if any.
+pub fn reason_of(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get("x-tollgate-reason")
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
 /// A reqwest client through the proxy that trusts Tollgate's CA only.
 pub fn client(proxy: &TestProxy) -> reqwest::Client {
     client_trusting(proxy, &[&proxy.ca_pem()]).build().unwrap()
