@@ -216,6 +216,14 @@ impl ApprovalPolicy {
                     ));
                 }
             }
+            for (j, region) in r.when.regions.iter().enumerate() {
+                if !crate::providers::regions::is_known(&region.to_ascii_lowercase()) {
+                    return Err(source.invalid(
+                        at(&format!("when.regions[{j}]")),
+                        format!("`{region}` is neither a region nor a jurisdiction Tollgate knows"),
+                    ));
+                }
+            }
             for (j, p) in r.when.providers.iter().enumerate() {
                 if !providers.contains(p) {
                     return Err(source.invalid(
@@ -458,6 +466,10 @@ mod tests {
             (
                 "rules:\n  - name: x\n    when: { providers: [mistral] }\n",
                 "rules[0].when.providers[0]",
+            ),
+            (
+                "rules:\n  - name: x\n    when: { regions: [eu, atlantis] }\n",
+                "rules[0].when.regions[1]",
             ),
             (
                 "rules:\n  - name: x\n    when: { users: [a] }\n    mode: later\n",

@@ -603,12 +603,6 @@ fn passes(check: Check, secret: &str) -> bool {
         Check::None | Check::Assignment | Check::Field => true,
         Check::UrlPassword => url_password_ok(secret, ""),
         Check::NotPlaceholder => !is_placeholder(secret),
-        Check::Entropy(min) => {
-            let has_letter = secret.bytes().any(|b| b.is_ascii_alphabetic());
-            let has_digit = secret.bytes().any(|b| b.is_ascii_digit());
-            let needed = min.min((secret.len() as f64).log2() * 0.85);
-            has_letter && has_digit && !is_placeholder(secret) && entropy(secret) >= needed
-        }
     }
 }
 

@@ -10,14 +10,14 @@
 //! - [`decode`] and [`stream_decode`]: content-encodings, under a size cap;
 //! - [`restore`]: responses, JSON and SSE.
 
-pub mod assign;
+pub(crate) mod assign;
 pub mod decode;
-pub mod detect;
-pub mod engine;
+pub(crate) mod detect;
+pub(crate) mod engine;
 pub mod json;
-pub mod normalize;
+pub(crate) mod normalize;
 pub mod restore;
-pub mod rules;
+pub(crate) mod rules;
 pub mod stream_decode;
 pub mod vault;
 

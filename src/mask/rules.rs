@@ -16,9 +16,6 @@ pub enum Check {
     /// A URL's password: not a documented placeholder, not the user name again
     /// (`postgres:postgres@`, `guest:guest@`), not a reference; dots and brackets are fine.
     UrlPassword,
-    /// As `NotPlaceholder`, and the secret needs letters and digits and this much Shannon entropy
-    /// (bits per character), so code identifiers are not taken for secrets.
-    Entropy(f64),
     /// No regex: each keyword hit is looked at as a possible `name = value` assignment by
     /// [`super::assign`], which judges the value by its context.
     Assignment,

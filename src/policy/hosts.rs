@@ -105,17 +105,6 @@ pub fn normalize_host(host: &str) -> String {
 }
 
 /// A list of host patterns matched together; answers which pattern matched first.
-///
-/// ```
-/// use tollgate::policy::hosts::{HostPattern, HostSet};
-///
-/// let set = HostSet::new(vec![
-///     HostPattern::parse("api.openai.com").unwrap(),
-///     HostPattern::parse("*.api.openai.com").unwrap(),
-/// ]);
-/// assert_eq!(set.first_match("eu.api.openai.com"), Some(1));
-/// assert_eq!(set.first_match("api.openai.com.evil.example"), None);
-/// ```
 #[derive(Debug, Clone)]
 pub struct HostSet {
     patterns: Vec<HostPattern>,
@@ -157,18 +146,25 @@ impl HostSet {
         &self.patterns[index]
     }
 
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         self.patterns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_answers_which_pattern_matched_first() {
+        let set = HostSet::new(vec![
+            HostPattern::parse("api.openai.com").unwrap(),
+            HostPattern::parse("*.api.openai.com").unwrap(),
+        ]);
+        assert_eq!(set.first_match("eu.api.openai.com"), Some(1));
+        assert_eq!(set.first_match("api.openai.com.evil.example"), None);
+    }
 
     fn set(patterns: &[&str]) -> HostSet {
         HostSet::new(

@@ -9,8 +9,8 @@
 //! - `masking.yaml`, `recording.yaml`, `identity.yaml`: see their modules.
 
 pub mod access;
-pub mod address;
-pub mod hosts;
+pub(crate) mod address;
+pub(crate) mod hosts;
 
 use crate::mask::{MaskPolicy, OverrideError};
 use crate::providers::residency::{Configured, Location, Mismatch, RequestView};

@@ -3,12 +3,12 @@
 //! one SSE reader), [`eventstream`] (AWS event-stream framing), [`stream`] (where each API puts
 //! the model's output in its answers).
 
-pub mod errors;
+pub(crate) mod errors;
 pub mod eventstream;
-pub mod regions;
+pub(crate) mod regions;
 pub mod residency;
 pub mod sse;
-pub mod stream;
+pub(crate) mod stream;
 
 use crate::policy::hosts::{HostPattern, HostSet};
 use crate::source::{LoadError, Source};

@@ -9,19 +9,17 @@ use super::body::{Capture, ObservedBody, Outcome, TeeBody};
 use super::drain::InflightGuard;
 use super::headers::strip_hop_by_hop;
 use super::masking;
-use super::pipeline::{self, PlaceInput, Route};
+use super::pipeline::{self, PlaceInput, Route, TunnelCtx, host_port, not_a_proxy_request};
 use super::refusal::{Reason, Refusal};
 use super::tunnel;
 use crate::identity::{AuthError, Identity};
 use crate::mask::restore::Restorer;
-use crate::policy::Action;
 use crate::policy::hosts::normalize_host;
+use crate::providers::ErrorFormat;
 use crate::providers::residency::Location;
-use crate::providers::{ErrorFormat, Provider};
 use crate::record::{Record, RecordKind, Recorder};
 use bytes::Bytes;
-use http::uri::{Authority, Scheme};
-use http::{Method, Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri};
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,16 +47,6 @@ impl Clone for Handler {
             exchange: None,
         }
     }
-}
-
-/// An intercepted tunnel: the CONNECT target and who owns it.
-struct TunnelCtx {
-    id: u64,
-    host: String,
-    port: u16,
-    /// `host:port` as the client gave it, what upstream requests are sent to.
-    authority: Authority,
-    provider: Arc<Provider>,
 }
 
 /// How a request travels: inside an intercepted tunnel, or as a plain-HTTP proxy request.
@@ -400,7 +388,12 @@ impl Handler {
         if let Some(tunnel) = &self.tunnel {
             pipeline::judge_again(&policy, &tunnel.host, exchange.identity.as_ref())?;
         }
-        self.check_target(&mut req)?;
+        pipeline::check_target(
+            self.tunnel.as_deref(),
+            self.sni.as_deref(),
+            &policy,
+            &mut req,
+        )?;
         pipeline::refuse_upgrades(&req, &exchange.host)?;
         if self.shared.inflight.is_draining() {
             return Err(Refusal::new(
@@ -473,86 +466,6 @@ impl Handler {
         // A client that stops sending mid-body must not hold an upstream connection forever.
         let idle = self.shared.timeouts.body_idle;
         Ok(req.map(|body| ObservedBody::wrap(body, idle, Box::new(|_, _| {}))))
-    }
-
-    /// Inside a tunnel, the request must go to the tunnel's host: hudsucker routes h2 requests by
-    /// their own `:authority`, which would let a client escape the policy decided at CONNECT.
-    /// Once checked, the URI is pinned to the tunnel's authority. Outside a tunnel, a plain-HTTP
-    /// request is decided by its host like a CONNECT.
-    fn check_target(&self, req: &mut Request<Body>) -> Result<(), Refusal> {
-        let Some(tunnel) = &self.tunnel else {
-            return self.check_plain_http_target(req);
-        };
-        if req.uri().scheme() != Some(&Scheme::HTTPS) {
-            return Err(Refusal::new(
-                Reason::PlaintextToProvider,
-                format!(
-                    "plain HTTP inside a tunnel to {} is refused; use TLS",
-                    tunnel.host
-                ),
-            ));
-        }
-        let mismatch = |seen: &str| {
-            Refusal::new(
-                Reason::HostMismatch,
-                format!(
-                    "this tunnel was opened to {}:{}, but the request targets {seen}",
-                    tunnel.host, tunnel.port
-                ),
-            )
-        };
-        // HTTP/1 requests carry hudsucker's copy of the CONNECT authority (see `on_connect`);
-        // what the client said is in `Host`. h2 requests carry the client's own `:authority`.
-        if req.version() == Version::HTTP_2 {
-            let (host, port) = req
-                .uri()
-                .authority()
-                .map(host_port)
-                .ok_or_else(not_a_proxy_request)?;
-            if host != tunnel.host || port != tunnel.port {
-                return Err(mismatch(&format!("{host}:{port}")));
-            }
-        }
-        if let Some(host_header) = req.headers().get(http::header::HOST) {
-            let seen = host_header.to_str().unwrap_or("(not text)");
-            let matches = seen.parse::<Authority>().is_ok_and(|a| {
-                let (h, p) = host_port(&a);
-                h == tunnel.host && (a.port_u16().is_none() || p == tunnel.port)
-            });
-            if !matches {
-                return Err(mismatch(seen));
-            }
-        } else if req.version() != Version::HTTP_2 {
-            return Err(mismatch("no Host header"));
-        }
-        if let Some(sni) = &self.sni
-            && **sni != *tunnel.host
-        {
-            return Err(mismatch(&format!("TLS server name {sni}")));
-        }
-        let mut parts = req.uri().clone().into_parts();
-        parts.authority = Some(tunnel.authority.clone());
-        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| not_a_proxy_request())?;
-        Ok(())
-    }
-
-    fn check_plain_http_target(&self, req: &Request<Body>) -> Result<(), Refusal> {
-        let (host, _) = req
-            .uri()
-            .authority()
-            .map(host_port)
-            .ok_or_else(not_a_proxy_request)?;
-        let decision = self.shared.policy.load().decide(&host);
-        match decision.action {
-            Action::Deny { rule } => Err(Refusal::host_denied(&host, rule)),
-            Action::Intercept => Err(Refusal::new(
-                Reason::PlaintextToProvider,
-                format!(
-                    "plain HTTP to {host} is refused: LLM APIs are HTTPS-only and plaintext would bypass inspection; use https://"
-                ),
-            )),
-            Action::Tunnel => Ok(()),
-        }
     }
 
     fn begin_exchange(&self, client: SocketAddr, req: &Request<Body>) -> Exchange {
@@ -648,21 +561,6 @@ async fn authenticate(
 /// Whose placeholders and records these are: the authenticated user, else the client address.
 pub(super) fn scope_of(identity: Option<&crate::identity::Identity>, client: SocketAddr) -> String {
     identity.map_or_else(|| client.ip().to_string(), |i| i.user.to_string())
-}
-
-fn not_a_proxy_request() -> Refusal {
-    Refusal::new(
-        Reason::NotAProxyRequest,
-        "this is a proxy: send CONNECT host:port or an absolute-form http:// request",
-    )
-}
-
-/// Host (normalized) and port (443 when absent) of an authority.
-fn host_port(authority: &Authority) -> (String, u16) {
-    (
-        normalize_host(authority.host()),
-        authority.port_u16().unwrap_or(443),
-    )
 }
 
 impl HttpHandler for Handler {

@@ -1,15 +1,15 @@
 //! The proxy: hudsucker underneath, Tollgate's handler deciding every CONNECT and running every
 //! request's pipeline, its own dialer under every upstream connection, and a shutdown that drains.
 
-pub mod body;
+pub(crate) mod body;
 pub mod dial;
-pub mod drain;
+pub(crate) mod drain;
 mod fetch;
 mod handler;
-pub mod headers;
+pub(crate) mod headers;
 mod masking;
-pub mod pipeline;
-pub mod refusal;
+pub(crate) mod pipeline;
+pub(crate) mod refusal;
 mod tunnel;
 pub mod webhook;
 

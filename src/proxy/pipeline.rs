@@ -6,7 +6,7 @@
 //! | stage | what | where |
 //! |---|---|---|
 //! | authenticate | `Proxy-Authorization`: a token or a JWT | [`crate::identity`] |
-//! | target | inside a tunnel opened under an earlier policy, its credentials and host judged again; the request must target the tunnel's host; no upgrades; the store must take its record | [`judge_again`], handler, [`refuse_upgrades`], [`admit_to_recording`] |
+//! | target | inside a tunnel opened under an earlier policy, its credentials and host judged again; the request must target the tunnel's host; no upgrades; the store must take its record | [`judge_again`], [`check_target`], [`refuse_upgrades`], [`admit_to_recording`] |
 //! | decide | the host: refused (denied host, then a provider the profile does not allow), tunneled, or intercepted | [`decide`] |
 //! | mask | secrets and identifiers become placeholders | [`crate::mask`] |
 //! | place | model and regions; the profile's providers, regions and models | [`place`] |
@@ -21,25 +21,126 @@ use crate::approval::rules::{ApprovalRule, Facts};
 use crate::identity::Identity;
 use crate::mask::{Finding, RequestFacts};
 use crate::policy::access::Profile;
+use crate::policy::hosts::normalize_host;
 use crate::policy::{AccessError, Action, Policy, StoreFailure};
 use crate::providers::Provider;
 use crate::providers::residency::{Location, RequestView};
+use http::uri::{Authority, Scheme};
+use http::{Request, Uri, Version};
+use hudsucker::Body;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::info;
 
-/// The stages, in order.
-pub const STAGES: [&str; 9] = [
-    "authenticate",
-    "target",
-    "decide",
-    "mask",
-    "place",
-    "approval",
-    "forward",
-    "restore",
-    "record",
-];
+/// An intercepted tunnel: the CONNECT target and who owns it.
+pub(super) struct TunnelCtx {
+    pub(super) id: u64,
+    pub(super) host: String,
+    pub(super) port: u16,
+    /// `host:port` as the client gave it, what upstream requests are sent to.
+    pub(super) authority: Authority,
+    pub(super) provider: Arc<Provider>,
+}
+
+/// Inside a tunnel, the request must go to the tunnel's host: hudsucker routes h2 requests by
+/// their own `:authority`, which would let a client escape the policy decided at CONNECT.
+/// Once checked, the URI is pinned to the tunnel's authority. Outside a tunnel, a plain-HTTP
+/// request is decided by its host like a CONNECT.
+pub(super) fn check_target(
+    tunnel: Option<&TunnelCtx>,
+    sni: Option<&str>,
+    policy: &Policy,
+    req: &mut Request<Body>,
+) -> Result<(), Refusal> {
+    let Some(tunnel) = tunnel else {
+        return check_plain_http_target(policy, req);
+    };
+    if req.uri().scheme() != Some(&Scheme::HTTPS) {
+        return Err(Refusal::new(
+            Reason::PlaintextToProvider,
+            format!(
+                "plain HTTP inside a tunnel to {} is refused; use TLS",
+                tunnel.host
+            ),
+        ));
+    }
+    let mismatch = |seen: &str| {
+        Refusal::new(
+            Reason::HostMismatch,
+            format!(
+                "this tunnel was opened to {}:{}, but the request targets {seen}",
+                tunnel.host, tunnel.port
+            ),
+        )
+    };
+    // HTTP/1 requests carry hudsucker's copy of the CONNECT authority (see `on_connect`);
+    // what the client said is in `Host`. h2 requests carry the client's own `:authority`.
+    if req.version() == Version::HTTP_2 {
+        let (host, port) = req
+            .uri()
+            .authority()
+            .map(host_port)
+            .ok_or_else(not_a_proxy_request)?;
+        if host != tunnel.host || port != tunnel.port {
+            return Err(mismatch(&format!("{host}:{port}")));
+        }
+    }
+    if let Some(host_header) = req.headers().get(http::header::HOST) {
+        let seen = host_header.to_str().unwrap_or("(not text)");
+        let matches = seen.parse::<Authority>().is_ok_and(|a| {
+            let (h, p) = host_port(&a);
+            h == tunnel.host && (a.port_u16().is_none() || p == tunnel.port)
+        });
+        if !matches {
+            return Err(mismatch(seen));
+        }
+    } else if req.version() != Version::HTTP_2 {
+        return Err(mismatch("no Host header"));
+    }
+    if let Some(sni) = sni
+        && *sni != *tunnel.host
+    {
+        return Err(mismatch(&format!("TLS server name {sni}")));
+    }
+    let mut parts = req.uri().clone().into_parts();
+    parts.authority = Some(tunnel.authority.clone());
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| not_a_proxy_request())?;
+    Ok(())
+}
+
+fn check_plain_http_target(policy: &Policy, req: &Request<Body>) -> Result<(), Refusal> {
+    let (host, _) = req
+        .uri()
+        .authority()
+        .map(host_port)
+        .ok_or_else(not_a_proxy_request)?;
+    let decision = policy.decide(&host);
+    match decision.action {
+        Action::Deny { rule } => Err(Refusal::host_denied(&host, rule)),
+        Action::Intercept => Err(Refusal::new(
+            Reason::PlaintextToProvider,
+            format!(
+                "plain HTTP to {host} is refused: LLM APIs are HTTPS-only and plaintext would bypass inspection; use https://"
+            ),
+        )),
+        Action::Tunnel => Ok(()),
+    }
+}
+
+pub(super) fn not_a_proxy_request() -> Refusal {
+    Refusal::new(
+        Reason::NotAProxyRequest,
+        "this is a proxy: send CONNECT host:port or an absolute-form http:// request",
+    )
+}
+
+/// Host (normalized) and port (443 when absent) of an authority.
+pub(super) fn host_port(authority: &Authority) -> (String, u16) {
+    (
+        normalize_host(authority.host()),
+        authority.port_u16().unwrap_or(443),
+    )
+}
 
 /// What [`decide`] made of a host.
 #[derive(Debug, Clone)]
