@@ -86,6 +86,7 @@ pub struct Metrics {
     reload_failures: Counter,
     approvals: Family<DecisionLabel, Counter>,
     approval_wait: Histogram,
+    streams: Gauge,
     live: Arc<OnceLock<LiveFn>>,
 }
 
@@ -258,6 +259,12 @@ impl Metrics {
             "How long held requests waited for a decision",
             approval_wait.clone(),
         );
+        let streams = Gauge::default();
+        registry.register(
+            "tollgate_active_streams",
+            "Answers being passed to clients now (response head sent, body not ended)",
+            streams.clone(),
+        );
         let live: Arc<OnceLock<LiveFn>> = Arc::default();
         registry.register_collector(Box::new(LiveCollector(live.clone())));
         Self {
@@ -274,6 +281,7 @@ impl Metrics {
             reload_failures,
             approvals,
             approval_wait,
+            streams,
             live,
         }
     }
@@ -317,6 +325,16 @@ impl Metrics {
                 })
                 .inc_by(n);
         }
+    }
+
+    /// An answer began streaming to its client.
+    pub fn stream_opened(&self) {
+        self.streams.inc();
+    }
+
+    /// An answer that was streaming ended, however it ended.
+    pub fn stream_closed(&self) {
+        self.streams.dec();
     }
 
     /// A CONNECT was decided: `intercepted`, `tunneled` or `refused`.

@@ -115,6 +115,7 @@ async fn health_and_metrics_count_what_went_through() {
             1.0,
         ),
         ("tollgate_audit_store_writable", 1.0),
+        ("tollgate_active_streams", 0.0),
         ("tollgate_audit_store_errors_total", 0.0),
         ("tollgate_policy_reload_failures_total", 0.0),
     ];
@@ -395,6 +396,10 @@ async fn a_reload_swaps_a_valid_set_in_and_keeps_the_running_one_on_an_invalid_s
         "the fingerprint shown is the policy in force"
     );
     let metrics = scrape(&proxy).await;
+    assert_eq!(
+        metrics["tollgate_active_streams"], 1.0,
+        "the SSE answer still runs"
+    );
     // Once by the API, and once more if the directory watch got there too.
     assert!(metrics["tollgate_policy_reload_failures_total"] >= 1.0);
     assert!(

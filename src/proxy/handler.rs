@@ -118,6 +118,8 @@ struct Exchange {
     _inflight: InflightGuard,
     /// Whether its record was queued.
     finished: bool,
+    /// Whether its answer is being passed to the client (counted in the active streams).
+    streaming: bool,
 }
 
 impl Drop for Exchange {
@@ -135,6 +137,9 @@ impl Exchange {
     /// was sent).
     fn finish(&mut self, status: Option<u16>, outcome: &str, bytes: u64) {
         self.finished = true;
+        if std::mem::take(&mut self.streaming) {
+            self.metrics.stream_closed();
+        }
         let ms = self.started.elapsed().as_millis() as u64;
         let mut record = self.record_so_far();
         record.duration_ms = ms;
@@ -522,6 +527,7 @@ impl Handler {
             // From its first byte until its record is queued, a drain waits for it.
             _inflight: self.shared.inflight.enter(),
             finished: false,
+            streaming: false,
         }
     }
 }
@@ -610,6 +616,8 @@ impl HttpHandler for Handler {
         };
         let status = res.status().as_u16();
         let idle = self.shared.timeouts.body_idle;
+        exchange.streaming = true;
+        exchange.metrics.stream_opened();
         res.map(|body| {
             ObservedBody::wrap(
                 body,
