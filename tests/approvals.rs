@@ -15,6 +15,22 @@ fn chat(content: &str) -> String {
         .to_string()
 }
 
+/// A chat completion through the proxy, sent from a task (it may be held): its status.
+fn spawn_chat(
+    client: reqwest::Client,
+    content: String,
+) -> tokio::task::JoinHandle<reqwest::StatusCode> {
+    tokio::spawn(async move {
+        client
+            .post("https://api.openai.com/v1/chat/completions")
+            .body(chat(&content))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    })
+}
+
 fn rule(mode: &str, wait: &str) -> String {
     format!(
         "rules:\n  - name: tokens-leave-with-approval\n    when: {{ findings: [github-pat] }}\n    approvers: [security]\n    mode: {mode}\n    wait: {wait}\n    max_grant: 30m\nbreak_glass: [oncall]\n"
@@ -353,18 +369,7 @@ async fn a_grant_lets_the_next_requests_through_until_it_is_revoked() {
         .file("approvals.yaml", &rule("hold", "30s"))
         .start()
         .await;
-    let send = |n: usize| {
-        let client = client(&proxy);
-        tokio::spawn(async move {
-            client
-                .post("https://api.openai.com/v1/chat/completions")
-                .body(chat(&format!("turn {n}: {GITHUB}")))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let send = |n: usize| spawn_chat(client(&proxy), format!("turn {n}: {GITHUB}"));
     let first = send(1);
     let list = pending(&proxy, None, 1).await;
     let id = list[0]["id"].as_str().unwrap().to_owned();
@@ -474,16 +479,7 @@ async fn the_cli_lists_and_approves_through_the_admin_api() {
         .file("approvals.yaml", &rule("hold", "30s"))
         .start()
         .await;
-    let client = client_as(&proxy, "dev", &dev);
-    let request = tokio::spawn(async move {
-        client
-            .post("https://api.openai.com/v1/chat/completions")
-            .body(chat(&format!("cli {GITHUB}")))
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
+    let request = spawn_chat(client_as(&proxy, "dev", &dev), format!("cli {GITHUB}"));
     let list = pending(&proxy, Some(&ops), 1).await;
     let id = list[0]["id"].as_str().unwrap().to_owned();
     // (tokio's process API: the admin API answers from this test's own runtime.)
@@ -686,16 +682,7 @@ async fn a_rules_webhook_is_signed_retried_and_never_releases_the_request() {
         )
         .start()
         .await;
-    let client = client(&proxy);
-    let request = tokio::spawn(async move {
-        client
-            .post("https://api.openai.com/v1/chat/completions")
-            .body(chat(&format!("hook {GITHUB}")))
-            .send()
-            .await
-            .unwrap()
-            .status()
-    });
+    let request = spawn_chat(client(&proxy), format!("hook {GITHUB}"));
     let list = pending(&proxy, None, 1).await;
     let id = list[0]["id"].as_str().unwrap().to_owned();
     let deliveries = eventually(
@@ -742,18 +729,7 @@ async fn a_grant_ends_when_its_window_does() {
         .file("approvals.yaml", &rule("hold", "30s"))
         .start()
         .await;
-    let send = |n: usize| {
-        let client = client(&proxy);
-        tokio::spawn(async move {
-            client
-                .post("https://api.openai.com/v1/chat/completions")
-                .body(chat(&format!("turn {n}: {GITHUB}")))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let send = |n: usize| spawn_chat(client(&proxy), format!("turn {n}: {GITHUB}"));
     let first = send(1);
     let id = pending(&proxy, None, 1).await[0]["id"]
         .as_str()

@@ -265,12 +265,17 @@ impl Authenticator {
                 "the `{scheme}` scheme is not supported here; send `Authorization: Bearer <token or JWT>`"
             )));
         }
-        let value = value.trim();
-        if self.oidc.is_some() && looks_like_jwt(value) {
-            return self.verify_jwt(value, fetch).await;
+        self.prove(value.trim(), fetch).await
+    }
+
+    /// The identity a secret proves: a JWT when OIDC is configured and it looks like one, else
+    /// a token of identity.yaml.
+    async fn prove(&self, secret: &str, fetch: &dyn Fetch) -> Result<Identity, AuthError> {
+        if self.oidc.is_some() && looks_like_jwt(secret) {
+            return self.verify_jwt(secret, fetch).await;
         }
         self.tokens
-            .lookup(value)
+            .lookup(secret)
             .ok_or_else(|| AuthError::Rejected("unknown token".into()))
     }
 
@@ -312,12 +317,7 @@ impl Authenticator {
         let (_, secret) = decoded
             .split_once(':')
             .ok_or_else(|| AuthError::Rejected("Basic credentials lack a password".into()))?;
-        if self.oidc.is_some() && looks_like_jwt(secret) {
-            return self.verify_jwt(secret, fetch).await;
-        }
-        self.tokens
-            .lookup(secret)
-            .ok_or_else(|| AuthError::Rejected("unknown token".into()))
+        self.prove(secret, fetch).await
     }
 
     async fn verify_jwt(&self, token: &str, fetch: &dyn Fetch) -> Result<Identity, AuthError> {
