@@ -45,7 +45,7 @@ async fn every_one_of_many_concurrent_streams_is_recorded() {
         assert_eq!(r.outcome, "complete");
         assert_eq!(r.status, Some(200));
         assert_eq!(r.model.as_deref(), Some("gpt-4o"));
-        assert_eq!(r.response_text.as_deref(), Some("Hello from upstream"));
+        assert_eq!(r.answer_text().as_deref(), Some("Hello from upstream"));
         assert!(r.ttfb_ms.is_some());
     }
 }
@@ -76,7 +76,7 @@ async fn recorded_bodies_are_exactly_what_crossed_the_wire() {
         raw.contains("event: message_stop") && !raw.contains(GITHUB),
         "response as received"
     );
-    let text = record.response_text.unwrap();
+    let text = record.answer_text().unwrap();
     assert!(
         text.contains("TOLLGATE_GITHUB_PAT_"),
         "the stream's text, joined: {text}"

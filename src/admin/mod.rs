@@ -627,7 +627,7 @@ fn record_json(id: i64, r: &crate::record::Record, bodies: bool) -> serde_json::
     if bodies {
         v["request_body"] = json!(String::from_utf8_lossy(&r.request_body));
         v["response_body"] = json!(String::from_utf8_lossy(&r.response_body));
-        v["response_text"] = json!(r.response_text);
+        v["response_text"] = json!(r.answer_text());
     }
     v
 }

@@ -130,27 +130,15 @@ impl Drop for ObservedBody {
 }
 
 /// The upstream's response body as it passed, kept for the audit record (up to a cap).
+#[derive(Default)]
 pub struct Capture {
     buf: std::sync::Mutex<Vec<u8>>,
-    sse: bool,
 }
 
 /// Response bytes kept per exchange at most; the rest is counted, not kept.
 const CAPTURE_LIMIT: usize = 16 << 20;
 
 impl Capture {
-    pub fn new<B>(res: &http::Response<B>) -> Self {
-        let sse = res
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        Self {
-            buf: std::sync::Mutex::new(Vec::new()),
-            sse,
-        }
-    }
-
     fn push(&self, data: &[u8]) {
         let mut buf = self.buf.lock().expect("capture lock");
         let room = CAPTURE_LIMIT.saturating_sub(buf.len());
@@ -160,10 +148,6 @@ impl Capture {
     /// What was captured; the capture is empty afterwards.
     pub fn take(&self) -> Vec<u8> {
         std::mem::take(&mut *self.buf.lock().expect("capture lock"))
-    }
-
-    pub fn is_sse(&self) -> bool {
-        self.sse
     }
 }
 

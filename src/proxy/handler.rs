@@ -150,9 +150,6 @@ impl Exchange {
         if let Some(capture) = &self.capture {
             record.response_body = capture.take();
             record.usage = crate::record::usage_of(&record.response_body);
-            if capture.is_sse() {
-                record.response_text = crate::record::sse_text(&record.response_body);
-            }
         }
         self.count(status, outcome, record.usage.as_deref());
         self.recorder.close(self.pending.take(), record);
@@ -600,7 +597,7 @@ impl HttpHandler for Handler {
         let res = if exchange.mode == Mode::Intercepted {
             // Keep the upstream's answer for the record, unless nothing is recorded.
             let res = if self.shared.recorder.is_enabled() {
-                let capture = Arc::new(Capture::new(&res));
+                let capture = Arc::new(Capture::default());
                 exchange.capture = Some(capture.clone());
                 res.map(|body| TeeBody::wrap(body, capture))
             } else {

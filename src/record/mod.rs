@@ -107,7 +107,8 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<String>,
     /// For SSE answers: the text of the stream's deltas, joined. Derived from the response
-    /// body and purged with it, so not covered by the chain itself.
+    /// body and purged with it, so not covered by the chain itself. Rows written since bodies
+    /// are compressed leave it empty: [`Record::answer_text`] derives it when read.
     #[serde(skip)]
     pub response_text: Option<String>,
     /// The request body exactly as sent upstream (masked, possibly compressed).
@@ -122,6 +123,14 @@ pub struct Record {
 }
 
 impl Record {
+    /// What the model said in a streamed answer: the stored text, or the text of the response
+    /// body's SSE deltas. `None` when the answer is not a stream with text.
+    pub fn answer_text(&self) -> Option<String> {
+        self.response_text
+            .clone()
+            .or_else(|| sse_text(&self.response_body).filter(|t| !t.is_empty()))
+    }
+
     /// A record with the given kind and place and nothing else known yet.
     pub fn new(kind: RecordKind, client: &str, scope: &str, mode: &str, host: &str) -> Self {
         Record {
@@ -405,6 +414,8 @@ pub struct FinishReport {
 
 /// Records written per transaction at most.
 const BATCH: usize = 512;
+/// How long the writer gathers entries for one transaction after the first arrives.
+const BATCH_WINDOW: Duration = Duration::from_millis(5);
 /// How often retention runs while the proxy runs.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// How often a store that keeps refusing writes is retried.
@@ -621,6 +632,8 @@ fn write_loop(
         };
         let mut batch = Batch::default();
         let (mut entries, mut bytes) = (0, 0);
+        let window = Instant::now() + BATCH_WINDOW;
+        let draining = stopping;
         let mut add = |(entry, size): (Entry, usize)| {
             match entry {
                 Entry::Done(r) => batch.records.push(r),
@@ -638,14 +651,37 @@ fn write_loop(
             bytes += size;
         };
         add(first);
+        // What arrives within a short window joins the transaction: one commit (and one pass
+        // over the indexes and the chain head) for many exchanges, and an exchange that ends
+        // within it is never kept aside at all.
+        // The writer sleeps through the window rather than waiting on the channel, so that
+        // senders do not wake it once per entry.
+        if !draining {
+            std::thread::sleep(window.saturating_duration_since(Instant::now()));
+        }
         for _ in 1..BATCH {
             match rx.try_recv() {
-                Ok(entry) => add(entry),
+                Ok(entry) => {
+                    let stop = matches!(entry.0, Entry::Stop);
+                    add(entry);
+                    if stop {
+                        break;
+                    }
+                }
                 Err(_) => break,
             }
         }
         if entries == 0 {
             continue;
+        }
+        // An exchange that started and ended within one batch needs nothing kept aside: its
+        // record is written in the transaction that would have kept it.
+        if !batch.opened.is_empty() && !batch.closed.is_empty() {
+            let closed: std::collections::HashSet<&str> =
+                batch.closed.iter().map(String::as_str).collect();
+            batch
+                .opened
+                .retain(|(key, _)| !closed.contains(key.as_str()));
         }
         // A batch the store refuses is retried until it is written: while that lasts the
         // recorder reports unhealthy, and the proxy (by default) refuses new LLM requests rather

@@ -131,7 +131,77 @@ const MIGRATIONS: &[&str] = &[
     -- What approval a rule asked for and what became of it (JSON), hashed from version 3.
     ALTER TABLE records ADD COLUMN approval TEXT;
 "#,
+    r#"
+    -- Which bodies are stored zstd-compressed (see `Codec`); digests cover them uncompressed.
+    ALTER TABLE records ADD COLUMN bodies_codec INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE pending ADD COLUMN bodies_codec INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
+
+/// How a row's bodies are stored: bits of its `bodies_codec` column. A body is compressed when
+/// that saves at least an eighth of it; digests and hashes always cover the body as sent.
+struct Codec;
+
+impl Codec {
+    const REQUEST_ZSTD: i64 = 1;
+    const RESPONSE_ZSTD: i64 = 2;
+    /// zstd's fastest regular level: several hundred MB/s, and code and JSON shrink 3-4x.
+    const LEVEL: i32 = 1;
+    /// Bodies shorter than this are stored as they are.
+    const MIN: usize = 256;
+}
+
+/// Compresses bodies for the store, reusing one zstd context.
+struct Packer {
+    zstd: zstd::bulk::Compressor<'static>,
+}
+
+impl Packer {
+    fn new() -> Self {
+        Packer {
+            zstd: zstd::bulk::Compressor::new(Codec::LEVEL).expect("zstd level 1 is valid"),
+        }
+    }
+
+    /// The body as stored, and whether it is compressed.
+    fn pack<'a>(&mut self, body: &'a [u8]) -> (std::borrow::Cow<'a, [u8]>, bool) {
+        if body.len() >= Codec::MIN
+            && let Ok(packed) = self.zstd.compress(body)
+            && packed.len() <= body.len() - body.len() / 8
+        {
+            return (packed.into(), true);
+        }
+        (body.into(), false)
+    }
+
+    /// Both bodies of a record as stored, and their `bodies_codec`.
+    fn pack_bodies<'a>(
+        &mut self,
+        request: &'a [u8],
+        response: &'a [u8],
+    ) -> (std::borrow::Cow<'a, [u8]>, std::borrow::Cow<'a, [u8]>, i64) {
+        let (request, req_zstd) = self.pack(request);
+        let (response, resp_zstd) = self.pack(response);
+        let codec = if req_zstd { Codec::REQUEST_ZSTD } else { 0 }
+            | if resp_zstd { Codec::RESPONSE_ZSTD } else { 0 };
+        (request, response, codec)
+    }
+}
+
+/// A stored body as it was sent. One that does not decompress is returned as stored, so that
+/// `audit verify` reports it as not matching its digest.
+fn unpack(stored: Vec<u8>, codec: i64, bit: i64) -> Vec<u8> {
+    if codec & bit == 0 || stored.is_empty() {
+        return stored;
+    }
+    match zstd::stream::decode_all(stored.as_slice()) {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::warn!(%error, "a stored body does not decompress");
+            stored
+        }
+    }
+}
 
 /// What the first row links to.
 pub(crate) const GENESIS: [u8; 32] = [0; 32];
@@ -177,6 +247,7 @@ impl HashVersion {
 
 pub struct Store {
     conn: Connection,
+    packer: Packer,
     path: PathBuf,
 }
 
@@ -196,6 +267,7 @@ impl Store {
             .map_err(err)?;
         let mut store = Store {
             conn,
+            packer: Packer::new(),
             path: path.to_owned(),
         };
         store.migrate()?;
@@ -256,22 +328,26 @@ impl Store {
     /// Turns what a previous run left in flight into `interrupted` records, in one transaction.
     /// Returns how many there were.
     pub fn recover_pending(&mut self) -> Result<usize, StoreError> {
-        let rows: Vec<(String, String, Vec<u8>, Vec<u8>)> = {
+        type Row = (String, String, Vec<u8>, Vec<u8>, i64);
+        let rows: Vec<Row> = {
             let mut stmt = self
                 .conn
                 .prepare(
-                    "SELECT key, record, request_body, original_body FROM pending ORDER BY rowid",
+                    "SELECT key, record, request_body, original_body, bodies_codec FROM pending
+                     ORDER BY rowid",
                 )
                 .map_err(|e| self.err(e))?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .and_then(Iterator::collect)
-                .map_err(|e| self.err(e))?
+            stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))?
         };
         let mut batch = Batch::default();
-        for (key, json, request_body, original_body) in rows {
+        for (key, json, request_body, original_body, codec) in rows {
             if let Ok(mut record) = serde_json::from_str::<Record>(&json) {
                 record.outcome = "interrupted".into();
-                record.request_body = request_body;
+                record.request_body = unpack(request_body, codec, Codec::REQUEST_ZSTD);
                 record.original_body = original_body;
                 batch.records.push(record);
             }
@@ -313,10 +389,10 @@ impl Store {
                      method, path, status, outcome, bytes_up, bytes_down, findings, session_id, model, ttfb_ms,
                      rule, usage, response_text, request_body, response_body, prev_hash, hash,
                      request_digest, response_digest, original_body, region, jurisdiction, groups, token,
-                     profile, hash_version, approval)
+                     profile, hash_version, approval, bodies_codec)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
                      ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35,
-                     ?36)",
+                     ?36, ?37)",
                 )
                 .map_err(err)?;
             for r in records {
@@ -330,6 +406,8 @@ impl Store {
                     &req_digest,
                     &resp_digest,
                 );
+                let (request_body, response_body, codec) =
+                    self.packer.pack_bodies(&r.request_body, &r.response_body);
                 insert
                     .execute(params![
                         id,
@@ -354,8 +432,8 @@ impl Store {
                         r.rule,
                         r.usage,
                         r.response_text,
-                        r.request_body,
-                        r.response_body,
+                        request_body,
+                        response_body,
                         prev,
                         hash,
                         req_digest,
@@ -368,19 +446,21 @@ impl Store {
                         r.profile,
                         HashVersion::CURRENT as i64,
                         r.approval,
+                        codec,
                     ])
                     .map_err(err)?;
                 prev = hash.to_vec();
             }
             let mut open = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO pending (key, record, request_body, original_body)
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR REPLACE INTO pending (key, record, request_body, original_body,
+                     bodies_codec) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(err)?;
             for (key, r) in &batch.opened {
                 let json = serde_json::to_string(r).expect("records serialize");
-                open.execute(params![key, json, r.request_body, r.original_body])
+                // Kept aside only until the exchange ends: not worth compressing.
+                open.execute(params![key, json, r.request_body, r.original_body, 0])
                     .map_err(err)?;
             }
             let mut close = tx
@@ -562,7 +642,7 @@ impl Store {
         let bodies = tx
             .execute(
                 "UPDATE records SET request_body = x'', response_body = x'', response_text = NULL,
-                 original_body = x'', bodies_purged = 1 WHERE started_at < ?1 AND bodies_purged = 0",
+                 original_body = x'', bodies_purged = 1, bodies_codec = 0 WHERE started_at < ?1 AND bodies_purged = 0",
                 [bodies_before],
             )
             .map_err(err)?;
@@ -798,14 +878,14 @@ const SUMMARY_COLUMNS: &str =
      status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
      rule, usage, NULL, x'', x'', request_digest, response_digest,
      bodies_purged, x'', region, jurisdiction, groups, token, profile, hash_version,
-     approval";
+     approval, 0";
 
 const COLUMNS: &str =
     "id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
      status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
      rule, usage, response_text, request_body, response_body, request_digest, response_digest,
      bodies_purged, original_body, region, jurisdiction, groups, token, profile, hash_version,
-     approval";
+     approval, bodies_codec";
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let text = |i: usize| -> rusqlite::Result<String> { row.get(i) };
@@ -842,8 +922,8 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         profile: row.get(34)?,
         approval: row.get(36)?,
         response_text: row.get(23)?,
-        request_body: row.get(24)?,
-        response_body: row.get(25)?,
+        request_body: unpack(row.get(24)?, row.get(37)?, Codec::REQUEST_ZSTD),
+        response_body: unpack(row.get(25)?, row.get(37)?, Codec::RESPONSE_ZSTD),
         original_body: row.get(29)?,
     })
 }
@@ -1069,6 +1149,66 @@ mod tests {
         assert_eq!(store.verify().unwrap().unwrap().row, 2);
     }
 
+    /// A body that compresses (code as an agent sends it) and one that does not.
+    fn bodies() -> (Vec<u8>, Vec<u8>) {
+        let text: String = (0..400)
+            .map(|i| format!("fn handler_{i}(req: Request) -> Response {{ route(req, {i}) }}\n"))
+            .collect();
+        let mut noise = vec![0u8; 8192];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut noise).unwrap();
+        (text.into_bytes(), noise)
+    }
+
+    #[test]
+    fn bodies_that_compress_are_stored_compressed_and_read_back_as_sent() {
+        let (_dir, _, mut store) = store_with(0);
+        let (text, noise) = bodies();
+        let mut r = record(1);
+        r.request_body = text.clone();
+        r.response_body = noise.clone();
+        store.append(&[r]).unwrap();
+        let (codec, stored_request, stored_response): (i64, i64, i64) = store
+            .conn
+            .query_row(
+                "SELECT bodies_codec, length(request_body), length(response_body) FROM records",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            codec,
+            Codec::REQUEST_ZSTD,
+            "only the text is worth compressing"
+        );
+        assert!(stored_request * 4 < text.len() as i64, "{stored_request}");
+        assert_eq!(stored_response, noise.len() as i64);
+        let back = store.get(1).unwrap().unwrap();
+        assert!(back.request_body == text && back.response_body == noise);
+        assert_eq!(store.verify().unwrap(), None);
+    }
+
+    #[test]
+    fn an_altered_compressed_body_breaks_the_chain() {
+        let (_dir, _, mut store) = store_with(2);
+        let mut r = record(3);
+        r.request_body = bodies().0;
+        store.append(&[r]).unwrap();
+        // Another valid zstd frame, and then bytes that are no frame at all.
+        let other = zstd::bulk::compress(b"something else entirely, long enough", 1).unwrap();
+        for forged in [other, b"not zstd".to_vec()] {
+            store
+                .conn
+                .execute(
+                    "UPDATE records SET request_body = ?1 WHERE id = 3",
+                    [&forged],
+                )
+                .unwrap();
+            let brk = store.verify().unwrap().unwrap();
+            assert_eq!(brk.row, 3);
+            assert!(brk.reason.contains("digests"), "{}", brk.reason);
+        }
+    }
+
     #[test]
     fn purging_keeps_the_chain_verifiable() {
         let (_dir, _, mut fresh) = store_with(0);
@@ -1194,7 +1334,8 @@ mod tests {
         store
             .conn
             .execute_batch(
-                "ALTER TABLE records DROP COLUMN approval; ALTER TABLE records DROP COLUMN hash_version;
+                "ALTER TABLE records DROP COLUMN bodies_codec; ALTER TABLE pending DROP COLUMN bodies_codec;
+                 ALTER TABLE records DROP COLUMN approval; ALTER TABLE records DROP COLUMN hash_version;
                  DROP TABLE checkpoints; PRAGMA user_version = 3;",
             )
             .unwrap();
