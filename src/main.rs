@@ -27,9 +27,19 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| EnvFilter::new("info"))
         .add_directive("hudsucker=warn".parse().expect("valid directive"))
         .add_directive("tokio_graceful=warn".parse().expect("valid directive"));
+    // Lines are written by a thread of their own, through a buffer it flushes whenever it has
+    // nothing more to write: no request waits on standard error, and under load many lines
+    // leave in one write. Not lossy: a full buffer holds loggers back rather than drop lines.
+    let (writer, log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("tollgate-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 << 10,
+            std::io::stderr(),
+        ));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
@@ -40,7 +50,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli.execute()) {
+    let result = runtime.block_on(cli.execute());
+    drop(runtime);
+    // Every log line is out before the closing sentence, if any.
+    drop(log_guard);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is_reported() => ExitCode::from(err.exit_code()),
         Err(err) => {
