@@ -8,7 +8,7 @@
 //! path, request size, connection mode (kept-alive tunnels, or a new CONNECT and TLS handshake
 //! per request) and concurrency it measures requests/s, latency p50/p99, and the time to the
 //! first SSE event; then Tollgate's memory idle and with many streams open at once. It prints a
-//! table and writes the figures as JSON for `scripts/bench-chart`.
+//! table and writes the figures as JSON for `scripts/bench-report`.
 //!
 //! Run it through `scripts/bench`, which builds the release binary first.
 
@@ -242,9 +242,12 @@ async fn start_upstream() -> SocketAddr {
                         )
                     }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
+                // Held answers stay open until all are in: a real API's limit of concurrent
+                // streams per connection (hyper's default is 200) would starve the rest.
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder.http2().max_concurrent_streams(100_000);
+                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
             });
         }
     });
@@ -788,7 +791,12 @@ async fn open_streams(path: Arc<Path_>, upstream: SocketAddr, n: usize) -> Resul
             Ok::<_, String>(())
         }));
     }
-    barrier.wait().await;
+    tokio::time::timeout(Duration::from_secs(120), barrier.wait())
+        .await
+        .map_err(|_| {
+            release().send_replace(true);
+            format!("{n} streams were not all open after 120 s")
+        })?;
     let (now, _) = rss(pid);
     release().send_replace(true);
     for t in tasks {
@@ -866,10 +874,12 @@ async fn run(o: Options) -> i32 {
         answer_events().iter().map(|e| e.len()).sum::<usize>(),
         answer_events().len()
     );
+    let mut idle = std::collections::HashMap::new();
     for p in &paths {
         if let Some(child) = &p.child {
-            let (idle, _) = rss(child.id());
-            println!("bench: {} idle RSS {idle:.1} MiB", p.name);
+            let (now, _) = rss(child.id());
+            println!("bench: {} idle RSS {now:.1} MiB", p.name);
+            idle.insert(p.name.clone(), now);
         }
     }
     let mut results = Vec::<Value>::new();
@@ -964,15 +974,20 @@ async fn run(o: Options) -> i32 {
             }
         }
     }
+    let mut memory_by_path = Vec::new();
     for p in &paths {
         if let Some(child) = &p.child {
             let (now, peak) = rss(child.id());
             println!("bench: {} RSS now {now:.1} MiB, peak {peak:.1} MiB", p.name);
+            memory_by_path.push(json!({
+                "path": p.name, "idle_mib": idle.get(&p.name), "after_mib": now, "peak_mib": peak,
+            }));
         }
     }
     let out = o.out.clone().unwrap_or_else(|| dir.join("bench.json"));
     let doc = json!({
         "cores": cores, "seconds": o.seconds, "results": results, "memory": memory,
+        "rss": memory_by_path,
     });
     std::fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     println!("bench: figures in {}", out.display());
