@@ -984,10 +984,22 @@ async fn run(o: Options) -> i32 {
             }));
         }
     }
+    let store = if paths.iter().any(|p| p.name == "tollgate") {
+        match store_figures(&dir.join("tollgate").join("tollgate.db")) {
+            Ok(figures) => figures,
+            Err(e) => {
+                println!("bench: the store could not be read: {e}");
+                failed.store(true, Ordering::Relaxed);
+                Value::Null
+            }
+        }
+    } else {
+        Value::Null
+    };
     let out = o.out.clone().unwrap_or_else(|| dir.join("bench.json"));
     let doc = json!({
         "cores": cores, "seconds": o.seconds, "results": results, "memory": memory,
-        "rss": memory_by_path,
+        "rss": memory_by_path, "store": store,
     });
     std::fs::write(&out, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     println!("bench: figures in {}", out.display());
@@ -1000,4 +1012,53 @@ async fn run(o: Options) -> i32 {
         }
     }
     if failed.load(Ordering::Relaxed) { 1 } else { 0 }
+}
+
+/// Bytes on disk per exchange in the recorded path's store (pages in use, WAL included), and the
+/// stored bodies per request size against the bodies as sent.
+fn store_figures(db: &Path) -> Result<Value, String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| e.to_string())?;
+    let pragma = |name: &str| -> Result<i64, String> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .map_err(|e| e.to_string())
+    };
+    let used = (pragma("page_count")? - pragma("freelist_count")?) * pragma("page_size")?;
+    let mut query = conn
+        .prepare(
+            "SELECT bytes_up / 1024, count(*), avg(bytes_up + bytes_down), \
+             avg(length(request_body) + length(response_body)) FROM records GROUP BY 1 ORDER BY 1",
+        )
+        .map_err(|e| e.to_string())?;
+    let sizes: Vec<Value> = query
+        .query_map([], |r| {
+            Ok(json!({
+                "request_kib": r.get::<_, i64>(0)?, "exchanges": r.get::<_, i64>(1)?,
+                "sent_bytes": r.get::<_, f64>(2)?, "stored_body_bytes": r.get::<_, f64>(3)?,
+            }))
+        })
+        .map_err(|e| e.to_string())?
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let exchanges: i64 = sizes
+        .iter()
+        .map(|s| s["exchanges"].as_i64().unwrap_or(0))
+        .sum();
+    let per_exchange = used as f64 / exchanges.max(1) as f64;
+    println!(
+        "bench: store {:.1} MiB for {exchanges} exchanges, {per_exchange:.0} bytes each on disk",
+        used as f64 / 1048576.0
+    );
+    for s in &sizes {
+        println!(
+            "bench: store, {} KiB requests: {:.0} bytes of bodies sent and received, {:.0} stored",
+            s["request_kib"],
+            s["sent_bytes"].as_f64().unwrap_or(0.0),
+            s["stored_body_bytes"].as_f64().unwrap_or(0.0)
+        );
+    }
+    Ok(
+        json!({"exchanges": exchanges, "bytes_on_disk": used, "bytes_per_exchange": per_exchange, "sizes": sizes}),
+    )
 }

@@ -118,7 +118,7 @@ pub struct Limits {
     pub max_connections: usize,
     /// Open client connections from one IP address (a NAT or a CI runner pool shares one).
     pub max_connections_per_client: usize,
-    /// Audit records waiting for the writer at most; at this bound the store counts as failing.
+    /// Audit records waiting for the writer at most; at this bound new requests wait for room.
     pub audit_queue_records: usize,
     /// Bytes of audit records (bodies included) waiting for the writer at most.
     pub audit_queue_bytes: usize,
@@ -138,7 +138,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_client: 1_000,
             audit_queue_records: 65_536,
-            audit_queue_bytes: 256 << 20,
+            audit_queue_bytes: 64 << 20,
             max_header_bytes: 64 << 10,
             max_headers: 100,
             vault_bytes: 128 << 20,

@@ -336,6 +336,33 @@ async fn under_continue_a_full_audit_queue_holds_requests_then_refuses_and_nothi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_past_the_audit_queue_bound_waits_for_the_writer_instead_of_being_refused() {
+    let upstream = Upstream::start().await;
+    // The default policy (`refuse`), and a queue of two entries: a burst of 40 requests fills it
+    // many times over while the writer is healthy. They are held until it catches up, never
+    // refused, and every one is recorded.
+    let proxy = ProxySetup::new(&upstream)
+        .limits(tollgate::config::Limits {
+            audit_queue_records: 2,
+            ..Default::default()
+        })
+        .start()
+        .await;
+    let client = client(&proxy);
+    let burst: Vec<_> = (0..40).map(|_| tokio::spawn(say_hi(&client))).collect();
+    for request in burst {
+        let res = request.await.unwrap().unwrap();
+        assert_eq!(res.status(), 200, "{:?}", reason_of(&res));
+    }
+    let db = proxy.db_path();
+    let TestProxy { proxy, dir: _dir } = proxy;
+    assert_eq!(proxy.shutdown().await.records_lost, 0);
+    let store = tollgate::record::Store::open(&db).unwrap();
+    assert_eq!(store.verify().unwrap(), None);
+    assert_eq!(store.count().unwrap(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_wait_forever_on_a_failing_store_and_reports_what_was_lost() {
     let upstream = Upstream::start().await;
     let proxy = ProxySetup::new(&upstream)

@@ -217,29 +217,35 @@ pub(super) fn refuse_upgrades(
     Ok(())
 }
 
-/// The audit store must be able to take this exchange's record. Under `refuse` a failing
-/// store or a full queue refuses at once; under `continue` a full queue holds the request
-/// until the writer frees room (back-pressure, at most `timeouts.header_read`).
+/// The audit store must be able to take this exchange's record. Under `refuse` a failing store
+/// refuses at once (under `continue` the request goes on unrecorded). A full queue is the writer
+/// falling behind, not failing: under either policy the request waits until the writer frees room
+/// (back-pressure, at most `timeouts.header_read`, and under `refuse` only while the store takes
+/// writes) and is refused if none comes.
 pub(super) async fn admit_to_recording(shared: &Shared, policy: &Policy) -> Result<(), Refusal> {
     let recorder = &shared.recorder;
-    let admitted = match policy.recording().on_store_failure {
-        StoreFailure::Refuse => recorder.is_healthy(),
-        StoreFailure::Continue => {
-            !recorder.is_full() || recorder.wait_for_room(shared.timeouts.header_read).await
-        }
+    let must_record = policy.recording().on_store_failure == StoreFailure::Refuse;
+    let refused = if must_record && !recorder.is_writable() {
+        Some("recording.on_store_failure: refuse")
+    } else if !recorder.is_full()
+        || recorder
+            .wait_for_room(shared.timeouts.header_read, must_record)
+            .await
+    {
+        None
+    } else if must_record && !recorder.is_writable() {
+        Some("recording.on_store_failure: refuse")
+    } else {
+        Some("limits.audit_queue_records/audit_queue_bytes")
     };
-    if admitted {
-        return Ok(());
+    match refused {
+        None => Ok(()),
+        Some(rule) => Err(Refusal::new(
+            Reason::StoreUnavailable,
+            "the audit store cannot take this request's record right now, and policy does not let requests leave unrecorded; retry shortly",
+        )
+        .with_rule(rule)),
     }
-    let rule = match policy.recording().on_store_failure {
-        StoreFailure::Refuse => "recording.on_store_failure: refuse",
-        StoreFailure::Continue => "limits.audit_queue_records/audit_queue_bytes",
-    };
-    Err(Refusal::new(
-        Reason::StoreUnavailable,
-        "the audit store cannot take this request's record right now, and policy does not let requests leave unrecorded; retry shortly",
-    )
-    .with_rule(rule))
 }
 
 /// What [`place`] found: the model asked for and where the request goes.

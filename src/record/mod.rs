@@ -281,9 +281,8 @@ impl Entry {
 }
 
 /// How much may wait in memory for the writer. At these bounds the queue is *full*: the proxy
-/// treats that as a store failure (policy `refuse`) or holds new requests until there is room
-/// (`continue`). Twice these bounds, records are dropped, counted and logged: only the records of
-/// exchanges already under way, refusals and tunnels can get that far.
+/// holds new LLM requests until there is room. Records of exchanges already under way always join;
+/// past twice these bounds other records (refusals, tunnels) are dropped, counted and logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
     pub records: usize,
@@ -294,7 +293,7 @@ impl Default for QueueLimits {
     fn default() -> Self {
         Self {
             records: 65_536,
-            bytes: 256 << 20,
+            bytes: 64 << 20,
         }
     }
 }
@@ -340,9 +339,11 @@ impl Queue {
             || self.bytes.load(Ordering::Relaxed) >= self.limits.bytes
     }
 
-    fn is_over_hard_bound(&self, size: usize) -> bool {
+    /// Past twice the bounds already queued. One record always joins a queue under them, so an
+    /// exchange as large as the body limits allow is never dropped for its size alone.
+    fn is_over_hard_bound(&self) -> bool {
         self.records.load(Ordering::Relaxed) >= 2 * self.limits.records
-            || self.bytes.load(Ordering::Relaxed) + size > 2 * self.limits.bytes
+            || self.bytes.load(Ordering::Relaxed) >= 2 * self.limits.bytes
     }
 
     fn release(&self, records: usize, bytes: usize) {
@@ -536,7 +537,11 @@ impl Recorder {
             return;
         };
         let size = entry.size();
-        if self.queue.is_over_hard_bound(size) {
+        // An exchange that was let through the admission gate (`pipeline::admit_to_recording`)
+        // always has its records taken: its bodies are in memory already, and the gate holds
+        // new ones while the queue is full. Everything else stops at twice the bounds.
+        let admitted = matches!(&entry, Entry::Open(_, r) | Entry::Close(_, r) if r.kind == RecordKind::Exchange);
+        if !admitted && self.queue.is_over_hard_bound() {
             self.queue.note_drop(
                 "the audit queue is past its bounds (the store is failing or far behind)",
                 entry.record(),
@@ -562,16 +567,25 @@ impl Recorder {
         self.queue.writable.load(Ordering::SeqCst) && !self.queue.is_full()
     }
 
+    /// Whether the store takes writes (false while it refuses them: disk full, locked, corrupt).
+    pub fn is_writable(&self) -> bool {
+        self.queue.writable.load(Ordering::SeqCst)
+    }
+
     /// Whether the queue is at its bounds (see [`QueueLimits`]).
     pub fn is_full(&self) -> bool {
         self.tx.is_some() && self.queue.is_full()
     }
 
-    /// Waits until the queue has room, at most `limit`; false if it stayed full.
-    pub async fn wait_for_room(&self, limit: Duration) -> bool {
+    /// Waits until the queue has room, at most `limit`; false if it stayed full. With
+    /// `while_writable`, also false as soon as the store refuses writes.
+    pub async fn wait_for_room(&self, limit: Duration, while_writable: bool) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let room = self.queue.room.notified();
+            if while_writable && !self.is_writable() {
+                return false;
+            }
             if !self.is_full() {
                 return true;
             }
@@ -689,6 +703,8 @@ fn write_loop(
         while let Err(error) = store.write(&batch) {
             queue.store_errors.fetch_add(1, Ordering::Relaxed);
             if queue.writable.swap(false, Ordering::SeqCst) {
+                // Requests waiting for room while the store must be writable give up now.
+                queue.room.notify_waiters();
                 tracing::error!(%error, waiting = batch.records.len(), "cannot write audit records; retrying");
             }
             if queue.give_up_passed() {
@@ -917,6 +933,12 @@ mod tests {
         recorder.record(big.clone());
         assert!(recorder.is_full(), "80 KiB waiting is past 64 KiB");
         recorder.record(big.clone());
+        recorder.record(big.clone());
+        assert_eq!(
+            recorder.dropped(),
+            0,
+            "under 128 KiB waiting, a record still joins"
+        );
         recorder.record(big);
         assert_eq!(recorder.dropped(), 1, "past 128 KiB the record is dropped");
         lock.execute_batch("COMMIT").unwrap();
@@ -926,6 +948,50 @@ mod tests {
                 .unwritten,
             0
         );
+    }
+
+    #[test]
+    fn past_twice_the_bound_an_admitted_exchange_still_joins_and_a_refusal_does_not() {
+        let limits = QueueLimits {
+            records: 2,
+            bytes: 1 << 20,
+        };
+        let (_dir, path, recorder, writer, lock) = recorder_over_a_locked_store(limits);
+        for n in 0..4 {
+            recorder.record(record(n));
+        }
+        recorder.record(record(4));
+        assert_eq!(
+            recorder.dropped(),
+            1,
+            "a refusal's record past 2x is dropped"
+        );
+        let key = recorder.open(record(5));
+        recorder.close(key, record(5));
+        assert_eq!(
+            recorder.dropped(),
+            1,
+            "an admitted exchange's records joined"
+        );
+        lock.execute_batch("COMMIT").unwrap();
+        writer.finish(Instant::now() + Duration::from_secs(60));
+        assert_eq!(Store::open(&path).unwrap().count().unwrap(), 5);
+    }
+
+    #[test]
+    fn one_record_larger_than_the_queue_still_joins_it() {
+        let limits = QueueLimits {
+            records: 1000,
+            bytes: 64 << 10,
+        };
+        let (_dir, path, recorder, writer, lock) = recorder_over_a_locked_store(limits);
+        let mut huge = record(0);
+        huge.request_body = vec![b'x'; 1 << 20];
+        recorder.record(huge);
+        assert_eq!(recorder.dropped(), 0);
+        lock.execute_batch("COMMIT").unwrap();
+        writer.finish(Instant::now() + Duration::from_secs(60));
+        assert_eq!(Store::open(&path).unwrap().count().unwrap(), 1);
     }
 
     #[test]
@@ -956,10 +1022,14 @@ mod tests {
         let (_dir, _path, recorder, writer, lock) = recorder_over_a_locked_store(limits);
         recorder.record(record(0));
         recorder.record(record(1));
-        assert!(!recorder.wait_for_room(Duration::from_millis(100)).await);
+        assert!(
+            !recorder
+                .wait_for_room(Duration::from_millis(100), false)
+                .await
+        );
         let waiting = tokio::spawn({
             let recorder = recorder.clone();
-            async move { recorder.wait_for_room(Duration::from_secs(60)).await }
+            async move { recorder.wait_for_room(Duration::from_secs(60), false).await }
         });
         lock.execute_batch("COMMIT").unwrap();
         assert!(waiting.await.unwrap());
