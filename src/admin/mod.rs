@@ -21,6 +21,9 @@
 //! | `GET /api/exchanges` | auditor | records, newest first, filtered and paginated, without bodies |
 //! | `GET /api/exchanges/{id}` | auditor | one record with its bodies as stored (masked) |
 //! | `GET /api/sessions`, `GET /api/sessions/{id}` | auditor | conversations; one's exchanges |
+//! | `GET /console/…` | by page | the web console ([`console`]), on a session of its own |
+
+pub mod console;
 
 use crate::approval::{Approvals, Approver, Ask, DecideError, Pending};
 use crate::identity::oidc::Fetch;
@@ -65,6 +68,8 @@ pub struct AdminState {
     pub approvals: Arc<Approvals>,
     /// The audit store, when recording is on.
     pub db: Option<std::path::PathBuf>,
+    /// The web console's sessions and state.
+    pub console: Arc<console::Console>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +183,11 @@ fn router(state: AdminState) -> Router {
         .route("/api/exchanges/{id}", get(exchange_show))
         .route("/api/sessions", get(sessions_list))
         .route("/api/sessions/{id}", get(session_show))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/console/") }),
+        )
+        .merge(console::routes())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -227,6 +237,11 @@ fn problem(status: StatusCode, kind: &str, message: impl Into<String>) -> Respon
 async fn authenticate(State(state): State<AdminState>, mut req: Request, next: Next) -> Response {
     if req.uri().path() == "/livez" {
         return next.run(req).await;
+    }
+    // The console (and `/`, which sends a browser there) signs in with a session of its own.
+    let path = req.uri().path();
+    if path == "/" || path == "/console" || path.starts_with("/console/") {
+        return console::gate(state, req, next).await;
     }
     let policy = state.policy.current();
     let auth = policy.auth();

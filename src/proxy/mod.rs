@@ -300,6 +300,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
                     fetcher,
                     approvals: shared.approvals.clone(),
                     db: shared.recorder.is_enabled().then(|| config.db.clone()),
+                    console: Default::default(),
                 },
             )
             .await?,

@@ -325,6 +325,23 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The exchanges in flight now (written aside when they started), oldest first: what they
+    /// were when they started, without bodies.
+    pub fn in_flight(&self) -> Result<Vec<Record>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT record FROM pending ORDER BY rowid LIMIT 1000")
+            .map_err(|e| self.err(e))?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .iter()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect())
+    }
+
     /// Turns what a previous run left in flight into `interrupted` records, in one transaction.
     /// Returns how many there were.
     pub fn recover_pending(&mut self) -> Result<usize, StoreError> {
@@ -561,6 +578,17 @@ impl Store {
             Some(true) => conditions.push("findings != '[]'"),
             Some(false) => conditions.push("findings = '[]'"),
             None => {}
+        }
+        if let Some(region) = &filter.region {
+            conditions.push("(',' || region || ',') LIKE ?");
+            params.push(rusqlite::types::Value::Text(format!(
+                "%,{},%",
+                region.replace(['%', '_'], "")
+            )));
+        }
+        if let Some(decision) = &filter.approval {
+            conditions.push("json_extract(approval, '$.decision') = ?");
+            params.push(rusqlite::types::Value::Text(decision.clone()));
         }
         if let Some(group) = &filter.group {
             // Groups are kept comma-separated.
@@ -955,6 +983,11 @@ pub struct ExchangeFilter {
     pub kind: Option<String>,
     pub session: Option<String>,
     pub has_findings: Option<bool>,
+    /// One of the regions the request was headed to.
+    pub region: Option<String>,
+    /// What became of the approval a rule asked for: `approved`, `denied`, `timeout`,
+    /// `abandoned`, `pending`, `granted`.
+    pub approval: Option<String>,
     /// Pagination: only records with a smaller id (the last id of the page before).
     pub before_id: Option<i64>,
     /// At most this many (default 50, at most 1000).
