@@ -136,6 +136,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE records ADD COLUMN bodies_codec INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE pending ADD COLUMN bodies_codec INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+    -- The console's lists, newest first, by user, by outcome (refusals) and by approval
+    -- decision: each an ordered walk of an index instead of a scan of the rows (whose bodies
+    -- sit before the columns these filters read).
+    CREATE INDEX records_scope_id ON records (scope, id);
+    CREATE INDEX records_outcome_id ON records (outcome, id);
+    CREATE INDEX records_decision_id ON records (json_extract(approval, '$.decision'), id);
+"#,
 ];
 
 /// How a row's bodies are stored: bits of its `bodies_codec` column. A body is compressed when
