@@ -363,6 +363,13 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
         .unwrap();
     wait_for(c, "#approve-button").await;
     screenshot(c, "approval-375px").await;
+    // Approve for a window: the grant is listed, and revoked from the list.
+    c.find(Locator::Css("#window option[value='1h']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     c.find(Locator::Css("#approve-button"))
         .await
         .unwrap()
@@ -371,5 +378,40 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
         .unwrap();
     assert_eq!(text_of(c, "h1").await, "Approved");
     assert_eq!(third.await.unwrap().0, 200);
+    c.set_window_size(1280, 900).await.unwrap();
+    c.goto(&format!("{console}approvals")).await.unwrap();
+    let grant = text_of(c, "form[action$='/revoke']").await;
+    assert!(grant.contains("Revoke"), "{grant}");
+    c.find(Locator::Css("form[action$='/revoke'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(text_of(c, "h2 + p.note").await, "No grant is open.");
+
+    // An answer still streaming is marked as such in the list.
+    let stream = dev_client
+        .post("https://api.openai.com/test/gated-sse")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let mut body = stream.bytes_stream();
+    let _first = futures_util::StreamExt::next(&mut body).await;
+    let live = eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        "the open stream was never listed as streaming",
+        async || {
+            c.goto(&format!("{console}exchanges")).await.ok()?;
+            let pill = c.find(Locator::Css("#exchanges .pill.live")).await.ok()?;
+            pill.text().await.ok()
+        },
+    )
+    .await;
+    assert_eq!(live, "streaming");
+    upstream.release();
+    while futures_util::StreamExt::next(&mut body).await.is_some() {}
     drop(browser);
 }
