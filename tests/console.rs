@@ -99,8 +99,30 @@ async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
 }
 
-async fn text_of(c: &Client, css: &str) -> String {
-    wait_for(c, css).await.text().await.unwrap()
+/// The text of `css` once it satisfies `want`. Polled: after a click that navigates, the first
+/// match may still be the page before's (and go stale as it is read).
+async fn text_when(c: &Client, css: &str, want: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut last = String::new();
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await
+            && let Ok(text) = e.text().await
+        {
+            if want(&text) {
+                return text;
+            }
+            last = text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{css} never showed what was expected; last: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text_is(c: &Client, css: &str, want: &str) {
+    text_when(c, css, |t| t == want).await;
 }
 
 fn chat(content: &str) -> String {
@@ -165,8 +187,8 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
         .click()
         .await
         .unwrap();
-    assert!(text_of(c, "h1").await.starts_with("Waiting for a decision"));
-    assert_eq!(text_of(c, "#pending-count").await, "0");
+    text_when(c, "h1", |t| t.starts_with("Waiting for a decision")).await;
+    text_is(c, "#pending-count", "0").await;
 
     // A held request appears without reloading the page.
     let dev_client = client_as(&proxy, "dev", &dev);
@@ -178,7 +200,7 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
         row_text.contains("tokens-leave-with-approval"),
         "{row_text}"
     );
-    assert_eq!(text_of(c, "#pending-count").await, "1");
+    text_is(c, "#pending-count", "1").await;
     screenshot(c, "approvals").await;
 
     // Its page shows the request as it would leave: the token is a highlighted placeholder.
@@ -209,7 +231,7 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
         .send_keys("a")
         .await
         .unwrap();
-    assert_eq!(text_of(c, "h1").await, "Approved");
+    text_is(c, "h1", "Approved").await;
     let (status, _) = first.await.unwrap();
     assert_eq!(status, 200, "the approved request went through");
     assert_eq!(upstream.received().len(), 1);
@@ -233,7 +255,7 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
         .click()
         .await
         .unwrap();
-    assert_eq!(text_of(c, "h1").await, "Denied");
+    text_is(c, "h1", "Denied").await;
     let (status, body) = second.await.unwrap();
     assert_eq!(status, 403);
     let message = body["error"]["message"].as_str().unwrap_or_default();
@@ -281,7 +303,7 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
         .click()
         .await
         .unwrap();
-    assert!(text_of(c, "h1").await.starts_with("Exchange"));
+    text_when(c, "h1", |t| t.starts_with("Exchange")).await;
     let mark = wait_for(c, "li.turn.user mark.ph").await;
     assert_eq!(mark.text().await.unwrap(), placeholder);
     assert!(c.source().await.unwrap().contains("tollgate replay"));
@@ -292,7 +314,7 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
         .click()
         .await
         .unwrap();
-    assert!(text_of(c, "h1").await.starts_with("Session"));
+    text_when(c, "h1", |t| t.starts_with("Session")).await;
     screenshot(c, "session").await;
 
     // The audit chain, verified from the page.
@@ -303,7 +325,7 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
         .click()
         .await
         .unwrap();
-    let verdict = text_of(c, "p.ok").await;
+    let verdict = text_when(c, "p.ok", |t| !t.is_empty()).await;
     assert!(verdict.starts_with("Intact"), "{verdict}");
     screenshot(c, "audit").await;
 
@@ -334,7 +356,7 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
         .click()
         .await
         .unwrap();
-    let explanation = text_of(c, "#explanation").await;
+    let explanation = text_when(c, "#explanation", |t| !t.is_empty()).await;
     assert!(explanation.contains("needs-approval"), "{explanation}");
     assert!(
         !explanation.contains(GITHUB),
@@ -376,11 +398,11 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
         .click()
         .await
         .unwrap();
-    assert_eq!(text_of(c, "h1").await, "Approved");
+    text_is(c, "h1", "Approved").await;
     assert_eq!(third.await.unwrap().0, 200);
     c.set_window_size(1280, 900).await.unwrap();
     c.goto(&format!("{console}approvals")).await.unwrap();
-    let grant = text_of(c, "form[action$='/revoke']").await;
+    let grant = text_when(c, "form[action$='/revoke']", |t| !t.is_empty()).await;
     assert!(grant.contains("Revoke"), "{grant}");
     c.find(Locator::Css("form[action$='/revoke'] button"))
         .await
@@ -388,7 +410,7 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
         .click()
         .await
         .unwrap();
-    assert_eq!(text_of(c, "h2 + p.note").await, "No grant is open.");
+    text_is(c, "h2 + p.note", "No grant is open.").await;
 
     // An answer still streaming is marked as such in the list.
     let stream = dev_client

@@ -467,3 +467,126 @@ async fn a_replaced_jwks_file_is_a_change_that_a_reload_applies() {
         Tunnel::Open(_)
     ));
 }
+
+/// The console's cookie `name` as `name=value`, from a response.
+fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn the_console_signs_in_through_the_identity_provider_with_pkce() {
+    use base64::Engine;
+    let upstream = Upstream::start().await;
+    let rsa = Signer::rsa("jwt-rsa.key", "rsa-1");
+    upstream.set_jwks(&jwks(&[&rsa]));
+    let proxy = ProxySetup::new(&upstream)
+        .identity(&format!(
+            "{}  console:\n    authorization_endpoint: https://idp.example/authorize\n    token_endpoint: https://idp.example/test/token\n    client_id: tollgate-console\n    redirect_uri: http://127.0.0.1:9090/console/oidc/callback\nadmin:\n  roles:\n    approver: [staff]\n",
+            identity_yaml("https://idp.example/test/jwks")
+        ))
+        .start()
+        .await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let admin = proxy.admin_url();
+    let page = http
+        .get(format!("{admin}/console/login"))
+        .send()
+        .await
+        .unwrap();
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Sign in with https://idp.example"), "{page}");
+
+    // The browser is sent to the provider with a PKCE challenge, a state and a nonce.
+    let start = async || {
+        let res = http
+            .get(format!("{admin}/console/oidc/start"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303);
+        let location = res.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            location.starts_with("https://idp.example/authorize?"),
+            "{location}"
+        );
+        let query: std::collections::HashMap<String, String> =
+            serde_urlencoded::from_str(location.split_once('?').unwrap().1).unwrap();
+        assert_eq!(query["response_type"], "code");
+        assert_eq!(query["client_id"], "tollgate-console");
+        assert_eq!(query["code_challenge_method"], "S256");
+        assert_eq!(query["scope"], "openid profile email");
+        (query, set_cookie(&res, "tollgate_console_oidc").unwrap())
+    };
+    let (query, binding) = start().await;
+    let signed_in = |nonce: &str| {
+        let mut c = claims();
+        c["nonce"] = json!(nonce);
+        json!({"id_token": rsa.sign(&c), "token_type": "Bearer"}).to_string()
+    };
+    upstream.set_token_answer(&signed_in(&query["nonce"]));
+    let callback = |state: &str, cookie: &str| {
+        http.get(format!(
+            "{admin}/console/oidc/callback?code=the-code&state={state}"
+        ))
+        .header("cookie", cookie)
+        .send()
+    };
+
+    // Back without the cookie that bound the sign-in to this browser: refused.
+    let res = callback(&query["state"], "tollgate_console_oidc=other")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(upstream.token_forms().is_empty());
+
+    let res = callback(&query["state"], &binding).await.unwrap();
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    let session = set_cookie(&res, "tollgate_console").unwrap();
+    // The code went to the token endpoint with the verifier of the challenge.
+    let forms = upstream.token_forms();
+    assert_eq!(forms.len(), 1);
+    let form: std::collections::HashMap<String, String> =
+        serde_urlencoded::from_str(&forms[0]).unwrap();
+    assert_eq!(form["grant_type"], "authorization_code");
+    assert_eq!(form["code"], "the-code");
+    assert_eq!(form["client_id"], "tollgate-console");
+    assert_eq!(
+        form["redirect_uri"],
+        "http://127.0.0.1:9090/console/oidc/callback"
+    );
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        form["code_verifier"].as_bytes(),
+    ));
+    assert_eq!(challenge, query["code_challenge"]);
+    // Signed in as the token's user, with the role its groups give.
+    let page = http
+        .get(format!("{admin}/console/approvals"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("alice@example.com"));
+
+    // A state is good once.
+    let res = callback(&query["state"], &binding).await.unwrap();
+    assert_eq!(res.status(), 401);
+    // An ID token minted for another sign-in (its nonce differs) is refused.
+    let (query, binding) = start().await;
+    upstream.set_token_answer(&signed_in("someone-else's"));
+    let res = callback(&query["state"], &binding).await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(set_cookie(&res, "tollgate_console").is_none());
+    assert!(res.text().await.unwrap().contains("nonce"));
+}

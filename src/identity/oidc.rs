@@ -38,6 +38,17 @@ pub trait Fetch: Send + Sync {
         &'a self,
         url: &'a http::Uri,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>>;
+
+    /// Posts a form (`application/x-www-form-urlencoded`) and returns the answer's body: the
+    /// console's exchange of an authorization code for tokens.
+    fn post_form<'a>(
+        &'a self,
+        url: &'a http::Uri,
+        form: String,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>> {
+        let _ = form;
+        Box::pin(async move { Err(format!("{url}: this fetcher cannot post")) })
+    }
 }
 
 /// Why a JWT was not accepted. Never carries the token.
@@ -92,6 +103,29 @@ pub struct OidcConfig {
     /// Least time between two fetches (unknown keys in tokens cannot force more).
     #[serde(default = "default_min_refresh", with = "humantime_serde")]
     pub min_refresh: Duration,
+    /// Signing in to the web console through the provider (authorization code with PKCE).
+    #[serde(default)]
+    pub console: Option<ConsoleLogin>,
+}
+
+/// `oidc.console:` the web console as a public client of the identity provider: the browser is
+/// sent to its authorization endpoint and back with a code, which the console exchanges (with
+/// its PKCE verifier) for an ID token, checked like any JWT.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleLogin {
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub client_id: String,
+    /// Where the provider sends the browser back: this listener's `/console/oidc/callback`, as
+    /// the browser reaches it (and as registered with the provider).
+    pub redirect_uri: String,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into(), "email".into()]
 }
 
 fn default_user_claim() -> String {
@@ -156,6 +190,17 @@ pub struct Oidc {
     fetching: tokio::sync::Mutex<()>,
 }
 
+impl Oidc {
+    /// How the console signs in through the provider, when configured.
+    pub fn console(&self) -> Option<&ConsoleLogin> {
+        self.config.console.as_ref()
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+}
+
 impl std::fmt::Debug for Oidc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Oidc")
@@ -182,6 +227,30 @@ impl Oidc {
     ) -> Result<Self, (String, String)> {
         if config.audience.is_empty() {
             return Err(("oidc.audience".into(), "name at least one audience".into()));
+        }
+        if let Some(console) = &config.console {
+            for (field, url) in [
+                (
+                    "oidc.console.authorization_endpoint",
+                    &console.authorization_endpoint,
+                ),
+                ("oidc.console.token_endpoint", &console.token_endpoint),
+            ] {
+                if !url.starts_with("https://") || url.parse::<http::Uri>().is_err() {
+                    return Err((field.into(), format!("{url:?} is not an https:// URL")));
+                }
+            }
+            if !console.redirect_uri.ends_with("/console/oidc/callback")
+                || console.redirect_uri.parse::<http::Uri>().is_err()
+            {
+                return Err((
+                    "oidc.console.redirect_uri".into(),
+                    "name this listener's /console/oidc/callback, as browsers reach it".into(),
+                ));
+            }
+            if console.client_id.is_empty() {
+                return Err(("oidc.console.client_id".into(), "must not be empty".into()));
+            }
         }
         let source = if config.jwks.starts_with("https://") {
             let uri: http::Uri = config

@@ -4,7 +4,7 @@
 use super::dial::Dialer;
 use crate::identity::oidc::Fetch;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::future::Future;
@@ -16,7 +16,7 @@ const MAX_BYTES: usize = 1 << 20;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct HttpsFetcher {
-    client: Client<hyper_rustls::HttpsConnector<Dialer>, Empty<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<Dialer>, Full<Bytes>>,
 }
 
 impl HttpsFetcher {
@@ -38,6 +38,30 @@ impl HttpsFetcher {
             .get(url.clone())
             .await
             .map_err(|e| format!("{}: {}", url, crate::net::describe_error(&e)))?;
+        Self::body(url, response).await
+    }
+
+    async fn post(&self, url: &http::Uri, form: String) -> Result<Vec<u8>, String> {
+        let request = http::Request::post(url.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::from(form)))
+            .map_err(|e| format!("{url}: {e}"))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("{}: {}", url, crate::net::describe_error(&e)))?;
+        Self::body(url, response).await
+    }
+
+    async fn body(
+        url: &http::Uri,
+        response: http::Response<hyper::body::Incoming>,
+    ) -> Result<Vec<u8>, String> {
         if !response.status().is_success() {
             return Err(format!("{url}: HTTP {}", response.status()));
         }
@@ -56,6 +80,18 @@ impl Fetch for HttpsFetcher {
     ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>> {
         Box::pin(async move {
             tokio::time::timeout(TIMEOUT, self.get(url))
+                .await
+                .unwrap_or_else(|_| Err(format!("{url}: no answer within {TIMEOUT:?}")))
+        })
+    }
+
+    fn post_form<'a>(
+        &'a self,
+        url: &'a http::Uri,
+        form: String,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>> {
+        Box::pin(async move {
+            tokio::time::timeout(TIMEOUT, self.post(url, form))
                 .await
                 .unwrap_or_else(|_| Err(format!("{url}: no answer within {TIMEOUT:?}")))
         })

@@ -1375,7 +1375,8 @@ mod tests {
         store
             .conn
             .execute_batch(
-                "ALTER TABLE records DROP COLUMN bodies_codec; ALTER TABLE pending DROP COLUMN bodies_codec;
+                "DROP INDEX records_scope_id; DROP INDEX records_outcome_id; DROP INDEX records_decision_id;
+                 ALTER TABLE records DROP COLUMN bodies_codec; ALTER TABLE pending DROP COLUMN bodies_codec;
                  ALTER TABLE records DROP COLUMN approval; ALTER TABLE records DROP COLUMN hash_version;
                  DROP TABLE checkpoints; PRAGMA user_version = 3;",
             )

@@ -104,6 +104,9 @@ struct State {
     /// What `/test/jwks` serves (an identity provider's keys), and how often it was asked.
     jwks: Mutex<String>,
     jwks_fetches: AtomicUsize,
+    /// What `/test/token` answers (an identity provider's token endpoint), and the forms it got.
+    token: Mutex<String>,
+    token_forms: Mutex<Vec<String>>,
 }
 
 pub struct Upstream {
@@ -132,6 +135,8 @@ impl Upstream {
             gate: Semaphore::new(0),
             jwks: Mutex::new(String::from(r#"{"keys":[]}"#)),
             jwks_fetches: AtomicUsize::new(0),
+            token: Mutex::new(String::from(r#"{"error":"invalid_grant"}"#)),
+            token_forms: Mutex::new(Vec::new()),
         });
         let (cert, key) = if options.untrusted_cert {
             ("untrusted.crt", "untrusted.key")
@@ -209,6 +214,16 @@ impl Upstream {
         *self.state.jwks.lock().unwrap() = jwks.to_owned();
     }
 
+    /// Sets what the token endpoint `/test/token` answers.
+    pub fn set_token_answer(&self, json: &str) {
+        *self.state.token.lock().unwrap() = json.to_owned();
+    }
+
+    /// The forms posted to `/test/token`.
+    pub fn token_forms(&self) -> Vec<String> {
+        self.state.token_forms.lock().unwrap().clone()
+    }
+
     /// How many times `/test/jwks` was fetched.
     pub fn jwks_fetches(&self) -> usize {
         self.state.jwks_fetches.load(Ordering::SeqCst)
@@ -276,6 +291,13 @@ async fn route(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if parts.uri.path() == "/test/token" {
+        // The identity provider's token endpoint: not an LLM request either.
+        let form = String::from_utf8_lossy(&body).into_owned();
+        state.token_forms.lock().unwrap().push(form);
+        let token = state.token.lock().unwrap().clone();
+        return Ok(full(StatusCode::OK, "application/json", token));
+    }
     let received = Received {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),

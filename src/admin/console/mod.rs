@@ -37,6 +37,8 @@ use tracing::{info, warn};
 const COOKIE: &str = "tollgate_console";
 /// Names the sign-in form's own CSRF token, before there is a session.
 const LOGIN_COOKIE: &str = "tollgate_console_login";
+/// Binds a sign-in through the identity provider to the browser that started it.
+const OIDC_COOKIE: &str = "tollgate_console_oidc";
 /// A session ends this long after sign-in, or after this long unused.
 const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 const SESSION_IDLE: Duration = Duration::from_secs(3600);
@@ -54,8 +56,20 @@ connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 #[derive(Default)]
 pub struct Console {
     sessions: Mutex<HashMap<String, Session>>,
+    /// Sign-ins sent to the identity provider, by their `state`: the PKCE verifier and nonce.
+    logins: Mutex<HashMap<String, ProviderLogin>>,
     last_verify: Mutex<Option<page::Verification>>,
 }
+
+struct ProviderLogin {
+    verifier: String,
+    nonce: String,
+    started: Instant,
+}
+
+/// How long a browser may take at the identity provider; sign-ins kept waiting at most.
+const PROVIDER_LOGIN_WAIT: Duration = Duration::from_secs(600);
+const MAX_PROVIDER_LOGINS: usize = 10_000;
 
 #[derive(Clone)]
 struct Session {
@@ -141,6 +155,8 @@ pub(super) fn routes() -> axum::Router<AdminState> {
         )
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
+        .route("/console/oidc/start", get(provider_start))
+        .route("/console/oidc/callback", get(provider_callback))
         .route("/console/approvals", get(approvals))
         .route("/console/approvals/rows", get(approval_rows))
         .route("/console/approvals/{id}", get(approval))
@@ -203,6 +219,7 @@ pub(super) async fn gate(state: AdminState, mut req: Request, next: Next) -> Res
         ));
     }
     if path.starts_with("/console/assets/")
+        || path.starts_with("/console/oidc/")
         || path == "/console/login"
         || path == "/console"
         || path == "/"
@@ -326,7 +343,9 @@ struct LoginQuery {
 async fn login_page(State(state): State<AdminState>, Query(q): Query<LoginQuery>) -> Response {
     let nonce = random_hex();
     let auth_on = state.policy.current().auth().is_enabled();
-    let mut res = page::login(auth_on, &nonce, q.why.as_deref(), None).into_response();
+    let provider = provider_name(&state);
+    let mut res =
+        page::login(auth_on, provider.as_deref(), &nonce, q.why.as_deref(), None).into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
         set_cookie(LOGIN_COOKIE, &nonce, Duration::from_secs(3600)),
@@ -354,7 +373,15 @@ async fn login(
     let credential = form.credential.trim().to_owned();
     let retry = |message: &str| {
         let nonce = random_hex();
-        let mut res = page::login(auth.is_enabled(), &nonce, None, Some(message)).into_response();
+        let provider = provider_name(&state);
+        let mut res = page::login(
+            auth.is_enabled(),
+            provider.as_deref(),
+            &nonce,
+            None,
+            Some(message),
+        )
+        .into_response();
         *res.status_mut() = StatusCode::UNAUTHORIZED;
         res.headers_mut().insert(
             header::SET_COOKIE,
@@ -387,6 +414,12 @@ async fn login(
     } else {
         (None, "(open)".to_owned())
     };
+    start_session(&state, credential, &user)
+}
+
+/// A new session for `credential` (`None` while authentication is off), and the browser sent
+/// to the console with its cookie.
+fn start_session(state: &AdminState, credential: Option<String>, user: &str) -> Response {
     let id = random_hex();
     let csrf = random_hex();
     if id.is_empty() || csrf.is_empty() {
@@ -436,6 +469,210 @@ async fn login(
         set_cookie(LOGIN_COOKIE, "", Duration::ZERO),
     );
     res
+}
+
+/// The identity provider the sign-in page offers, when `oidc.console` is configured.
+fn provider_name(state: &AdminState) -> Option<String> {
+    let policy = state.policy.current();
+    let oidc = policy.auth().oidc()?;
+    oidc.console().map(|_| oidc.issuer().to_owned())
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Sends the browser to the identity provider (authorization code with PKCE, S256), with a
+/// `state` bound to this browser by a cookie and a nonce the ID token must carry back.
+async fn provider_start(State(state): State<AdminState>) -> Response {
+    let policy = state.policy.current();
+    let Some(login) = policy.auth().oidc().and_then(|o| o.console()) else {
+        return page::error(
+            StatusCode::NOT_FOUND,
+            "Signing in through the identity provider is not configured (oidc.console in identity.yaml).",
+        );
+    };
+    let (key, verifier, nonce) = (random_hex(), random_hex(), random_hex());
+    if key.is_empty() || verifier.is_empty() || nonce.is_empty() {
+        return page::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "No random numbers to sign in with.",
+        );
+    }
+    let challenge =
+        base64url(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()).as_ref());
+    {
+        let mut logins = state
+            .console
+            .logins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        logins.retain(|_, l| l.started.elapsed() < PROVIDER_LOGIN_WAIT);
+        if logins.len() >= MAX_PROVIDER_LOGINS {
+            return page::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many sign-ins under way: try again in a few minutes.",
+            );
+        }
+        logins.insert(
+            key.clone(),
+            ProviderLogin {
+                verifier,
+                nonce: nonce.clone(),
+                started: Instant::now(),
+            },
+        );
+    }
+    let scope = login.scopes.join(" ");
+    let query = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", login.client_id.as_str()),
+        ("redirect_uri", login.redirect_uri.as_str()),
+        ("scope", scope.as_str()),
+        ("state", key.as_str()),
+        ("nonce", nonce.as_str()),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ])
+    .unwrap_or_default();
+    let sep = if login.authorization_endpoint.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let mut res =
+        Redirect::to(&format!("{}{sep}{query}", login.authorization_endpoint)).into_response();
+    // Lax, not Strict: the provider's redirect back is a cross-site navigation, and the cookie
+    // must come with it so that the callback can tell this browser started the sign-in.
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{OIDC_COOKIE}={key}; Path=/console/oidc; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
+            PROVIDER_LOGIN_WAIT.as_secs()
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Path=/console")),
+    );
+    res
+}
+
+#[derive(serde::Deserialize)]
+struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The browser back from the identity provider: the code exchanged for an ID token (with the
+/// PKCE verifier), the token checked like any JWT and its nonce against the one sent.
+async fn provider_callback(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Query(back): Query<Callback>,
+) -> Response {
+    let refuse = |message: &str| page::error(StatusCode::UNAUTHORIZED, message);
+    if let Some(error) = back.error {
+        warn!(%error, "console sign-in refused by the identity provider");
+        return refuse(&format!(
+            "The identity provider did not sign you in: {error}{}",
+            back.error_description
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        ));
+    }
+    let (Some(code), Some(key)) = (back.code, back.state) else {
+        return refuse("The identity provider sent no code back.");
+    };
+    if !cookie(&headers, OIDC_COOKIE).is_some_and(|c| same(c, &key)) {
+        return refuse(
+            "This sign-in did not start in this browser: start again from the sign-in page.",
+        );
+    }
+    let Some(login) = state
+        .console
+        .logins
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&key)
+        .filter(|l| l.started.elapsed() < PROVIDER_LOGIN_WAIT)
+    else {
+        return refuse("This sign-in has expired or was already used: start again.");
+    };
+    let policy = state.policy.current();
+    let auth = policy.auth();
+    let Some(console) = auth.oidc().and_then(|o| o.console()) else {
+        return refuse("Signing in through the identity provider is no longer configured.");
+    };
+    let Ok(token_endpoint) = console.token_endpoint.parse::<axum::http::Uri>() else {
+        return refuse("oidc.console.token_endpoint is not a URL.");
+    };
+    let form = serde_urlencoded::to_string([
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", console.redirect_uri.as_str()),
+        ("client_id", console.client_id.as_str()),
+        ("code_verifier", login.verifier.as_str()),
+    ])
+    .unwrap_or_default();
+    let answer = match state.fetcher.post_form(&token_endpoint, form).await {
+        Ok(body) => body,
+        Err(e) => {
+            warn!("console sign-in: the token endpoint failed: {e}");
+            return page::error(
+                StatusCode::BAD_GATEWAY,
+                "The identity provider's token endpoint did not answer: try again.",
+            );
+        }
+    };
+    let id_token = serde_json::from_slice::<serde_json::Value>(&answer)
+        .ok()
+        .and_then(|v| {
+            v.get("id_token")
+                .and_then(|t| t.as_str())
+                .map(str::to_owned)
+        });
+    let Some(id_token) = id_token else {
+        return refuse("The identity provider's answer held no ID token.");
+    };
+    let identity = match auth
+        .authenticate_admin(Some(&format!("Bearer {id_token}")), &*state.fetcher)
+        .await
+    {
+        Ok(identity) => identity,
+        Err(e) => {
+            warn!("console sign-in: the ID token was refused: {e}");
+            return refuse("The identity provider's ID token was not accepted.");
+        }
+    };
+    if nonce_of(&id_token).is_none_or(|n| !same(&n, &login.nonce)) {
+        return refuse("The ID token does not answer this sign-in (its nonce differs).");
+    }
+    if auth.admin_roles().of(&identity).is_empty() {
+        return refuse(&format!(
+            "{} holds no admin role: give one of its groups a role under admin.roles in identity.yaml.",
+            identity.user
+        ));
+    }
+    let mut res = start_session(&state, Some(id_token), &identity.user);
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "tollgate_console_oidc=; Path=/console/oidc; HttpOnly; Secure; SameSite=Lax; Max-Age=0",
+        ),
+    );
+    res
+}
+
+/// The `nonce` claim of a JWT whose signature was checked already.
+fn nonce_of(jwt: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("nonce")?.as_str().map(str::to_owned)
 }
 
 #[derive(serde::Deserialize)]

@@ -108,7 +108,13 @@ pub fn error(status: StatusCode, message: &str) -> Response {
     page.into_response()
 }
 
-pub fn login(auth_on: bool, nonce: &str, why: Option<&str>, failure: Option<&str>) -> Page {
+pub fn login(
+    auth_on: bool,
+    provider: Option<&str>,
+    nonce: &str,
+    why: Option<&str>,
+    failure: Option<&str>,
+) -> Page {
     let why = match why {
         Some("expired") => Some("Your session ended: sign in again."),
         Some("rejected") => Some("Your credentials are no longer accepted: sign in again."),
@@ -125,6 +131,10 @@ pub fn login(auth_on: bool, nonce: &str, why: Option<&str>, failure: Option<&str
                 h1 { "Sign in" }
                 @if let Some(w) = why { p.note { (w) } }
                 @if let Some(f) = failure { p.alert role="alert" { (f) } }
+                @if let (true, Some(p)) = (auth_on, provider) {
+                    p { a.button.primary #provider href="/console/oidc/start" { "Sign in with " (p) } }
+                    p.hint { "Or paste a token:" }
+                }
                 form method="post" action="/console/login" {
                     input type="hidden" name="csrf" value=(nonce);
                     @if auth_on {
