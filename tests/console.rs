@@ -34,7 +34,7 @@ fn skip(what: &str) -> bool {
     true
 }
 
-async fn browser() -> Option<Browser> {
+async fn browser(extra: &[&str]) -> Option<Browser> {
     if !have("chromedriver") && skip("chromedriver (Debian: chromium-driver)") {
         return None;
     }
@@ -50,12 +50,18 @@ async fn browser() -> Option<Browser> {
         .spawn()
         .expect("chromedriver starts");
     let mut caps = serde_json::Map::new();
+    let mut args = vec![
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        "--no-proxy-server",
+    ];
+    args.extend_from_slice(extra);
     caps.insert(
         "goog:chromeOptions".into(),
-        serde_json::json!({"args": [
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--window-size=1280,900", "--no-proxy-server",
-        ]}),
+        serde_json::json!({ "args": args }),
     );
     let url = format!("http://127.0.0.1:{port}");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -152,7 +158,7 @@ fn spawn_chat(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_reads_what_left() {
-    let Some(browser) = browser().await else {
+    let Some(browser) = browser(&[]).await else {
         return;
     };
     let c = &browser.client;
@@ -315,6 +321,15 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
         .await
         .unwrap();
     text_when(c, "h1", |t| t.starts_with("Session")).await;
+    // The first turn's prompt, opened: the masked token highlighted there too.
+    c.find(Locator::Css("details.prompt summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mark = wait_for(c, "details.prompt li.turn.user mark.ph").await;
+    assert_eq!(mark.text().await.unwrap(), placeholder);
     screenshot(c, "session").await;
 
     // The audit chain, verified from the page.
@@ -359,8 +374,8 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
     let explanation = text_when(c, "#explanation", |t| !t.is_empty()).await;
     assert!(explanation.contains("needs-approval"), "{explanation}");
     assert!(
-        !explanation.contains(GITHUB),
-        "the explanation names findings, never values"
+        !c.source().await.unwrap().contains(GITHUB),
+        "the explanation names findings, never values, and the body is not echoed"
     );
     screenshot(c, "policy").await;
 
@@ -435,5 +450,35 @@ async fn in_a_real_browser_an_approver_decides_held_requests_and_an_auditor_read
     assert_eq!(live, "streaming");
     upstream.release();
     while futures_util::StreamExt::next(&mut body).await.is_some() {}
+    drop(browser);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_follows_a_dark_system_theme() {
+    // Blink's preferred colour scheme 0 is dark: what `prefers-color-scheme: dark` sees.
+    let Some(browser) = browser(&["--blink-settings=preferredColorScheme=0"]).await else {
+        return;
+    };
+    let c = &browser.client;
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    c.goto(&format!("{}/console/login", proxy.admin_url()))
+        .await
+        .unwrap();
+    wait_for(c, "button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    text_when(c, "h1", |t| t.starts_with("Waiting for a decision")).await;
+    let background: serde_json::Value = c
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(background, "rgb(20, 21, 23)", "the dark palette applies");
+    screenshot(c, "approvals-dark").await;
     drop(browser);
 }

@@ -1179,8 +1179,13 @@ async fn explain(State(state): State<AdminState>, req: Request) -> Response {
     // Masking a large body is CPU work: off the async workers.
     let answer =
         tokio::task::spawn_blocking(move || crate::explain::explain(&policy, &question)).await;
+    // The body is not shown again: it may hold the very secrets the explanation is about.
+    let shown = page::ExplainForm {
+        body: String::new(),
+        ..form
+    };
     match answer {
-        Ok(answer) => page::policy(&viewer, &state.policy, Some(&answer), &form).into_response(),
+        Ok(answer) => page::policy(&viewer, &state.policy, Some(&answer), &shown).into_response(),
         Err(_) => page::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "The explanation did not finish.",

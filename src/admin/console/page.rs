@@ -964,6 +964,7 @@ pub fn policy(
                 section.card #explanation {
                     h3 { "Verdict: " span class={ "pill " (if e.is_allowed() { "ok" } else { "bad" }) } { (e.verdict) } }
                     pre { (e.to_string()) }
+                    p.hint { "The body is not shown again: it may hold the values the explanation is about." }
                 }
             }
             h2 { "Files" }
