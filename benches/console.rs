@@ -128,16 +128,17 @@ fn main() {
             .send()
             .await
             .unwrap();
-        let nonce_cookie = cookie(&login, "tollgate_console_login");
+        let nonce_cookie = cookie(&login, "__Host-tollgate_console_login");
         let nonce = nonce_cookie.split_once('=').unwrap().1.to_owned();
         let res = http
             .post(format!("{base}/console/login"))
             .header("cookie", &nonce_cookie)
+            .header("origin", &base)
             .form(&[("csrf", nonce.as_str())])
             .send()
             .await
             .unwrap();
-        let session = cookie(&res, "tollgate_console");
+        let session = cookie(&res, "__Host-tollgate_console");
         let pages = [
             ("newest 50", "/console/exchanges".to_owned()),
             ("one user", "/console/exchanges?user=user7".to_owned()),

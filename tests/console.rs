@@ -119,10 +119,10 @@ async fn text_when(c: &Client, css: &str, want: impl Fn(&str) -> bool) -> String
             }
             last = text;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{css} never showed what was expected; last: {last:?}"
-        );
+        if std::time::Instant::now() >= deadline {
+            let page = c.source().await.unwrap_or_default();
+            panic!("{css} never showed what was expected; last: {last:?}; page: {page}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -525,7 +525,10 @@ async fn the_console_signs_in_through_the_identity_provider_with_pkce() {
         assert_eq!(query["client_id"], "tollgate-console");
         assert_eq!(query["code_challenge_method"], "S256");
         assert_eq!(query["scope"], "openid profile email");
-        (query, set_cookie(&res, "tollgate_console_oidc").unwrap())
+        (
+            query,
+            set_cookie(&res, "__Host-tollgate_console_oidc").unwrap(),
+        )
     };
     let (query, binding) = start().await;
     let signed_in = |nonce: &str| {
@@ -543,15 +546,18 @@ async fn the_console_signs_in_through_the_identity_provider_with_pkce() {
     };
 
     // Back without the cookie that bound the sign-in to this browser: refused.
-    let res = callback(&query["state"], "tollgate_console_oidc=other")
+    let res = callback(&query["state"], "__Host-tollgate_console_oidc=other")
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
     assert!(upstream.token_forms().is_empty());
 
     let res = callback(&query["state"], &binding).await.unwrap();
-    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
-    let session = set_cookie(&res, "tollgate_console").unwrap();
+    // A page, not a redirect, goes on to the console: back from the provider the navigation
+    // is cross-site, and a SameSite=Strict cookie set on a redirect would not follow it.
+    assert_eq!(res.status(), 200);
+    let session = set_cookie(&res, "__Host-tollgate_console").unwrap();
+    assert!(res.text().await.unwrap().contains("url=/console/"));
     // The code went to the token endpoint with the verifier of the challenge.
     let forms = upstream.token_forms();
     assert_eq!(forms.len(), 1);
@@ -579,6 +585,20 @@ async fn the_console_signs_in_through_the_identity_provider_with_pkce() {
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("alice@example.com"));
 
+    // An error sent back with someone else's state shows none of its words.
+    let res = http
+        .get(format!(
+            "{admin}/console/oidc/callback?state=forged&error=access_denied&error_description=call+this+number"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let text = res.text().await.unwrap();
+    assert!(
+        !text.contains("call this number") && !text.contains("access_denied"),
+        "{text}"
+    );
     // A state is good once.
     let res = callback(&query["state"], &binding).await.unwrap();
     assert_eq!(res.status(), 401);
@@ -587,6 +607,6 @@ async fn the_console_signs_in_through_the_identity_provider_with_pkce() {
     upstream.set_token_answer(&signed_in("someone-else's"));
     let res = callback(&query["state"], &binding).await.unwrap();
     assert_eq!(res.status(), 401);
-    assert!(set_cookie(&res, "tollgate_console").is_none());
+    assert!(set_cookie(&res, "__Host-tollgate_console").is_none());
     assert!(res.text().await.unwrap().contains("nonce"));
 }

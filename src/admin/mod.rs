@@ -119,6 +119,11 @@ pub async fn serve(addr: SocketAddr, state: AdminState) -> Result<RunningAdmin, 
     let app = router(state);
     let task = tokio::spawn(accept(listener, app));
     info!("admin API on http://{bound}");
+    if !bound.ip().is_loopback() {
+        warn!(
+            "the admin listener on {bound} speaks plain HTTP: the web console's cookies are Secure, so browsers on other machines reach it only through TLS in front of it (an ingress or a reverse proxy)"
+        );
+    }
     Ok(RunningAdmin { addr: bound, task })
 }
 

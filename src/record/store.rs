@@ -539,6 +539,35 @@ impl Store {
         self.records_where("session_id = ?1", [session_id])
     }
 
+    /// A session's turns, `limit` at most, the latest before `before_id` (all when `None`), in
+    /// order and with their bodies; and how many of its turns come before the first returned.
+    pub fn session_page(
+        &self,
+        session_id: &str,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<(i64, Record)>, i64), StoreError> {
+        let before = before_id.unwrap_or(i64::MAX);
+        let mut rows = self.records_where(
+            &format!(
+                "id IN (SELECT id FROM records WHERE session_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT {})",
+                limit.clamp(1, 1000)
+            ),
+            rusqlite::params![session_id, before],
+        )?;
+        rows.sort_by_key(|(id, _)| *id);
+        let first = rows.first().map_or(before, |(id, _)| *id);
+        let earlier: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM records WHERE session_id = ?1 AND id < ?2",
+                rusqlite::params![session_id, first],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok((rows, earlier))
+    }
+
     fn records_where<P: rusqlite::Params>(
         &self,
         condition: &str,

@@ -34,11 +34,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
-const COOKIE: &str = "tollgate_console";
+// `__Host-` cookies: Secure, for this host only and for every path, so that no other site on the
+// same host (another port) or domain can plant one that shadows them.
+const COOKIE: &str = "__Host-tollgate_console";
 /// Names the sign-in form's own CSRF token, before there is a session.
-const LOGIN_COOKIE: &str = "tollgate_console_login";
+const LOGIN_COOKIE: &str = "__Host-tollgate_console_login";
 /// Binds a sign-in through the identity provider to the browser that started it.
-const OIDC_COOKIE: &str = "tollgate_console_oidc";
+const OIDC_COOKIE: &str = "__Host-tollgate_console_oidc";
 /// A session ends this long after sign-in, or after this long unused.
 const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 const SESSION_IDLE: Duration = Duration::from_secs(3600);
@@ -122,23 +124,29 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// The cookie `name`; none when it comes more than once (one of them planted).
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v);
+    let first = found.next();
+    if found.next().is_some() {
+        return None;
+    }
+    first
 }
 
 fn set_cookie(name: &str, value: &str, max_age: Duration) -> HeaderValue {
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        "{name}={value}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
         max_age.as_secs()
     ))
-    .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Path=/console"))
+    .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Path=/"))
 }
 
 pub(super) fn routes() -> axum::Router<AdminState> {
@@ -199,12 +207,34 @@ fn harden(mut res: Response) -> Response {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // `same-origin`, not `no-referrer`: under the latter browsers send `Origin: null` even
+        // with the console's own forms, and the origin check needs the real one.
+        HeaderValue::from_static("same-origin"),
     );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
+}
+
+/// Whether a request's `Origin` is the host it was sent to (`Origin: null` and a missing one are
+/// not: browsers send one with every POST).
+fn same_origin(req: &Request) -> bool {
+    let (Some(origin), Some(host)) = (
+        req.headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok()),
+        req.headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok()),
+    ) else {
+        return false;
+    };
+    let origin = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .unwrap_or("");
+    !host.is_empty() && origin.eq_ignore_ascii_case(host)
 }
 
 /// The console's gate, called by the admin listener's for every `/console` path: the session
@@ -216,6 +246,15 @@ pub(super) async fn gate(state: AdminState, mut req: Request, next: Next) -> Res
         return harden(page::error(
             StatusCode::FORBIDDEN,
             "While authentication is off the console answers only on localhost, 127.0.0.1 or [::1].",
+        ));
+    }
+    // Forms come from the console's own pages: a browser names the page's origin on every POST,
+    // and one from another origin (another site, another port of this host) is refused, before
+    // and besides the CSRF token.
+    if req.method() == axum::http::Method::POST && !same_origin(&req) {
+        return harden(page::error(
+            StatusCode::FORBIDDEN,
+            "This form was not sent from the console's own pages.",
         ));
     }
     if path.starts_with("/console/assets/")
@@ -420,6 +459,18 @@ async fn login(
 /// A new session for `credential` (`None` while authentication is off), and the browser sent
 /// to the console with its cookie.
 fn start_session(state: &AdminState, credential: Option<String>, user: &str) -> Response {
+    start_session_then(state, credential, user, false)
+}
+
+/// As [`start_session`]; with `by_page`, the browser goes on to the console from a page rather
+/// than a redirect: back from the identity provider the navigation is cross-site, and a
+/// `SameSite=Strict` cookie set on a redirect there would not come with the next request.
+fn start_session_then(
+    state: &AdminState,
+    credential: Option<String>,
+    user: &str,
+    by_page: bool,
+) -> Response {
     let id = random_hex();
     let csrf = random_hex();
     if id.is_empty() || csrf.is_empty() {
@@ -458,7 +509,11 @@ fn start_session(state: &AdminState, credential: Option<String>, user: &str) -> 
         );
     }
     info!(%user, "console sign-in");
-    let mut res = Redirect::to("/console/").into_response();
+    let mut res = if by_page {
+        page::signed_in(user).into_response()
+    } else {
+        Redirect::to("/console/").into_response()
+    };
     let h = res.headers_mut();
     h.append(
         header::SET_COOKIE,
@@ -509,11 +564,16 @@ async fn provider_start(State(state): State<AdminState>) -> Response {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         logins.retain(|_, l| l.started.elapsed() < PROVIDER_LOGIN_WAIT);
-        if logins.len() >= MAX_PROVIDER_LOGINS {
-            return page::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Too many sign-ins under way: try again in a few minutes.",
-            );
+        // Full (a flood of starts, which need no credentials): the oldest make room.
+        while logins.len() >= MAX_PROVIDER_LOGINS {
+            let Some(oldest) = logins
+                .iter()
+                .min_by_key(|(_, l)| l.started)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            logins.remove(&oldest);
         }
         logins.insert(
             key.clone(),
@@ -548,10 +608,10 @@ async fn provider_start(State(state): State<AdminState>) -> Response {
     res.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&format!(
-            "{OIDC_COOKIE}={key}; Path=/console/oidc; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
+            "{OIDC_COOKIE}={key}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
             PROVIDER_LOGIN_WAIT.as_secs()
         ))
-        .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Path=/console")),
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Path=/")),
     );
     res
 }
@@ -572,23 +632,37 @@ async fn provider_callback(
     Query(back): Query<Callback>,
 ) -> Response {
     let refuse = |message: &str| page::error(StatusCode::UNAUTHORIZED, message);
-    if let Some(error) = back.error {
-        warn!(%error, "console sign-in refused by the identity provider");
-        return refuse(&format!(
-            "The identity provider did not sign you in: {error}{}",
-            back.error_description
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default()
-        ));
-    }
-    let (Some(code), Some(key)) = (back.code, back.state) else {
-        return refuse("The identity provider sent no code back.");
+    // Nothing the link carries is shown before it is known to answer this browser's sign-in:
+    // anyone can send a victim to this address with words of their choosing.
+    let Some(key) = back.state else {
+        return refuse(
+            "The identity provider sent no state back: start again from the sign-in page.",
+        );
     };
     if !cookie(&headers, OIDC_COOKIE).is_some_and(|c| same(c, &key)) {
         return refuse(
             "This sign-in did not start in this browser: start again from the sign-in page.",
         );
     }
+    if let Some(error) = back.error {
+        // An OAuth error code is a short lower-case word; the description goes to the log only.
+        let code = Some(error.as_str())
+            .filter(|e| e.len() <= 64 && e.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .unwrap_or("error");
+        warn!(error = %code, description = ?back.error_description.as_deref().map(|d| d.chars().take(200).collect::<String>()), "console sign-in refused by the identity provider");
+        state
+            .console
+            .logins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        return refuse(&format!(
+            "The identity provider did not sign you in ({code})."
+        ));
+    }
+    let Some(code) = back.code else {
+        return refuse("The identity provider sent no code back.");
+    };
     let Some(login) = state
         .console
         .logins
@@ -654,11 +728,11 @@ async fn provider_callback(
             identity.user
         ));
     }
-    let mut res = start_session(&state, Some(id_token), &identity.user);
+    let mut res = start_session_then(&state, Some(id_token), &identity.user, true);
     res.headers_mut().append(
         header::SET_COOKIE,
         HeaderValue::from_static(
-            "tollgate_console_oidc=; Path=/console/oidc; HttpOnly; Secure; SameSite=Lax; Max-Age=0",
+            "__Host-tollgate_console_oidc=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0",
         ),
     );
     res
@@ -1025,9 +1099,21 @@ async fn exchange_body(
     }
 }
 
+#[derive(serde::Deserialize, Default)]
+struct SessionQuery {
+    before_id: Option<i64>,
+}
+
+/// Turns of a session shown on one page (with their bodies).
+const SESSION_PAGE: u32 = 20;
+/// A session exported as HAR from the console at most: exchanges, and bytes of bodies.
+const HAR_EXCHANGES: u32 = 1000;
+const HAR_BYTES: usize = 64 << 20;
+
 async fn session(
     State(state): State<AdminState>,
     Path(id): Path<String>,
+    Query(q): Query<SessionQuery>,
     req: Request,
 ) -> Response {
     let viewer = viewer_or_401!(req);
@@ -1035,11 +1121,17 @@ async fn session(
         return needs("auditor");
     }
     let key = id.clone();
-    match read_store(&state, move |store| store.session(&key)).await {
-        Ok(rows) if rows.is_empty() => {
+    let found = read_store(&state, move |store| {
+        store.session_page(&key, q.before_id, SESSION_PAGE)
+    })
+    .await;
+    match found {
+        Ok((rows, _)) if rows.is_empty() => {
             page::error(StatusCode::NOT_FOUND, "There is no such session.")
         }
-        Ok(rows) => page::session(&viewer, &id, &rows).into_response(),
+        Ok((rows, earlier)) => {
+            page::session(&viewer, &id, &rows, earlier, q.before_id.is_some()).into_response()
+        }
         Err(res) => res,
     }
 }
@@ -1054,11 +1146,27 @@ async fn session_har(
         return needs("auditor");
     }
     let key = id.clone();
-    match read_store(&state, move |store| store.session(&key)).await {
-        Ok(rows) if rows.is_empty() => {
+    let found = read_store(&state, move |store| {
+        let (rows, earlier) = store.session_page(&key, None, HAR_EXCHANGES)?;
+        let bytes: usize = rows
+            .iter()
+            .map(|(_, r)| r.request_body.len() + r.response_body.len())
+            .sum();
+        Ok((rows, earlier, bytes))
+    })
+    .await;
+    match found {
+        Ok((rows, _, _)) if rows.is_empty() => {
             page::error(StatusCode::NOT_FOUND, "There is no such session.")
         }
-        Ok(rows) => {
+        Ok((_, earlier, bytes)) if earlier > 0 || bytes > HAR_BYTES => page::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "This session is too large to export from the console (more than {HAR_EXCHANGES} exchanges or {} MiB of bodies): use `tollgate export --har FILE --session {id}` on the proxy's host.",
+                HAR_BYTES >> 20
+            ),
+        ),
+        Ok((rows, _, _)) => {
             let har = crate::record::har(&rows);
             let name: String = id
                 .chars()
@@ -1263,6 +1371,7 @@ mod tests {
     fn post(path: &str, cookie: &str, form: &str) -> axum::http::Request<Body> {
         axum::http::Request::post(path)
             .header(header::HOST, "127.0.0.1:9090")
+            .header(header::ORIGIN, "http://127.0.0.1:9090")
             .header(header::COOKIE, cookie)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(form.to_owned()))
@@ -1350,7 +1459,7 @@ mod tests {
         }
         let res = send(
             &state,
-            get("/console/approvals", Some("tollgate_console=forged")),
+            get("/console/approvals", Some("__Host-tollgate_console=forged")),
         )
         .await;
         assert_eq!(
@@ -1387,6 +1496,29 @@ mod tests {
         )
         .await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        // With the token but from another origin (another port of this host), or with none.
+        for origin in [Some("http://127.0.0.1:3000"), Some("null"), None] {
+            let mut req = post("/console/audit/verify", &session, &format!("csrf={csrf}"));
+            match origin {
+                Some(o) => {
+                    req.headers_mut()
+                        .insert(header::ORIGIN, HeaderValue::from_static(o));
+                }
+                None => {
+                    req.headers_mut().remove(header::ORIGIN);
+                }
+            }
+            assert_eq!(
+                send(&state, req).await.status(),
+                StatusCode::FORBIDDEN,
+                "{origin:?}"
+            );
+        }
+        // A second session cookie beside the real one (planted by another site on this host)
+        // makes neither count.
+        let both = format!("{session}; {COOKIE}=planted");
+        let res = send(&state, get("/console/approvals", Some(&both))).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
         let res = send(
             &state,
             post("/console/logout", &session, &format!("csrf={csrf}")),

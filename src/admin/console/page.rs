@@ -155,6 +155,30 @@ pub fn login(
     page
 }
 
+/// Back from the identity provider, signed in: on to the console from this page (a refresh,
+/// and a link for browsers that do not follow it).
+pub fn signed_in(user: &str) -> Page {
+    Page(
+        StatusCode::OK,
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta http-equiv="refresh" content="0;url=/console/";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { "Signed in · Tollgate" }
+                    link rel="stylesheet" href="/console/assets/console.css";
+                }
+                body { main { section.card.narrow {
+                    h1 { "Signed in" }
+                    p { "Signed in as " (user) ". " a #continue href="/console/" { "Continue to the console" } }
+                } } }
+            }
+        },
+    )
+}
+
 fn seconds(s: u64) -> String {
     match s {
         0..=59 => format!("{s}s"),
@@ -833,11 +857,19 @@ pub fn exchange(viewer: &Viewer, id: i64, r: &Record) -> Page {
     )
 }
 
-pub fn session(viewer: &Viewer, id: &str, rows: &[(i64, Record)]) -> Page {
+pub fn session(
+    viewer: &Viewer,
+    id: &str,
+    rows: &[(i64, Record)],
+    earlier: i64,
+    paged: bool,
+) -> Page {
     let user = rows
         .first()
         .map(|(_, r)| r.scope.clone())
         .unwrap_or_default();
+    let first_id = rows.first().map_or(0, |(i, _)| *i);
+    let total = earlier + rows.len() as i64;
     layout(
         Some(viewer),
         "Session",
@@ -845,9 +877,15 @@ pub fn session(viewer: &Viewer, id: &str, rows: &[(i64, Record)]) -> Page {
         html! {
             p { a href="/console/exchanges" { "← Exchanges" } " · " a href={ "/console/sessions/" (id) "/har" } download { "Download as HAR" } }
             h1 { "Session " code { (id.get(..12).unwrap_or(id)) } }
-            p { (rows.len()) " exchanges by " (user) }
+            p {
+                "Exchanges by " (user) ": turns " (earlier + 1) "–" (total)
+                @if paged { " · " a href={ "/console/sessions/" (id) } { "latest turns" } }
+            }
+            @if earlier > 0 {
+                p { a href={ "/console/sessions/" (id) "?before_id=" (first_id) } { "← Earlier turns (" (earlier) ")" } }
+            }
             ol.turns {
-                @for (n, (rid, r)) in rows.iter().enumerate() {
+                @for (n, (rid, r)) in rows.iter().enumerate().map(|(n, row)| (n as i64 + earlier, row)) {
                     li.card {
                         h2 {
                             "Turn " (n + 1) " · " a href={ "/console/exchanges/" (rid) } { "exchange " (rid) } " "
