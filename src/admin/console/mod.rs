@@ -1565,7 +1565,19 @@ mod tests {
         let (dir, approver, auditor) = with_roles();
         let state = state(Some(dir.path()));
         let (approver, _) = sign_in(&state, &approver).await;
-        let (auditor, _) = sign_in(&state, &auditor).await;
+        let (auditor, auditor_csrf) = sign_in(&state, &auditor).await;
+        // An auditor's own, valid form to decide an approval is still refused: not an approver.
+        let res = send(
+            &state,
+            post(
+                "/console/approvals/apr_000000000001/decide",
+                &auditor,
+                &format!("csrf={auditor_csrf}&decision=approve"),
+            ),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert!(text(res).await.contains("approver role"));
         let status =
             async |path: &str, who: &str| send(&state, get(path, Some(who))).await.status();
         assert_eq!(
