@@ -114,6 +114,7 @@ fn main() {
             open: false,
             admin: Some("127.0.0.1:0".parse().unwrap()),
             originals_key: None,
+            placeholder_key: None,
         };
         let proxy = tollgate::proxy::start(&config).await.unwrap();
         let base = format!("http://127.0.0.1:{}", proxy.admin_addr().unwrap().port());

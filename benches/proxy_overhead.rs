@@ -47,6 +47,7 @@ async fn setup() -> Setup {
         limits: Default::default(),
         leaf_cache_size: 1000,
         originals_key: None,
+        placeholder_key: None,
         open: false,
         admin: None,
     };

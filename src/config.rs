@@ -27,6 +27,8 @@ pub struct ProxyConfig {
     pub leaf_cache_size: u64,
     /// The key that seals unmasked originals, when policy keeps them.
     pub originals_key: Option<std::sync::Arc<crate::record::originals::OriginalsKey>>,
+    /// The key placeholders are derived under, shared by replicas; random per process if `None`.
+    pub placeholder_key: Option<crate::mask::vault::PlaceholderKey>,
     /// Serve without authentication on a non-loopback address (deliberately open).
     pub open: bool,
     /// Where the admin API listens; `None` turns it off.
@@ -50,6 +52,22 @@ pub fn parse_admin(value: &str) -> Result<Option<SocketAddr>, String> {
 
 /// The environment variable that may hold the originals key (64 hex characters).
 pub const ORIGINALS_KEY_ENV: &str = "TOLLGATE_ORIGINALS_KEY";
+/// The environment variable that may hold the placeholder key (64 hex characters).
+pub const PLACEHOLDER_KEY_ENV: &str = "TOLLGATE_PLACEHOLDER_KEY";
+
+/// 32 bytes written as 64 hex characters (surrounding whitespace ignored).
+fn hex32(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
+        let pair = std::str::from_utf8(pair).ok()?;
+        bytes[i] = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(bytes)
+}
 
 /// Every bound on time the proxy applies. None limits a whole stream: an LLM answer may run for
 /// many minutes, so only silence is timed.
@@ -179,6 +197,8 @@ struct ConfigFile {
     leaf_cache_size: Option<u64>,
     /// A file holding the originals key (64 hex characters); the environment variable wins.
     originals_key_file: Option<PathBuf>,
+    /// A file holding the placeholder key (64 hex characters); the environment variable wins.
+    placeholder_key_file: Option<PathBuf>,
     #[serde(default)]
     open: bool,
     /// An address or `off`.
@@ -237,19 +257,39 @@ impl ProxyConfig {
         let mut upstream_ca: Vec<PathBuf> = file.upstream_ca.into_iter().map(rel).collect();
         upstream_ca.extend(flags.upstream_ca);
 
-        // The only environment variable Tollgate reads besides RUST_LOG.
-        let key_text = match std::env::var(ORIGINALS_KEY_ENV) {
-            Ok(text) => Some((text, ORIGINALS_KEY_ENV.to_owned())),
-            Err(_) => match file.originals_key_file.map(rel) {
-                Some(path) => Some((
-                    std::fs::read_to_string(&path).map_err(|source| LoadError::Read {
-                        file: path.display().to_string(),
-                        source,
-                    })?,
-                    path.display().to_string(),
-                )),
-                None => None,
-            },
+        // The only environment variables Tollgate reads besides RUST_LOG: keys, which do not
+        // belong on a command line. Each names where it came from for its errors.
+        let key_from =
+            |env: &str, path: Option<PathBuf>| -> Result<Option<(String, String)>, LoadError> {
+                Ok(match std::env::var(env) {
+                    Ok(text) => Some((text, env.to_owned())),
+                    Err(_) => match path {
+                        Some(path) => Some((
+                            std::fs::read_to_string(&path).map_err(|source| LoadError::Read {
+                                file: path.display().to_string(),
+                                source,
+                            })?,
+                            path.display().to_string(),
+                        )),
+                        None => None,
+                    },
+                })
+            };
+        let key_text = key_from(ORIGINALS_KEY_ENV, file.originals_key_file.clone().map(rel))?;
+        let placeholder_key = match key_from(
+            PLACEHOLDER_KEY_ENV,
+            file.placeholder_key_file.clone().map(rel),
+        )? {
+            Some((text, from)) => Some(crate::mask::vault::PlaceholderKey::new(
+                hex32(&text).ok_or_else(|| LoadError::Invalid {
+                    file: from,
+                    field: "placeholder key".into(),
+                    message:
+                        "must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`"
+                            .into(),
+                })?,
+            )),
+            None => None,
         };
         let originals_key = match key_text {
             Some((text, from)) => Some(std::sync::Arc::new(
@@ -284,6 +324,7 @@ impl ProxyConfig {
             limits: file.limits,
             leaf_cache_size: file.leaf_cache_size.unwrap_or(10_000),
             originals_key,
+            placeholder_key,
             open: flags.open || file.open,
             admin: match flags.admin.as_deref().or(file.admin.as_deref()) {
                 Some(value) => parse_admin(value).map_err(|message| match &source {
@@ -390,6 +431,40 @@ mod tests {
         assert_eq!(c.timeouts.drain, Duration::from_secs(5));
         assert_eq!(c.timeouts.connect, Duration::from_secs(10));
         assert_eq!(c.connect_to.len(), 2);
+    }
+
+    #[test]
+    fn a_placeholder_key_file_is_read_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("t.yaml");
+        std::fs::write(&config, "placeholder_key_file: placeholder.key\n").unwrap();
+        let resolve = || {
+            ProxyConfig::resolve(Overrides {
+                config: Some(config.clone()),
+                ..Default::default()
+            })
+        };
+        std::fs::write(
+            dir.path().join("placeholder.key"),
+            format!("{}\n", "0a".repeat(32)),
+        )
+        .unwrap();
+        let (c, _) = resolve().unwrap();
+        assert!(c.placeholder_key.is_some());
+        assert_eq!(
+            format!("{:?}", c.placeholder_key.unwrap()),
+            "PlaceholderKey(***)"
+        );
+        std::fs::write(dir.path().join("placeholder.key"), "not hex").unwrap();
+        let err = resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("placeholder.key") && err.contains("64 hex"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("not hex"),
+            "the key's text is never repeated: {err}"
+        );
     }
 
     #[test]

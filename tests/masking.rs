@@ -599,3 +599,55 @@ async fn the_first_restored_event_arrives_while_the_upstream_still_streams() {
     upstream.release();
     while stream.next().await.is_some() {}
 }
+
+#[tokio::test]
+async fn replicas_sharing_a_placeholder_key_give_a_value_the_same_placeholder_and_restore_it() {
+    let upstream = Upstream::start().await;
+    let key = [7u8; 32];
+    let replica = async |key: Option<[u8; 32]>| {
+        let mut setup = ProxySetup::new(&upstream).masking(masking_policy());
+        if let Some(key) = key {
+            setup = setup.placeholder_key(key);
+        }
+        setup.start().await
+    };
+    let (a, b, other) = (
+        replica(Some(key)).await,
+        replica(Some(key)).await,
+        replica(None).await,
+    );
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("use {GITHUB}")}]});
+    // One conversation's turns landing on different replicas, each answer restored by the
+    // replica that masked its request.
+    for proxy in [&a, &b, &other] {
+        let answer = post(
+            proxy,
+            "https://api.openai.com/v1/chat/completions",
+            body.clone(),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+        assert!(answer.contains(GITHUB), "the echo is restored: {answer}");
+    }
+    let placeholders: Vec<String> = upstream
+        .received()
+        .iter()
+        .map(|r| {
+            let body = String::from_utf8_lossy(&r.body).into_owned();
+            let at = body.find("TOLLGATE_GITHUB_PAT_").expect("masked");
+            assert!(!body.contains(GITHUB));
+            body[at..at + 30].to_owned()
+        })
+        .collect();
+    assert_eq!(placeholders.len(), 3);
+    assert_eq!(
+        placeholders[0], placeholders[1],
+        "same key, same placeholder"
+    );
+    assert_ne!(
+        placeholders[0], placeholders[2],
+        "a replica with its own key differs"
+    );
+}

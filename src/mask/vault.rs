@@ -223,15 +223,44 @@ impl Tier {
     }
 }
 
+/// The key placeholders are HMACs under (32 bytes). Shared by replicas behind one load
+/// balancer, so that one conversation's turns get the same placeholders wherever they land.
+#[derive(Clone)]
+pub struct PlaceholderKey([u8; 32]);
+
+impl PlaceholderKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl std::fmt::Debug for PlaceholderKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlaceholderKey(***)")
+    }
+}
+
 impl Vault {
     /// A vault whose entries take at most about `budget_bytes` (values, placeholders and
     /// bookkeeping); past it, the least used entries go first. Each scope's known values are
     /// bounded apart ([`MAX_KNOWN_PER_SCOPE`] values, 1 MiB).
     pub fn new(ttl: Duration, budget_bytes: u64) -> Self {
-        let mut key = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut key)
-            .expect("the system random source works");
+        Self::with_key(ttl, budget_bytes, None)
+    }
+
+    /// As [`Vault::new`], with the key placeholders are derived under. Replicas given the same
+    /// key give the same value the same placeholder; without one, a key is made at random.
+    pub fn with_key(ttl: Duration, budget_bytes: u64, key: Option<&PlaceholderKey>) -> Self {
+        let key = match key {
+            Some(k) => k.0,
+            None => {
+                let mut key = [0u8; 32];
+                SystemRandom::new()
+                    .fill(&mut key)
+                    .expect("the system random source works");
+                key
+            }
+        };
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, &key),
             entries: Cache::builder()

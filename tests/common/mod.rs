@@ -84,6 +84,7 @@ pub struct ProxySetup {
     /// Policy files written into the proxy's policy directory: (file name, YAML).
     files: Vec<(&'static str, String)>,
     originals_key: Option<String>,
+    placeholder_key: Option<[u8; 32]>,
     timeouts: Timeouts,
     limits: tollgate::config::Limits,
 }
@@ -135,6 +136,12 @@ impl ProxySetup {
     }
 
     /// Gives the proxy a key to seal unmasked originals with (64 hex characters).
+    /// The key placeholders are derived under (as `placeholder_key_file` gives it).
+    pub fn placeholder_key(mut self, key: [u8; 32]) -> Self {
+        self.placeholder_key = Some(key);
+        self
+    }
+
     pub fn originals_key(mut self, hex: &str) -> Self {
         self.originals_key = Some(hex.to_owned());
         self
@@ -179,6 +186,9 @@ impl ProxySetup {
             leaf_cache_size: 1000,
             open: false,
             admin: Some("127.0.0.1:0".parse().unwrap()),
+            placeholder_key: self
+                .placeholder_key
+                .map(tollgate::mask::vault::PlaceholderKey::new),
             originals_key: self.originals_key.as_deref().map(|hex| {
                 std::sync::Arc::new(
                     tollgate::record::originals::OriginalsKey::from_hex(hex).unwrap(),
