@@ -341,21 +341,37 @@ fn viewer_of(req: &Request) -> Option<Viewer> {
     req.extensions().get::<Viewer>().cloned()
 }
 
-/// The viewer of a request the gate let through (it always has one), or a 401 page.
-macro_rules! viewer_or_401 {
-    ($req:expr) => {
-        match viewer_of(&$req) {
-            Some(v) => v,
-            None => return page::error(StatusCode::UNAUTHORIZED, "Sign in first."),
+/// The viewer of a request the gate let through (it always has one) if they hold `role`
+/// (admins hold every role), or the page that says why not.
+// The error is the handler's answer, returned once: boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
+fn allowed(req: &Request, role: Option<Role>) -> Result<Viewer, Response> {
+    let viewer =
+        viewer_of(req).ok_or_else(|| page::error(StatusCode::UNAUTHORIZED, "Sign in first."))?;
+    match role {
+        Some(role) if !viewer.may(&[role]) => {
+            let name = match role {
+                Role::Admin => "admin",
+                Role::Auditor => "auditor",
+                Role::Approver => "approver",
+            };
+            Err(page::error(
+                StatusCode::FORBIDDEN,
+                &format!("This page needs the {name} role (admin.roles in identity.yaml)."),
+            ))
         }
-    };
+        _ => Ok(viewer),
+    }
 }
 
-fn needs(role: &str) -> Response {
-    page::error(
-        StatusCode::FORBIDDEN,
-        &format!("This page needs the {role} role (admin.roles in identity.yaml)."),
-    )
+/// `let viewer = allow!(req, Role::Auditor);` returns the refusal page from the handler.
+macro_rules! allow {
+    ($req:expr, $role:expr) => {
+        match allowed(&$req, $role) {
+            Ok(v) => v,
+            Err(res) => return res,
+        }
+    };
 }
 
 fn bad_csrf() -> Response {
@@ -366,7 +382,7 @@ fn bad_csrf() -> Response {
 }
 
 async fn home(req: Request) -> Response {
-    let viewer = viewer_or_401!(req);
+    let viewer = allow!(req, None);
     if viewer.may(&[Role::Approver]) {
         Redirect::to("/console/approvals").into_response()
     } else {
@@ -755,12 +771,8 @@ struct CsrfForm {
 }
 
 async fn logout(State(state): State<AdminState>, headers: HeaderMap, req: Request) -> Response {
-    let viewer = viewer_or_401!(req);
-    let Ok(Form(form)) = Form::<CsrfForm>::from_request(req, &state).await else {
-        return bad_csrf();
-    };
-    if !same(&form.csrf, &viewer.csrf) {
-        return bad_csrf();
+    if let Err(res) = posted::<CsrfForm>(&state, req, None).await {
+        return res;
     }
     if let Some(id) = cookie(&headers, COOKIE) {
         state
@@ -782,10 +794,9 @@ use axum::extract::FromRequest;
 async fn posted<T: serde::de::DeserializeOwned + HasCsrf>(
     state: &AdminState,
     req: Request,
+    role: Option<Role>,
 ) -> Result<(Viewer, T), Response> {
-    let Some(viewer) = viewer_of(&req) else {
-        return Err(page::error(StatusCode::UNAUTHORIZED, "Sign in first."));
-    };
+    let viewer = allowed(&req, role)?;
     let Form(form) = Form::<T>::from_request(req, state).await.map_err(|e| {
         page::error(
             StatusCode::BAD_REQUEST,
@@ -809,18 +820,12 @@ impl HasCsrf for CsrfForm {
 }
 
 async fn approvals(State(state): State<AdminState>, req: Request) -> Response {
-    let viewer = viewer_or_401!(req);
-    if !viewer.may(&[Role::Approver]) {
-        return needs("approver");
-    }
+    let viewer = allow!(req, Some(Role::Approver));
     page::approvals(&viewer, &state.approvals.list(), &state.approvals.grants()).into_response()
 }
 
 async fn approval_rows(State(state): State<AdminState>, req: Request) -> Response {
-    let viewer = viewer_or_401!(req);
-    if !viewer.may(&[Role::Approver]) {
-        return needs("approver");
-    }
+    allow!(req, Some(Role::Approver));
     page::approval_rows(&state.approvals.list()).into_response()
 }
 
@@ -829,10 +834,7 @@ async fn approval(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let viewer = viewer_or_401!(req);
-    if !viewer.may(&[Role::Approver]) {
-        return needs("approver");
-    }
+    let viewer = allow!(req, Some(Role::Approver));
     match state.approvals.get(&id) {
         Some(p) => {
             let policy = state.policy.current();
@@ -860,13 +862,10 @@ impl HasCsrf for DecideForm {
 }
 
 async fn decide(State(state): State<AdminState>, Path(id): Path<String>, req: Request) -> Response {
-    let (viewer, form) = match posted::<DecideForm>(&state, req).await {
+    let (viewer, form) = match posted::<DecideForm>(&state, req, Some(Role::Approver)).await {
         Ok(v) => v,
         Err(res) => return res,
     };
-    if !viewer.may(&[Role::Approver]) {
-        return needs("approver");
-    }
     let approve = match form.decision.as_str() {
         "approve" => true,
         "deny" => false,
@@ -910,13 +909,10 @@ async fn decide(State(state): State<AdminState>, Path(id): Path<String>, req: Re
 }
 
 async fn revoke(State(state): State<AdminState>, Path(id): Path<String>, req: Request) -> Response {
-    let (viewer, _) = match posted::<CsrfForm>(&state, req).await {
+    let (viewer, _) = match posted::<CsrfForm>(&state, req, Some(Role::Approver)).await {
         Ok(v) => v,
         Err(res) => return res,
     };
-    if !viewer.may(&[Role::Approver]) {
-        return needs("approver");
-    }
     if state.approvals.revoke(&id) {
         info!(grant = %id, by = %viewer.name(), "grant revoked in the console");
     }
@@ -1023,10 +1019,7 @@ async fn exchanges(
     Query(filters): Query<Filters>,
     req: Request,
 ) -> Response {
-    let viewer = viewer_or_401!(req);
-    if !viewer.may(&[Role::Auditor]) {
-        return needs("auditor");
-    }
+    let viewer = allow!(req, Some(Role::Auditor));
     let filter = match filters.to_filter() {
         Ok(f) => f,
         Err(e) => return page::error(StatusCode::BAD_REQUEST, &e),
@@ -1049,10 +1042,7 @@ async fn exchanges(
 }
 
 async fn exchange(State(state): State<AdminState>, Path(id): Path<i64>, req: Request) -> Response {
-    let viewer = viewer_or_401!(req);
-    if !viewer.may(&[Role::Auditor]) {
-        return needs("auditor");
-    }
+    let viewer = allow!(req, Some(Role::Auditor));
     match read_store(&state, move |store| store.get(id)).await {
         Ok(Some(r)) => page::exchange(&viewer, id, &r).into_response(),
         Ok(None) => page::error(StatusCode::NOT_FOUND, &format!("There is no record {id}.")),
@@ -1065,10 +1055,7 @@ async fn exchange_body(
     Path((id, part)): Path<(i64, String)>,
     req: Request,
 ) -> Response {
-    let viewer = viewer_or_401!(req);
-    if !viewer.may(&[Role::Auditor]) {
-        return needs("auditor");
-    }
+    allow!(req, Some(Role::Auditor));
     let request = match part.as_str() {
         "request" => true,
         "response" => false,
@@ -1116,10 +1103,7 @@ async fn session(
     Query(q): Query<SessionQuery>,
     req: Request,
 ) -> Response {
-    let viewer = viewer_or_401!(req);
-    if !viewer.may(&[Role::Auditor]) {
-        return needs("auditor");
-    }
+    let viewer = allow!(req, Some(Role::Auditor));
     let key = id.clone();
     let found = read_store(&state, move |store| {
         store.session_page(&key, q.before_id, SESSION_PAGE)
@@ -1141,10 +1125,7 @@ async fn session_har(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let viewer = viewer_or_401!(req);
-    if !viewer.may(&[Role::Auditor]) {
-        return needs("auditor");
-    }
+    allow!(req, Some(Role::Auditor));
     let key = id.clone();
     let found = read_store(&state, move |store| {
         let (rows, earlier) = store.session_page(&key, None, HAR_EXCHANGES)?;
@@ -1190,10 +1171,7 @@ async fn session_har(
 }
 
 async fn audit(State(state): State<AdminState>, req: Request) -> Response {
-    let viewer = viewer_or_401!(req);
-    if !viewer.may(&[Role::Auditor]) {
-        return needs("auditor");
-    }
+    let viewer = allow!(req, Some(Role::Auditor));
     let last = state
         .console
         .last_verify
@@ -1219,13 +1197,10 @@ async fn audit(State(state): State<AdminState>, req: Request) -> Response {
 }
 
 async fn verify(State(state): State<AdminState>, req: Request) -> Response {
-    let (viewer, _) = match posted::<CsrfForm>(&state, req).await {
+    let (viewer, _) = match posted::<CsrfForm>(&state, req, Some(Role::Auditor)).await {
         Ok(v) => v,
         Err(res) => return res,
     };
-    if !viewer.may(&[Role::Auditor]) {
-        return needs("auditor");
-    }
     let started = Instant::now();
     let result = read_store(&state, |store| Ok((store.verify()?, store.count()?))).await;
     let verification = match result {
@@ -1248,10 +1223,7 @@ async fn verify(State(state): State<AdminState>, req: Request) -> Response {
 }
 
 async fn policy(State(state): State<AdminState>, req: Request) -> Response {
-    let viewer = viewer_or_401!(req);
-    if !viewer.may(&[Role::Auditor]) {
-        return needs("auditor");
-    }
+    let viewer = allow!(req, Some(Role::Auditor));
     page::policy(&viewer, &state.policy, None, &page::ExplainForm::default()).into_response()
 }
 
@@ -1262,13 +1234,10 @@ impl HasCsrf for page::ExplainForm {
 }
 
 async fn explain(State(state): State<AdminState>, req: Request) -> Response {
-    let (viewer, form) = match posted::<page::ExplainForm>(&state, req).await {
+    let (viewer, form) = match posted::<page::ExplainForm>(&state, req, Some(Role::Auditor)).await {
         Ok(v) => v,
         Err(res) => return res,
     };
-    if !viewer.may(&[Role::Auditor]) {
-        return needs("auditor");
-    }
     let question = crate::explain::Question {
         host: form.host.trim().to_owned(),
         path: Some(form.path.trim().to_owned())

@@ -46,6 +46,20 @@ impl IntoResponse for Page {
     }
 }
 
+/// Every page's head: its title, the stylesheet and script, and where it goes on by itself.
+fn head(title: &str, go_on_to: Option<&str>) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            @if let Some(url) = go_on_to { meta http-equiv="refresh" content={ "0;url=" (url) }; }
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Tollgate" }
+            link rel="stylesheet" href="/console/assets/console.css";
+            script src="/console/assets/console.js" defer {}
+        }
+    }
+}
+
 fn layout(viewer: Option<&Viewer>, title: &str, current: &str, body: Markup) -> Page {
     let nav: &[(&str, &str, &[Role])] = &[
         ("approvals", "Approvals", &[Role::Approver]),
@@ -58,13 +72,7 @@ fn layout(viewer: Option<&Viewer>, title: &str, current: &str, body: Markup) -> 
         html! {
             (DOCTYPE)
             html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    meta name="viewport" content="width=device-width, initial-scale=1";
-                    title { (title) " · Tollgate" }
-                    link rel="stylesheet" href="/console/assets/console.css";
-                    script src="/console/assets/console.js" defer {}
-                }
+                (head(title, None))
                 body {
                     header.top {
                         a.brand href="/console/" { "Tollgate" }
@@ -163,13 +171,7 @@ pub fn signed_in(user: &str) -> Page {
         html! {
             (DOCTYPE)
             html lang="en" {
-                head {
-                    meta charset="utf-8";
-                    meta http-equiv="refresh" content="0;url=/console/";
-                    meta name="viewport" content="width=device-width, initial-scale=1";
-                    title { "Signed in · Tollgate" }
-                    link rel="stylesheet" href="/console/assets/console.css";
-                }
+                (head("Signed in", Some("/console/")))
                 body { main { section.card.narrow {
                     h1 { "Signed in" }
                     p { "Signed in as " (user) ". " a #continue href="/console/" { "Continue to the console" } }
