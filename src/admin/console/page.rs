@@ -945,7 +945,7 @@ pub fn audit(
                     input type="hidden" name="csrf" value=(viewer.csrf);
                     button.primary type="submit" { "Verify now" }
                 }
-                p.hint { "The same check as " code { "tollgate audit verify" } ": every row's hash, its link to the one before, and the head." }
+                p.hint { "Every row's hash, its link to the one before, and the head, as " code { "tollgate audit verify" } " checks them; the command also checks the signed checkpoints against the audit key." }
             }
             h2 { "Retention in force" }
             dl.facts {
