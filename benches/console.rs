@@ -106,6 +106,7 @@ fn main() {
             ca_dir: dir.path().join("ca"),
             policies: None,
             db: db.clone(),
+            postgres: None,
             upstream_ca: Vec::new(),
             connect_to: Vec::new(),
             timeouts: Timeouts::default(),

@@ -41,6 +41,7 @@ async fn setup() -> Setup {
         ca_dir: dir.path().join("ca"),
         policies: None,
         db: dir.path().join("t.db"),
+        postgres: None,
         upstream_ca: vec![upstream_ca.clone()],
         connect_to: vec![connect_to.parse().unwrap()],
         timeouts: Timeouts::default(),

@@ -44,7 +44,7 @@ fn write_all(
             let checkpoints =
                 Checkpointer::new(AuditKey::generate(), &retention.checkpoints, &db).unwrap();
             let (recorder, writer) = Recorder::start(
-                &db,
+                &tollgate::record::StoreLocation::Sqlite(db.clone()),
                 retention.clone(),
                 tollgate::record::QueueLimits::default(),
                 checkpoints,

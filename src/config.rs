@@ -18,7 +18,10 @@ pub struct ProxyConfig {
     pub ca_dir: PathBuf,
     /// Directory of policy files; `None` uses the embedded defaults.
     pub policies: Option<PathBuf>,
+    /// The SQLite store's file (unused while `postgres` is set).
     pub db: PathBuf,
+    /// The PostgreSQL database replicas share, when `--db` or `store.url` names one.
+    pub postgres: Option<std::sync::Arc<crate::record::postgres::PgSettings>>,
     pub upstream_ca: Vec<PathBuf>,
     pub connect_to: Vec<ConnectTo>,
     pub timeouts: Timeouts,
@@ -203,9 +206,54 @@ struct ConfigFile {
     open: bool,
     /// An address or `off`.
     admin: Option<String>,
+    #[serde(default)]
+    store: StoreFile,
+}
+
+/// `store:` in the config file: a PostgreSQL database shared by replicas.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    /// `postgres://user@host:port/db?sslmode=verify-full` (no password).
+    url: Option<String>,
+    /// A file holding the database password; `TOLLGATE_DB_PASSWORD` wins.
+    password_file: Option<PathBuf>,
+    /// Connections per replica (default 8).
+    pool_size: Option<usize>,
+    /// Each statement's limit (default 5s).
+    #[serde(default, with = "humantime_serde")]
+    statement_timeout: Option<Duration>,
+    /// This replica's name (default: `TOLLGATE_REPLICA`, else the host name).
+    replica: Option<String>,
+}
+
+/// The environment variable that names this replica (it owns the in-flight rows it writes).
+pub const REPLICA_ENV: &str = "TOLLGATE_REPLICA";
+
+/// This replica's name: `TOLLGATE_REPLICA`, `store.replica`, else the host's name.
+fn replica_name(configured: Option<String>) -> String {
+    std::env::var(REPLICA_ENV)
+        .ok()
+        .or(configured)
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+        })
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "tollgate".into())
 }
 
 impl ProxyConfig {
+    /// Where the audit store is.
+    pub fn store(&self) -> crate::record::StoreLocation {
+        match &self.postgres {
+            Some(settings) => crate::record::StoreLocation::Postgres(settings.clone()),
+            None => crate::record::StoreLocation::Sqlite(self.db.clone()),
+        }
+    }
+
     /// Builds the configuration from the flags, the config file they name (or `tollgate.yaml` in
     /// the working directory, if present) and the defaults. Paths in the file are relative to it.
     pub fn resolve(flags: Overrides) -> Result<(Self, Option<PathBuf>), LoadError> {
@@ -304,7 +352,62 @@ impl ProxyConfig {
             None => None,
         };
 
+        // `--db` and `db:` take a file or a database URL; `store.url` only a URL.
+        let flag_url = flags
+            .db
+            .as_deref()
+            .and_then(Path::to_str)
+            .filter(|t| crate::record::postgres::is_url(t))
+            .map(str::to_owned);
+        let file_db_url = file
+            .db
+            .as_deref()
+            .and_then(Path::to_str)
+            .filter(|t| crate::record::postgres::is_url(t))
+            .map(str::to_owned);
+        let (url, url_from) = match (&flag_url, &flags.db) {
+            (Some(url), _) => (Some(url.clone()), "--db".to_owned()),
+            (None, Some(_)) => (None, String::new()),
+            (None, None) => match (&file.store.url, &file_db_url) {
+                (Some(url), _) => (Some(url.clone()), "store.url".to_owned()),
+                (None, Some(url)) => (Some(url.clone()), "db".to_owned()),
+                (None, None) => (None, String::new()),
+            },
+        };
+        let postgres = match url {
+            Some(url) => {
+                let invalid = |message: String| LoadError::Invalid {
+                    file: source
+                        .as_ref()
+                        .filter(|_| url_from != "--db")
+                        .map_or_else(|| "command line".into(), |s| s.name().to_owned()),
+                    field: url_from.clone(),
+                    message,
+                };
+                let password = key_from(
+                    crate::record::postgres::PASSWORD_ENV,
+                    file.store.password_file.clone().map(rel),
+                )?
+                .map(|(text, _)| text);
+                let tls = crate::tls::upstream::client_config(&upstream_ca)
+                    .map_err(|e| invalid(e.to_string()))?;
+                let settings = crate::record::postgres::PgSettings::parse(
+                    &url,
+                    password,
+                    tls,
+                    file.store.pool_size.unwrap_or(8),
+                    file.store
+                        .statement_timeout
+                        .unwrap_or(Duration::from_secs(5)),
+                    replica_name(file.store.replica.clone()),
+                )
+                .map_err(|e| invalid(e.to_string()))?;
+                Some(std::sync::Arc::new(settings))
+            }
+            None => None,
+        };
         let config = ProxyConfig {
+            postgres,
             listen: flags
                 .listen
                 .or(file.listen)
@@ -316,7 +419,8 @@ impl ProxyConfig {
             policies,
             db: flags
                 .db
-                .or_else(|| file.db.map(rel))
+                .filter(|_| flag_url.is_none())
+                .or_else(|| file.db.filter(|_| file_db_url.is_none()).map(rel))
                 .unwrap_or_else(|| PathBuf::from("tollgate.db")),
             upstream_ca,
             connect_to,

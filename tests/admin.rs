@@ -279,7 +279,9 @@ async fn readiness_turns_to_503_while_the_proxy_drains() {
         async || (!upstream.received().is_empty()).then_some(()),
     )
     .await;
-    let TestProxy { proxy, dir: _dir } = proxy;
+    let TestProxy {
+        proxy, dir: _dir, ..
+    } = proxy;
     let shutdown = tokio::spawn(proxy.shutdown());
     let admin = admin_client();
     let body = eventually(

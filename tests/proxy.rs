@@ -767,7 +767,9 @@ async fn shutdown_lets_running_streams_finish_and_refuses_new_work() {
     let mut stream = res.bytes_stream();
     stream.next().await.unwrap().unwrap();
 
-    let TestProxy { proxy, dir: _dir } = proxy;
+    let TestProxy {
+        proxy, dir: _dir, ..
+    } = proxy;
     let shutdown = tokio::spawn(proxy.shutdown());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!shutdown.is_finished(), "a stream is still running");
@@ -825,7 +827,9 @@ async fn shutdown_waits_for_an_exchange_whose_answer_has_not_begun() {
     )
     .await;
     let db = proxy.db_path();
-    let TestProxy { proxy, dir: _dir } = proxy;
+    let TestProxy {
+        proxy, dir: _dir, ..
+    } = proxy;
     let shutdown = tokio::spawn(proxy.shutdown());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(

@@ -149,7 +149,7 @@ async fn turns_of_one_conversation_share_a_session_and_the_cli_shows_them() {
         .text()
         .await
         .unwrap();
-    let db = proxy.db_path();
+    let db = proxy.db_arg();
     let (store, dir) = proxy.stop_and_open_store().await;
     let one = store.get(1).unwrap().unwrap().session_id;
     assert_eq!(store.get(2).unwrap().unwrap().session_id, one);
@@ -159,7 +159,7 @@ async fn turns_of_one_conversation_share_a_session_and_the_cli_shows_them() {
     let cli = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(args)
-            .args(["--db", db.to_str().unwrap()])
+            .args(["--db", &db])
             .current_dir(dir.path())
             .output()
             .unwrap()
@@ -238,8 +238,7 @@ async fn llm_requests_are_refused_while_the_store_cannot_record_them() {
     assert_eq!(send().await.unwrap().status(), 200);
 
     // Another process holds the database: every write times out.
-    let lock = rusqlite::Connection::open(proxy.db_path()).unwrap();
-    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let lock = proxy.store_outage().await;
     let refused = eventually(
         std::time::Duration::from_secs(30),
         std::time::Duration::from_millis(200),
@@ -265,8 +264,7 @@ async fn llm_requests_are_refused_while_the_store_cannot_record_them() {
     );
     drop(tunneled); // closes the tunnel, so shutdown need not wait for it
 
-    lock.execute_batch("COMMIT").unwrap();
-    drop(lock);
+    lock.end().await;
     eventually(
         std::time::Duration::from_secs(30),
         std::time::Duration::from_millis(200),
@@ -299,8 +297,7 @@ async fn under_continue_a_full_audit_queue_holds_requests_then_refuses_and_nothi
         .await;
     let client = client(&proxy);
     let send = || say_hi(&client);
-    let lock = rusqlite::Connection::open(proxy.db_path()).unwrap();
-    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let lock = proxy.store_outage().await;
     // Under `continue` requests go on while the store fails, their records waiting in memory,
     // until the queue is full: then a request waits for room, and is refused when none comes.
     let mut passed = 0;
@@ -315,8 +312,7 @@ async fn under_continue_a_full_audit_queue_holds_requests_then_refuses_and_nothi
     };
     assert_eq!(refused.headers()["x-tollgate-reason"], "store-unavailable");
     assert!(passed >= 1);
-    lock.execute_batch("COMMIT").unwrap();
-    drop(lock);
+    lock.end().await;
     eventually(
         std::time::Duration::from_secs(30),
         std::time::Duration::from_millis(200),
@@ -325,11 +321,13 @@ async fn under_continue_a_full_audit_queue_holds_requests_then_refuses_and_nothi
     )
     .await;
     let exchanges = upstream.received().len();
-    let db = proxy.db_path();
-    let TestProxy { proxy, dir: _dir } = proxy;
+    let db = proxy.store.clone();
+    let TestProxy {
+        proxy, dir: _dir, ..
+    } = proxy;
     let report = proxy.shutdown().await;
     assert_eq!(report.records_lost, 0);
-    let store = tollgate::record::Store::open(&db).unwrap();
+    let store = tollgate::record::Store::connect(&db).unwrap();
     assert_eq!(store.verify().unwrap(), None);
     // Every exchange that reached the upstream was recorded, the refused ones too.
     assert!(store.count().unwrap() as usize > exchanges);
@@ -354,10 +352,12 @@ async fn a_burst_past_the_audit_queue_bound_waits_for_the_writer_instead_of_bein
         let res = request.await.unwrap().unwrap();
         assert_eq!(res.status(), 200, "{:?}", reason_of(&res));
     }
-    let db = proxy.db_path();
-    let TestProxy { proxy, dir: _dir } = proxy;
+    let db = proxy.store.clone();
+    let TestProxy {
+        proxy, dir: _dir, ..
+    } = proxy;
     assert_eq!(proxy.shutdown().await.records_lost, 0);
-    let store = tollgate::record::Store::open(&db).unwrap();
+    let store = tollgate::record::Store::connect(&db).unwrap();
     assert_eq!(store.verify().unwrap(), None);
     assert_eq!(store.count().unwrap(), 40);
 }
@@ -374,14 +374,15 @@ async fn shutdown_does_not_wait_forever_on_a_failing_store_and_reports_what_was_
         .start()
         .await;
     let client = client(&proxy);
-    let lock = rusqlite::Connection::open(proxy.db_path()).unwrap();
-    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let _outage = proxy.store_outage().await;
     for _ in 0..3 {
         let res = say_hi(&client).await.unwrap();
         assert_eq!(res.status(), 200);
     }
     drop(client);
-    let TestProxy { proxy, dir: _dir } = proxy;
+    let TestProxy {
+        proxy, dir: _dir, ..
+    } = proxy;
     let report = proxy.shutdown().await;
     assert!(report.records_lost >= 3, "{report:?}");
 }
@@ -407,13 +408,25 @@ async fn originals_are_kept_sealed_only_when_policy_asks() {
         .text()
         .await
         .unwrap();
-    let db = proxy.db_path();
+    let (db, pg_url) = (proxy.db_path(), proxy.pg_url.clone());
+    let db_arg = proxy.db_arg();
     let (store, dir) = proxy.stop_and_open_store().await;
     let record = store.get(1).unwrap().unwrap();
     assert!(!record.original_body.is_empty());
     drop(store);
-    let raw = std::fs::read(&db).unwrap();
-    let wal = std::fs::read(db.with_extension("db-wal")).unwrap_or_default();
+    let (raw, wal) = match &pg_url {
+        // Every row as text, its byte strings in hex: the secret in neither form.
+        Some(url) => {
+            let dump = common::pg_dump(url).await;
+            let hex: String = GITHUB.bytes().map(|b| format!("{b:02x}")).collect();
+            assert!(!dump.contains(&hex), "the secret is in the store in clear");
+            (dump.into_bytes(), Vec::new())
+        }
+        None => (
+            std::fs::read(&db).unwrap(),
+            std::fs::read(db.with_extension("db-wal")).unwrap_or_default(),
+        ),
+    };
     for file in [&raw, &wal] {
         assert!(
             !file.windows(GITHUB.len()).any(|w| w == GITHUB.as_bytes()),
@@ -422,7 +435,7 @@ async fn originals_are_kept_sealed_only_when_policy_asks() {
     }
     let replay = |key: Option<&str>| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
-        cmd.args(["replay", "1", "--original", "--db", db.to_str().unwrap()])
+        cmd.args(["replay", "1", "--original", "--db", &db_arg])
             .current_dir(dir.path())
             .env_remove("TOLLGATE_ORIGINALS_KEY");
         if let Some(key) = key {
@@ -482,7 +495,7 @@ async fn replay_send_goes_through_the_running_proxy_and_shows_the_difference() {
         std::time::Duration::from_millis(50),
         "the exchange was never recorded",
         async || {
-            (tollgate::record::Store::open(&proxy.db_path())
+            (tollgate::record::Store::connect(&proxy.store)
                 .and_then(|s| s.count())
                 .unwrap_or(0)
                 >= 1)
@@ -493,7 +506,7 @@ async fn replay_send_goes_through_the_running_proxy_and_shows_the_difference() {
     let replay = |extra: &[&str]| {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
         cmd.args(["replay", "1", "--send", "--proxy", &proxy.url()])
-            .args(["--db", proxy.db_path().to_str().unwrap()])
+            .args(["--db", &proxy.db_arg()])
             .args(extra)
             .current_dir(proxy.dir.path());
         cmd.output()
@@ -542,7 +555,9 @@ async fn recording_can_be_turned_off() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let db = proxy.db_path();
-    let TestProxy { proxy, dir: _dir } = proxy;
+    let TestProxy {
+        proxy, dir: _dir, ..
+    } = proxy;
     proxy.shutdown().await;
     assert!(!db.exists(), "no store is created when recording is off");
 }
@@ -564,9 +579,9 @@ async fn the_writer_signs_the_head_every_so_many_records_and_soon_after_a_lone_o
             .body(json!({"messages": []}).to_string())
             .send()
     };
-    let db = proxy.db_path();
+    let db = proxy.store.clone();
     let signed = || {
-        tollgate::record::Store::open(&db)
+        tollgate::record::Store::connect(&db)
             .and_then(|s| s.last_checkpointed())
             .unwrap_or(0)
     };
@@ -607,7 +622,7 @@ async fn a_client_that_leaves_before_the_response_head_is_recorded_as_gone() {
         .await;
     assert!(gave_up.is_err());
     // The record is final while the proxy runs, not left in flight for the next start.
-    let store = tollgate::record::Store::open(&proxy.db_path()).unwrap();
+    let store = proxy.open_store();
     let (_, record) = eventually(
         std::time::Duration::from_secs(10),
         std::time::Duration::from_millis(50),

@@ -67,7 +67,7 @@ pub struct AdminState {
     pub fetcher: Arc<dyn Fetch>,
     pub approvals: Arc<Approvals>,
     /// The audit store, when recording is on.
-    pub db: Option<std::path::PathBuf>,
+    pub db: Option<crate::record::StoreLocation>,
     /// The web console's sessions and state.
     pub console: Arc<console::Console>,
 }
@@ -609,7 +609,7 @@ async fn with_store(
         );
     };
     let answer = tokio::task::spawn_blocking(move || {
-        let store = crate::record::Store::open(&db).map_err(store_failed)?;
+        let store = crate::record::Store::connect(&db).map_err(store_failed)?;
         f(&store)
     })
     .await;

@@ -119,6 +119,20 @@ pub enum StoreCommand {
         #[arg(long, value_name = "DIR")]
         policies: Option<PathBuf>,
     },
+    /// List the replicas writing to a shared (PostgreSQL) store, or close the exchanges a
+    /// replica that will not come back left in flight, as `interrupted` records.
+    Recover {
+        /// The replica whose in-flight exchanges to close (see the list without it).
+        #[arg(long, value_name = "ID")]
+        replica: Option<String>,
+        /// Close them even though the replica sent a heartbeat in the last 30 s.
+        #[arg(long)]
+        force: bool,
+        /// The store: a SQLite file or `postgres://user@host/db` (password from
+        /// TOLLGATE_DB_PASSWORD or store.password_file).
+        #[arg(long, value_name = "PATH|URL")]
+        db: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -312,6 +326,10 @@ pub enum CommandError {
         .0.display()
     )]
     NoStore(PathBuf),
+    #[error(
+        "replica {replica} sent a heartbeat {secs} s ago: it looks alive, and closing its exchanges would record them twice; stop it first, or pass --force"
+    )]
+    ReplicaAlive { replica: String, secs: i64 },
     #[error("no {what} `{id}` in the audit store")]
     NotFound { what: &'static str, id: String },
     #[error("cannot read {path}: {source}")]
@@ -602,6 +620,37 @@ impl Cli {
                 );
                 Ok(())
             }
+            Command::Store(StoreCommand::Recover { replica, force, db }) => {
+                let mut store = open_store(overrides(RunArgs {
+                    db,
+                    ..Default::default()
+                }))?;
+                let replicas = store.replicas()?;
+                let Some(replica) = replica else {
+                    println!("replica  last heartbeat  in flight");
+                    for r in &replicas {
+                        let seen = r
+                            .seen_secs_ago
+                            .map_or_else(|| "-".to_owned(), |s| format!("{s} s ago"));
+                        println!("{}  {seen}  {}", r.name, r.in_flight);
+                    }
+                    return Ok(());
+                };
+                if let Some(secs) = replicas
+                    .iter()
+                    .find(|r| r.name == replica)
+                    .and_then(|r| r.seen_secs_ago)
+                    .filter(|secs| *secs < 30)
+                    && !force
+                {
+                    return Err(CommandError::ReplicaAlive { replica, secs });
+                }
+                let closed = store.recover_replica(&replica)?;
+                println!(
+                    "closed {closed} exchanges replica {replica} left in flight (recorded as interrupted)"
+                );
+                Ok(())
+            }
             Command::Audit(AuditCommand::Verify {
                 db,
                 keys,
@@ -736,7 +785,7 @@ fn audit_verify(
 ) -> Result<(), CommandError> {
     let (config, _) = ProxyConfig::resolve(overrides.clone())?;
     let store = open_store(overrides)?;
-    let path = store.path().display().to_string();
+    let path = store.location();
     if let Some(brk) = store.verify()? {
         return Err(CommandError::ChainBroken {
             path,
@@ -969,10 +1018,11 @@ fn record_json(id: i64, record: &crate::record::Record) -> serde_json::Value {
 /// Opens an existing audit store (never creates one).
 fn open_store(overrides: Overrides) -> Result<crate::record::Store, CommandError> {
     let (config, _) = ProxyConfig::resolve(overrides)?;
-    if !config.db.exists() {
+    let location = config.store();
+    if !location.exists() {
         return Err(CommandError::NoStore(config.db));
     }
-    Ok(crate::record::Store::open(&config.db)?)
+    Ok(crate::record::Store::connect(&location)?)
 }
 
 /// Runs the proxy until SIGINT or SIGTERM, then drains.

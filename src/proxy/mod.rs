@@ -235,7 +235,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
     let (recorder, writer) = if retention.enabled {
         let checkpoints = checkpointer(config, &retention.checkpoints)?;
         let (recorder, writer) = crate::record::Recorder::start(
-            &config.db,
+            &config.store(),
             retention,
             crate::record::QueueLimits {
                 records: config.limits.audit_queue_records,
@@ -243,7 +243,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
             },
             checkpoints,
         )?;
-        info!("recording to {}", config.db.display());
+        info!("recording to {}", config.store());
         (recorder, Some(writer))
     } else {
         warn!("recording is off (recording.yaml: enabled: false): exchanges leave no audit record");
@@ -300,7 +300,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
                     readiness,
                     fetcher,
                     approvals: shared.approvals.clone(),
-                    db: shared.recorder.is_enabled().then(|| config.db.clone()),
+                    db: shared.recorder.is_enabled().then(|| config.store()),
                     console: Default::default(),
                 },
             )

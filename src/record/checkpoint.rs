@@ -749,8 +749,12 @@ mod tests {
         /// A new writer for the same store, key and file, as after a restart.
         fn restart(&mut self, every_records: u64) {
             let (key, _) = AuditKey::load_or_create(&self.dir.path().join("ca")).unwrap();
-            self.checkpoints =
-                Checkpointer::new(key, &Self::policy(every_records), self.store.path()).unwrap();
+            self.checkpoints = Checkpointer::new(
+                key,
+                &Self::policy(every_records),
+                self.store.sqlite_path().unwrap(),
+            )
+            .unwrap();
         }
 
         fn file(&self) -> PathBuf {
@@ -774,7 +778,7 @@ mod tests {
         }
 
         fn sql(&self, sql: &str) {
-            rusqlite::Connection::open(self.store.path())
+            rusqlite::Connection::open(self.store.sqlite_path().unwrap())
                 .unwrap()
                 .execute_batch(sql)
                 .unwrap();
@@ -783,7 +787,7 @@ mod tests {
         /// What someone who can write the database does: changes row `id` and recomputes every
         /// hash after it, and the head, with the store's own hash function.
         fn rewrite(&self, id: i64, change: impl Fn(&mut Record)) {
-            let conn = rusqlite::Connection::open(self.store.path()).unwrap();
+            let conn = rusqlite::Connection::open(self.store.sqlite_path().unwrap()).unwrap();
             let mut prev = self.store.hash_at(id - 1).unwrap().unwrap_or(vec![0; 32]);
             for (row, mut r) in self.store.all().unwrap() {
                 if row < id {

@@ -10,17 +10,17 @@ mod canonical;
 pub mod checkpoint;
 mod har;
 pub mod originals;
+pub mod postgres;
 mod store;
 
 pub use har::har;
 
 pub use store::{
-    Batch, ChainBreak, ExchangeFilter, HashVersion, Head, PurgeReport, SessionSummary, Store,
-    StoreError, row_hash,
+    Batch, ChainBreak, ExchangeFilter, HashVersion, Head, PurgeReport, ReplicaInfo, SessionSummary,
+    Store, StoreError, StoreLocation, row_hash,
 };
 
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
@@ -419,6 +419,9 @@ const BATCH: usize = 512;
 const BATCH_WINDOW: Duration = Duration::from_millis(5);
 /// How often retention runs while the proxy runs.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// How often an idle writer checks that the store answers (and, on PostgreSQL, tells the other
+/// replicas it is alive): readiness turns false within this long of the database going away.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 /// How often a store that keeps refusing writes is retried.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 /// Lost records are logged at most this often (with the running count).
@@ -458,12 +461,12 @@ impl Recorder {
     /// applies `retention` at start and every hour, and signs the chain's head with
     /// `checkpoints` as they fall due and once more when it finishes.
     pub fn start(
-        path: &Path,
+        location: &StoreLocation,
         retention: crate::policy::RecordingPolicy,
         limits: QueueLimits,
         mut checkpoints: checkpoint::Checkpointer,
     ) -> Result<(Recorder, Writer), StoreError> {
-        let mut store = Store::open(path)?;
+        let mut store = Store::connect(location)?;
         let interrupted = store.recover_pending()?;
         if interrupted > 0 {
             tracing::warn!(
@@ -622,6 +625,7 @@ fn write_loop(
     checkpoints: &mut checkpoint::Checkpointer,
 ) -> bool {
     let mut next_purge = Instant::now();
+    let mut next_beat = Instant::now();
     let mut stopping = false;
     loop {
         let first = if stopping {
@@ -632,11 +636,13 @@ fn write_loop(
         } else {
             let wake = checkpoints
                 .due()
-                .map_or(next_purge, |due| due.min(next_purge));
+                .map_or(next_purge, |due| due.min(next_purge))
+                .min(next_beat);
             let wait = wake.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(first) => first,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    beat_if_due(store, queue, &mut next_beat);
                     purge_if_due(store, retention, &mut next_purge);
                     checkpoints.tick(store);
                     continue;
@@ -717,10 +723,36 @@ fn write_loop(
             tracing::info!("audit store writable again");
         }
         queue.release(entries, bytes);
+        beat_if_due(store, queue, &mut next_beat);
         purge_if_due(store, retention, &mut next_purge);
         checkpoints.tick(store);
     }
     true
+}
+
+/// The store's heartbeat: a store that stops answering makes the recorder unwritable (and the
+/// proxy unready) before any write fails, and writable again when it answers.
+///
+/// A SQLite store is its own file on this host: its writes tell all there is to know.
+fn beat_if_due(store: &Store, queue: &Queue, next_beat: &mut Instant) {
+    if store.sqlite_path().is_some() || Instant::now() < *next_beat {
+        return;
+    }
+    *next_beat = Instant::now() + HEARTBEAT_EVERY;
+    match store.heartbeat() {
+        Ok(()) => {
+            if !queue.writable.swap(true, Ordering::SeqCst) {
+                tracing::info!("audit store answering again");
+            }
+        }
+        Err(error) => {
+            queue.store_errors.fetch_add(1, Ordering::Relaxed);
+            if queue.writable.swap(false, Ordering::SeqCst) {
+                queue.room.notify_waiters();
+                tracing::error!(%error, "the audit store does not answer");
+            }
+        }
+    }
 }
 
 fn purge_if_due(
@@ -851,7 +883,7 @@ mod tests {
         }
     }
 
-    fn checkpointer(path: &Path) -> checkpoint::Checkpointer {
+    fn checkpointer(path: &std::path::Path) -> checkpoint::Checkpointer {
         checkpoint::Checkpointer::new(
             checkpoint::AuditKey::generate(),
             &crate::policy::CheckpointPolicy::default(),
@@ -873,8 +905,13 @@ mod tests {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let (recorder, writer) =
-            Recorder::start(&path, retention(), limits, checkpointer(&path)).unwrap();
+        let (recorder, writer) = Recorder::start(
+            &StoreLocation::Sqlite(path.clone()),
+            retention(),
+            limits,
+            checkpointer(&path),
+        )
+        .unwrap();
         let lock = rusqlite::Connection::open(&path).unwrap();
         lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
         (dir, path, recorder, writer, lock)
@@ -1042,7 +1079,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let (recorder, writer) = Recorder::start(
-            &path,
+            &StoreLocation::Sqlite(path.clone()),
             retention(),
             QueueLimits::default(),
             checkpointer(&path),

@@ -14,6 +14,15 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// The PostgreSQL store refused or failed; `at` names the database (never a password).
+    #[error("{at}: {message}")]
+    Postgres { at: String, message: String },
+    /// What `store.url` or `--db` says cannot be used.
+    #[error("the store's settings: {0}")]
+    Settings(String),
+    /// The operation exists on the other engine only.
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("{path}: written by a newer Tollgate (schema {found}, this one knows up to {known})")]
     TooNew {
         path: PathBuf,
@@ -148,11 +157,11 @@ const MIGRATIONS: &[&str] = &[
 
 /// How a row's bodies are stored: bits of its `bodies_codec` column. A body is compressed when
 /// that saves at least an eighth of it; digests and hashes always cover the body as sent.
-struct Codec;
+pub(super) struct Codec;
 
 impl Codec {
-    const REQUEST_ZSTD: i64 = 1;
-    const RESPONSE_ZSTD: i64 = 2;
+    pub(super) const REQUEST_ZSTD: i64 = 1;
+    pub(super) const RESPONSE_ZSTD: i64 = 2;
     /// zstd's fastest regular level: several hundred MB/s, and code and JSON shrink 3-4x.
     const LEVEL: i32 = 1;
     /// Bodies shorter than this are stored as they are.
@@ -160,12 +169,12 @@ impl Codec {
 }
 
 /// Compresses bodies for the store, reusing one zstd context.
-struct Packer {
+pub(super) struct Packer {
     zstd: zstd::bulk::Compressor<'static>,
 }
 
 impl Packer {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Packer {
             zstd: zstd::bulk::Compressor::new(Codec::LEVEL).expect("zstd level 1 is valid"),
         }
@@ -183,7 +192,7 @@ impl Packer {
     }
 
     /// Both bodies of a record as stored, and their `bodies_codec`.
-    fn pack_bodies<'a>(
+    pub(super) fn pack_bodies<'a>(
         &mut self,
         request: &'a [u8],
         response: &'a [u8],
@@ -198,7 +207,7 @@ impl Packer {
 
 /// A stored body as it was sent. One that does not decompress is returned as stored, so that
 /// `audit verify` reports it as not matching its digest.
-fn unpack(stored: Vec<u8>, codec: i64, bit: i64) -> Vec<u8> {
+pub(super) fn unpack(stored: Vec<u8>, codec: i64, bit: i64) -> Vec<u8> {
     if codec & bit == 0 || stored.is_empty() {
         return stored;
     }
@@ -243,7 +252,7 @@ impl HashVersion {
     /// The version new rows are written with.
     pub const CURRENT: HashVersion = HashVersion::V3;
 
-    fn from_column(value: i64) -> Option<Self> {
+    pub(super) fn from_column(value: i64) -> Option<Self> {
         match value {
             1 => Some(Self::V1),
             2 => Some(Self::V2),
@@ -253,15 +262,283 @@ impl HashVersion {
     }
 }
 
+/// Where the audit store is: a SQLite file (the embedded default) or a PostgreSQL database that
+/// several replicas share.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+    Postgres(std::sync::Arc<super::postgres::PgSettings>),
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => write!(f, "{}", path.display()),
+            StoreLocation::Postgres(settings) => write!(f, "{}", settings.shown),
+        }
+    }
+}
+
+impl StoreLocation {
+    /// Whether there is a store there already (a PostgreSQL database is always taken to be).
+    pub fn exists(&self) -> bool {
+        match self {
+            StoreLocation::Sqlite(path) => path.exists(),
+            StoreLocation::Postgres(_) => true,
+        }
+    }
+
+    /// The SQLite file, if that is the engine.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            StoreLocation::Sqlite(path) => Some(path),
+            StoreLocation::Postgres(_) => None,
+        }
+    }
+}
+
+/// The audit store, on either engine. Every method means the same on both; the engine decides
+/// only how rows are kept and how writers take turns on the chain.
 pub struct Store {
+    engine: Engine,
+}
+
+enum Engine {
+    Sqlite(Sqlite),
+    Postgres(super::postgres::Postgres),
+}
+
+/// Calls the same method on whichever engine the store is.
+macro_rules! on_engine {
+    ($store:expr, $e:ident => $call:expr) => {
+        match $store {
+            Engine::Sqlite($e) => $call,
+            Engine::Postgres($e) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Opens (creating and migrating) the SQLite store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Store {
+            engine: Engine::Sqlite(Sqlite::open(path)?),
+        })
+    }
+
+    /// Opens the store at `location`, creating and migrating it as needed.
+    pub fn connect(location: &StoreLocation) -> Result<Self, StoreError> {
+        Ok(Store {
+            engine: match location {
+                StoreLocation::Sqlite(path) => Engine::Sqlite(Sqlite::open(path)?),
+                StoreLocation::Postgres(settings) => {
+                    Engine::Postgres(super::postgres::Postgres::open(settings.clone())?)
+                }
+            },
+        })
+    }
+
+    /// Where it is, for messages (a database URL without its password).
+    pub fn location(&self) -> String {
+        match &self.engine {
+            Engine::Sqlite(s) => s.path.display().to_string(),
+            Engine::Postgres(p) => p.shown().to_owned(),
+        }
+    }
+
+    /// The SQLite file, if that is the engine.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.engine {
+            Engine::Sqlite(s) => Some(&s.path),
+            Engine::Postgres(_) => None,
+        }
+    }
+
+    /// Appends records in one transaction, extending the chain.
+    pub fn append(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        self.write(&Batch {
+            records: records.to_vec(),
+            ..Batch::default()
+        })
+    }
+
+    /// Writes a batch in one transaction: records (extending the chain), exchanges that started
+    /// (kept aside as in flight), and in-flight ones that ended.
+    pub fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        on_engine!(&mut self.engine, e => e.write(batch))
+    }
+
+    /// Exchanges started but not finished (by any replica).
+    pub fn pending_count(&self) -> Result<i64, StoreError> {
+        on_engine!(&self.engine, e => e.pending_count())
+    }
+
+    /// The exchanges in flight now (written aside when they started), oldest first: what they
+    /// were when they started, without bodies.
+    pub fn in_flight(&self) -> Result<Vec<Record>, StoreError> {
+        on_engine!(&self.engine, e => e.in_flight())
+    }
+
+    /// Turns what this process's previous run left in flight into `interrupted` records, in
+    /// one transaction; on PostgreSQL only the rows this replica wrote. Returns how many.
+    pub fn recover_pending(&mut self) -> Result<usize, StoreError> {
+        on_engine!(&mut self.engine, e => e.recover_pending())
+    }
+
+    /// Closes what replica `replica` left in flight, as `interrupted` records (PostgreSQL: for a
+    /// replica that will not come back). Returns how many.
+    pub fn recover_replica(&mut self, replica: &str) -> Result<usize, StoreError> {
+        match &mut self.engine {
+            Engine::Sqlite(_) => Err(StoreError::Unsupported(
+                "a SQLite store has one writer: its in-flight exchanges are recovered when it starts",
+            )),
+            Engine::Postgres(p) => p.recover_replica(replica),
+        }
+    }
+
+    /// The replicas that wrote to this store, with their last heartbeat and exchanges in
+    /// flight (a SQLite store has one writer, shown as `local`).
+    pub fn replicas(&self) -> Result<Vec<ReplicaInfo>, StoreError> {
+        match &self.engine {
+            Engine::Sqlite(s) => Ok(vec![ReplicaInfo {
+                name: "local".into(),
+                seen_secs_ago: None,
+                in_flight: s.pending_count()?,
+            }]),
+            Engine::Postgres(p) => p.replicas(),
+        }
+    }
+
+    /// This process's name among replicas (`local` on SQLite).
+    pub fn replica(&self) -> &str {
+        match &self.engine {
+            Engine::Sqlite(_) => "local",
+            Engine::Postgres(p) => p.replica(),
+        }
+    }
+
+    /// Checks the store answers; on PostgreSQL also tells the other replicas this one is alive.
+    pub fn heartbeat(&self) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Sqlite(s) => s.pending_count().map(drop),
+            Engine::Postgres(p) => p.heartbeat(),
+        }
+    }
+
+    pub fn count(&self) -> Result<i64, StoreError> {
+        on_engine!(&self.engine, e => e.count())
+    }
+
+    /// The record with this id (what `replay` and `sessions show` call an exchange id).
+    pub fn get(&self, id: i64) -> Result<Option<Record>, StoreError> {
+        on_engine!(&self.engine, e => e.get(id))
+    }
+
+    /// Every record, in order, with its id.
+    pub fn all(&self) -> Result<Vec<(i64, Record)>, StoreError> {
+        on_engine!(&self.engine, e => e.all())
+    }
+
+    /// The records of one session, in order, with their ids.
+    pub fn session(&self, session_id: &str) -> Result<Vec<(i64, Record)>, StoreError> {
+        on_engine!(&self.engine, e => e.session(session_id))
+    }
+
+    /// A session's turns, `limit` at most, the latest before `before_id` (all when `None`), in
+    /// order and with their bodies; and how many of its turns come before the first returned.
+    pub fn session_page(
+        &self,
+        session_id: &str,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<(i64, Record)>, i64), StoreError> {
+        on_engine!(&self.engine, e => e.session_page(session_id, before_id, limit))
+    }
+
+    /// Records matching `filter`, newest first, without their bodies (the admin API's list).
+    pub fn exchanges(&self, filter: &ExchangeFilter) -> Result<Vec<(i64, Record)>, StoreError> {
+        on_engine!(&self.engine, e => e.exchanges(filter))
+    }
+
+    /// Sessions with exchanges, newest first; `since` is an RFC 3339 time, `scope` an identity.
+    pub fn sessions(
+        &self,
+        since: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        on_engine!(&self.engine, e => e.sessions(since, scope))
+    }
+
+    /// Clears bodies of records started before `bodies_before` and deletes records started before
+    /// `records_before` (both RFC 3339). The chain stays verifiable: bodies are covered by their
+    /// digests, and the first kept row's link becomes the chain's base.
+    pub fn purge(
+        &mut self,
+        bodies_before: &str,
+        records_before: &str,
+    ) -> Result<PurgeReport, StoreError> {
+        on_engine!(&mut self.engine, e => e.purge(bodies_before, records_before))
+    }
+
+    /// The chain's head, `None` while the store holds no row yet.
+    pub fn head(&self) -> Result<Option<Head>, StoreError> {
+        on_engine!(&self.engine, e => e.head())
+    }
+
+    /// The hash row `id` holds, if the row exists.
+    pub fn hash_at(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        on_engine!(&self.engine, e => e.hash_at(id))
+    }
+
+    /// Keeps a signed checkpoint.
+    pub fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        on_engine!(&self.engine, e => e.add_checkpoint(c))
+    }
+
+    /// The checkpoints kept in the store, oldest first, each with its row id.
+    pub fn checkpoints(&self) -> Result<Vec<(i64, Checkpoint)>, StoreError> {
+        on_engine!(&self.engine, e => e.checkpoints())
+    }
+
+    /// The last row the newest stored checkpoint covers (0 when none was made).
+    pub fn last_checkpointed(&self) -> Result<i64, StoreError> {
+        on_engine!(&self.engine, e => e.last_checkpointed())
+    }
+
+    /// Walks the chain; `None` if every row and the head hold, else the first break.
+    pub fn verify(&self) -> Result<Option<ChainBreak>, StoreError> {
+        on_engine!(&self.engine, e => e.verify())
+    }
+
+    /// The SQLite connection, for tests that tamper with rows.
+    #[cfg(test)]
+    pub(super) fn conn(&self) -> &Connection {
+        match &self.engine {
+            Engine::Sqlite(s) => &s.conn,
+            Engine::Postgres(_) => panic!("not a SQLite store"),
+        }
+    }
+}
+
+/// One replica as the store knows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReplicaInfo {
+    pub name: String,
+    /// Seconds since its last heartbeat; `None` when it never sent one (or on SQLite).
+    pub seen_secs_ago: Option<i64>,
+    pub in_flight: i64,
+}
+
+/// The embedded engine: one SQLite file in WAL mode.
+pub(super) struct Sqlite {
     conn: Connection,
     packer: Packer,
     path: PathBuf,
 }
 
-impl Store {
+impl Sqlite {
     /// Opens the database, creating it and applying migrations as needed.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
         let err = |source| StoreError::Sqlite {
             path: path.to_owned(),
             source,
@@ -273,7 +550,7 @@ impl Store {
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
-        let mut store = Store {
+        let mut store = Sqlite {
             conn,
             packer: Packer::new(),
             path: path.to_owned(),
@@ -318,16 +595,8 @@ impl Store {
         Ok(())
     }
 
-    /// Appends records in one transaction, extending the chain.
-    pub fn append(&mut self, records: &[Record]) -> Result<(), StoreError> {
-        self.write(&Batch {
-            records: records.to_vec(),
-            ..Batch::default()
-        })
-    }
-
     /// Exchanges started but not finished (what a crash would leave).
-    pub fn pending_count(&self) -> Result<i64, StoreError> {
+    pub(super) fn pending_count(&self) -> Result<i64, StoreError> {
         self.conn
             .query_row("SELECT count(*) FROM pending", [], |r| r.get(0))
             .map_err(|e| self.err(e))
@@ -335,7 +604,7 @@ impl Store {
 
     /// The exchanges in flight now (written aside when they started), oldest first: what they
     /// were when they started, without bodies.
-    pub fn in_flight(&self) -> Result<Vec<Record>, StoreError> {
+    pub(super) fn in_flight(&self) -> Result<Vec<Record>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT record FROM pending ORDER BY rowid LIMIT 1000")
@@ -352,7 +621,7 @@ impl Store {
 
     /// Turns what a previous run left in flight into `interrupted` records, in one transaction.
     /// Returns how many there were.
-    pub fn recover_pending(&mut self) -> Result<usize, StoreError> {
+    pub(super) fn recover_pending(&mut self) -> Result<usize, StoreError> {
         type Row = (String, String, Vec<u8>, Vec<u8>, i64);
         let rows: Vec<Row> = {
             let mut stmt = self
@@ -387,7 +656,7 @@ impl Store {
 
     /// Writes a batch in one transaction: records (extending the chain), exchanges that started
     /// (pending), and pending ones that ended.
-    pub fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+    pub(super) fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
         let records = &batch.records;
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
@@ -507,18 +776,14 @@ impl Store {
         tx.commit().map_err(err)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn count(&self) -> Result<i64, StoreError> {
+    pub(super) fn count(&self) -> Result<i64, StoreError> {
         self.conn
             .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
             .map_err(|e| self.err(e))
     }
 
     /// The record with this id (what `replay` and `sessions show` call an exchange id).
-    pub fn get(&self, id: i64) -> Result<Option<Record>, StoreError> {
+    pub(super) fn get(&self, id: i64) -> Result<Option<Record>, StoreError> {
         self.conn
             .query_row(
                 &format!("SELECT {COLUMNS} FROM records WHERE id = ?1"),
@@ -530,18 +795,18 @@ impl Store {
     }
 
     /// Every record, in order, with its id.
-    pub fn all(&self) -> Result<Vec<(i64, Record)>, StoreError> {
+    pub(super) fn all(&self) -> Result<Vec<(i64, Record)>, StoreError> {
         self.records_where("1 = 1", [])
     }
 
     /// The records of one session, in order, with their ids.
-    pub fn session(&self, session_id: &str) -> Result<Vec<(i64, Record)>, StoreError> {
+    pub(super) fn session(&self, session_id: &str) -> Result<Vec<(i64, Record)>, StoreError> {
         self.records_where("session_id = ?1", [session_id])
     }
 
     /// A session's turns, `limit` at most, the latest before `before_id` (all when `None`), in
     /// order and with their bodies; and how many of its turns come before the first returned.
-    pub fn session_page(
+    pub(super) fn session_page(
         &self,
         session_id: &str,
         before_id: Option<i64>,
@@ -586,7 +851,10 @@ impl Store {
     }
 
     /// Records matching `filter`, newest first, without their bodies (the admin API's list).
-    pub fn exchanges(&self, filter: &ExchangeFilter) -> Result<Vec<(i64, Record)>, StoreError> {
+    pub(super) fn exchanges(
+        &self,
+        filter: &ExchangeFilter,
+    ) -> Result<Vec<(i64, Record)>, StoreError> {
         let mut conditions: Vec<&str> = Vec::new();
         let mut params: Vec<rusqlite::types::Value> = Vec::new();
         let mut text = |condition: &'static str, value: &Option<String>| {
@@ -656,7 +924,7 @@ impl Store {
     }
 
     /// Sessions with exchanges, newest first; `since` is an RFC 3339 time, `scope` an identity.
-    pub fn sessions(
+    pub(super) fn sessions(
         &self,
         since: Option<&str>,
         scope: Option<&str>,
@@ -690,7 +958,7 @@ impl Store {
     /// Clears bodies of records started before `bodies_before` and deletes records started before
     /// `records_before` (both RFC 3339). The chain stays verifiable: bodies are covered by their
     /// digests, and the first kept row's link becomes the chain's base.
-    pub fn purge(
+    pub(super) fn purge(
         &mut self,
         bodies_before: &str,
         records_before: &str,
@@ -747,7 +1015,7 @@ impl Store {
     }
 
     /// The chain's head, `None` while the store holds no row yet.
-    pub fn head(&self) -> Result<Option<Head>, StoreError> {
+    pub(super) fn head(&self) -> Result<Option<Head>, StoreError> {
         self.conn
             .query_row(
                 "SELECT last_id, hash, first_id, base_hash FROM chain_head WHERE one = 1",
@@ -768,7 +1036,7 @@ impl Store {
     }
 
     /// The hash row `id` holds, if the row exists.
-    pub fn hash_at(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(super) fn hash_at(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn
             .query_row("SELECT hash FROM records WHERE id = ?1", [id], |r| r.get(0))
             .optional()
@@ -776,7 +1044,7 @@ impl Store {
     }
 
     /// Keeps a signed checkpoint.
-    pub fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+    pub(super) fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "INSERT INTO checkpoints (version, last_id, hash, records, first_id, base_hash, at,
@@ -798,7 +1066,7 @@ impl Store {
     }
 
     /// The checkpoints kept in the store, oldest first, each with its row id.
-    pub fn checkpoints(&self) -> Result<Vec<(i64, Checkpoint)>, StoreError> {
+    pub(super) fn checkpoints(&self) -> Result<Vec<(i64, Checkpoint)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -827,7 +1095,7 @@ impl Store {
     }
 
     /// The last row the newest stored checkpoint covers (0 when none was made).
-    pub fn last_checkpointed(&self) -> Result<i64, StoreError> {
+    pub(super) fn last_checkpointed(&self) -> Result<i64, StoreError> {
         self.conn
             .query_row(
                 "SELECT coalesce(max(last_id), 0) FROM checkpoints",
@@ -838,12 +1106,7 @@ impl Store {
     }
 
     /// Walks the chain; `None` if every row and the head hold, else the first break.
-    pub fn verify(&self) -> Result<Option<ChainBreak>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM records ORDER BY id"))
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+    pub(super) fn verify(&self) -> Result<Option<ChainBreak>, StoreError> {
         let (first_id, base): (i64, Option<Vec<u8>>) = self
             .conn
             .query_row(
@@ -854,60 +1117,27 @@ impl Store {
             .optional()
             .map_err(|e| self.err(e))?
             .unwrap_or((1, None));
-        let mut expected_id = first_id;
-        let mut prev = base.unwrap_or_else(|| GENESIS.to_vec());
-        let mut newest_version = HashVersion::V1;
+        let mut walk = ChainWalk::new(first_id, base);
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {COLUMNS} FROM records ORDER BY id"))
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let id: i64 = row.get(0).map_err(|e| self.err(e))?;
-            let record = row_to_record(row).map_err(|e| self.err(e))?;
-            let kind_text: String = row.get(1).map_err(|e| self.err(e))?;
-            let stored_prev: Vec<u8> = row.get(16).map_err(|e| self.err(e))?;
-            let stored_hash: Vec<u8> = row.get(17).map_err(|e| self.err(e))?;
-            let brk = |reason: &str| {
-                Ok(Some(ChainBreak {
-                    row: id,
-                    reason: reason.into(),
-                }))
+            let stored = StoredRow {
+                id: row.get(0).map_err(|e| self.err(e))?,
+                record: row_to_record(row).map_err(|e| self.err(e))?,
+                kind: row.get(1).map_err(|e| self.err(e))?,
+                prev: row.get(16).map_err(|e| self.err(e))?,
+                hash: row.get(17).map_err(|e| self.err(e))?,
+                version: row.get(35).map_err(|e| self.err(e))?,
+                request_digest: row.get(26).map_err(|e| self.err(e))?,
+                response_digest: row.get(27).map_err(|e| self.err(e))?,
+                purged: row.get(28).map_err(|e| self.err(e))?,
             };
-            if id != expected_id {
-                return brk(&format!("row {expected_id} is missing (deleted)"));
+            if let Some(brk) = walk.step(stored) {
+                return Ok(Some(brk));
             }
-            let version_column: i64 = row.get(35).map_err(|e| self.err(e))?;
-            let Some(version) = HashVersion::from_column(version_column) else {
-                return brk(&format!(
-                    "its hash version {version_column} is unknown to this Tollgate"
-                ));
-            };
-            // Versions only ever go up: an older form after a newer one was written by hand.
-            if version < newest_version {
-                return brk(&format!(
-                    "it is hashed in version {} after rows hashed in version {} (rewritten)",
-                    version as i64, newest_version as i64
-                ));
-            }
-            newest_version = version;
-            if stored_prev != prev {
-                return brk(
-                    "its link to the previous row does not match (a row before it was altered or replaced)",
-                );
-            }
-            let req_digest: Vec<u8> = row.get(26).map_err(|e| self.err(e))?;
-            let resp_digest: Vec<u8> = row.get(27).map_err(|e| self.err(e))?;
-            let purged: bool = row.get(28).map_err(|e| self.err(e))?;
-            if !purged
-                && (digest(&record.request_body) != req_digest.as_slice()
-                    || digest(&record.response_body) != resp_digest.as_slice())
-            {
-                return brk("its bodies do not match their digests (altered)");
-            }
-            if kind_text != record.kind.as_str()
-                || link_hash(version, id, &prev, &record, &req_digest, &resp_digest).as_slice()
-                    != stored_hash
-            {
-                return brk("its contents do not match its hash (altered)");
-            }
-            prev = stored_hash;
-            expected_id += 1;
         }
         let head: Option<(i64, Vec<u8>)> = self
             .conn
@@ -918,34 +1148,134 @@ impl Store {
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let last = expected_id - 1;
+        Ok(walk.end(head))
+    }
+}
+
+/// A stored row as the chain's walk reads it.
+pub(super) struct StoredRow {
+    pub id: i64,
+    pub record: Record,
+    /// The `kind` column as stored (the record's kind is parsed from it, leniently).
+    pub kind: String,
+    pub prev: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub version: i64,
+    pub request_digest: Vec<u8>,
+    pub response_digest: Vec<u8>,
+    pub purged: bool,
+}
+
+/// The walk `audit verify` makes along the chain, the same on every engine: rows in id order,
+/// then the head.
+pub(super) struct ChainWalk {
+    expected_id: i64,
+    prev: Vec<u8>,
+    newest_version: HashVersion,
+}
+
+impl ChainWalk {
+    /// A walk from the chain's first kept row and the hash it links to (genesis before purges).
+    pub(super) fn new(first_id: i64, base: Option<Vec<u8>>) -> Self {
+        ChainWalk {
+            expected_id: first_id,
+            prev: base.unwrap_or_else(|| GENESIS.to_vec()),
+            newest_version: HashVersion::V1,
+        }
+    }
+
+    /// The next row: `Some` where the chain breaks there.
+    pub(super) fn step(&mut self, row: StoredRow) -> Option<ChainBreak> {
+        let id = row.id;
+        let brk = |reason: &str| {
+            Some(ChainBreak {
+                row: id,
+                reason: reason.into(),
+            })
+        };
+        if id != self.expected_id {
+            return brk(&format!("row {} is missing (deleted)", self.expected_id));
+        }
+        let Some(version) = HashVersion::from_column(row.version) else {
+            return brk(&format!(
+                "its hash version {} is unknown to this Tollgate",
+                row.version
+            ));
+        };
+        // Versions only ever go up: an older form after a newer one was written by hand.
+        if version < self.newest_version {
+            return brk(&format!(
+                "it is hashed in version {} after rows hashed in version {} (rewritten)",
+                version as i64, self.newest_version as i64
+            ));
+        }
+        self.newest_version = version;
+        if row.prev != self.prev {
+            return brk(
+                "its link to the previous row does not match (a row before it was altered or replaced)",
+            );
+        }
+        let record = &row.record;
+        if !row.purged
+            && (digest(&record.request_body) != row.request_digest.as_slice()
+                || digest(&record.response_body) != row.response_digest.as_slice())
+        {
+            return brk("its bodies do not match their digests (altered)");
+        }
+        if row.kind != record.kind.as_str()
+            || link_hash(
+                version,
+                id,
+                &self.prev,
+                record,
+                &row.request_digest,
+                &row.response_digest,
+            )
+            .as_slice()
+                != row.hash
+        {
+            return brk("its contents do not match its hash (altered)");
+        }
+        self.prev = row.hash;
+        self.expected_id += 1;
+        None
+    }
+
+    /// The last row of the walk (0 before the first).
+    pub(super) fn last(&self) -> i64 {
+        self.expected_id - 1
+    }
+
+    /// After the last row: whether the head (its last id and hash) matches where the walk ended.
+    pub(super) fn end(self, head: Option<(i64, Vec<u8>)>) -> Option<ChainBreak> {
+        let last = self.last();
         match head {
-            None if last == 0 => Ok(None),
-            Some((head_id, head_hash)) if head_id == last && head_hash == prev => Ok(None),
-            Some((head_id, _)) if head_id > last => Ok(Some(ChainBreak {
+            None if last == 0 => None,
+            Some((head_id, head_hash)) if head_id == last && head_hash == self.prev => None,
+            Some((head_id, _)) if head_id > last => Some(ChainBreak {
                 row: last + 1,
                 reason: format!(
                     "rows {} to {head_id} are missing (deleted at the end)",
                     last + 1
                 ),
-            })),
-            _ => Ok(Some(ChainBreak {
+            }),
+            _ => Some(ChainBreak {
                 row: last,
                 reason: "the chain head does not match the last row (altered)".into(),
-            })),
+            }),
         }
     }
 }
 
 /// [`COLUMNS`] with the bodies left out (empty), for lists.
-const SUMMARY_COLUMNS: &str =
+pub(super) const SUMMARY_COLUMNS: &str =
     "id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
      status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
      rule, usage, NULL, x'', x'', request_digest, response_digest,
      bodies_purged, x'', region, jurisdiction, groups, token, profile, hash_version,
      approval, 0";
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
      status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
      rule, usage, response_text, request_body, response_body, request_digest, response_digest,
@@ -1048,7 +1378,7 @@ pub struct SessionSummary {
     pub refused: i64,
 }
 
-fn digest(body: &[u8]) -> [u8; 32] {
+pub(super) fn digest(body: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(ring::digest::digest(&SHA256, body).as_ref());
     out
@@ -1057,7 +1387,7 @@ fn digest(body: &[u8]) -> [u8; 32] {
 /// The hash a row gets in the chain, in `version`'s form: its id, the previous row's hash, the
 /// record's fields and its bodies' digests. Digests, not bodies: retention may clear bodies and
 /// the chain still verifies.
-fn link_hash(
+pub(super) fn link_hash(
     version: HashVersion,
     id: i64,
     prev: &[u8],
@@ -1201,7 +1531,7 @@ mod tests {
     fn an_altered_row_is_the_first_break() {
         let (_dir, _, store) = store_with(10);
         store
-            .conn
+            .conn()
             .execute("UPDATE records SET status = 403 WHERE id = 4", [])
             .unwrap();
         let brk = store.verify().unwrap().unwrap();
@@ -1213,7 +1543,7 @@ mod tests {
     fn an_altered_body_breaks_the_chain() {
         let (_dir, _, store) = store_with(4);
         store
-            .conn
+            .conn()
             .execute("UPDATE records SET response_body = x'00' WHERE id = 2", [])
             .unwrap();
         assert_eq!(store.verify().unwrap().unwrap().row, 2);
@@ -1238,7 +1568,7 @@ mod tests {
         r.response_body = noise.clone();
         store.append(&[r]).unwrap();
         let (codec, stored_request, stored_response): (i64, i64, i64) = store
-            .conn
+            .conn()
             .query_row(
                 "SELECT bodies_codec, length(request_body), length(response_body) FROM records",
                 [],
@@ -1267,7 +1597,7 @@ mod tests {
         let other = zstd::bulk::compress(b"something else entirely, long enough", 1).unwrap();
         for forged in [other, b"not zstd".to_vec()] {
             store
-                .conn
+                .conn()
                 .execute(
                     "UPDATE records SET request_body = ?1 WHERE id = 3",
                     [&forged],
@@ -1312,13 +1642,13 @@ mod tests {
     fn deleted_rows_are_found_in_the_middle_and_at_the_end() {
         let (_dir, _, store) = store_with(10);
         store
-            .conn
+            .conn()
             .execute("DELETE FROM records WHERE id = 6", [])
             .unwrap();
         assert_eq!(store.verify().unwrap().unwrap().row, 7);
         let (_dir, _, store) = store_with(10);
         store
-            .conn
+            .conn()
             .execute("DELETE FROM records WHERE id >= 9", [])
             .unwrap();
         let brk = store.verify().unwrap().unwrap();
@@ -1400,9 +1730,9 @@ mod tests {
     /// A store as Tollgate left it before rows had a hash version: schema 3, rows in version 1.
     fn version_1_store(n: u64) -> (tempfile::TempDir, PathBuf) {
         let (dir, path, store) = store_with(n);
-        rehash(&store.conn, HashVersion::V1);
+        rehash(store.conn(), HashVersion::V1);
         store
-            .conn
+            .conn()
             .execute_batch(
                 "DROP INDEX records_scope_id; DROP INDEX records_outcome_id; DROP INDEX records_decision_id;
                  ALTER TABLE records DROP COLUMN bodies_codec; ALTER TABLE pending DROP COLUMN bodies_codec;
@@ -1421,7 +1751,7 @@ mod tests {
         store.append(&[record(5), record(6)]).unwrap();
         assert_eq!(store.verify().unwrap(), None);
         let versions: Vec<i64> = store
-            .conn
+            .conn()
             .prepare("SELECT hash_version FROM records ORDER BY id")
             .unwrap()
             .query_map([], |r| r.get(0))
@@ -1431,7 +1761,7 @@ mod tests {
         let now = HashVersion::CURRENT as i64;
         assert_eq!(versions, [1, 1, 1, 1, now, now]);
         store
-            .conn
+            .conn()
             .execute("UPDATE records SET outcome = 'x' WHERE id = 2", [])
             .unwrap();
         assert_eq!(store.verify().unwrap().unwrap().row, 2);
@@ -1444,14 +1774,14 @@ mod tests {
         // of the chain recomputed on top of it.
         let (_, r3) = &store.all().unwrap()[2];
         let prev: Vec<u8> = store
-            .conn
+            .conn()
             .query_row("SELECT hash FROM records WHERE id = 2", [], |r| r.get(0))
             .unwrap();
         let hash = row_hash(HashVersion::V1, 3, &prev, r3);
         let r4 = store.get(4).unwrap().unwrap();
         let next = row_hash(HashVersion::CURRENT, 4, &hash, &r4);
         store
-            .conn
+            .conn()
             .execute_batch(&format!(
                 "UPDATE records SET hash = x'{}', hash_version = 1 WHERE id = 3;
                  UPDATE records SET prev_hash = x'{}', hash = x'{}' WHERE id = 4;
@@ -1540,7 +1870,10 @@ mod tests {
     #[test]
     fn a_newer_schema_is_refused() {
         let (_dir, path, store) = store_with(1);
-        store.conn.pragma_update(None, "user_version", 99).unwrap();
+        store
+            .conn()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
         drop(store);
         assert!(matches!(Store::open(&path), Err(StoreError::TooNew { .. })));
     }

@@ -2,6 +2,7 @@
 //! policy, build clients that go through it, and open raw tunnels when a test needs full control.
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod upstream;
 
 use bytes::Bytes;
@@ -35,6 +36,66 @@ pub fn init_tracing() {
 pub struct TestProxy {
     pub proxy: RunningProxy,
     pub dir: TempDir,
+    /// Where its audit store is (SQLite in `dir`, or a PostgreSQL database).
+    pub store: tollgate::record::StoreLocation,
+    /// The PostgreSQL database's URL, when the store is one.
+    pub pg_url: Option<String>,
+}
+
+/// The audit store refusing writes until [`Outage::end`]: another process holds the SQLite
+/// file locked, or the PostgreSQL tables refuse every change.
+pub enum Outage {
+    Sqlite(rusqlite::Connection),
+    Postgres(String),
+}
+
+const OUTAGE_TABLES: [&str; 3] = ["records", "pending", "replicas"];
+
+impl Outage {
+    pub async fn end(self) {
+        match self {
+            Outage::Sqlite(lock) => lock.execute_batch("ROLLBACK").unwrap(),
+            Outage::Postgres(url) => {
+                let mut sql = String::new();
+                for t in OUTAGE_TABLES {
+                    sql.push_str(&format!("DROP TRIGGER outage ON {t};"));
+                }
+                pg_execute(&url, &sql).await;
+            }
+        }
+    }
+}
+
+/// Every row of the store's tables as text (byte strings in hex).
+pub async fn pg_dump(url: &str) -> String {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(conn);
+    let mut out = String::new();
+    for table in ["records", "pending", "checkpoints"] {
+        for row in client
+            .query(&format!("SELECT t::text FROM {table} t"), &[])
+            .await
+            .unwrap()
+        {
+            out.push_str(row.get::<_, &str>(0));
+            out.push('\n');
+        }
+    }
+    drop(client);
+    let _ = task.await;
+    out
+}
+
+async fn pg_execute(url: &str, sql: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(conn);
+    client.batch_execute(sql).await.unwrap();
+    drop(client);
+    let _ = task.await;
 }
 
 impl TestProxy {
@@ -56,10 +117,48 @@ impl TestProxy {
 
     /// Drains the proxy (so every record is written) and opens its audit store.
     pub async fn stop_and_open_store(self) -> (tollgate::record::Store, TempDir) {
-        let db = self.db_path();
-        let TestProxy { proxy, dir } = self;
+        let TestProxy {
+            proxy, dir, store, ..
+        } = self;
         proxy.shutdown().await;
-        (tollgate::record::Store::open(&db).unwrap(), dir)
+        (tollgate::record::Store::connect(&store).unwrap(), dir)
+    }
+
+    /// Opens its audit store while it runs.
+    pub fn open_store(&self) -> tollgate::record::Store {
+        tollgate::record::Store::connect(&self.store).unwrap()
+    }
+
+    /// What `--db` takes for its store: the SQLite file or the database URL.
+    pub fn db_arg(&self) -> String {
+        self.pg_url
+            .clone()
+            .unwrap_or_else(|| self.db_path().display().to_string())
+    }
+
+    /// Makes the store refuse every write until the outage ends.
+    pub async fn store_outage(&self) -> Outage {
+        match &self.pg_url {
+            None => {
+                let lock = rusqlite::Connection::open(self.db_path()).unwrap();
+                lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+                Outage::Sqlite(lock)
+            }
+            Some(url) => {
+                let mut sql = String::from(
+                    "CREATE OR REPLACE FUNCTION outage() RETURNS trigger AS $$
+                     BEGIN RAISE EXCEPTION 'the test store is down'; END $$ LANGUAGE plpgsql;",
+                );
+                for t in OUTAGE_TABLES {
+                    sql.push_str(&format!(
+                        "CREATE TRIGGER outage BEFORE INSERT OR UPDATE OR DELETE ON {t}
+                         FOR EACH STATEMENT EXECUTE FUNCTION outage();"
+                    ));
+                }
+                pg_execute(url, &sql).await;
+                Outage::Postgres(url.clone())
+            }
+        }
     }
 
     /// The admin API's base URL (`http://127.0.0.1:PORT`).
@@ -87,6 +186,8 @@ pub struct ProxySetup {
     placeholder_key: Option<[u8; 32]>,
     timeouts: Timeouts,
     limits: tollgate::config::Limits,
+    /// A PostgreSQL store: its URL and this proxy's replica name.
+    postgres: Option<(String, String)>,
 }
 
 impl ProxySetup {
@@ -156,6 +257,12 @@ impl ProxySetup {
         self.file("policy.yaml", yaml)
     }
 
+    /// Records to the PostgreSQL database at `url`, as replica `replica`.
+    pub fn postgres(mut self, url: &str, replica: &str) -> Self {
+        self.postgres = Some((url.to_owned(), replica.to_owned()));
+        self
+    }
+
     pub fn limits(mut self, limits: tollgate::config::Limits) -> Self {
         self.limits = limits;
         self
@@ -174,7 +281,19 @@ impl ProxySetup {
         for (name, yaml) in &self.files {
             std::fs::write(policies.join(name), yaml).unwrap();
         }
+        // Under TOLLGATE_TEST_STORE=postgres every proxy records to a fresh database.
+        let postgres = match self.postgres.clone() {
+            Some(pg) => Some(pg),
+            None if pg::suites_on_postgres() => {
+                let server = pg::server().expect("TOLLGATE_TEST_STORE=postgres needs PostgreSQL");
+                Some((server.fresh_database().await, "test".to_owned()))
+            }
+            None => None,
+        };
         let config = ProxyConfig {
+            postgres: postgres
+                .as_ref()
+                .map(|(url, replica)| pg::settings(url, replica)),
             listen: "127.0.0.1:0".parse().unwrap(),
             ca_dir: dir.path().join("ca"),
             policies: Some(policies),
@@ -196,7 +315,12 @@ impl ProxySetup {
             }),
         };
         let proxy = tollgate::proxy::start(&config).await.unwrap();
-        TestProxy { proxy, dir }
+        TestProxy {
+            proxy,
+            dir,
+            store: config.store(),
+            pg_url: postgres.map(|(url, _)| url),
+        }
     }
 }
 

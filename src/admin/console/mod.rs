@@ -931,7 +931,7 @@ async fn read_store<T: Send + 'static>(
         ));
     };
     let answer = tokio::task::spawn_blocking(move || {
-        let store = crate::record::Store::open(&db)?;
+        let store = crate::record::Store::connect(&db)?;
         f(&store)
     })
     .await;
