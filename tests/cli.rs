@@ -2,11 +2,10 @@
 
 mod common;
 
+use common::running::Running;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn tollgate(cwd: &Path, args: &[&str]) -> Output {
@@ -285,82 +284,6 @@ fn run_refuses_a_ca_others_can_read_or_replace_with_exit_64() {
     assert!(err.contains("ca has mode 777"), "{err}");
 }
 
-/// A running `tollgate run` and the lines it has logged so far.
-struct Running {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn start(cwd: &Path, args: &[&str]) -> (Self, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .current_dir(cwd)
-            .arg("run")
-            .args(["--admin", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "debug")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let reader = BufReader::new(child.stderr.take().unwrap());
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in reader.lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let running = Running { child, log };
-        let line = running.wait_for("listening on ");
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .to_owned();
-        (running, addr)
-    }
-
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(line) = self
-                .log
-                .lock()
-                .unwrap()
-                .lines()
-                .find(|l| l.contains(needle))
-            {
-                return line.to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never logged `{needle}`:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        (status, self.log())
-    }
-}
-
 impl Running {
     /// `tollgate run` on a free port with `api.openai.com` sent to `upstream`, and a client that
     /// goes through it trusting its CA.
@@ -386,22 +309,6 @@ impl Running {
             .build()
             .unwrap();
         (running, addr, client)
-    }
-
-    /// SIGKILL: no chance to drain or flush.
-    fn kill(mut self) -> Child {
-        let status = Command::new("kill")
-            .args(["-KILL", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
     }
 }
 

@@ -530,7 +530,11 @@ async fn decide(state: AdminState, id: String, req: Request, approve: bool) -> R
     };
     let break_glass = state.policy.current().approvals().break_glass.clone();
     let approver = approver(&who);
-    match state.approvals.decide(&id, &approver, ask, &break_glass) {
+    match state
+        .approvals
+        .decide(&id, &approver, ask, &break_glass)
+        .await
+    {
         Ok(verdict) => {
             info!(approval = %id, by = %verdict.by, approved = verdict.approved, break_glass = verdict.break_glass, "approval decided");
             axum::Json(verdict).into_response()
@@ -543,6 +547,7 @@ async fn decide(state: AdminState, id: String, req: Request, approve: bool) -> R
                 DecideError::GrantTooLong { .. } | DecideError::ReasonRequired => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "bad-decision")
                 }
+                DecideError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable"),
             };
             problem(status, kind, e.to_string())
         }
@@ -581,15 +586,24 @@ async fn grant_revoke(
     if !who.may(&[Role::Approver]) {
         return forbidden("approver or admin");
     }
-    if state.approvals.revoke(&id) {
-        info!(grant = %id, by = ?who.identity.as_ref().map(|i| i.user.to_string()), "grant revoked");
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        problem(
+    match state.approvals.revoke(&id).await {
+        Ok(true) => {
+            info!(grant = %id, by = ?who.identity.as_ref().map(|i| i.user.to_string()), "grant revoked");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => problem(
             StatusCode::NOT_FOUND,
             "grant-not-found",
             format!("no open grant {id}"),
-        )
+        ),
+        Err(e) => {
+            warn!("revoking a grant in the shared queue failed: {e}");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "the shared approval queue cannot be reached right now; try again",
+            )
+        }
     }
 }
 

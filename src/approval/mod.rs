@@ -10,10 +10,12 @@
 //! secret: the queue holds only masked bodies. Nobody approves their own request unless they
 //! are in a `break_glass` group, and such a decision says so.
 //!
-//! The queue lives in memory, per process; it outlives policy reloads (a held request keeps the
+//! The queue lives in memory, per process, unless the store is PostgreSQL: then replicas share
+//! it through the database ([`shared`]). It outlives policy reloads (a held request keeps the
 //! rule it was held under).
 
 pub mod rules;
+mod shared;
 
 use bytes::Bytes;
 use rules::{ApprovalRule, Mode};
@@ -68,7 +70,7 @@ impl Pending {
 }
 
 /// One finding as approvers see it: rule, category and place, never the value.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FindingView {
     pub rule: String,
     pub category: String,
@@ -86,7 +88,7 @@ pub struct Approver {
 }
 
 /// What an approver decided.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Verdict {
     pub approved: bool,
     pub by: String,
@@ -128,6 +130,8 @@ pub enum DecideError {
     GrantTooLong { rule: String, max: String },
     #[error("a denial needs a reason")]
     ReasonRequired,
+    #[error("the shared approval queue cannot be reached right now; try again")]
+    Unavailable,
 }
 
 /// What to decide.
@@ -154,11 +158,17 @@ struct Entry {
     pending: Pending,
     /// The held request, waiting (hold mode).
     waiter: Option<oneshot::Sender<Verdict>>,
+    /// In the shared queue (false while it is not shared, or when sharing it failed: then it
+    /// is decided here, as an unshared queue would).
+    shared: bool,
 }
 
 #[derive(Default)]
 struct Inner {
+    /// Requests that arrived here.
     pending: BTreeMap<String, Entry>,
+    /// When shared: what waits on every replica, as the database last said.
+    remote: BTreeMap<String, Pending>,
     /// Decided `retry` requests by request hash: the verdict, until when it holds.
     decided: BTreeMap<String, (Verdict, Instant)>,
     grants: Vec<Grant>,
@@ -169,6 +179,7 @@ impl Inner {
     fn sweep(&mut self, now: Instant) {
         self.pending
             .retain(|_, e| e.pending.mode == Mode::Hold || e.pending.deadline > now);
+        self.remote.retain(|_, p| p.deadline > now);
         self.decided.retain(|_, (_, until)| *until > now);
         self.grants.retain(|g| g.ends > now);
     }
@@ -178,6 +189,8 @@ impl Inner {
 #[derive(Default)]
 pub struct Approvals {
     inner: Mutex<Inner>,
+    /// The queue the replicas share, when the store is PostgreSQL.
+    shared: Option<shared::Shared>,
 }
 
 /// What a held request waits on; dropping it (the client left) withdraws the request.
@@ -201,7 +214,12 @@ impl Held<'_> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.approvals.lock().pending.remove(&self.id);
+        let entry = self.approvals.lock().pending.remove(&self.id);
+        if let Some(shared) = &self.approvals.shared
+            && entry.is_none_or(|e| e.shared)
+        {
+            shared.withdraw(&self.id);
+        }
     }
 }
 
@@ -249,6 +267,18 @@ fn rfc3339_in(d: Duration) -> String {
 }
 
 impl Approvals {
+    /// A queue shared with the other replicas through the PostgreSQL store: requests held here
+    /// are listed and decided on any replica, grants apply everywhere, and a `retry` approval
+    /// is consumed once across all of them (see [`shared`]).
+    pub fn shared(db: crate::record::postgres::PgHandle) -> std::sync::Arc<Approvals> {
+        let approvals = std::sync::Arc::new(Approvals {
+            inner: Mutex::default(),
+            shared: Some(shared::Shared::new(db)),
+        });
+        shared::Shared::start(&approvals);
+        approvals
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -258,7 +288,7 @@ impl Approvals {
         let now = Instant::now();
         // Unguessable ids: an approval id in an agent's output must not let others guess
         // the next one.
-        let mut random = [0u8; 6];
+        let mut random = [0u8; 8];
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
         Pending {
             id: format!("apr_{}{}", inner.next, hex(&random)),
@@ -295,18 +325,24 @@ impl Approvals {
             .cloned()
     }
 
-    /// Queues a `hold` request; the caller waits on what is returned.
-    pub fn hold(&self, rule: &ApprovalRule, req: NewRequest) -> Held<'_> {
+    /// Queues a `hold` request; the caller waits on what is returned. When the queue is
+    /// shared, the request is in the database (where every replica's approvers see it) before
+    /// this returns.
+    pub async fn hold(&self, rule: &ApprovalRule, req: NewRequest) -> Held<'_> {
         let hash = req.hash();
         let (tx, rx) = oneshot::channel();
-        let mut inner = self.lock();
-        let pending = Self::entry(&mut inner, rule, req, hash);
+        let pending = Self::entry(&mut self.lock(), rule, req, hash);
         let id = pending.id.clone();
-        inner.pending.insert(
+        let shared = match &self.shared {
+            Some(shared) => shared.publish(&pending).await,
+            None => false,
+        };
+        self.lock().pending.insert(
             id.clone(),
             Entry {
                 pending,
                 waiter: Some(tx),
+                shared,
             },
         );
         Held {
@@ -316,32 +352,41 @@ impl Approvals {
         }
     }
 
-    /// A `retry` request: through once if approved, refused if denied, pending otherwise.
-    pub fn retry(&self, rule: &ApprovalRule, req: NewRequest) -> Retry {
+    /// A `retry` request: through once if approved, refused if denied, pending otherwise. Fails
+    /// only when the queue is shared and the database cannot say.
+    pub async fn retry(
+        &self,
+        rule: &ApprovalRule,
+        req: NewRequest,
+    ) -> Result<Retry, crate::record::StoreError> {
         let hash = req.hash();
+        if let Some(shared) = &self.shared {
+            let pending = Self::entry(&mut self.lock(), rule, req, hash);
+            return shared.retry(pending).await;
+        }
         let mut inner = self.lock();
         inner.sweep(Instant::now());
         if let Some((verdict, _)) = inner.decided.get(&hash) {
             if !verdict.approved {
-                return Retry::Denied(verdict.clone());
+                return Ok(Retry::Denied(verdict.clone()));
             }
             let Some((verdict, _)) = inner.decided.remove(&hash) else {
-                return Retry::Pending {
+                return Ok(Retry::Pending {
                     id: String::new(),
                     new: false,
-                };
+                });
             };
-            return Retry::Approved(verdict);
+            return Ok(Retry::Approved(verdict));
         }
         if let Some(entry) = inner
             .pending
             .values()
             .find(|e| e.pending.request_hash == hash)
         {
-            return Retry::Pending {
+            return Ok(Retry::Pending {
                 id: entry.pending.id.clone(),
                 new: false,
-            };
+            });
         }
         let pending = Self::entry(&mut inner, rule, req, hash);
         let id = pending.id.clone();
@@ -350,23 +395,29 @@ impl Approvals {
             Entry {
                 pending,
                 waiter: None,
+                shared: false,
             },
         );
-        Retry::Pending { id, new: true }
+        Ok(Retry::Pending { id, new: true })
     }
 
-    /// How many requests wait.
+    /// How many requests wait (on every replica, when shared).
     pub fn pending_count(&self) -> usize {
-        let mut inner = self.lock();
-        inner.sweep(Instant::now());
-        inner.pending.len()
+        self.list().len()
     }
 
-    /// Pending requests, newest first.
+    /// Pending requests, newest first (on every replica, when shared).
     pub fn list(&self) -> Vec<Pending> {
         let mut inner = self.lock();
         inner.sweep(Instant::now());
         let mut out: Vec<Pending> = inner.pending.values().map(|e| e.pending.clone()).collect();
+        out.extend(
+            inner
+                .remote
+                .values()
+                .filter(|p| !inner.pending.contains_key(&p.id))
+                .cloned(),
+        );
         out.sort_by_key(|p| std::cmp::Reverse(p.created));
         out
     }
@@ -374,7 +425,11 @@ impl Approvals {
     pub fn get(&self, id: &str) -> Option<Pending> {
         let mut inner = self.lock();
         inner.sweep(Instant::now());
-        inner.pending.get(id).map(|e| e.pending.clone())
+        inner
+            .pending
+            .get(id)
+            .map(|e| e.pending.clone())
+            .or_else(|| inner.remote.get(id).cloned())
     }
 
     /// Open grants.
@@ -385,28 +440,27 @@ impl Approvals {
     }
 
     /// Ends a grant; false if there was none by that id.
-    pub fn revoke(&self, id: &str) -> bool {
-        let mut inner = self.lock();
-        let before = inner.grants.len();
-        inner.grants.retain(|g| g.id != id);
-        inner.grants.len() != before
+    pub async fn revoke(&self, id: &str) -> Result<bool, crate::record::StoreError> {
+        let here = {
+            let mut inner = self.lock();
+            let before = inner.grants.len();
+            inner.grants.retain(|g| g.id != id);
+            inner.grants.len() != before
+        };
+        match &self.shared {
+            Some(shared) => shared.revoke(id).await,
+            None => Ok(here),
+        }
     }
 
-    /// Decides pending request `id`. `break_glass` are the groups that may approve their own.
-    pub fn decide(
-        &self,
-        id: &str,
+    /// Whether `who` may decide `p` as asked: the name the decision goes under, and whether it
+    /// is a break-glass decision.
+    fn check(
+        p: &Pending,
         who: &Approver,
-        ask: Ask,
+        ask: &Ask,
         break_glass: &[String],
-    ) -> Result<Verdict, DecideError> {
-        let mut inner = self.lock();
-        inner.sweep(Instant::now());
-        let entry = inner
-            .pending
-            .get(id)
-            .ok_or_else(|| DecideError::NotFound(id.to_owned()))?;
-        let p = &entry.pending;
+    ) -> Result<(String, bool), DecideError> {
         let by = who
             .user
             .clone()
@@ -426,7 +480,6 @@ impl Approvals {
                 groups: p.approvers.join(", "),
             });
         }
-        let glass = own || !entitled;
         if !ask.approve && ask.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
             return Err(DecideError::ReasonRequired);
         }
@@ -438,15 +491,51 @@ impl Approvals {
                 max: humantime_serde::re::humantime::format_duration(p.max_grant).to_string(),
             });
         }
+        Ok((by, own || !entitled))
+    }
+
+    fn grant_id(inner: &mut Inner) -> String {
+        inner.next += 1;
+        let mut random = [0u8; 4];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
+        format!("grt_{}{}", inner.next, hex(&random))
+    }
+
+    /// Decides pending request `id`. `break_glass` are the groups that may approve their own.
+    /// When the queue is shared, the request may wait on another replica: the decision is
+    /// taken in the database, once, and that replica releases it.
+    pub async fn decide(
+        &self,
+        id: &str,
+        who: &Approver,
+        ask: Ask,
+        break_glass: &[String],
+    ) -> Result<Verdict, DecideError> {
+        let here_only = self
+            .lock()
+            .pending
+            .get(id)
+            .is_some_and(|entry| !entry.shared);
+        if let Some(shared) = self.shared.as_ref().filter(|_| !here_only) {
+            let verdict = shared.decide(self, id, who, ask, break_glass).await?;
+            self.deliver(id, &verdict);
+            return Ok(verdict);
+        }
+        let mut inner = self.lock();
+        inner.sweep(Instant::now());
+        let entry = inner
+            .pending
+            .get(id)
+            .ok_or_else(|| DecideError::NotFound(id.to_owned()))?;
+        let (by, glass) = Self::check(&entry.pending, who, &ask, break_glass)?;
         let Some(entry) = inner.pending.remove(id) else {
             return Err(DecideError::NotFound(id.to_owned()));
         };
         let p = entry.pending;
         let grant = match ask.grant.filter(|_| ask.approve) {
             Some(window) => {
-                inner.next += 1;
                 let grant = Grant {
-                    id: format!("grt_{}", inner.next),
+                    id: Self::grant_id(&mut inner),
                     user: p.user.clone(),
                     rule: p.rule.clone(),
                     provider: p.provider.clone(),
@@ -481,6 +570,17 @@ impl Approvals {
             }
         }
         Ok(verdict)
+    }
+
+    /// Releases request `id` if it is held here (the decision came from the shared queue).
+    fn deliver(&self, id: &str, verdict: &Verdict) {
+        let mut inner = self.lock();
+        inner.remote.remove(id);
+        if let Some(entry) = inner.pending.remove(id)
+            && let Some(waiter) = entry.waiter
+        {
+            let _ = waiter.send(verdict.clone());
+        }
     }
 }
 
@@ -555,11 +655,14 @@ mod tests {
     async fn a_held_request_gets_the_verdict_and_leaves_the_queue() {
         let policy = rule("hold");
         let approvals = Approvals::default();
-        let mut held = approvals.hold(&policy.rules[0], request("alice", "{}"));
+        let mut held = approvals
+            .hold(&policy.rules[0], request("alice", "{}"))
+            .await;
         assert_eq!(approvals.list().len(), 1);
         let id = held.id.clone();
         let v = approvals
             .decide(&id, &approver("bob", &["sec"]), approve(), &[])
+            .await
             .unwrap();
         assert!(v.approved);
         assert!(
@@ -570,7 +673,9 @@ mod tests {
         );
         assert!(approvals.list().is_empty());
         drop(held);
-        let mut gone = approvals.hold(&policy.rules[0], request("alice", "{}"));
+        let mut gone = approvals
+            .hold(&policy.rules[0], request("alice", "{}"))
+            .await;
         assert!(gone.decision(Duration::from_millis(10)).await.is_none());
         drop(gone);
         assert!(
@@ -579,22 +684,29 @@ mod tests {
         );
     }
 
-    #[test]
-    fn nobody_approves_their_own_request_but_break_glass_says_so() {
+    #[tokio::test]
+    async fn nobody_approves_their_own_request_but_break_glass_says_so() {
         let policy = rule("retry");
         let approvals = Approvals::default();
-        let Retry::Pending { id, .. } = approvals.retry(&policy.rules[0], request("alice", "{}"))
+        let Retry::Pending { id, .. } = approvals
+            .retry(&policy.rules[0], request("alice", "{}"))
+            .await
+            .unwrap()
         else {
             panic!("pending")
         };
         let mut admin = approver("alice", &["sec"]);
         admin.admin = true;
         assert!(matches!(
-            approvals.decide(&id, &admin, approve(), &["oncall".into()]),
+            approvals
+                .decide(&id, &admin, approve(), &["oncall".into()])
+                .await,
             Err(DecideError::SelfApproval { .. })
         ));
         assert!(matches!(
-            approvals.decide(&id, &approver("carol", &["dev"]), approve(), &[]),
+            approvals
+                .decide(&id, &approver("carol", &["dev"]), approve(), &[])
+                .await,
             Err(DecideError::NotAnApprover { .. })
         ));
         let v = approvals
@@ -604,50 +716,65 @@ mod tests {
                 approve(),
                 &["oncall".into()],
             )
+            .await
             .unwrap();
         assert!(v.break_glass);
     }
 
-    #[test]
-    fn an_approved_retry_goes_through_once_and_a_changed_body_needs_its_own() {
+    #[tokio::test]
+    async fn an_approved_retry_goes_through_once_and_a_changed_body_needs_its_own() {
         let policy = rule("retry");
         let approvals = Approvals::default();
-        let Retry::Pending { id, .. } =
-            approvals.retry(&policy.rules[0], request("alice", "{\"a\":1}"))
+        let Retry::Pending { id, .. } = approvals
+            .retry(&policy.rules[0], request("alice", "{\"a\":1}"))
+            .await
+            .unwrap()
         else {
             panic!("pending")
         };
-        let Retry::Pending { id: again, .. } =
-            approvals.retry(&policy.rules[0], request("alice", "{\"a\":1}"))
+        let Retry::Pending { id: again, .. } = approvals
+            .retry(&policy.rules[0], request("alice", "{\"a\":1}"))
+            .await
+            .unwrap()
         else {
             panic!("pending")
         };
         assert_eq!(id, again, "the same request is the same approval");
         approvals
             .decide(&id, &approver("bob", &["sec"]), approve(), &[])
+            .await
             .unwrap();
         assert!(matches!(
-            approvals.retry(&policy.rules[0], request("alice", "{\"a\":2}")),
+            approvals.retry(&policy.rules[0], request("alice", "{\"a\":2}")).await.unwrap(),
             Retry::Pending { id: other, .. } if other != id
         ));
         assert!(matches!(
-            approvals.retry(&policy.rules[0], request("alice", "{\"a\":1}")),
+            approvals
+                .retry(&policy.rules[0], request("alice", "{\"a\":1}"))
+                .await
+                .unwrap(),
             Retry::Approved(_)
         ));
         assert!(
             matches!(
-                approvals.retry(&policy.rules[0], request("alice", "{\"a\":1}")),
+                approvals
+                    .retry(&policy.rules[0], request("alice", "{\"a\":1}"))
+                    .await
+                    .unwrap(),
                 Retry::Pending { .. }
             ),
             "once"
         );
     }
 
-    #[test]
-    fn a_grant_is_capped_by_the_rule_and_revocable() {
+    #[tokio::test]
+    async fn a_grant_is_capped_by_the_rule_and_revocable() {
         let policy = rule("retry");
         let approvals = Approvals::default();
-        let Retry::Pending { id, .. } = approvals.retry(&policy.rules[0], request("alice", "{}"))
+        let Retry::Pending { id, .. } = approvals
+            .retry(&policy.rules[0], request("alice", "{}"))
+            .await
+            .unwrap()
         else {
             panic!("pending")
         };
@@ -656,7 +783,9 @@ mod tests {
             ..approve()
         };
         assert!(matches!(
-            approvals.decide(&id, &approver("bob", &["sec"]), long, &[]),
+            approvals
+                .decide(&id, &approver("bob", &["sec"]), long, &[])
+                .await,
             Err(DecideError::GrantTooLong { .. })
         ));
         let ok = Ask {
@@ -665,11 +794,12 @@ mod tests {
         };
         let v = approvals
             .decide(&id, &approver("bob", &["sec"]), ok, &[])
+            .await
             .unwrap();
         let grant = approvals.grant_for("alice", "r", "openai").unwrap();
         assert_eq!(v.grant.as_deref(), Some(grant.id.as_str()));
         assert!(approvals.grant_for("mallory", "r", "openai").is_none());
-        assert!(approvals.revoke(&grant.id));
+        assert!(approvals.revoke(&grant.id).await.unwrap());
         assert!(approvals.grant_for("alice", "r", "openai").is_none());
     }
 }

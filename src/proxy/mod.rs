@@ -249,6 +249,16 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         warn!("recording is off (recording.yaml: enabled: false): exchanges leave no audit record");
         (crate::record::Recorder::disabled(), None)
     };
+    // With a PostgreSQL store the approval queue and grants are shared with the other replicas.
+    let approvals = match &config.postgres {
+        Some(settings) => {
+            let db = crate::record::postgres::PgHandle::connect(settings.clone())?;
+            crate::record::postgres::on_db(crate::record::postgres::migrate(db.clone())).await?;
+            info!(replica = %settings.replica, "approvals are shared with the other replicas through {}", settings.shown);
+            crate::approval::Approvals::shared(db)
+        }
+        None => Arc::new(crate::approval::Approvals::default()),
+    };
     let inflight = Inflight::default();
     let shared = Arc::new(Shared {
         recorder,
@@ -258,7 +268,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         dialer,
         fetcher: fetcher.clone(),
         metrics: metrics.clone(),
-        approvals: Arc::new(crate::approval::Approvals::default()),
+        approvals,
         webhooks,
         admin_url: std::sync::OnceLock::new(),
         timeouts: config.timeouts,

@@ -442,7 +442,7 @@ pub(super) async fn approval(
     match rule.mode {
         Mode::Hold => {
             let started = Instant::now();
-            let mut held = shared.approvals.hold(rule, request);
+            let mut held = shared.approvals.hold(rule, request).await;
             let id = held.id.clone();
             record.id = Some(id.clone());
             announce(shared, rule, &id);
@@ -480,7 +480,19 @@ pub(super) async fn approval(
             result
         }
         Mode::Retry => {
-            let outcome = shared.approvals.retry(rule, request);
+            let outcome = match shared.approvals.retry(rule, request).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    tracing::error!(%error, "the shared approval queue cannot be reached");
+                    record.decision = "pending";
+                    *slot = Some(record);
+                    return Err(Refusal::new(
+                        Reason::StoreUnavailable,
+                        "the approval this request needs cannot be checked right now (the shared approval queue does not answer); try again shortly",
+                    )
+                    .with_rule(rule_name.clone()));
+                }
+            };
             let result = match &outcome {
                 Retry::Approved(v) => {
                     record.decision = "approved";

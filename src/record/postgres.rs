@@ -109,6 +109,34 @@ const MIGRATIONS: &[&str] = &[r#"
         started   TIMESTAMPTZ NOT NULL DEFAULT now(),
         last_seen TIMESTAMPTZ NOT NULL DEFAULT now()
     );
+    -- The approval queue replicas share (see `approval/shared.rs`): one row per request
+    -- waiting or decided, its masked request as approvers see it (JSON), the verdict once
+    -- there is one (JSON), and for `retry` whether the approval was used.
+    CREATE TABLE approvals (
+        id           TEXT PRIMARY KEY,
+        replica      TEXT NOT NULL,
+        mode         TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        pending      TEXT NOT NULL,
+        deadline     TIMESTAMPTZ NOT NULL,
+        verdict      TEXT,
+        approved     BOOLEAN,
+        holds_until  TIMESTAMPTZ,
+        consumed     BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE INDEX approvals_hash ON approvals (request_hash);
+    -- One open retry approval per request.
+    CREATE UNIQUE INDEX approvals_open_retry ON approvals (request_hash)
+        WHERE verdict IS NULL AND mode = 'retry';
+    CREATE TABLE grants (
+        id       TEXT PRIMARY KEY,
+        "user"   TEXT NOT NULL,
+        rule     TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        by       TEXT NOT NULL,
+        until    TEXT NOT NULL,
+        ends     TIMESTAMPTZ NOT NULL
+    );
     CREATE TABLE checkpoints (
         id        BIGSERIAL PRIMARY KEY,
         version   INTEGER NOT NULL,
@@ -291,6 +319,23 @@ pub(crate) fn block<T: Send + 'static>(
     })
 }
 
+/// Runs `work` on the store's runtime, for async callers (whatever runtime they are on).
+pub async fn on_db<T: Send + 'static>(
+    work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    runtime().spawn(work).await.unwrap_or_else(|_| {
+        Err(StoreError::Postgres {
+            at: "the database task".into(),
+            message: "stopped before it answered".into(),
+        })
+    })
+}
+
+/// Starts `work` on the store's runtime, to run as long as it likes.
+pub fn spawn_on_db(work: impl Future<Output = ()> + Send + 'static) {
+    runtime().spawn(work);
+}
+
 /// One pool per database and settings, shared by every store opened on it in this process.
 fn pool_for(settings: &PgSettings) -> Result<Pool, StoreError> {
     static POOLS: OnceLock<Mutex<HashMap<String, Pool>>> = OnceLock::new();
@@ -444,48 +489,7 @@ impl Postgres {
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
-        let db = self.db.clone();
-        block(async move {
-            let mut client = db.client().await?;
-            let tx = client.transaction().await.map_err(|e| db.err(&e))?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
-                .await
-                .map_err(|e| db.err(&e))?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS tollgate_schema (version INTEGER NOT NULL)",
-            )
-            .await
-            .map_err(|e| db.err(&e))?;
-            let version: i32 = tx
-                .query_opt("SELECT version FROM tollgate_schema", &[])
-                .await
-                .map_err(|e| db.err(&e))?
-                .map_or(0, |r| r.get(0));
-            let known = MIGRATIONS.len() as i32;
-            if version > known {
-                return Err(StoreError::Postgres {
-                    at: db.settings.shown.clone(),
-                    message: format!(
-                        "written by a newer Tollgate (schema {version}, this one knows up to {known})"
-                    ),
-                });
-            }
-            for sql in MIGRATIONS.iter().skip(version as usize) {
-                tx.batch_execute(sql).await.map_err(|e| db.err(&e))?;
-            }
-            if version < known {
-                tx.execute("DELETE FROM tollgate_schema", &[])
-                    .await
-                    .map_err(|e| db.err(&e))?;
-                tx.execute(
-                    "INSERT INTO tollgate_schema (version) VALUES ($1)",
-                    &[&known],
-                )
-                .await
-                .map_err(|e| db.err(&e))?;
-            }
-            tx.commit().await.map_err(|e| db.err(&e))
-        })
+        block(migrate(self.db.clone()))
     }
 
     /// Rows of `SELECT {columns} … {sql}`, as records with their ids.
@@ -1169,6 +1173,47 @@ impl Postgres {
             Ok(walk.end(head.map(|r| (r.get(0), r.get(1)))))
         })
     }
+}
+
+/// Creates or upgrades the schema, once however many replicas start together.
+pub async fn migrate(db: PgHandle) -> Result<(), StoreError> {
+    let mut client = db.client().await?;
+    let tx = client.transaction().await.map_err(|e| db.err(&e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
+        .await
+        .map_err(|e| db.err(&e))?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS tollgate_schema (version INTEGER NOT NULL)")
+        .await
+        .map_err(|e| db.err(&e))?;
+    let version: i32 = tx
+        .query_opt("SELECT version FROM tollgate_schema", &[])
+        .await
+        .map_err(|e| db.err(&e))?
+        .map_or(0, |r| r.get(0));
+    let known = MIGRATIONS.len() as i32;
+    if version > known {
+        return Err(StoreError::Postgres {
+            at: db.settings.shown.clone(),
+            message: format!(
+                "written by a newer Tollgate (schema {version}, this one knows up to {known})"
+            ),
+        });
+    }
+    for sql in MIGRATIONS.iter().skip(version as usize) {
+        tx.batch_execute(sql).await.map_err(|e| db.err(&e))?;
+    }
+    if version < known {
+        tx.execute("DELETE FROM tollgate_schema", &[])
+            .await
+            .map_err(|e| db.err(&e))?;
+        tx.execute(
+            "INSERT INTO tollgate_schema (version) VALUES ($1)",
+            &[&known],
+        )
+        .await
+        .map_err(|e| db.err(&e))?;
+    }
+    tx.commit().await.map_err(|e| db.err(&e))
 }
 
 /// [`SUMMARY_COLUMNS`] in PostgreSQL's spelling (its empty byte strings).

@@ -891,7 +891,11 @@ async fn decide(State(state): State<AdminState>, Path(id): Path<String>, req: Re
     };
     let break_glass = state.policy.current().approvals().break_glass.clone();
     let approver = super::approver(&viewer.caller);
-    match state.approvals.decide(&id, &approver, ask, &break_glass) {
+    match state
+        .approvals
+        .decide(&id, &approver, ask, &break_glass)
+        .await
+    {
         Ok(verdict) => {
             info!(approval = %id, by = %verdict.by, approved = verdict.approved, break_glass = verdict.break_glass, "approval decided in the console");
             page::decided(&viewer, &id, Some(&verdict)).into_response()
@@ -901,6 +905,7 @@ async fn decide(State(state): State<AdminState>, Path(id): Path<String>, req: Re
                 crate::approval::DecideError::NotFound(_) => StatusCode::NOT_FOUND,
                 crate::approval::DecideError::SelfApproval { .. }
                 | crate::approval::DecideError::NotAnApprover { .. } => StatusCode::FORBIDDEN,
+                crate::approval::DecideError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             page::error(status, &e.to_string())
@@ -913,8 +918,16 @@ async fn revoke(State(state): State<AdminState>, Path(id): Path<String>, req: Re
         Ok(v) => v,
         Err(res) => return res,
     };
-    if state.approvals.revoke(&id) {
-        info!(grant = %id, by = %viewer.name(), "grant revoked in the console");
+    match state.approvals.revoke(&id).await {
+        Ok(true) => info!(grant = %id, by = %viewer.name(), "grant revoked in the console"),
+        Ok(false) => {}
+        Err(e) => {
+            warn!("revoking a grant in the shared queue failed: {e}");
+            return page::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The shared approval queue cannot be reached right now; try again.",
+            );
+        }
     }
     Redirect::to("/console/approvals").into_response()
 }
