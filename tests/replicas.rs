@@ -431,3 +431,113 @@ async fn a_replica_killed_mid_stream_leaves_the_other_serving_and_the_database_v
     assert!(status.success(), "{log}");
     assert!(!log.contains(GITHUB));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_database_is_verified_against_the_trusted_roots() {
+    let Some(server) = pg::server() else { return };
+    let url = server.fresh_database().await;
+    // The server's certificate is issued by the fixture CA for localhost.
+    let tls_url = format!(
+        "{}?sslmode=verify-full",
+        url.replace("127.0.0.1", "localhost")
+    );
+    let settings = |roots: &[std::path::PathBuf]| {
+        tollgate::record::postgres::PgSettings::parse(
+            &tls_url,
+            None,
+            tollgate::tls::upstream::client_config(roots).unwrap(),
+            2,
+            Duration::from_secs(5),
+            "tls".into(),
+        )
+        .unwrap()
+    };
+    let trusted = settings(&[format!("{FIXTURES}/upstream-ca.crt").into()]);
+    assert!(trusted.shown.contains("verify-full"), "{}", trusted.shown);
+    let store = tollgate::record::Store::connect(&tollgate::record::StoreLocation::Postgres(
+        std::sync::Arc::new(trusted),
+    ))
+    .unwrap();
+    assert_eq!(store.count().unwrap(), 0);
+    // The same server with only the public roots: refused, and the error says why.
+    let untrusted = tollgate::record::Store::connect(&tollgate::record::StoreLocation::Postgres(
+        std::sync::Arc::new(settings(&[])),
+    ));
+    let error = untrusted
+        .err()
+        .expect("an unknown issuer is refused")
+        .to_string();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    // Modes that would not check the server are not taken.
+    for mode in ["prefer", "require", "allow", "verify-ca"] {
+        let e = tollgate::record::postgres::PgSettings::parse(
+            &format!("{url}?sslmode={mode}"),
+            None,
+            tollgate::tls::upstream::client_config(&[]).unwrap(),
+            2,
+            Duration::from_secs(5),
+            "x".into(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("verify-full"), "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_password_comes_from_the_environment_or_a_file_never_the_command_line() {
+    let Some(server) = pg::server() else { return };
+    const PASSWORD: &str = "pw-Zq81vX0aLr";
+    let url = server.database_with_password(PASSWORD).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str], env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("TOLLGATE_DB_PASSWORD")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !said.contains(PASSWORD),
+            "the password is never echoed: {said}"
+        );
+        (out.status.code(), said)
+    };
+    // In the URL: refused before anything connects.
+    let with_password = url.replace("pwuser@", &format!("pwuser:{PASSWORD}@"));
+    let (code, said) = cli(&["store", "recover", "--db", &with_password], &[]);
+    assert_eq!(code, Some(64), "{said}");
+    assert!(said.contains("TOLLGATE_DB_PASSWORD"), "{said}");
+    // None given, or a wrong one: the server says no.
+    let (code, said) = cli(&["store", "recover", "--db", &url], &[]);
+    assert_ne!(code, Some(0), "{said}");
+    let (code, said) = cli(
+        &["store", "recover", "--db", &url],
+        &[("TOLLGATE_DB_PASSWORD", "wrong")],
+    );
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("password authentication failed"), "{said}");
+    // From the environment.
+    let (code, said) = cli(
+        &["store", "recover", "--db", &url],
+        &[("TOLLGATE_DB_PASSWORD", PASSWORD)],
+    );
+    assert_eq!(code, Some(0), "{said}");
+    // From a file the config names, with the URL in the config too.
+    std::fs::write(dir.path().join("db-password"), format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("tollgate.yaml"),
+        format!("store:\n  url: {url}\n  password_file: db-password\n  pool_size: 2\n  statement_timeout: 3s\n"),
+    )
+    .unwrap();
+    let (code, said) = cli(&["audit", "verify"], &[]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("pwuser@"),
+        "names the database it verified: {said}"
+    );
+}

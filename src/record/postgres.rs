@@ -271,8 +271,15 @@ impl PgSettings {
         })
     }
 
+    /// Settings parsed once share a pool; any two parsed apart (other roots, perhaps) do not.
     fn pool_key(&self) -> String {
-        format!("{:?}|{}|{}", self.config, self.pool_size, self.replica)
+        format!(
+            "{:?}|{}|{}|{:p}",
+            self.config,
+            self.pool_size,
+            self.replica,
+            Arc::as_ptr(&self.tls)
+        )
     }
 }
 
@@ -338,13 +345,16 @@ pub fn spawn_on_db(work: impl Future<Output = ()> + Send + 'static) {
 
 /// One pool per database and settings, shared by every store opened on it in this process.
 fn pool_for(settings: &PgSettings) -> Result<Pool, StoreError> {
-    static POOLS: OnceLock<Mutex<HashMap<String, Pool>>> = OnceLock::new();
+    // Each entry keeps its settings' TLS configuration alive, so the address in its key is
+    // never another configuration's.
+    type Pools = HashMap<String, (Arc<rustls::ClientConfig>, Pool)>;
+    static POOLS: OnceLock<Mutex<Pools>> = OnceLock::new();
     let mut pools = POOLS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     let key = settings.pool_key();
-    if let Some(pool) = pools.get(&key) {
+    if let Some((_, pool)) = pools.get(&key) {
         return Ok(pool.clone());
     }
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*settings.tls).clone());
@@ -364,7 +374,7 @@ fn pool_for(settings: &PgSettings) -> Result<Pool, StoreError> {
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| StoreError::Settings(e.to_string()))?;
-    pools.insert(key, pool.clone());
+    pools.insert(key, (settings.tls.clone(), pool.clone()));
     Ok(pool)
 }
 

@@ -95,6 +95,42 @@ fn start() -> Result<PgServer, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    // TLS with the fixture upstream certificate (it names localhost and 127.0.0.1), and one
+    // user that must give a password; everyone else is trusted on loopback.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for (from, to) in [
+        ("upstream.crt", "server.crt"),
+        ("upstream.key", "server.key"),
+    ] {
+        std::fs::copy(fixtures.join(from), dir.join(to)).map_err(|e| e.to_string())?;
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        "local all all trust\n\
+         host all pwuser 127.0.0.1/32 scram-sha-256\n\
+         host all pwuser ::1/128 scram-sha-256\n\
+         host all all 127.0.0.1/32 trust\n\
+         host all all ::1/128 trust\n",
+    )
+    .map_err(|e| e.to_string())?;
+    if is_root() {
+        let ok = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return Err("cannot hand the cluster's files to the postgres user".into());
+        }
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
@@ -103,6 +139,7 @@ fn start() -> Result<PgServer, String> {
     let script = format!(
         "'{postgres}' -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 \
          -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 \
+         -c ssl=on -c ssl_cert_file='{dir}/server.crt' -c ssl_key_file='{dir}/server.key' \
          >'{dir}/log' 2>&1 & pg=$!; \
          while [ -d /proc/{parent} ] && kill -0 $pg 2>/dev/null; do sleep 1; done; \
          kill -INT $pg 2>/dev/null; wait $pg; rm -rf '{dir}'",
@@ -161,6 +198,34 @@ impl PgServer {
         drop(client);
         let _ = task.await;
         self.url(&name)
+    }
+}
+
+impl PgServer {
+    /// A new database owned by `pwuser`, who must log in with `password`; its URL (without
+    /// the password).
+    pub async fn database_with_password(&self, password: &str) -> String {
+        let url = self.fresh_database().await;
+        let name = url.rsplit('/').next().unwrap().to_owned();
+        let (client, conn) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let task = tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "DO $$ BEGIN
+                   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pwuser') THEN
+                     CREATE ROLE pwuser LOGIN;
+                   END IF;
+                 END $$;
+                 ALTER ROLE pwuser PASSWORD '{password}';
+                 ALTER DATABASE {name} OWNER TO pwuser;"
+            ))
+            .await
+            .unwrap();
+        drop(client);
+        let _ = task.await;
+        format!("postgres://pwuser@127.0.0.1:{}/{name}", self.port)
     }
 }
 
