@@ -33,9 +33,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
-const USAGE: &str = "usage: bench [--paths direct,noop,tollgate,unrecorded,mitmproxy] \
+const USAGE: &str = "usage: bench [--paths direct,noop,tollgate,unrecorded,postgres,mitmproxy] \
 [--concurrency 1,4,20,64] [--modes keepalive,new] [--sizes 10240,204800] [--seconds S] \
-[--streams N] [--bin PATH] [--mitmdump PATH] [--out FILE] [--keep DIR]";
+[--streams N] [--bin PATH] [--mitmdump PATH] [--postgres URL] [--out FILE] [--keep DIR]";
 
 const HOST: &str = "api.anthropic.com";
 
@@ -49,6 +49,8 @@ struct Options {
     streams: usize,
     bin: PathBuf,
     mitmdump: Option<PathBuf>,
+    /// A PostgreSQL database for the `postgres` path (Tollgate recording there, not to SQLite).
+    postgres: Option<String>,
     out: Option<PathBuf>,
     keep: Option<PathBuf>,
 }
@@ -80,9 +82,16 @@ fn options() -> Result<Options, String> {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target")));
     let mut o = Options {
-        paths: ["direct", "noop", "tollgate", "unrecorded", "mitmproxy"]
-            .map(String::from)
-            .to_vec(),
+        paths: [
+            "direct",
+            "noop",
+            "tollgate",
+            "unrecorded",
+            "postgres",
+            "mitmproxy",
+        ]
+        .map(String::from)
+        .to_vec(),
         concurrency: vec![1, 4, 20, 64],
         modes: vec![Mode::KeepAlive, Mode::NewConnection],
         sizes: vec![10 * 1024, 200 * 1024],
@@ -90,6 +99,7 @@ fn options() -> Result<Options, String> {
         streams: 1000,
         bin: target.join("release/tollgate"),
         mitmdump: None,
+        postgres: None,
         out: None,
         keep: None,
     };
@@ -123,6 +133,7 @@ fn options() -> Result<Options, String> {
             "--streams" => o.streams = number(&value()?)?,
             "--bin" => o.bin = PathBuf::from(value()?),
             "--mitmdump" => o.mitmdump = Some(PathBuf::from(value()?)),
+            "--postgres" => o.postgres = Some(value()?),
             "--out" => o.out = Some(PathBuf::from(value()?)),
             "--keep" => o.keep = Some(PathBuf::from(value()?)),
             // Internal: the no-op hudsucker proxy, run as its own process.
@@ -136,12 +147,24 @@ fn options() -> Result<Options, String> {
         }
     }
     for p in &o.paths {
-        if !["direct", "noop", "tollgate", "unrecorded", "mitmproxy"].contains(&p.as_str()) {
+        if ![
+            "direct",
+            "noop",
+            "tollgate",
+            "unrecorded",
+            "postgres",
+            "mitmproxy",
+        ]
+        .contains(&p.as_str())
+        {
             return Err(format!("--paths: unknown path {p}"));
         }
     }
     if o.mitmdump.is_none() {
         o.paths.retain(|p| p != "mitmproxy");
+    }
+    if o.postgres.is_none() {
+        o.paths.retain(|p| p != "postgres");
     }
     if o.concurrency.contains(&0) || o.seconds <= 0.0 {
         return Err("concurrency and --seconds must be positive".into());
@@ -404,7 +427,10 @@ fn start_tollgate(
         .arg("--policies")
         .arg(&policies)
         .arg("--db")
-        .arg(home.join("tollgate.db"))
+        .arg(match (&o.postgres, name) {
+            (Some(url), "postgres") => PathBuf::from(url),
+            _ => home.join("tollgate.db"),
+        })
         .arg("--upstream-ca")
         .arg(format!("{FIXTURES}/upstream-ca.crt"))
         .arg("--connect-to")
@@ -839,6 +865,7 @@ async fn run(o: Options) -> i32 {
             }),
             "tollgate" => start_tollgate(&o, &dir, "tollgate", upstream, true),
             "unrecorded" => start_tollgate(&o, &dir, "unrecorded", upstream, false),
+            "postgres" => start_tollgate(&o, &dir, "postgres", upstream, true),
             "noop" => {
                 // The no-op proxy shares Tollgate's CA; make it first when Tollgate is not run.
                 if !dir.join("ca/tollgate-ca.crt").exists() {
