@@ -56,6 +56,29 @@ async fn pending_on(proxy: &TestProxy, n: usize) -> Vec<serde_json::Value> {
     .await
 }
 
+/// The open grants one replica knows, once there are `n`.
+async fn grants_on(proxy: &TestProxy, n: usize, what: &str) -> Vec<serde_json::Value> {
+    let url = format!("{}/api/grants", proxy.admin_url());
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        what,
+        async || {
+            let v: serde_json::Value = admin_client()
+                .get(&url)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let list = v["grants"].as_array()?.clone();
+            (list.len() == n).then_some(list)
+        },
+    )
+    .await
+}
+
 async fn approve_on(proxy: &TestProxy, id: &str, body: serde_json::Value) -> reqwest::Response {
     admin_client()
         .post(format!("{}/api/approvals/{id}/approve", proxy.admin_url()))
@@ -114,24 +137,8 @@ async fn a_request_held_on_one_replica_is_released_by_an_approval_through_the_ot
     pending_on(&a, 0).await;
 
     // The grant made on B lets the same user's next request through A unheld.
-    let grants: serde_json::Value = eventually(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        "the grant never reached replica A",
-        async || {
-            let v: serde_json::Value = admin_client()
-                .get(format!("{}/api/grants", a.admin_url()))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (v["grants"].as_array()?.len() == 1).then_some(v)
-        },
-    )
-    .await;
-    let grant = grants["grants"][0]["id"].as_str().unwrap().to_owned();
+    let grants = grants_on(&a, 1, "the grant never reached replica A").await;
+    let grant = grants[0]["id"].as_str().unwrap().to_owned();
     let res = client(&a)
         .post("https://api.openai.com/v1/chat/completions")
         .body(chat(&format!("again {GITHUB}")))
@@ -146,23 +153,7 @@ async fn a_request_held_on_one_replica_is_released_by_an_approval_through_the_ot
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    eventually(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        "the revocation never reached replica B",
-        async || {
-            let v: serde_json::Value = admin_client()
-                .get(format!("{}/api/grants", b.admin_url()))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            v["grants"].as_array()?.is_empty().then_some(())
-        },
-    )
-    .await;
+    grants_on(&b, 0, "the revocation never reached replica B").await;
     let client_b = client(&b);
     let again = tokio::spawn(async move {
         client_b
