@@ -1676,12 +1676,11 @@ fn python_with_openai() -> Option<&'static str> {
     python.as_deref()
 }
 
-fn github_workflow(
-    text: &str,
-) -> (
-    BTreeMap<String, String>,
-    Vec<(BTreeMap<String, String>, String)>,
-) {
+/// Variables by name.
+type Env = BTreeMap<String, String>;
+
+/// A workflow's one job: its `env:`, and each `run:` step's script with that step's `env:`.
+fn github_workflow(text: &str) -> (Env, Vec<(Env, String)>) {
     let workflow: Value = serde_yaml::from_str(text).unwrap();
     let jobs = workflow["jobs"].as_mapping().unwrap();
     assert_eq!(jobs.len(), 1);
