@@ -32,6 +32,7 @@ mod admin;
 mod approval;
 pub mod cli;
 pub mod config;
+pub mod deploy;
 pub mod explain;
 pub mod identity;
 pub mod mask;

@@ -6,7 +6,7 @@
 use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use tollgate::cli::Cli;
+use tollgate::cli::{Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -37,11 +37,15 @@ fn main() -> ExitCode {
             64 << 10,
             std::io::stderr(),
         ));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(writer);
+    match cli.log_format {
+        // One JSON object per line: timestamp, level, target and the event's fields at the top
+        // level (`message` included), the same fields the text lines carry.
+        LogFormat::Json => logs.json().flatten_event(true).with_ansi(false).init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

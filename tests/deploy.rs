@@ -1913,3 +1913,140 @@ async fn jenkinsfile_environment_reaches_the_llm_api_through_tollgate() {
     pool.run_step("Jenkinsfile sh step", &["sh", "-xe", "-c"], &step, &env)
         .await;
 }
+
+/// `tollgate env`, evaluated by each installed shell, makes curl go through the proxy and trust
+/// its CA with nothing else set: the bundle it writes holds the CA (and the system's roots).
+#[tokio::test(flavor = "multi_thread")]
+async fn env_output_evaluated_by_the_shell_makes_curl_work_through_the_proxy() {
+    let pool = Pool::start().await;
+    let out_dir = tempfile::tempdir().unwrap();
+    let proxy = format!("http://{POOL}:{}@{}", pool.token, pool.proxy.addr());
+    let shells: [(&str, &str, &str); 3] = [
+        (
+            "bash",
+            "bash",
+            "eval \"$(\"$TG\" env --shell bash --proxy \"$PX\" --ca \"$CA\" --dir \"$DIR\")\"; curl -sS --max-time 20 -w '\\n%{http_code}' -H 'content-type: application/json' -d \"$BODY\" https://api.openai.com/v1/chat/completions",
+        ),
+        (
+            "zsh",
+            "zsh",
+            "eval \"$(\"$TG\" env --shell zsh --proxy \"$PX\" --ca \"$CA\" --dir \"$DIR\")\"; curl -sS --max-time 20 -w '\\n%{http_code}' -H 'content-type: application/json' -d \"$BODY\" https://api.openai.com/v1/chat/completions",
+        ),
+        (
+            "fish",
+            "fish",
+            "$TG env --shell fish --proxy $PX --ca $CA --dir $DIR | source; curl -sS --max-time 20 -w '\\n%{http_code}' -H 'content-type: application/json' -d $BODY https://api.openai.com/v1/chat/completions",
+        ),
+    ];
+    if !have("curl") && skip("curl") {
+        return;
+    }
+    let mut ran = 0;
+    for (name, shell, script) in shells {
+        if !have(shell) {
+            eprintln!("skipped: {name} is not installed");
+            continue;
+        }
+        ran += 1;
+        let out = Command::new(shell)
+            .args(["-c", script])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", out_dir.path())
+            .env("TG", BIN)
+            .env("PX", &proxy)
+            .env("CA", pool.proxy.ca_path())
+            .env("DIR", out_dir.path())
+            .env("BODY", CHAT)
+            .output()
+            .await
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        assert!(
+            said.ends_with("\n200") && said.contains("Hello from upstream"),
+            "{name}: {said}"
+        );
+    }
+    assert!(ran >= 1, "bash is always there");
+    let bundle = std::fs::read_to_string(out_dir.path().join("ca-bundle.pem")).unwrap();
+    assert!(
+        bundle.matches("BEGIN CERTIFICATE").count() > 1,
+        "system roots too"
+    );
+    assert!(bundle.trim_end().ends_with("-----END CERTIFICATE-----"));
+}
+
+/// `ca export --mobileconfig --proxy` writes a profile Python's plistlib reads, carrying the
+/// CA's DER as a root payload and the proxy as a global HTTP proxy payload.
+#[tokio::test(flavor = "multi_thread")]
+async fn mobileconfig_parses_as_a_plist_and_carries_the_ca() {
+    let pool = Pool::start().await;
+    let ca_dir = pool.proxy.ca_path().parent().unwrap().to_owned();
+    let out = Command::new(BIN)
+        .args([
+            "ca",
+            "export",
+            "--mobileconfig",
+            "--proxy",
+            "http://proxy.corp:3128",
+        ])
+        .arg("--ca-dir")
+        .arg(&ca_dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let file = pool.dir.path().join("tollgate.mobileconfig");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let der = {
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::from_pem_slice(pool.proxy.ca_pem().as_bytes())
+            .unwrap()
+            .to_vec()
+    };
+    let value = plist::Value::from_reader_xml(&out.stdout[..]).unwrap();
+    let payloads = value.as_dictionary().unwrap()["PayloadContent"]
+        .as_array()
+        .unwrap();
+    let root = payloads[0].as_dictionary().unwrap();
+    assert_eq!(
+        root["PayloadType"].as_string(),
+        Some("com.apple.security.root")
+    );
+    assert_eq!(root["PayloadContent"].as_data(), Some(&der[..]));
+    let proxy = payloads[1].as_dictionary().unwrap();
+    assert_eq!(proxy["ProxyServer"].as_string(), Some("proxy.corp"));
+    if have("python3") {
+        let check = Command::new("python3")
+            .args([
+                "-c",
+                "import plistlib,sys,hashlib; d=plistlib.load(open(sys.argv[1],'rb')); \
+                 p=d['PayloadContent']; assert d['PayloadType']=='Configuration'; \
+                 print(hashlib.sha256(p[0]['PayloadContent']).hexdigest(), p[1]['ProxyServerPort'])",
+            ])
+            .arg(&file)
+            .output()
+            .await
+            .unwrap();
+        assert!(check.status.success(), "{}", text(&check));
+        let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(text(&check).trim(), format!("{hex} 3128"));
+    }
+    let refused = Command::new(BIN)
+        .args([
+            "ca",
+            "export",
+            "--mobileconfig",
+            "--proxy",
+            "http://u:secret@p:1",
+        ])
+        .arg("--ca-dir")
+        .arg(&ca_dir)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(64));
+    assert!(!text(&refused).contains("secret"), "{}", text(&refused));
+}

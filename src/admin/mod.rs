@@ -70,6 +70,8 @@ pub struct AdminState {
     pub db: Option<crate::record::StoreLocation>,
     /// The web console's sessions and state.
     pub console: Arc<console::Console>,
+    /// The proxy's own listener, for the PAC file.
+    pub proxy_addr: SocketAddr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +176,7 @@ fn router(state: AdminState) -> Router {
     // authenticated unless it is exempted there.
     Router::new()
         .route("/livez", get(|| async { "ok\n" }))
+        .route("/proxy.pac", get(proxy_pac))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/policy", get(policy))
@@ -199,6 +202,41 @@ fn router(state: AdminState) -> Router {
             authenticate,
         ))
         .with_state(state)
+}
+
+/// `/proxy.pac`: the policy's governed hosts through the proxy. The proxy's host is the one the
+/// client reached the admin listener by (its `Host`), with the proxy listener's port; where
+/// clients reach the proxy by another name, serve them a copy of this file instead.
+async fn proxy_pac(State(state): State<AdminState>, req: Request) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| state.proxy_addr.ip().to_string());
+    let Some(proxy) = crate::deploy::pac::proxy_host(&host, state.proxy_addr.port()) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad-host",
+            "the Host header is not a DNS name or an IP address",
+        );
+    };
+    let policy = state.policy.current();
+    let patterns: Vec<&str> = policy
+        .catalog()
+        .host_patterns()
+        .map(|(_, p)| p.as_str())
+        .chain(policy.denied_host_patterns())
+        .collect();
+    let script = crate::deploy::pac::script(&proxy, patterns, policy.denies_unknown_hosts());
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-ns-proxy-autoconfig"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        script,
+    )
+        .into_response()
 }
 
 /// Whether a request's `Host` names this machine's loopback (what a browser sends to a page
@@ -240,7 +278,9 @@ fn problem(status: StatusCode, kind: &str, message: impl Into<String>) -> Respon
 }
 
 async fn authenticate(State(state): State<AdminState>, mut req: Request, next: Next) -> Response {
-    if req.uri().path() == "/livez" {
+    // Systems fetch a PAC file without credentials; it holds nothing but the policy's host
+    // patterns and the proxy's address.
+    if matches!(req.uri().path(), "/livez" | "/proxy.pac") {
         return next.run(req).await;
     }
     // The console (and `/`, which sends a browser there) signs in with a session of its own.

@@ -25,8 +25,24 @@ pub struct Cli {
     /// Configuration file (default: ./tollgate.yaml when present).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// How log lines are written to standard error: `text` for people, `json` (one object per
+    /// line) for log shippers.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "TOLLGATE_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +69,26 @@ pub enum Command {
         /// The admin API (default: http://127.0.0.1:9090).
         #[arg(long, value_name = "URL", global = true, env = "TOLLGATE_ADMIN_URL")]
         admin: Option<String>,
+    },
+    /// Print the environment that points every client family at Tollgate and makes it trust
+    /// the CA (`eval "$(tollgate env)"`); writes the CA and a bundle of the system's roots plus
+    /// the CA, for the tools that replace their roots with the file they are given.
+    Env {
+        /// The shell to print for (default: from $SHELL).
+        #[arg(long, value_enum)]
+        shell: Option<crate::deploy::client_env::Shell>,
+        /// The proxy URL clients use (default: the configured listen address).
+        #[arg(long, value_name = "URL")]
+        proxy: Option<String>,
+        /// Tollgate's CA certificate, PEM or DER (default: the one in the CA directory).
+        #[arg(long, value_name = "PATH")]
+        ca: Option<PathBuf>,
+        /// Where to write tollgate-ca.pem and ca-bundle.pem (default: ~/.config/tollgate).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// A host or domain that must not go through the proxy (repeatable).
+        #[arg(long = "no-proxy", value_name = "HOST")]
+        no_proxy: Vec<String>,
     },
     /// Export recorded exchanges.
     Export {
@@ -239,8 +275,16 @@ pub enum CaCommand {
         #[arg(long, value_name = "DIR")]
         ca_dir: Option<PathBuf>,
         /// Write DER instead of PEM.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "mobileconfig")]
         der: bool,
+        /// Write an unsigned macOS/iOS configuration profile (.mobileconfig) that trusts the CA,
+        /// for Jamf, Kandji, Intune or a manual install.
+        #[arg(long)]
+        mobileconfig: bool,
+        /// With --mobileconfig: also set the device's global HTTP proxy, to http://HOST:PORT or
+        /// to the URL of a PAC file (…/proxy.pac).
+        #[arg(long, value_name = "URL", requires = "mobileconfig")]
+        proxy: Option<String>,
     },
 }
 
@@ -317,6 +361,8 @@ pub enum CommandError {
         crate::config::ORIGINALS_KEY_ENV
     )]
     OriginalsKey,
+    #[error("{0}")]
+    Usage(String),
     #[error("`{0}` is not a header: write it as `name: value`")]
     BadHeader(String),
     #[error(transparent)]
@@ -372,6 +418,7 @@ impl CommandError {
             CommandError::Config(_)
             | CommandError::Ca(_)
             | CommandError::ReadFile { .. }
+            | CommandError::Usage(_)
             | CommandError::AuditKey(_)
             | CommandError::Checkpoints(CheckpointError::NoKey { .. }) => 64,
             CommandError::Start(e) if e.is_config() => 64,
@@ -414,19 +461,79 @@ impl Cli {
                 }))?;
                 ca_init(&config, &permit, unconstrained)
             }
-            Command::Ca(CaCommand::Export { ca_dir, der }) => {
+            Command::Ca(CaCommand::Export {
+                ca_dir,
+                der,
+                mobileconfig,
+                proxy,
+            }) => {
                 let (config, _) = ProxyConfig::resolve(overrides(RunArgs {
                     ca_dir,
                     ..Default::default()
                 }))?;
                 let ca = RootCa::load(&config.ca_dir)?;
                 let mut out = std::io::stdout().lock();
-                let bytes: &[u8] = if der {
+                let profile;
+                let bytes: &[u8] = if mobileconfig {
+                    use crate::deploy::mobileconfig::{ProfileProxy, profile as make};
+                    let proxy = proxy
+                        .as_deref()
+                        .map(ProfileProxy::parse)
+                        .transpose()
+                        .map_err(|e| CommandError::Usage(e.to_string()))?;
+                    profile = make(ca.cert_der(), "Tollgate Root CA", proxy.as_ref());
+                    &profile
+                } else if der {
                     ca.cert_der()
                 } else {
                     ca.cert_pem().as_bytes()
                 };
                 out.write_all(bytes)
+                    .and_then(|_| out.flush())
+                    .map_err(CommandError::Output)
+            }
+            Command::Env {
+                shell,
+                proxy,
+                ca,
+                dir,
+                no_proxy,
+            } => {
+                use crate::deploy::client_env;
+                let (config, _) = ProxyConfig::resolve(overrides(RunArgs::default()))?;
+                let ca_path = ca.unwrap_or_else(|| config.ca_dir.join(crate::tls::ca::CERT_FILE));
+                let bytes = std::fs::read(&ca_path).map_err(|source| CommandError::ReadFile {
+                    path: ca_path.clone(),
+                    source,
+                })?;
+                let der = client_env::certificate_der(&bytes, &ca_path)
+                    .map_err(|e| CommandError::Usage(e.to_string()))?;
+                let dir = dir.or_else(client_env::default_dir).ok_or_else(|| {
+                    CommandError::Usage("no home directory: pass --dir".to_owned())
+                })?;
+                let written = client_env::write_files(&dir, &der)
+                    .map_err(|e| CommandError::Usage(e.to_string()))?;
+                for e in &written.root_errors {
+                    warn!("system roots: {e}");
+                }
+                if written.system_roots == 0 {
+                    warn!(
+                        "no system roots found: {} holds only Tollgate's CA, so tools given it trust nothing else",
+                        written.bundle.display()
+                    );
+                }
+                let proxy = proxy.unwrap_or_else(|| {
+                    let mut addr = config.listen;
+                    if addr.ip().is_unspecified() {
+                        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    }
+                    format!("http://{addr}")
+                });
+                let vars = client_env::variables(&proxy, &written.ca, &written.bundle, &no_proxy);
+                let text =
+                    client_env::render(shell.unwrap_or_else(client_env::Shell::detect), &vars);
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())
                     .and_then(|_| out.flush())
                     .map_err(CommandError::Output)
             }

@@ -146,6 +146,10 @@ impl HostSet {
         &self.patterns[index]
     }
 
+    pub fn patterns(&self) -> &[HostPattern] {
+        &self.patterns
+    }
+
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         self.patterns.len()

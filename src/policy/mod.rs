@@ -413,6 +413,16 @@ impl Policy {
         &self.catalog
     }
 
+    /// The patterns of `hosts.deny`.
+    pub fn denied_host_patterns(&self) -> impl Iterator<Item = &str> {
+        self.deny.patterns().iter().map(HostPattern::as_str)
+    }
+
+    /// Whether `hosts.unknown` is `deny`: hosts outside the catalog are refused.
+    pub fn denies_unknown_hosts(&self) -> bool {
+        self.unknown_hosts == HostMode::Deny
+    }
+
     /// Keeps `running`'s recording rules: the audit store is set up at start, so a reload
     /// cannot change them (the reload reports them as needing a restart instead).
     pub fn keep_recording_of(&mut self, running: &Policy) {

@@ -312,6 +312,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
                     approvals: shared.approvals.clone(),
                     db: shared.recorder.is_enabled().then(|| config.store()),
                     console: Default::default(),
+                    proxy_addr: addr,
                 },
             )
             .await?,

@@ -1320,6 +1320,7 @@ mod tests {
             approvals: Default::default(),
             db: None,
             console: Default::default(),
+            proxy_addr: "127.0.0.1:8080".parse().unwrap(),
         }
     }
 
