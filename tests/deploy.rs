@@ -1921,35 +1921,37 @@ async fn env_output_evaluated_by_the_shell_makes_curl_work_through_the_proxy() {
     let pool = Pool::start().await;
     let out_dir = tempfile::tempdir().unwrap();
     let proxy = format!("http://{POOL}:{}@{}", pool.token, pool.proxy.addr());
-    let shells: [(&str, &str, &str); 3] = [
+    // Each shell loads the environment its own way, then runs the same request.
+    let curl = "curl -sS --max-time 20 -w '\\n%{http_code}' -H 'content-type: application/json' \
+                -d \"$BODY\" https://api.openai.com/v1/chat/completions";
+    let env_args = "--proxy \"$PX\" --ca \"$CA\" --dir \"$DIR\"";
+    let shells = [
         (
             "bash",
-            "bash",
-            "eval \"$(\"$TG\" env --shell bash --proxy \"$PX\" --ca \"$CA\" --dir \"$DIR\")\"; curl -sS --max-time 20 -w '\\n%{http_code}' -H 'content-type: application/json' -d \"$BODY\" https://api.openai.com/v1/chat/completions",
+            format!("eval \"$(\"$TG\" env --shell bash {env_args})\"; {curl}"),
         ),
         (
             "zsh",
-            "zsh",
-            "eval \"$(\"$TG\" env --shell zsh --proxy \"$PX\" --ca \"$CA\" --dir \"$DIR\")\"; curl -sS --max-time 20 -w '\\n%{http_code}' -H 'content-type: application/json' -d \"$BODY\" https://api.openai.com/v1/chat/completions",
+            format!("eval \"$(\"$TG\" env --shell zsh {env_args})\"; {curl}"),
         ),
         (
             "fish",
-            "fish",
-            "$TG env --shell fish --proxy $PX --ca $CA --dir $DIR | source; curl -sS --max-time 20 -w '\\n%{http_code}' -H 'content-type: application/json' -d $BODY https://api.openai.com/v1/chat/completions",
+            format!("\"$TG\" env --shell fish {env_args} | source; {curl}"),
         ),
     ];
     if !have("curl") && skip("curl") {
         return;
     }
     let mut ran = 0;
-    for (name, shell, script) in shells {
+    for (name, script) in shells {
+        let shell = name;
         if !have(shell) {
             eprintln!("skipped: {name} is not installed");
             continue;
         }
         ran += 1;
         let out = Command::new(shell)
-            .args(["-c", script])
+            .args(["-c", &script])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap())
             .env("HOME", out_dir.path())
