@@ -605,7 +605,10 @@ async fn the_writer_signs_the_head_every_so_many_records_and_soon_after_a_lone_o
         checkpoint::verify(&store, &[key], Some(&dir.path().join("checkpoints.jsonl"))).unwrap();
     assert_eq!(verified.newest_external, Some(10), "signed at shutdown");
     assert_eq!(verified.unsigned, 0);
-    assert!(verified.in_store >= 3, "{verified:?}");
+    // The lone record's checkpoint, then at least one covering record 10: the writer signs once
+    // per batch that crosses the interval, so nine records written in one batch (as PostgreSQL's
+    // slower commits gather them) give one checkpoint, and shutdown has nothing left to sign.
+    assert!(verified.in_store >= 2, "{verified:?}");
     assert_eq!(verified.in_file, Some(verified.in_store));
 }
 
