@@ -252,6 +252,24 @@ async fn h2_request_for_another_host_inside_a_tunnel_is_refused() {
     assert!(upstream.received().is_empty(), "nothing may leave");
 }
 
+/// A refusal of a HEAD carries no content: over h2, DATA frames after its headers are a
+/// protocol error that curl reports instead of the refusal.
+#[tokio::test]
+async fn a_refused_head_request_over_h2_has_no_body() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let tls = intercepted_tls(&proxy, "api.openai.com", "api.openai.com", b"h2").await;
+    let req = Request::head("https://api.anthropic.com/")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = h2_request(tls, req).await;
+    assert_eq!(res.status(), StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(res.headers()["x-tollgate-reason"], "host-mismatch");
+    assert!(res.body().is_empty(), "{:?}", res.body());
+    assert!(!res.headers().contains_key("content-length"));
+    assert!(upstream.received().is_empty(), "nothing may leave");
+}
+
 #[tokio::test]
 async fn http1_host_header_for_another_host_inside_a_tunnel_is_refused() {
     let upstream = Upstream::start().await;

@@ -235,7 +235,15 @@ impl Exchange {
         self.rule = refusal.rule.clone();
         self.metrics.refusal(refusal.reason.slug());
         self.finish(Some(refusal.status().as_u16()), refusal.reason.slug(), 0);
-        refusal.into_response(self.errors)
+        let response = refusal.into_response(self.errors);
+        if self.method == Method::HEAD {
+            // A HEAD answer has no content (RFC 9110 §9.3.2): over h2, DATA frames after it
+            // are a protocol error that hides the refusal from the client.
+            let (mut head, _) = response.into_parts();
+            head.headers.remove(http::header::CONTENT_LENGTH);
+            return Response::from_parts(head, Body::empty());
+        }
+        response
     }
 }
 
