@@ -270,6 +270,22 @@ async fn a_refused_head_request_over_h2_has_no_body() {
     assert!(upstream.received().is_empty(), "nothing may leave");
 }
 
+/// An answer to a HEAD reaches an h2 client as headers only, whatever the upstream sends
+/// after them.
+#[tokio::test]
+async fn a_head_answer_over_h2_has_no_body() {
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream).start().await;
+    let tls = intercepted_tls(&proxy, "api.anthropic.com", "api.anthropic.com", b"h2").await;
+    let req = Request::head("https://api.anthropic.com/")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = h2_request(tls, req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.body().is_empty(), "{:?}", res.body());
+    assert_eq!(upstream.received()[0].method, "HEAD");
+}
+
 #[tokio::test]
 async fn http1_host_header_for_another_host_inside_a_tunnel_is_refused() {
     let upstream = Upstream::start().await;

@@ -602,6 +602,11 @@ impl HttpHandler for Handler {
             return res;
         };
         exchange.ttfb_ms = Some(exchange.started.elapsed().as_millis() as u64);
+        if exchange.method == Method::HEAD {
+            // Whatever an upstream sends after a HEAD answer's headers is not content
+            // (RFC 9110 §9.3.2); passed on over h2 it would be a protocol error.
+            res = res.map(|_| Body::empty());
+        }
         let res = if exchange.mode == Mode::Intercepted {
             // Keep the upstream's answer for the record, unless nothing is recorded.
             let res = if self.shared.recorder.is_enabled() {
