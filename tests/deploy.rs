@@ -33,6 +33,14 @@ fn skip(what: &str) -> bool {
     true
 }
 
+/// `program` with an environment of PATH alone, so that only what a test gives it counts.
+fn bare(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd
+}
+
 fn read(rel: &str) -> String {
     std::fs::read_to_string(Path::new(ROOT).join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
@@ -1433,10 +1441,8 @@ async fn kubernetes_pod_starts_from_its_manifests() {
         .iter()
         .map(|a| a.replace(&format!("127.0.0.1:{admin_port}"), &admin))
         .collect();
-    let out = Command::new(&readiness[0])
+    let out = bare(&readiness[0])
         .args(&readiness[1..])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
         .envs(env.iter().cloned())
         .output()
         .await
@@ -1576,14 +1582,11 @@ impl Pool {
             "{what}"
         );
         let before = self.upstream.received().len();
-        let path = std::env::var("PATH").unwrap();
         if have("curl") || !skip("curl") {
-            let out = Command::new("curl")
+            let out = bare("curl")
                 .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}"])
                 .args(["-H", "content-type: application/json", "-d", CHAT])
                 .arg("https://api.openai.com/v1/chat/completions")
-                .env_clear()
-                .env("PATH", &path)
                 .envs(env)
                 .output()
                 .await
@@ -1596,10 +1599,8 @@ impl Pool {
             );
         }
         if let Some(python) = python_with_openai() {
-            let out = Command::new(python)
+            let out = bare(python)
                 .args(["-c", OPENAI_SCRIPT])
-                .env_clear()
-                .env("PATH", &path)
                 .envs(env)
                 .output()
                 .await
@@ -1629,11 +1630,9 @@ impl Pool {
         script: &str,
         env: &BTreeMap<String, String>,
     ) {
-        let out = Command::new(shell[0])
+        let out = bare(shell[0])
             .args(&shell[1..])
             .arg(script)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap())
             .envs(env)
             .output()
             .await
@@ -1735,11 +1734,9 @@ fn gitlab_environment(text: &str) -> BTreeMap<String, String> {
 
 /// The environment the Buildkite hook leaves, sourced by bash as the agent does.
 async fn buildkite_environment(hook: &Path) -> BTreeMap<String, String> {
-    let out = Command::new("bash")
+    let out = bare("bash")
         .args(["-c", "source \"$1\" && env -0", "hook"])
         .arg(hook)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
         .output()
         .await
         .unwrap();
@@ -1950,10 +1947,8 @@ async fn env_output_evaluated_by_the_shell_makes_curl_work_through_the_proxy() {
             continue;
         }
         ran += 1;
-        let out = Command::new(shell)
+        let out = bare(shell)
             .args(["-c", &script])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap())
             .env("HOME", out_dir.path())
             .env("TG", BIN)
             .env("PX", &proxy)
@@ -2051,4 +2046,233 @@ async fn mobileconfig_parses_as_a_plist_and_carries_the_ca() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(64));
     assert!(!text(&refused).contains("secret"), "{}", text(&refused));
+}
+
+/// `tollgate doctor --json` run in `dir` (also its HOME) with exactly `env` (and PATH): its
+/// exit code, its findings, and everything it printed.
+async fn doctor(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, Vec<serde_json::Value>, String) {
+    let out = bare(BIN)
+        .arg("doctor")
+        .arg("--json")
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    let findings = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor printed no JSON ({e}): {}", text(&out)));
+    (out.status.code(), findings, text(&out))
+}
+
+/// The finding of one check, which must be there.
+fn finding<'a>(findings: &'a [serde_json::Value], check: &str) -> &'a serde_json::Value {
+    findings
+        .iter()
+        .find(|f| f["check"] == check)
+        .unwrap_or_else(|| panic!("no `{check}` among {findings:#?}"))
+}
+
+fn status_of<'a>(findings: &'a [serde_json::Value], check: &str) -> &'a str {
+    finding(findings, check)["status"].as_str().unwrap()
+}
+
+/// The real clients doctor runs, by check name and program.
+const DOCTOR_CLIENTS: [(&str, &str); 3] = [
+    ("curl run", "curl"),
+    ("python3 run", "python3"),
+    ("node run", "node"),
+];
+
+const TRUST_CHECKS: [&str; 6] = [
+    "curl trusts",
+    "Python SDKs trusts",
+    "Python requests trusts",
+    "Node trusts",
+    "Claude Code trusts",
+    "Codex CLI trusts",
+];
+
+/// On a machine set up with `eval "$(tollgate env)"`, every check passes: the proxy answers,
+/// the intercepted host gets Tollgate's leaf, the tunneled one its own, each client family's
+/// roots accept the leaf, and curl, Python and Node complete the handshake themselves.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_passes_on_a_machine_set_up_by_tollgate_env() {
+    let pool = Pool::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let proxy = format!("http://{POOL}:{}@{}", pool.token, pool.proxy.addr());
+    // The tunneled host is the fake upstream: the machine's roots are taken to hold its CA.
+    let script = "eval \"$(\"$TG\" env --shell bash --proxy \"$PX\" --ca \"$CA\")\" \
+                  && cat \"$UPCA\" >> \"$HOME/.config/tollgate/ca-bundle.pem\" \
+                  && exec \"$TG\" doctor --json --intercepted api.anthropic.com --tunneled tunneled.example";
+    let out = bare("bash")
+        .args(["-c", script])
+        .current_dir(home.path())
+        .env("HOME", home.path())
+        .env("TG", BIN)
+        .env("PX", &proxy)
+        .env("CA", pool.proxy.ca_path())
+        .env("UPCA", format!("{FIXTURES}/upstream-ca.crt"))
+        .output()
+        .await
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains(&pool.token), "the token is never printed");
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for check in [
+        "HTTPS_PROXY",
+        "proxy",
+        "intercepted api.anthropic.com",
+        "tunneled tunneled.example",
+    ]
+    .into_iter()
+    .chain(TRUST_CHECKS)
+    {
+        assert_eq!(status_of(&findings, check), "ok", "{check}: {said}");
+    }
+    assert!(
+        finding(&findings, "intercepted api.anthropic.com")["said"]
+            .as_str()
+            .unwrap()
+            .contains("tollgate-ca.pem"),
+        "the CA `tollgate env` wrote is the one checked against: {said}"
+    );
+    for (check, program) in DOCTOR_CLIENTS {
+        if have(program) || !skip(program) {
+            assert_eq!(status_of(&findings, check), "ok", "{check}: {said}");
+        }
+    }
+    assert!(
+        findings
+            .iter()
+            .all(|f| f["status"] != "fail" && f["status"] != "warn"),
+        "{said}"
+    );
+    if have("curl") {
+        assert!(
+            pool.upstream
+                .received()
+                .iter()
+                .any(|r| r.method == "HEAD" && r.path == "/"),
+            "curl's HEAD went through the proxy to the intercepted host"
+        );
+    }
+}
+
+/// With nothing set up, doctor fails and says, check by check, what to do about it.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_says_what_to_fix_on_a_machine_that_is_not_set_up() {
+    let pool = Pool::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let proxy = format!("http://{POOL}:{}@{}", pool.token, pool.proxy.addr());
+    let ca = pool.proxy.ca_path();
+    let (code, findings, said) = doctor(
+        home.path(),
+        &["--proxy", &proxy, "--ca", ca.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{said}");
+    assert!(!said.contains(&pool.token), "the token is never printed");
+    assert_eq!(status_of(&findings, "proxy"), "ok", "{said}");
+    assert_eq!(status_of(&findings, "intercepted api.anthropic.com"), "ok");
+    let env_fix = |check: &str| {
+        let f = finding(&findings, check);
+        assert_eq!(f["status"], "fail", "{check}: {said}");
+        assert!(
+            f["fix"].as_str().unwrap().contains("tollgate env"),
+            "{check}: {said}"
+        );
+    };
+    env_fix("HTTPS_PROXY");
+    for check in TRUST_CHECKS {
+        env_fix(check);
+    }
+    assert!(
+        finding(&findings, "Python requests trusts")["said"]
+            .as_str()
+            .unwrap()
+            .contains("certifi"),
+        "{said}"
+    );
+    for (check, program) in DOCTOR_CLIENTS {
+        if have(program) || !skip(program) {
+            env_fix(check);
+        }
+    }
+}
+
+/// Each way a machine is commonly set up wrong is named: a proxy that is not there, a URL
+/// without the token, NO_PROXY covering the provider, a CA file that replaces every root, and
+/// a host that is not intercepted at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_names_each_common_mistake() {
+    let pool = Pool::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let addr = pool.proxy.addr();
+    let with_token = format!("http://{POOL}:{}@{addr}", pool.token);
+    let ca = pool.proxy.ca_path();
+    let ca = ca.to_str().unwrap();
+    let quick = ["--no-clients", "--tunneled", "tunneled.example", "--ca", ca];
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let (code, findings, said) = doctor(home.path(), &quick, &[("HTTPS_PROXY", &dead)]).await;
+    assert_eq!(code, Some(1), "{said}");
+    let f = finding(&findings, "proxy");
+    assert_eq!(f["status"], "fail");
+    assert!(
+        f["said"].as_str().unwrap().contains("cannot connect"),
+        "{said}"
+    );
+    assert!(
+        f["said"].as_str().unwrap().contains("HTTPS_PROXY"),
+        "{said}"
+    );
+
+    let no_token = format!("http://{addr}");
+    let (code, findings, said) = doctor(home.path(), &quick, &[("HTTPS_PROXY", &no_token)]).await;
+    assert_eq!(code, Some(1), "{said}");
+    let f = finding(&findings, "intercepted api.anthropic.com");
+    assert!(f["said"].as_str().unwrap().contains("407"), "{said}");
+    assert!(
+        f["fix"].as_str().unwrap().contains("token create"),
+        "{said}"
+    );
+
+    let ca_only = [
+        ("HTTPS_PROXY", with_token.as_str()),
+        ("NO_PROXY", "localhost,.anthropic.com"),
+        ("SSL_CERT_FILE", ca),
+    ];
+    let (code, findings, said) = doctor(home.path(), &quick, &ca_only).await;
+    assert_eq!(code, Some(1), "{said}");
+    assert_eq!(status_of(&findings, "NO_PROXY"), "fail", "{said}");
+    let f = finding(&findings, "Python SDKs trusts");
+    assert_eq!(f["status"], "warn", "{said}");
+    assert!(
+        f["fix"].as_str().unwrap().contains("ca-bundle.pem"),
+        "{said}"
+    );
+
+    let args = [&quick[..], &["--intercepted", "tunneled.example"]].concat();
+    let (code, findings, said) = doctor(home.path(), &args, &[("HTTPS_PROXY", &with_token)]).await;
+    assert_eq!(code, Some(1), "{said}");
+    let f = finding(&findings, "intercepted tunneled.example");
+    assert_eq!(f["status"], "fail", "{said}");
+    assert!(
+        f["said"]
+            .as_str()
+            .unwrap()
+            .contains("not from Tollgate's CA"),
+        "{said}"
+    );
+    assert!(!said.contains(&pool.token), "the token is never printed");
 }

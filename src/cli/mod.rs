@@ -90,6 +90,11 @@ pub enum Command {
         #[arg(long = "no-proxy", value_name = "HOST")]
         no_proxy: Vec<String>,
     },
+    /// Check that this machine's clients go through Tollgate and trust it: the proxy answers,
+    /// an intercepted host gets Tollgate's certificate and a tunneled one its own, and curl,
+    /// Python and Node trust the CA as the environment configures them. Prints what to fix;
+    /// exits 1 when a check fails.
+    Doctor(DoctorArgs),
     /// Export recorded exchanges.
     Export {
         /// Write a HAR 1.2 file (opens in browser devtools and other proxies' tools).
@@ -134,6 +139,33 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         db: Option<PathBuf>,
     },
+}
+
+/// What `tollgate doctor` checks.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The proxy to check (default: HTTPS_PROXY, else the configured listen address).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Tollgate's CA certificate, PEM or DER (default: the CA directory's, else the one
+    /// `tollgate env` wrote).
+    #[arg(long, value_name = "PATH")]
+    pub ca: Option<PathBuf>,
+    /// A host the proxy intercepts.
+    #[arg(long, value_name = "HOST", default_value = "api.anthropic.com")]
+    pub intercepted: String,
+    /// A host the proxy tunnels untouched.
+    #[arg(long, value_name = "HOST", default_value = "github.com")]
+    pub tunneled: String,
+    /// The deadline of each step, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub timeout: u64,
+    /// Do not run curl, Python and Node themselves.
+    #[arg(long)]
+    pub no_clients: bool,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,6 +417,8 @@ pub enum CommandError {
     },
     #[error("the request would be refused")]
     WouldRefuse,
+    #[error("{0} check(s) failed")]
+    Unhealthy(usize),
     #[error(
         "{0} audit records were lost (the store refused them until the shutdown deadline, or the queue was past its bounds); the log names them"
     )]
@@ -410,7 +444,7 @@ impl CommandError {
     /// 64 (EX_USAGE) for bad configuration, policy or CA files; 1 for everything else.
     /// Whether the error was already reported on standard output (nothing to add).
     pub fn is_reported(&self) -> bool {
-        matches!(self, CommandError::WouldRefuse)
+        matches!(self, CommandError::WouldRefuse | CommandError::Unhealthy(_))
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -536,6 +570,12 @@ impl Cli {
                 out.write_all(text.as_bytes())
                     .and_then(|_| out.flush())
                     .map_err(CommandError::Output)
+            }
+            Command::Doctor(args) => {
+                let config = ProxyConfig::resolve(overrides(RunArgs::default()))
+                    .ok()
+                    .map(|(c, _)| c);
+                doctor(config.as_ref(), args).await
             }
             Command::Sessions(SessionsCommand::List {
                 since,
@@ -1133,6 +1173,79 @@ fn open_store(overrides: Overrides) -> Result<crate::record::Store, CommandError
 }
 
 /// Runs the proxy until SIGINT or SIGTERM, then drains.
+/// `tollgate doctor`: the checks of [`crate::deploy::doctor`], with the environment as it is.
+async fn doctor(config: Option<&ProxyConfig>, args: DoctorArgs) -> Result<(), CommandError> {
+    use crate::deploy::{client_env, doctor};
+    let env: doctor::Env = std::env::vars().collect();
+    let from_env = ["HTTPS_PROXY", "https_proxy"]
+        .into_iter()
+        .find_map(|name| env.get(name).filter(|v| !v.is_empty()).map(|v| (name, v)));
+    let proxy = match (args.proxy, from_env, config) {
+        (Some(url), _, _) => doctor::ProxySource {
+            url,
+            from: "--proxy".to_owned(),
+        },
+        (None, Some((name, url)), _) => doctor::ProxySource {
+            url: url.clone(),
+            from: name.to_owned(),
+        },
+        (None, None, config) => {
+            let mut addr =
+                config.map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)), |c| c.listen);
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            doctor::ProxySource {
+                url: format!("http://{addr}"),
+                from: "the configured listen address".to_owned(),
+            }
+        }
+    };
+    // The CA: as named, else the CA directory's, else the copy `tollgate env` wrote.
+    let ca = match args.ca {
+        Some(path) => {
+            let bytes = std::fs::read(&path).map_err(|source| CommandError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            let der = client_env::certificate_der(&bytes, &path)
+                .map_err(|e| CommandError::Usage(e.to_string()))?;
+            Some((der, path))
+        }
+        None => config
+            .map(|c| c.ca_dir.join(crate::tls::ca::CERT_FILE))
+            .into_iter()
+            .chain(client_env::default_dir().map(|d| d.join("tollgate-ca.pem")))
+            .find_map(|path| {
+                let bytes = std::fs::read(&path).ok()?;
+                let der = client_env::certificate_der(&bytes, &path).ok()?;
+                Some((der, path))
+            }),
+    };
+    let opts = doctor::Options {
+        proxy,
+        ca,
+        intercepted: args.intercepted,
+        tunneled: args.tunneled,
+        timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        run_clients: !args.no_clients,
+    };
+    let findings = doctor::run(&opts, &env).await;
+    let text = if args.json {
+        serde_json::to_string_pretty(&findings).expect("findings serialize") + "\n"
+    } else {
+        doctor::render("Tollgate doctor", &findings)
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(CommandError::Output)?;
+    match doctor::failures(&findings) {
+        0 => Ok(()),
+        n => Err(CommandError::Unhealthy(n)),
+    }
+}
+
 async fn run(config: ProxyConfig) -> Result<(), CommandError> {
     let proxy = crate::proxy::start(&config).await?;
     wait_for_signal().await.map_err(CommandError::Signals)?;
