@@ -288,9 +288,18 @@ impl Running {
     /// `tollgate run` on a free port with `api.openai.com` sent to `upstream`, and a client that
     /// goes through it trusting its CA.
     fn start_against(dir: &Path, upstream: &Upstream) -> (Self, String, reqwest::Client) {
+        Self::start_against_with(dir, upstream, &[])
+    }
+
+    /// As [`Running::start_against`], with these environment variables set.
+    fn start_against_with(
+        dir: &Path,
+        upstream: &Upstream,
+        env: &[(&str, &str)],
+    ) -> (Self, String, reqwest::Client) {
         let connect_to = format!("api.openai.com:443:127.0.0.1:{}", upstream.tls_addr.port());
         let upstream_ca = format!("{FIXTURES}/upstream-ca.crt");
-        let (running, addr) = Running::start(
+        let (running, addr) = Running::start_with(
             dir,
             &[
                 "--listen",
@@ -300,6 +309,7 @@ impl Running {
                 "--upstream-ca",
                 &upstream_ca,
             ],
+            env,
         );
         let ca = std::fs::read_to_string(dir.join("ca/tollgate-ca.crt")).unwrap();
         let client = reqwest::Client::builder()
@@ -309,6 +319,60 @@ impl Running {
             .build()
             .unwrap();
         (running, addr, client)
+    }
+}
+
+/// `TOLLGATE_LOG_FORMAT=json` (or `--log-format json`): every line `tollgate run` writes, from
+/// start to shutdown and the request lines between, is one JSON object with the same fields
+/// the text lines carry, and no secret.
+#[tokio::test]
+async fn run_logs_one_json_object_per_line_when_asked() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _, client) =
+        Running::start_against_with(dir.path(), &upstream, &[("TOLLGATE_LOG_FORMAT", "json")]);
+    let res = client
+        .post("https://api.openai.com/v1/chat/completions")
+        .header("authorization", "Bearer sk-header-secret")
+        .body(r#"{"messages":[{"role":"user","content":"body-secret ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap();
+    running.wait_for("\"status\":200");
+    let (status, log) = running.terminate();
+    assert!(status.success(), "{status:?}\n{log}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    for line in &lines {
+        for field in ["timestamp", "level", "target", "message"] {
+            assert!(line[field].is_string(), "no `{field}` in {line}");
+        }
+    }
+    let message = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in {log}"))
+    };
+    assert!(message("listening on 127.0.0.1:")["level"] == "INFO");
+    message("stopped cleanly");
+    let request = lines
+        .iter()
+        .find(|l| l["status"] == 200)
+        .unwrap_or_else(|| panic!("no request line in {log}"));
+    assert_eq!(request["host"], "api.openai.com");
+    assert_eq!(request["method"], "POST");
+    assert_eq!(request["path"], "/v1/chat/completions");
+    for secret in [
+        "sk-header-secret",
+        "body-secret",
+        "ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ",
+    ] {
+        assert!(!log.contains(secret), "{secret} logged");
     }
 }
 

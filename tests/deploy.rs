@@ -2276,3 +2276,89 @@ async fn doctor_names_each_common_mistake() {
     );
     assert!(!said.contains(&pool.token), "the token is never printed");
 }
+
+/// What a PAC script served by `pac_url` answers for each host, evaluated by Node with the
+/// PAC helper functions browsers and operating systems provide.
+async fn pac_answers(pac_url: &str, hosts: &[&str]) -> Vec<String> {
+    let res = admin_client().get(pac_url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/x-ns-proxy-autoconfig"
+    );
+    let script = res.text().await.unwrap();
+    const HARNESS: &str = r#"
+const fs = require('fs');
+function isPlainHostName(h) { return h.indexOf('.') < 0; }
+function shExpMatch(s, p) {
+  const re = p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp('^' + re + '$').test(s);
+}
+eval(fs.readFileSync(0, 'utf8'));
+for (const host of process.argv.slice(1)) {
+  console.log(FindProxyForURL('https://' + host + '/', host));
+}
+"#;
+    let mut child = bare("node")
+        .arg("-e")
+        .arg(HARNESS)
+        .args(hosts)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt as _;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(script.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{}\n{script}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The PAC file a running proxy serves sends the catalog's hosts (a provider denied by the
+/// policy too) and `hosts.deny` to that proxy, everything else direct, and with
+/// `hosts.unknown: deny` everything but local names through the proxy.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_served_pac_file_routes_governed_hosts_through_the_proxy() {
+    if !have("node") && skip("node") {
+        return;
+    }
+    let upstream = Upstream::start().await;
+    let proxy = ProxySetup::new(&upstream)
+        .policy("hosts:\n  unknown: tunnel\n  deny: [\"*.paste.example\"]\nproviders:\n  mistral: { mode: deny }\n")
+        .start()
+        .await;
+    let through = format!("PROXY 127.0.0.1:{}", proxy.addr().port());
+    let hosts = [
+        "api.anthropic.com",
+        "API.OpenAI.com",
+        "bedrock-runtime.eu-central-1.amazonaws.com",
+        "api.mistral.ai",
+        "bin.paste.example",
+        "github.com",
+        "localhost",
+        "intranet",
+    ];
+    let answers = pac_answers(&format!("{}/proxy.pac", proxy.admin_url()), &hosts).await;
+    let expected = [
+        &through, &through, &through, &through, &through, "DIRECT", "DIRECT", "DIRECT",
+    ];
+    assert_eq!(answers, expected, "for {hosts:?}");
+
+    let strict = ProxySetup::new(&upstream)
+        .policy("hosts:\n  unknown: deny\n")
+        .start()
+        .await;
+    let through = format!("PROXY 127.0.0.1:{}", strict.addr().port());
+    let answers = pac_answers(
+        &format!("{}/proxy.pac", strict.admin_url()),
+        &["api.anthropic.com", "github.com", "localhost"],
+    )
+    .await;
+    assert_eq!(answers, [&through, &through, "DIRECT"]);
+}

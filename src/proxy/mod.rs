@@ -301,9 +301,9 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         });
     }
     let admin = match config.admin {
-        Some(addr) => Some(
+        Some(admin_addr) => Some(
             crate::admin::serve(
-                addr,
+                admin_addr,
                 crate::admin::AdminState {
                     policy: state.clone(),
                     metrics: metrics.clone(),

@@ -42,9 +42,11 @@ impl Running {
         });
         let running = Running { child, log };
         let line = running.wait_for("listening on ");
+        // The address ends the text line, or the JSON line's message string.
         let addr = line
             .split("listening on ")
             .nth(1)
+            .and_then(|rest| rest.split(['"', ' ']).next())
             .unwrap()
             .trim()
             .to_owned();
