@@ -2362,3 +2362,103 @@ async fn the_served_pac_file_routes_governed_hosts_through_the_proxy() {
     .await;
     assert_eq!(answers, [&through, &through, "DIRECT"]);
 }
+
+/// `tollgate env --shell powershell` sets the same values bash gets, quoted as PowerShell reads
+/// a single-quoted string (`''` is one quote; nothing inside expands), even in a directory
+/// whose name holds a quote, a space and a `$`. Evaluated by pwsh itself when installed.
+#[tokio::test(flavor = "multi_thread")]
+async fn env_for_powershell_sets_what_bash_gets() {
+    let pool = Pool::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("it's $HOME here");
+    let proxy = format!("http://{POOL}:{}@{}", pool.token, pool.proxy.addr());
+    let ca = pool.proxy.ca_path();
+    let env_args = |shell: &str| {
+        vec![
+            "env".to_owned(),
+            "--shell".to_owned(),
+            shell.to_owned(),
+            "--proxy".to_owned(),
+            proxy.clone(),
+            "--ca".to_owned(),
+            ca.to_str().unwrap().to_owned(),
+            "--dir".to_owned(),
+            dir.to_str().unwrap().to_owned(),
+        ]
+    };
+    let out = bare(BIN)
+        .args(env_args("powershell"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let script = String::from_utf8(out.stdout).unwrap();
+    let mut from_powershell = BTreeMap::new();
+    for line in script.lines().filter(|l| !l.starts_with('#')) {
+        let (name, quoted) = line
+            .strip_prefix("$env:")
+            .and_then(|rest| rest.split_once(" = "))
+            .unwrap_or_else(|| panic!("not a PowerShell assignment: {line}"));
+        let inner = quoted
+            .strip_prefix('\'')
+            .and_then(|q| q.strip_suffix('\''))
+            .unwrap_or_else(|| panic!("not single-quoted: {line}"));
+        assert!(
+            !inner.replace("''", "").contains('\''),
+            "a lone quote ends the string early: {line}"
+        );
+        from_powershell.insert(name.to_owned(), inner.replace("''", "'"));
+    }
+
+    let out = bare("bash")
+        .args(["-c", "eval \"$(\"$0\" \"$@\")\" && env -0"])
+        .arg(BIN)
+        .args(env_args("bash"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let from_bash: BTreeMap<String, String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| from_powershell.contains_key(*k))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(from_powershell, from_bash);
+    assert_eq!(
+        from_powershell.keys().collect::<Vec<_>>(),
+        expected_variables().keys().collect::<Vec<_>>()
+    );
+    assert!(from_powershell["SSL_CERT_FILE"].contains("it's $HOME here"));
+
+    if !have("pwsh") {
+        eprintln!(
+            "skipped: pwsh is not installed; the PowerShell text was checked by its quoting rules"
+        );
+        return;
+    }
+    let names: Vec<&str> = from_powershell.keys().map(String::as_str).collect();
+    let out = bare("pwsh")
+        .args(["-NoProfile", "-NonInteractive", "-Command"])
+        .arg(format!(
+            "$ErrorActionPreference = 'Stop'; Get-Content -Raw -LiteralPath $env:TG_SCRIPT | Invoke-Expression; foreach ($n in '{}'.Split(',')) {{ [Console]::Out.Write($n + '=' + [Environment]::GetEnvironmentVariable($n) + [char]0) }}",
+            names.join(",")
+        ))
+        .env("TG_SCRIPT", {
+            let path = home.path().join("env.ps1");
+            std::fs::write(&path, &script).unwrap();
+            path
+        })
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let from_pwsh: BTreeMap<String, String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(from_pwsh, from_bash);
+}
