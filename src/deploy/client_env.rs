@@ -72,7 +72,7 @@ pub fn variables(
         (
             "SSL_CERT_FILE",
             bundle.clone(),
-            "Python SDKs (httpx), OpenSSL-based tools, Codex",
+            "Python SDKs (httpx2), OpenSSL-based tools, Codex",
         ),
         (
             "REQUESTS_CA_BUNDLE",
