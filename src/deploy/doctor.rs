@@ -287,6 +287,17 @@ fn proxy_variables(opts: &Options, proxy: &ProxyUrl, env: &Env, out: &mut Vec<Fi
             )
             .fix(ENV_FIX),
         ),
+        (Some(set), _) | (None, Some(set)) if parse_proxy(set).is_err() => {
+            let why = parse_proxy(set).err().unwrap_or_default();
+            out.push(
+                Finding::new(
+                    Status::Fail,
+                    "HTTPS_PROXY",
+                    format!("clients cannot use it: {why}"),
+                )
+                .fix(ENV_FIX),
+            );
+        }
         (Some(set), _) | (None, Some(set)) => {
             let same = parse_proxy(set).is_ok_and(|p| p.host == proxy.host && p.port == proxy.port);
             out.push(if same || opts.proxy.from != "--proxy" {
@@ -1005,7 +1016,8 @@ async fn run_client(client: &Client, opts: &Options, proxy: &ProxyUrl, env: &Env
         };
         cmd.env("HTTPS_PROXY", &url)
             .env("https_proxy", &url)
-            .args(["-sS", "-o", "/dev/null", "-I", "-w", "%{http_code}"])
+            .args(["-sS", "-I", "-w", "%{http_code}", "-o"])
+            .arg(if cfg!(windows) { "NUL" } else { "/dev/null" })
             .arg("--max-time")
             .arg(opts.timeout.as_secs().max(1).to_string())
             .arg(format!("https://{}/", opts.intercepted));
@@ -1114,6 +1126,63 @@ mod tests {
         assert!(parse_proxy("https://proxy.corp:443").is_err());
         assert!(parse_proxy("http://proxy.corp:http").is_err());
         assert!(parse_proxy("http://:8080").is_err());
+    }
+
+    fn options(proxy: &str, from: &str) -> Options {
+        Options {
+            proxy: ProxySource {
+                url: proxy.to_owned(),
+                from: from.to_owned(),
+            },
+            ca: None,
+            intercepted: "api.anthropic.com".to_owned(),
+            tunneled: "github.com".to_owned(),
+            timeout: Duration::from_secs(1),
+            run_clients: false,
+        }
+    }
+
+    fn variables_say(opts: &Options, env: &[(&str, &str)]) -> Vec<(Status, String)> {
+        let env: Env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let proxy = parse_proxy(&opts.proxy.url).unwrap();
+        let mut out = Vec::new();
+        proxy_variables(opts, &proxy, &env, &mut out);
+        out.into_iter().map(|f| (f.status, f.check)).collect()
+    }
+
+    #[test]
+    fn proxy_variables_are_judged_as_clients_read_them() {
+        let checked = options("http://127.0.0.1:8080", "--proxy");
+        let node = ("NODE_USE_ENV_PROXY", "1");
+        let good = ("HTTPS_PROXY", "http://127.0.0.1:8080");
+        assert_eq!(
+            variables_say(&checked, &[good, node]),
+            [(Status::Ok, "HTTPS_PROXY".to_owned())]
+        );
+        for bad in ["https://127.0.0.1:8080", "http://127.0.0.1:80a"] {
+            assert_eq!(
+                variables_say(&checked, &[("https_proxy", bad), node]),
+                [(Status::Fail, "HTTPS_PROXY".to_owned())],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            variables_say(&checked, &[("HTTPS_PROXY", "http://10.0.0.1:3128"), node])[0].0,
+            Status::Warn,
+            "clients go elsewhere than the proxy checked"
+        );
+        let said = variables_say(&checked, &[good, ("no_proxy", "*")]);
+        assert!(
+            said.contains(&(Status::Fail, "no_proxy".to_owned())),
+            "{said:?}"
+        );
+        assert!(
+            said.contains(&(Status::Warn, "NODE_USE_ENV_PROXY".to_owned())),
+            "{said:?}"
+        );
     }
 
     #[test]
