@@ -1911,16 +1911,27 @@ async fn jenkinsfile_environment_reaches_the_llm_api_through_tollgate() {
         .await;
 }
 
-/// `tollgate env`, evaluated by each installed shell, makes curl go through the proxy and trust
-/// its CA with nothing else set: the bundle it writes holds the CA (and the system's roots).
+/// `tollgate env`, evaluated by bash, zsh and fish, makes curl and the Python SDKs go through the
+/// proxy and trust its CA with nothing else set: the bundle it writes holds the CA (and the
+/// system's roots).
 #[tokio::test(flavor = "multi_thread")]
-async fn env_output_evaluated_by_the_shell_makes_curl_work_through_the_proxy() {
+async fn env_output_evaluated_by_each_shell_makes_curl_and_the_python_sdks_work_through_the_proxy()
+{
     let pool = Pool::start().await;
     let out_dir = tempfile::tempdir().unwrap();
     let proxy = format!("http://{POOL}:{}@{}", pool.token, pool.proxy.addr());
-    // Each shell loads the environment its own way, then runs the same request.
-    let curl = "curl -sS --max-time 20 -w '\\n%{http_code}' -H 'content-type: application/json' \
-                -d \"$BODY\" https://api.openai.com/v1/chat/completions";
+    // Each shell loads the environment its own way, then runs the same request with curl and
+    // with the official Python SDKs (openai, anthropic), given nothing else.
+    let python = python_with_openai();
+    let curl = format!(
+        "curl -sS --max-time 20 -w '\\n%{{http_code}}\\n' -H 'content-type: application/json' \
+         -d \"$BODY\" https://api.openai.com/v1/chat/completions{}",
+        if python.is_some() {
+            " && \"$PY\" \"$SDKS\""
+        } else {
+            ""
+        }
+    );
     let env_args = "--proxy \"$PX\" --ca \"$CA\" --dir \"$DIR\"";
     let shells = [
         (
@@ -1942,8 +1953,7 @@ async fn env_output_evaluated_by_the_shell_makes_curl_work_through_the_proxy() {
     let mut ran = 0;
     for (name, script) in shells {
         let shell = name;
-        if !have(shell) {
-            eprintln!("skipped: {name} is not installed");
+        if !have(shell) && skip(name) {
             continue;
         }
         ran += 1;
@@ -1955,15 +1965,26 @@ async fn env_output_evaluated_by_the_shell_makes_curl_work_through_the_proxy() {
             .env("CA", pool.proxy.ca_path())
             .env("DIR", out_dir.path())
             .env("BODY", CHAT)
+            .env("PY", python.unwrap_or("python3"))
+            .env("SDKS", format!("{ROOT}/tests/clients/sdks.py"))
             .output()
             .await
             .unwrap();
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{name}: {}", text(&out));
         assert!(
-            said.ends_with("\n200") && said.contains("Hello from upstream"),
+            said.contains("\n200\n") && said.contains("Hello from upstream"),
             "{name}: {said}"
         );
+        if python.is_some() {
+            for line in [
+                "openai: Hello from upstream",
+                "openai-stream: Hello from upstream",
+                "anthropic-stream: Hello from Claude",
+            ] {
+                assert!(said.contains(line), "{name}: {said}");
+            }
+        }
     }
     assert!(ran >= 1, "bash is always there");
     let bundle = std::fs::read_to_string(out_dir.path().join("ca-bundle.pem")).unwrap();
