@@ -77,21 +77,22 @@ fn list<T>(v: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>,
         .collect()
 }
 
+/// Every path the benchmark knows, in the order its table shows them.
+const PATHS: [&str; 6] = [
+    "direct",
+    "noop",
+    "tollgate",
+    "unrecorded",
+    "postgres",
+    "mitmproxy",
+];
+
 fn options() -> Result<Options, String> {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target")));
     let mut o = Options {
-        paths: [
-            "direct",
-            "noop",
-            "tollgate",
-            "unrecorded",
-            "postgres",
-            "mitmproxy",
-        ]
-        .map(String::from)
-        .to_vec(),
+        paths: PATHS.map(String::from).to_vec(),
         concurrency: vec![1, 4, 20, 64],
         modes: vec![Mode::KeepAlive, Mode::NewConnection],
         sizes: vec![10 * 1024, 200 * 1024],
@@ -147,16 +148,7 @@ fn options() -> Result<Options, String> {
         }
     }
     for p in &o.paths {
-        if ![
-            "direct",
-            "noop",
-            "tollgate",
-            "unrecorded",
-            "postgres",
-            "mitmproxy",
-        ]
-        .contains(&p.as_str())
-        {
+        if !PATHS.contains(&p.as_str()) {
             return Err(format!("--paths: unknown path {p}"));
         }
     }

@@ -430,14 +430,7 @@ async fn a_change_in_the_policy_directory_is_reloaded_by_itself() {
         Duration::from_millis(50),
         "the change was never reloaded",
         async || {
-            let now: serde_json::Value = admin
-                .get(&policy_url)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let now = get_json(&admin, &policy_url).await?;
             (now["fingerprint"] != before["fingerprint"]).then_some(now)
         },
     )

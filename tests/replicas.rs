@@ -64,14 +64,7 @@ async fn grants_on(proxy: &TestProxy, n: usize, what: &str) -> Vec<serde_json::V
         Duration::from_millis(20),
         what,
         async || {
-            let v: serde_json::Value = admin_client()
-                .get(&url)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let v = get_json(&admin_client(), &url).await?;
             let list = v["grants"].as_array()?.clone();
             (list.len() == n).then_some(list)
         },

@@ -372,6 +372,11 @@ pub fn admin_client() -> reqwest::Client {
         .unwrap()
 }
 
+/// The JSON `client` gets from `url`, if it answers with JSON at all (for polling).
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
 /// The refusal reason a response carries (`x-tollgate-reason`), if any.
 pub fn reason_of(res: &reqwest::Response) -> Option<String> {
     res.headers()
