@@ -530,12 +530,12 @@ async fn container_command_writes_only_to_its_volumes() {
     assert!(db.exists(), "{}", db.display());
 }
 
-/// Builds the image and runs it with a read-only root filesystem. A cold build takes minutes,
-/// so it runs only when asked: TOLLGATE_TEST_DOCKER=1 and a Docker daemon.
+/// Builds the image and runs it with a read-only root filesystem, wherever a Docker daemon
+/// answers (a cold build takes minutes: TOLLGATE_SKIP_DOCKER=1 leaves it out).
 #[test]
 fn image_runs_with_a_read_only_root() {
-    if std::env::var_os("TOLLGATE_TEST_DOCKER").is_none() {
-        eprintln!("SKIPPED: the image build runs only with TOLLGATE_TEST_DOCKER=1");
+    if std::env::var_os("TOLLGATE_SKIP_DOCKER").is_some() {
+        eprintln!("SKIPPED: TOLLGATE_SKIP_DOCKER is set");
         return;
     }
     let docker = |args: &[&str]| {
@@ -550,7 +550,7 @@ fn image_runs_with_a_read_only_root() {
         .output()
         .is_ok_and(|o| o.status.success())
     {
-        eprintln!("SKIPPED: no Docker daemon answers");
+        eprintln!("SKIPPED: no Docker daemon answers, so the image is not built here");
         return;
     }
     let out = docker(&["build", "-q", "-f", "deploy/Dockerfile", "."]);
