@@ -589,7 +589,7 @@ fn image_runs_with_a_read_only_root() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
     let logs = text(&docker(&["logs", &id]));
-    docker(&["rm", "-f", &id]);
+    docker(&["rm", "-f", "-v", &id]);
     assert_eq!(healthy, "healthy", "{logs}");
 }
 
