@@ -322,6 +322,20 @@ impl Running {
     }
 }
 
+/// A chat completion through `client` with a secret in its credentials, its body and, after
+/// `query`, perhaps its URL; the fake upstream answers 200.
+async fn send_with_secrets(client: &reqwest::Client, query: &str) {
+    let res = client
+        .post(format!("https://api.openai.com/v1/chat/completions{query}"))
+        .header("authorization", "Bearer sk-header-secret")
+        .body(r#"{"messages":[{"role":"user","content":"body-secret ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap();
+}
+
 /// `TOLLGATE_LOG_FORMAT=json` (or `--log-format json`): every line `tollgate run` writes, from
 /// start to shutdown and the request lines between, is one JSON object with the same fields
 /// the text lines carry, and no secret.
@@ -331,15 +345,7 @@ async fn run_logs_one_json_object_per_line_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let (running, _, client) =
         Running::start_against_with(dir.path(), &upstream, &[("TOLLGATE_LOG_FORMAT", "json")]);
-    let res = client
-        .post("https://api.openai.com/v1/chat/completions")
-        .header("authorization", "Bearer sk-header-secret")
-        .body(r#"{"messages":[{"role":"user","content":"body-secret ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ"}]}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.text().await.unwrap();
+    send_with_secrets(&client, "").await;
     running.wait_for("\"status\":200");
     let (status, log) = running.terminate();
     assert!(status.success(), "{status:?}\n{log}");
@@ -386,15 +392,7 @@ async fn run_with_no_files_serves_logs_without_secrets_and_stops_on_sigterm() {
         "{}",
         running.log()
     );
-    let res = client
-        .post("https://api.openai.com/v1/chat/completions?key=query-secret")
-        .header("authorization", "Bearer sk-header-secret")
-        .body(r#"{"messages":[{"role":"user","content":"body-secret ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ"}]}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.text().await.unwrap();
+    send_with_secrets(&client, "?key=query-secret").await;
 
     // A refused request logs too, still without its query string.
     let refused = reqwest::Client::builder()

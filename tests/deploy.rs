@@ -1609,18 +1609,8 @@ impl Pool {
             );
         }
         if let Some(python) = python_with_openai() {
-            let out = bare(python)
-                .args(["-c", OPENAI_SCRIPT])
-                .envs(env)
-                .output()
-                .await
-                .unwrap();
-            assert!(out.status.success(), "{what}: openai SDK: {}", text(&out));
-            assert!(
-                text(&out).contains("Hello from upstream"),
-                "{what}: {}",
-                text(&out)
-            );
+            let what = format!("{what}: openai SDK");
+            answers_hello(&what, bare(python).args(["-c", OPENAI_SCRIPT]).envs(env)).await;
         }
         let received = self.upstream.received();
         assert!(
@@ -1640,20 +1630,19 @@ impl Pool {
         script: &str,
         env: &BTreeMap<String, String>,
     ) {
-        let out = bare(shell[0])
-            .args(&shell[1..])
-            .arg(script)
-            .envs(env)
-            .output()
-            .await
-            .unwrap();
-        assert!(out.status.success(), "{what}: {}", text(&out));
-        assert!(
-            text(&out).contains("Hello from upstream"),
-            "{what}: {}",
-            text(&out)
-        );
+        answers_hello(what, bare(shell[0]).args(&shell[1..]).arg(script).envs(env)).await;
     }
+}
+
+/// Runs `cmd` and checks it succeeded with the fake upstream's answer in what it printed.
+async fn answers_hello(what: &str, cmd: &mut Command) {
+    let out = cmd.output().await.unwrap();
+    assert!(out.status.success(), "{what}: {}", text(&out));
+    assert!(
+        text(&out).contains("Hello from upstream"),
+        "{what}: {}",
+        text(&out)
+    );
 }
 
 const OPENAI_SCRIPT: &str = "import openai

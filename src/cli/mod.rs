@@ -536,12 +536,7 @@ impl Cli {
                 use crate::deploy::client_env;
                 let (config, _) = ProxyConfig::resolve(overrides(RunArgs::default()))?;
                 let ca_path = ca.unwrap_or_else(|| config.ca_dir.join(crate::tls::ca::CERT_FILE));
-                let bytes = std::fs::read(&ca_path).map_err(|source| CommandError::ReadFile {
-                    path: ca_path.clone(),
-                    source,
-                })?;
-                let der = client_env::certificate_der(&bytes, &ca_path)
-                    .map_err(|e| CommandError::Usage(e.to_string()))?;
+                let der = read_certificate(&ca_path)?;
                 let dir = dir.or_else(client_env::default_dir).ok_or_else(|| {
                     CommandError::Usage("no home directory: pass --dir".to_owned())
                 })?;
@@ -556,13 +551,7 @@ impl Cli {
                         written.bundle.display()
                     );
                 }
-                let proxy = proxy.unwrap_or_else(|| {
-                    let mut addr = config.listen;
-                    if addr.ip().is_unspecified() {
-                        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                    }
-                    format!("http://{addr}")
-                });
+                let proxy = proxy.unwrap_or_else(|| local_proxy_url(config.listen));
                 let vars = client_env::variables(&proxy, &written.ca, &written.bundle, &no_proxy);
                 let text =
                     client_env::render(shell.unwrap_or_else(client_env::Shell::detect), &vars);
@@ -1173,6 +1162,24 @@ fn open_store(overrides: Overrides) -> Result<crate::record::Store, CommandError
 }
 
 /// Runs the proxy until SIGINT or SIGTERM, then drains.
+/// One certificate's DER from a PEM or DER file.
+fn read_certificate(path: &std::path::Path) -> Result<Vec<u8>, CommandError> {
+    let bytes = std::fs::read(path).map_err(|source| CommandError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    crate::deploy::client_env::certificate_der(&bytes, path)
+        .map_err(|e| CommandError::Usage(e.to_string()))
+}
+
+/// The URL a client on this machine reaches the proxy listening on `listen` by.
+fn local_proxy_url(mut listen: SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    format!("http://{listen}")
+}
+
 /// `tollgate doctor`: the checks of [`crate::deploy::doctor`], with the environment as it is.
 async fn doctor(config: Option<&ProxyConfig>, args: DoctorArgs) -> Result<(), CommandError> {
     use crate::deploy::{client_env, doctor};
@@ -1189,29 +1196,16 @@ async fn doctor(config: Option<&ProxyConfig>, args: DoctorArgs) -> Result<(), Co
             url: url.clone(),
             from: name.to_owned(),
         },
-        (None, None, config) => {
-            let mut addr =
-                config.map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)), |c| c.listen);
-            if addr.ip().is_unspecified() {
-                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            doctor::ProxySource {
-                url: format!("http://{addr}"),
-                from: "the configured listen address".to_owned(),
-            }
-        }
+        (None, None, config) => doctor::ProxySource {
+            url: local_proxy_url(
+                config.map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)), |c| c.listen),
+            ),
+            from: "the configured listen address".to_owned(),
+        },
     };
     // The CA: as named, else the CA directory's, else the copy `tollgate env` wrote.
     let ca = match args.ca {
-        Some(path) => {
-            let bytes = std::fs::read(&path).map_err(|source| CommandError::ReadFile {
-                path: path.clone(),
-                source,
-            })?;
-            let der = client_env::certificate_der(&bytes, &path)
-                .map_err(|e| CommandError::Usage(e.to_string()))?;
-            Some((der, path))
-        }
+        Some(path) => Some((read_certificate(&path)?, path)),
         None => config
             .map(|c| c.ca_dir.join(crate::tls::ca::CERT_FILE))
             .into_iter()
