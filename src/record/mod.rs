@@ -260,16 +260,19 @@ impl Entry {
     /// What it holds in memory while it waits, roughly: its bodies and fields.
     fn size(&self) -> usize {
         match self {
-            Entry::Done(r) | Entry::Open(_, r) | Entry::Close(_, r) => {
-                256 + r.request_body.len()
-                    + r.response_body.len()
-                    + r.original_body.len()
-                    + r.findings.len()
-                    + r.response_text.as_ref().map_or(0, String::len)
-                    + r.usage.as_ref().map_or(0, String::len)
-            }
+            Entry::Done(r) | Entry::Open(_, r) | Entry::Close(_, r) => Self::open_size(r),
             Entry::Stop => 0,
         }
+    }
+
+    /// What a record holds in memory, roughly: its bodies and fields.
+    fn open_size(r: &Record) -> usize {
+        256 + r.request_body.len()
+            + r.response_body.len()
+            + r.original_body.len()
+            + r.findings.len()
+            + r.response_text.as_ref().map_or(0, String::len)
+            + r.usage.as_ref().map_or(0, String::len)
     }
 
     fn record(&self) -> Option<&Record> {
@@ -411,6 +414,61 @@ pub struct FinishReport {
     pub unwritten: usize,
     /// Records lost while running because the queue was past its bounds.
     pub dropped: u64,
+}
+
+/// Exchanges that started in the writer's last batch and had not ended by its commit.
+#[derive(Default)]
+struct Held {
+    /// Key, record so far, and its size in the queue's count.
+    opens: Vec<(String, Record, usize)>,
+    /// When the batch that left them here was written.
+    since: Option<Instant>,
+}
+
+impl Held {
+    /// When they are kept aside if nothing else arrives: one batch window after they were held.
+    fn due(&self) -> Option<Instant> {
+        self.since.map(|since| since + BATCH_WINDOW)
+    }
+
+    /// Settles a batch before it is written: an exchange that started and ended within it, or
+    /// within the next one, needs nothing kept aside (its record is written in the transaction
+    /// that would have kept it). What started in this batch waits here for the next one
+    /// (unless the writer is stopping); what started in the previous one and is still going
+    /// joins the batch to be kept aside now. `entries` and `bytes` are what the batch releases
+    /// from the queue's count once written: held opens stay counted until they leave.
+    fn settle(
+        &mut self,
+        batch: &mut Batch,
+        stopping: bool,
+        entries: &mut usize,
+        bytes: &mut usize,
+    ) {
+        let earlier = std::mem::take(&mut self.opens);
+        let closed: std::collections::HashSet<&str> =
+            batch.closed.iter().map(String::as_str).collect();
+        for (key, record) in std::mem::take(&mut batch.opened) {
+            if closed.contains(key.as_str()) {
+                continue;
+            }
+            if stopping {
+                batch.opened.push((key, record));
+            } else {
+                let size = Entry::open_size(&record);
+                *entries -= 1;
+                *bytes -= size;
+                self.opens.push((key, record, size));
+            }
+        }
+        for (key, record, size) in earlier {
+            *entries += 1;
+            *bytes += size;
+            if !closed.contains(key.as_str()) {
+                batch.opened.push((key, record));
+            }
+        }
+        self.since = (!self.opens.is_empty()).then(Instant::now);
+    }
 }
 
 /// Records written per transaction at most.
@@ -627,33 +685,48 @@ fn write_loop(
     let mut next_purge = Instant::now();
     let mut next_beat = Instant::now();
     let mut stopping = false;
+    // Exchanges that started in the previous batch and had not ended by its commit: kept in
+    // memory for one more batch, and written aside only if they have not ended by then.
+    let mut held = Held::default();
     loop {
         let first = if stopping {
             match rx.try_recv() {
-                Ok(first) => first,
-                Err(_) => break,
+                Ok(first) => Some(first),
+                Err(_) if held.opens.is_empty() => break,
+                Err(_) => None,
             }
         } else {
-            let wake = checkpoints
+            let mut wake = checkpoints
                 .due()
                 .map_or(next_purge, |due| due.min(next_purge))
                 .min(next_beat);
+            if let Some(due) = held.due() {
+                wake = wake.min(due);
+            }
             let wait = wake.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
-                Ok(first) => first,
+                Ok(first) => Some(first),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    beat_if_due(store, queue, &mut next_beat);
-                    purge_if_due(store, retention, &mut next_purge);
-                    checkpoints.tick(store);
-                    continue;
+                    if held.due().is_some_and(|due| Instant::now() >= due) {
+                        None
+                    } else {
+                        beat_if_due(store, queue, &mut next_beat);
+                        purge_if_due(store, retention, &mut next_purge);
+                        checkpoints.tick(store);
+                        continue;
+                    }
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) if held.opens.is_empty() => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    stopping = true;
+                    None
+                }
             }
         };
         let mut batch = Batch::default();
         let (mut entries, mut bytes) = (0, 0);
         let window = Instant::now() + BATCH_WINDOW;
-        let draining = stopping;
+        let draining = stopping || first.is_none();
         let mut add = |(entry, size): (Entry, usize)| {
             match entry {
                 Entry::Done(r) => batch.records.push(r),
@@ -670,7 +743,9 @@ fn write_loop(
             entries += 1;
             bytes += size;
         };
-        add(first);
+        if let Some(first) = first {
+            add(first);
+        }
         // What arrives within a short window joins the transaction: one commit (and one pass
         // over the indexes and the chain head) for many exchanges, and an exchange that ends
         // within it is never kept aside at all.
@@ -691,17 +766,17 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        if entries == 0 {
+        if entries == 0 && held.opens.is_empty() {
             continue;
         }
-        // An exchange that started and ended within one batch needs nothing kept aside: its
-        // record is written in the transaction that would have kept it.
-        if !batch.opened.is_empty() && !batch.closed.is_empty() {
-            let closed: std::collections::HashSet<&str> =
-                batch.closed.iter().map(String::as_str).collect();
-            batch
-                .opened
-                .retain(|(key, _)| !closed.contains(key.as_str()));
+        // An exchange that started and ended within one batch, or within the next, needs
+        // nothing kept aside: its record is written in the transaction that would have kept
+        // it. What started in this batch waits for the next one (unless the writer is
+        // stopping); what started in the previous one and is still going is kept aside now.
+        held.settle(&mut batch, stopping, &mut entries, &mut bytes);
+        if batch.records.is_empty() && batch.opened.is_empty() && batch.closed.is_empty() {
+            queue.release(entries, bytes);
+            continue;
         }
         // A batch the store refuses is retried until it is written: while that lasts the
         // recorder reports unhealthy, and the proxy (by default) refuses new LLM requests rather
@@ -1072,6 +1147,100 @@ mod tests {
         assert!(waiting.await.unwrap());
         assert!(!recorder.is_full());
         writer.finish(Instant::now() + Duration::from_secs(60));
+    }
+
+    fn keys(opened: &[(String, Record)]) -> Vec<&str> {
+        opened.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    #[test]
+    fn an_exchange_is_kept_aside_only_if_it_outlasts_the_batch_after_its_start() {
+        let size = Entry::open_size(&record(0));
+        let mut held = Held::default();
+        // Batch 1: a, b and c start; b ends too. Nothing is kept aside yet.
+        let mut batch = Batch {
+            records: vec![record(2)],
+            opened: ["a", "b", "c"].map(|k| (k.to_string(), record(0))).into(),
+            closed: vec!["b".into()],
+        };
+        let (mut entries, mut bytes) = (4, 3 * size + 1000);
+        held.settle(&mut batch, false, &mut entries, &mut bytes);
+        assert!(keys(&batch.opened).is_empty());
+        assert_eq!((entries, bytes), (2, size + 1000), "a and c stay counted");
+        assert!(held.due().is_some());
+        // Batch 2: a ends, d starts. c is still going: kept aside now; d waits.
+        let mut batch = Batch {
+            records: vec![record(1)],
+            opened: vec![("d".into(), record(0))],
+            closed: vec!["a".into()],
+        };
+        let (mut entries, mut bytes) = (2, size + 1000);
+        held.settle(&mut batch, false, &mut entries, &mut bytes);
+        assert_eq!(keys(&batch.opened), ["c"]);
+        assert_eq!(
+            (entries, bytes),
+            (3, 2 * size + 1000),
+            "a and c leave the count"
+        );
+        assert_eq!(held.opens.len(), 1);
+        // Stopping: d and what starts now are kept aside at once.
+        let mut batch = Batch {
+            records: vec![],
+            opened: vec![("e".into(), record(0))],
+            closed: vec![],
+        };
+        let (mut entries, mut bytes) = (1, size);
+        held.settle(&mut batch, true, &mut entries, &mut bytes);
+        assert_eq!(keys(&batch.opened), ["e", "d"]);
+        assert_eq!((entries, bytes), (2, 2 * size));
+        assert!(held.opens.is_empty() && held.due().is_none());
+    }
+
+    #[test]
+    fn an_exchange_still_going_is_kept_aside_soon_and_replaced_when_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (recorder, writer) = Recorder::start(
+            &StoreLocation::Sqlite(path.clone()),
+            retention(),
+            QueueLimits::default(),
+            checkpointer(&path),
+        )
+        .unwrap();
+        let key = recorder.open(record(1));
+        let store = Store::open(&path).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Written aside, it leaves the queue.
+        while store.pending_count().unwrap() == 0 || recorder.stats().queued > 0 {
+            assert!(Instant::now() < deadline, "never kept aside");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // One that ends right after it starts is written once, as its record.
+        let quick = recorder.open(record(2));
+        recorder.close(quick, record(2));
+        recorder.close(key, record(1));
+        assert_eq!(writer.finish(Instant::now()), FinishReport::default());
+        assert_eq!(store.pending_count().unwrap(), 0);
+        assert_eq!(store.count().unwrap(), 2);
+        assert_eq!(store.verify().unwrap(), None);
+    }
+
+    #[test]
+    fn exchanges_still_going_at_shutdown_are_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (recorder, writer) = Recorder::start(
+            &StoreLocation::Sqlite(path.clone()),
+            retention(),
+            QueueLimits::default(),
+            checkpointer(&path),
+        )
+        .unwrap();
+        for n in 0..3 {
+            recorder.open(record(n));
+        }
+        assert_eq!(writer.finish(Instant::now()), FinishReport::default());
+        assert_eq!(Store::open(&path).unwrap().pending_count().unwrap(), 3);
     }
 
     #[test]
