@@ -1200,13 +1200,7 @@ mod tests {
     fn an_exchange_still_going_is_kept_aside_soon_and_replaced_when_it_ends() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let (recorder, writer) = Recorder::start(
-            &StoreLocation::Sqlite(path.clone()),
-            retention(),
-            QueueLimits::default(),
-            checkpointer(&path),
-        )
-        .unwrap();
+        let (recorder, writer) = started(&path);
         let key = recorder.open(record(1));
         let store = Store::open(&path).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1229,13 +1223,7 @@ mod tests {
     fn exchanges_still_going_at_shutdown_are_kept_aside() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let (recorder, writer) = Recorder::start(
-            &StoreLocation::Sqlite(path.clone()),
-            retention(),
-            QueueLimits::default(),
-            checkpointer(&path),
-        )
-        .unwrap();
+        let (recorder, writer) = started(&path);
         for n in 0..3 {
             recorder.open(record(n));
         }
@@ -1243,17 +1231,22 @@ mod tests {
         assert_eq!(Store::open(&path).unwrap().pending_count().unwrap(), 3);
     }
 
+    /// A recorder with default limits over a new SQLite store at `path`.
+    fn started(path: &std::path::Path) -> (Recorder, Writer) {
+        Recorder::start(
+            &StoreLocation::Sqlite(path.to_owned()),
+            retention(),
+            QueueLimits::default(),
+            checkpointer(path),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn writer_persists_every_queued_record_and_signs_the_head_before_finishing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let (recorder, writer) = Recorder::start(
-            &StoreLocation::Sqlite(path.clone()),
-            retention(),
-            QueueLimits::default(),
-            checkpointer(&path),
-        )
-        .unwrap();
+        let (recorder, writer) = started(&path);
         for n in 0..2000 {
             recorder.record(record(n));
         }
