@@ -458,6 +458,38 @@ async fn run_with_no_files_serves_logs_without_secrets_and_stops_on_sigterm() {
     }
 }
 
+/// The proxy's CPU time so far (utime and stime of proc(5)'s `stat`), in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A proxy with nothing to do does nothing: its audit writer sleeps until there is something to
+/// write or a timer is due (it once woke without end on the SQLite store, keeping a core busy).
+#[tokio::test]
+async fn an_idle_run_uses_no_cpu() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _, client) = Running::start_against(dir.path(), &upstream);
+    send_with_secrets(&client, "").await;
+    running.wait_for("status=200");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = running.child.id();
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_ticks(pid) - before;
+    // A busy loop takes most of the 200 ticks of these 2 s even on a loaded machine.
+    assert!(used < 40, "{used} ticks of CPU in 2 s of idling");
+    let (status, log) = running.terminate();
+    assert!(status.success(), "{status:?}\n{log}");
+}
+
 #[tokio::test]
 async fn a_run_signs_its_chain_at_shutdown_and_audit_verify_checks_the_signatures() {
     let upstream = Upstream::start().await;

@@ -810,10 +810,14 @@ fn write_loop(
 ///
 /// A SQLite store is its own file on this host: its writes tell all there is to know.
 fn beat_if_due(store: &Store, queue: &Queue, next_beat: &mut Instant) {
-    if store.sqlite_path().is_some() || Instant::now() < *next_beat {
+    if Instant::now() < *next_beat {
         return;
     }
+    // Moved on for SQLite too (which needs no heartbeat): the writer sleeps until it.
     *next_beat = Instant::now() + HEARTBEAT_EVERY;
+    if store.sqlite_path().is_some() {
+        return;
+    }
     match store.heartbeat() {
         Ok(()) => {
             if !queue.writable.swap(true, Ordering::SeqCst) {
