@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -285,39 +285,95 @@ const SOURCES: &[&str] = &[
     include_str!("../src/mask/engine.rs"),
 ];
 
-/// An Anthropic Messages request of about `size` bytes: a system prompt, tool definitions, and a
-/// conversation whose tool result carries source files.
-fn request_body(size: usize) -> Bytes {
+/// `n` bytes of the source files, cut at a character boundary, starting `skip` bytes in.
+fn code(skip: usize, n: usize) -> String {
     let mut code = String::new();
-    let want = size.saturating_sub(1500);
+    let mut skip = skip;
     for source in SOURCES.iter().cycle().take(SOURCES.len() * 4) {
-        if code.len() >= want {
+        if code.len() >= n {
             break;
         }
-        let mut end = source.len().min(want - code.len());
+        if skip >= source.len() {
+            skip -= source.len();
+            continue;
+        }
+        let mut from = skip;
+        while !source.is_char_boundary(from) {
+            from += 1;
+        }
+        skip = 0;
+        let mut end = source.len().min(from + n - code.len());
         while !source.is_char_boundary(end) {
             end -= 1;
         }
-        code.push_str(&source[..end]);
+        code.push_str(&source[from..end]);
     }
-    let body = json!({
-        "model": "claude-sonnet-4-5",
-        "max_tokens": 4096,
-        "stream": true,
-        "system": [{"type":"text","text":"You are an interactive CLI tool that helps users with software engineering tasks. Use the tools available to you."}],
-        "tools": [
-            {"name":"Read","description":"Reads a file from the local filesystem.","input_schema":{"type":"object","properties":{"file_path":{"type":"string"}},"required":["file_path"]}},
-            {"name":"Edit","description":"Performs exact string replacements in files.","input_schema":{"type":"object","properties":{"file_path":{"type":"string"},"old_string":{"type":"string"},"new_string":{"type":"string"}},"required":["file_path","old_string","new_string"]}},
-            {"name":"Bash","description":"Executes a given bash command.","input_schema":{"type":"object","properties":{"command":{"type":"string"}},"required":["command"]}}
-        ],
-        "messages": [
-            {"role":"user","content":[{"type":"text","text":"Why does loading the settings fail when the file has a blank line?"}]},
-            {"role":"assistant","content":[{"type":"tool_use","id":"toolu_01","name":"Read","input":{"file_path":"src/settings.rs"}}]},
-            {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_01","content":code}]}
-        ]
-    });
-    Bytes::from(serde_json::to_vec(&body).unwrap())
+    code
 }
+
+/// An Anthropic Messages request of about `size` bytes, as an agent sends a conversation's next
+/// turn: a system prompt, tool definitions and the history so far (a tool result carrying source
+/// files), which every request repeats byte for byte, then a new tool result of about an eighth
+/// of the size that no request before it carried.
+struct Conversation {
+    /// The body up to the new tool result's text, and after it.
+    head: Bytes,
+    tail: Bytes,
+    /// The new result's text, escaped for a JSON string; each request numbers it.
+    new: String,
+}
+
+impl Conversation {
+    fn new(size: usize) -> Self {
+        const MARK: &str = "\\u0000NEW\\u0000";
+        let want = size.saturating_sub(1800);
+        let body = json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 4096,
+            "stream": true,
+            "system": [{"type":"text","text":"You are an interactive CLI tool that helps users with software engineering tasks. Use the tools available to you."}],
+            "tools": [
+                {"name":"Read","description":"Reads a file from the local filesystem.","input_schema":{"type":"object","properties":{"file_path":{"type":"string"}},"required":["file_path"]}},
+                {"name":"Edit","description":"Performs exact string replacements in files.","input_schema":{"type":"object","properties":{"file_path":{"type":"string"},"old_string":{"type":"string"},"new_string":{"type":"string"}},"required":["file_path","old_string","new_string"]}},
+                {"name":"Bash","description":"Executes a given bash command.","input_schema":{"type":"object","properties":{"command":{"type":"string"}},"required":["command"]}}
+            ],
+            "messages": [
+                {"role":"user","content":[{"type":"text","text":"Why does loading the settings fail when the file has a blank line?"}]},
+                {"role":"assistant","content":[{"type":"tool_use","id":"toolu_01","name":"Read","input":{"file_path":"src/settings.rs"}}]},
+                {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_01","content":code(0, want - want / 8)}]},
+                {"role":"assistant","content":[{"type":"tool_use","id":"toolu_02","name":"Read","input":{"file_path":"src/loader.rs"}}]},
+                {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_02","content":"\u{0}NEW\u{0}"}]}
+            ]
+        });
+        let text = serde_json::to_string(&body).unwrap();
+        let (head, tail) = text.split_once(MARK).expect("the mark is in the body");
+        let new = serde_json::to_string(&code(want, want / 8)).unwrap();
+        Self {
+            head: Bytes::copy_from_slice(head.as_bytes()),
+            tail: Bytes::copy_from_slice(tail.as_bytes()),
+            new: new[1..new.len() - 1].to_owned(),
+        }
+    }
+
+    /// The body of request `n`.
+    fn turn(&self, n: u64) -> Bytes {
+        let number = format!("{n:>12} ");
+        let mut body =
+            Vec::with_capacity(self.head.len() + number.len() + self.new.len() + self.tail.len());
+        body.extend_from_slice(&self.head);
+        body.extend_from_slice(number.as_bytes());
+        body.extend_from_slice(self.new.as_bytes());
+        body.extend_from_slice(&self.tail);
+        Bytes::from(body)
+    }
+
+    fn len(&self) -> usize {
+        self.turn(0).len()
+    }
+}
+
+/// Requests sent so far, numbering each one's new turn.
+static TURNS: AtomicU64 = AtomicU64::new(0);
 
 // ---------------------------------------------------------------------------------------------
 // The paths under test.
@@ -591,14 +647,14 @@ struct Timing {
     total: u32,
 }
 
-async fn exchange(sender: &mut Sender, body: &Bytes) -> Result<Timing, String> {
+async fn exchange(sender: &mut Sender, body: Bytes) -> Result<Timing, String> {
     let start = Instant::now();
     let req = http::Request::post("/v1/messages")
         .header("host", HOST)
         .header("content-type", "application/json")
         .header("x-api-key", "sk-ant-api03-bench")
         .header("anthropic-version", "2023-06-01")
-        .body(Full::new(body.clone()))
+        .body(Full::new(body))
         .unwrap();
     sender.ready().await.map_err(|e| format!("HTTP: {e}"))?;
     let res = sender
@@ -653,7 +709,7 @@ async fn load(
     path: Arc<Path_>,
     upstream: SocketAddr,
     mode: Mode,
-    body: Bytes,
+    body: Arc<Conversation>,
     concurrency: usize,
     warmup: Duration,
     measure: Duration,
@@ -685,7 +741,11 @@ async fn load(
                     if mode == Mode::NewConnection || sender.is_none() {
                         sender = Some(connect(&path, upstream).await?);
                     }
-                    exchange(sender.as_mut().unwrap(), &body).await
+                    exchange(
+                        sender.as_mut().unwrap(),
+                        body.turn(TURNS.fetch_add(1, Ordering::Relaxed)),
+                    )
+                    .await
                 }
                 .await;
                 if begun < measuring_from || Instant::now() > until {
@@ -739,6 +799,23 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 /// CPU time `pid` has used so far (user and system), in seconds.
+/// Waits until process `pid` has been nearly idle for 100 ms (at most a minute); how long it
+/// was busy before that.
+async fn quiet(pid: u32) -> Duration {
+    let start = Instant::now();
+    let mut before = cpu_seconds(pid);
+    while start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = cpu_seconds(pid);
+        // Ticks are 10 ms: at most one in the last 100 ms is idle.
+        if now - before <= 0.011 || now.is_nan() {
+            break;
+        }
+        before = now;
+    }
+    start.elapsed().saturating_sub(Duration::from_millis(100))
+}
+
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
@@ -774,7 +851,7 @@ fn rss(pid: u32) -> (f64, f64) {
 /// the proxy's RSS while they are all open, in MiB.
 async fn open_streams(path: Arc<Path_>, upstream: SocketAddr, n: usize) -> Result<f64, String> {
     let pid = path.child.as_ref().map(|c| c.id()).ok_or("no process")?;
-    let body = request_body(10 * 1024);
+    let body = Conversation::new(10 * 1024).turn(0);
     let barrier = Arc::new(tokio::sync::Barrier::new(n + 1));
     let mut tasks = Vec::new();
     for _ in 0..n {
@@ -918,7 +995,7 @@ async fn run(o: Options) -> i32 {
     );
     for &mode in &o.modes {
         for &size in &o.sizes {
-            let body = request_body(size);
+            let body = Arc::new(Conversation::new(size));
             for &concurrency in &o.concurrency {
                 for p in &paths {
                     let cpu_before = p.child.as_ref().map(|c| cpu_seconds(c.id()));
@@ -932,11 +1009,18 @@ async fn run(o: Options) -> i32 {
                         Duration::from_secs_f64(o.seconds),
                     )
                     .await;
+                    // The proxy may still be working for requests it answered (the audit
+                    // writer catching up with its queue): that time counts towards the cell's
+                    // rate and CPU, and the next cell starts only once it is done.
+                    let catch_up = match &p.child {
+                        Some(c) => quiet(c.id()).await,
+                        None => Duration::ZERO,
+                    };
                     let mut totals = run.totals;
                     totals.sort_unstable();
                     let mut firsts = run.first_events;
                     firsts.sort_unstable();
-                    let rps = run.requests as f64 / run.seconds;
+                    let rps = run.requests as f64 / (run.seconds + catch_up.as_secs_f64());
                     let (p50, p99, ttfe) = (
                         percentile(&totals, 0.5),
                         percentile(&totals, 0.99),
@@ -970,6 +1054,7 @@ async fn run(o: Options) -> i32 {
                         "concurrency": concurrency, "requests_per_s": rps,
                         "p50_ms": p50, "p99_ms": p99, "ttfe_p50_ms": ttfe,
                         "errors": run.errors, "peak_rss_mib": peak, "cpu_us_per_request": cpu_us,
+                        "catch_up_s": catch_up.as_secs_f64(),
                     }));
                 }
             }
