@@ -236,7 +236,16 @@ fn segments(key: &str) -> Vec<String> {
 /// `client_secret`, `AWS_SECRET_ACCESS_KEY`, `apiKey`, `_auth`, `SIGNING_KEY`, `SECRET_KEY_BASE`;
 /// not `max_tokens`, `token_type`, `nextToken`, `password_field`, `key`, `author`.
 pub fn is_credential_key(key: &str) -> bool {
-    if key.len() > 64 {
+    // What decides is the key's last word (one of these, or `auth` or `key` with the word before
+    // it), which is always part of the key in some case: a key holding none of them is not one,
+    // and most keys are answered here without splitting them into words.
+    static WORDS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(CREDENTIAL_WORDS.iter().chain(&["auth", "key"]))
+            .expect("the credential words build an automaton")
+    });
+    if key.len() > 64 || !WORDS.is_match(key) {
         return false;
     }
     let mut segs = segments(key);
