@@ -245,9 +245,11 @@ pub fn is_credential_key(key: &str) -> bool {
             .build(CREDENTIAL_WORDS.iter().chain(&["auth", "key"]))
             .expect("the credential words build an automaton")
     });
-    if key.len() > 64 || !WORDS.is_match(key) {
-        return false;
-    }
+    key.len() <= 64 && WORDS.is_match(key) && names_credential(key)
+}
+
+/// [`is_credential_key`]'s decision, on the key's words.
+fn names_credential(key: &str) -> bool {
     let mut segs = segments(key);
     // `password1`, `REDIS_PASSWORD_2`: numbered variants name the same thing.
     for seg in segs.iter_mut() {
@@ -1015,6 +1017,46 @@ fn strip_comment(rest: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The quick test on the key's letters never turns away a key its words would name a
+    /// credential: every word list, in every case and spelling, glued and separated.
+    #[test]
+    fn the_quick_test_turns_away_only_keys_the_words_would_too() {
+        let words: Vec<&str> = CREDENTIAL_WORDS
+            .iter()
+            .chain(KEY_QUALIFIERS)
+            .chain(QUALIFIERS)
+            .chain(VALUE_SUFFIXES)
+            .chain(VERBS)
+            .chain(NOT_CREDENTIAL)
+            .chain(&["key", "auth", "db", "redis", "user", "name", "id", "2"])
+            .copied()
+            .collect();
+        let spell = |w: &str, how: usize| match how {
+            0 => w.to_owned(),
+            1 => w.to_ascii_uppercase(),
+            _ => {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            }
+        };
+        let mut named = 0;
+        for (i, a) in words.iter().enumerate() {
+            for (j, b) in words.iter().enumerate() {
+                for sep in ["_", "-", ".", "", " "] {
+                    let how = (i + j) % 3;
+                    let key = format!("{}{sep}{}", spell(a, how), spell(b, how));
+                    if names_credential(&key) {
+                        named += 1;
+                        assert!(is_credential_key(&key), "{key} turned away");
+                    }
+                }
+            }
+        }
+        assert!(named > 1000, "{named}");
+    }
 
     #[test]
     fn credential_keys_are_named_case_and_separator_insensitively() {
