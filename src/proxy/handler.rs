@@ -141,7 +141,15 @@ impl Exchange {
             self.metrics.stream_closed();
         }
         let ms = self.started.elapsed().as_millis() as u64;
-        let mut record = self.record_so_far();
+        // The exchange is over: its body moves into the record (no copy once the request that
+        // carried it upstream is gone), and is not kept at all when nothing is recorded.
+        let body = std::mem::take(&mut self.request_body);
+        let body = if self.recorder.is_enabled() {
+            Vec::from(body)
+        } else {
+            Vec::new()
+        };
+        let mut record = self.record_so_far(body);
         record.duration_ms = ms;
         record.status = status;
         record.outcome = outcome.into();
@@ -192,8 +200,9 @@ impl Exchange {
         });
     }
 
-    /// The record as far as the request goes: everything but the response.
-    fn record_so_far(&self) -> Record {
+    /// The record as far as the request goes: everything but the response, with `body` as the
+    /// request body.
+    fn record_so_far(&self, body: Vec<u8>) -> Record {
         let mut record = Record::new(
             RecordKind::Exchange,
             &self.client.to_string(),
@@ -225,7 +234,7 @@ impl Exchange {
             record.region = location.regions();
             record.jurisdiction = location.jurisdictions();
         }
-        record.request_body = self.request_body.to_vec();
+        record.request_body = body;
         record.original_body = self.sealed_original.clone();
         record.outcome = "in-flight".into();
         record
@@ -584,7 +593,10 @@ impl HttpHandler for Handler {
             Ok(req) => {
                 // From here the request leaves: should the process die before the exchange
                 // ends, this is what the audit trail keeps of it.
-                exchange.pending = self.shared.recorder.open(exchange.record_so_far());
+                if self.shared.recorder.is_enabled() {
+                    let body = exchange.request_body.to_vec();
+                    exchange.pending = self.shared.recorder.open(exchange.record_so_far(body));
+                }
                 self.exchange = Some(exchange);
                 req.into()
             }
