@@ -358,8 +358,7 @@ impl Conversation {
     /// The body of request `n`.
     fn turn(&self, n: u64) -> Bytes {
         let number = format!("{n:>12} ");
-        let mut body =
-            Vec::with_capacity(self.head.len() + number.len() + self.new.len() + self.tail.len());
+        let mut body = Vec::with_capacity(self.len());
         body.extend_from_slice(&self.head);
         body.extend_from_slice(number.as_bytes());
         body.extend_from_slice(self.new.as_bytes());
@@ -367,8 +366,9 @@ impl Conversation {
         Bytes::from(body)
     }
 
+    /// Every request's length: its number takes 12 digits and a space.
     fn len(&self) -> usize {
-        self.turn(0).len()
+        self.head.len() + 13 + self.new.len() + self.tail.len()
     }
 }
 
@@ -798,7 +798,6 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
-/// CPU time `pid` has used so far (user and system), in seconds.
 /// Waits until process `pid` has been nearly idle for 100 ms (at most a minute); how long it
 /// was busy before that.
 async fn quiet(pid: u32) -> Duration {
@@ -816,6 +815,7 @@ async fn quiet(pid: u32) -> Duration {
     start.elapsed().saturating_sub(Duration::from_millis(100))
 }
 
+/// CPU time `pid` has used so far (user and system), in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
