@@ -67,6 +67,8 @@ pub struct Live {
     pub store_writable: bool,
     /// Requests waiting for an approver.
     pub approvals_pending: u64,
+    /// Bytes of resent request elements whose masking was used again rather than redone.
+    pub mask_recalled_bytes: u64,
 }
 
 type LiveFn = Box<dyn Fn() -> Live + Send + Sync>;
@@ -147,6 +149,11 @@ impl Collector for LiveCollector {
                 "tollgate_audit_records_dropped",
                 "Audit records lost past the queue's bounds",
                 live.records_dropped,
+            ),
+            (
+                "tollgate_mask_recalled_bytes",
+                "Bytes of resent conversation history whose masking was used again, not redone",
+                live.mask_recalled_bytes,
             ),
         ];
         for (name, help, value) in counters {
@@ -418,6 +425,7 @@ mod tests {
         m.observe(|| Live {
             in_flight: 3,
             store_writable: true,
+            mask_recalled_bytes: 4096,
             ..Live::default()
         });
         let text = m.encode();
@@ -430,6 +438,7 @@ mod tests {
             r#"tollgate_exchange_duration_seconds_count{provider="anthropic"} 1"#,
             "tollgate_in_flight 3",
             "tollgate_audit_store_writable 1",
+            "tollgate_mask_recalled_bytes_total 4096",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

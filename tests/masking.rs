@@ -651,3 +651,74 @@ async fn replicas_sharing_a_placeholder_key_give_a_value_the_same_placeholder_an
         "a replica with its own key differs"
     );
 }
+
+/// A conversation resent turn after turn, as agents send it: every turn's history leaves
+/// masked exactly as it left the turn before (its masking is used again, not redone, which the
+/// metrics show), nothing leaks, and the new message's answer is restored.
+#[tokio::test]
+async fn a_resent_history_leaves_masked_as_before_and_answers_are_restored() {
+    let upstream = Upstream::start().await;
+    let proxy = proxy_with_masking(&upstream).await;
+    let message = |i: usize| {
+        let code: String = (0..12)
+            .map(|l| format!("let step_{i}_{l} = load(\"cfg/{i}.toml\")?; // reads the settings\n"))
+            .collect();
+        json!({"role": if i % 2 == 0 { "user" } else { "assistant" },
+               "content": format!("{code}turn {i}: {}", prompt())})
+    };
+    let mut messages = Vec::new();
+    for turn in 0..5 {
+        messages.push(message(turn));
+        let res = post(
+            &proxy,
+            "https://api.openai.com/v1/chat/completions",
+            json!({"model": "gpt-4o", "messages": messages}),
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        let answer: Value = res.json().await.unwrap();
+        assert_eq!(
+            answer["choices"][0]["message"]["content"], messages[turn]["content"],
+            "turn {turn}'s answer is not restored"
+        );
+    }
+    assert_nothing_leaked(&upstream);
+    let sent: Vec<Value> = upstream
+        .received()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 5);
+    for (turn, pair) in sent.windows(2).enumerate() {
+        let (before, now) = (&pair[0]["messages"], &pair[1]["messages"]);
+        for i in 0..=turn {
+            assert_eq!(
+                now[i],
+                before[i],
+                "message {i} left differently in turn {}",
+                turn + 1
+            );
+        }
+    }
+    let metrics = admin_client()
+        .get(format!("{}/metrics", proxy.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let recalled: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tollgate_mask_recalled_bytes_total "))
+        .expect("the recalled bytes are counted")
+        .parse()
+        .unwrap();
+    // Turn 0 masked values the scope had not seen before, so turn 1 masks message 0 again
+    // (a value known now could be in it). Turns 2 to 4 find nothing new: every message they
+    // resend is recalled.
+    let resent: usize = (2..5)
+        .flat_map(|turn| (0..turn).map(|i| message(i).to_string().len()))
+        .sum();
+    assert_eq!(recalled, resent as f64);
+}

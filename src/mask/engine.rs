@@ -12,6 +12,10 @@
 //!   wherever it reappears), then the detectors, on the text and on a copy with its disguises
 //!   undone ([`super::normalize`]).
 //!
+//! An element of a top-level array that an earlier request already had, byte for byte (a
+//! conversation's history, resent every turn), is not walked again: what masking it did then is
+//! done again ([`super::recall`]).
+//!
 //! Every change is an [`Edit`] of the original bytes: a placeholder (or re-encoded base64) put
 //! in place of exactly the bytes that spelled the secret, at whatever level of escaping it sat.
 //! Placeholders and base64 need no escaping in JSON, so every other byte of the body stays as it
@@ -21,7 +25,9 @@ use super::assign::{self, Context};
 use super::detect::Rule;
 use super::normalize::normalize;
 use super::vault::{Known, Vault, is_placeholder_token};
-use super::{Attachment, AttachmentPolicy, Finding, MaskError, MaskPolicy, RequestFacts, json};
+use super::{
+    Attachment, AttachmentPolicy, Finding, MaskError, MaskPolicy, RequestFacts, json, recall,
+};
 use base64::Engine as _;
 use std::sync::Arc;
 
@@ -106,6 +112,58 @@ pub struct Scan<'a> {
     pub findings: Vec<Finding>,
     pub attachments: Vec<Attachment>,
     pub facts: RequestFacts,
+    /// While a body's resent elements are remembered: every placeholder asked for, and where
+    /// in the body each finding, attachment and placeholder came from.
+    log: Option<Log>,
+}
+
+/// What masking a body did, and where, for [`recall`](super::recall).
+#[derive(Default)]
+struct Log {
+    calls: Vec<recall::Call>,
+    /// Body offsets of the string that gave each finding, attachment and call.
+    findings_at: Vec<usize>,
+    attachments_at: Vec<usize>,
+    calls_at: Vec<usize>,
+}
+
+/// The resent elements of one body: those already known, and those walked.
+struct Resent<'r> {
+    recall: &'r recall::Recall,
+    scope: &'r str,
+    policy: u64,
+    known: u64,
+    /// The start of the element being walked.
+    current: &'r std::cell::Cell<usize>,
+    place: String,
+    found: Vec<(usize, Arc<recall::Entry>)>,
+    walked: Vec<(String, usize, usize)>,
+}
+
+impl json::Elements for Resent<'_> {
+    fn known(&mut self, path: &json::JsonPath<'_>, at: usize, rest: &str) -> Option<usize> {
+        self.place = path.to_string();
+        let place = recall::Place {
+            scope: self.scope,
+            policy: self.policy,
+            known: self.known,
+            place: &self.place,
+        };
+        if let Some(entry) = self.recall.find(&place, rest) {
+            let len = entry.len();
+            self.found.push((at, entry));
+            return Some(len);
+        }
+        self.current.set(at);
+        None
+    }
+
+    fn walked(&mut self, _: &json::JsonPath<'_>, start: usize, end: usize) {
+        if end - start >= recall::MIN_ELEMENT {
+            self.walked
+                .push((std::mem::take(&mut self.place), start, end));
+        }
+    }
 }
 
 /// Where a candidate span came from.
@@ -135,6 +193,40 @@ impl<'a> Scan<'a> {
             findings: Vec::new(),
             attachments: Vec::new(),
             facts: RequestFacts::default(),
+            log: None,
+        }
+    }
+
+    /// The placeholder for `value`, from the vault, noted when a body's elements are
+    /// remembered.
+    fn placeholder(
+        &mut self,
+        known: bool,
+        kind: &Arc<str>,
+        category: &Arc<str>,
+        value: &str,
+        restore: bool,
+    ) -> String {
+        if let Some(log) = &mut self.log {
+            log.calls.push(recall::Call {
+                known,
+                kind: kind.clone(),
+                category: category.clone(),
+                value: super::vault::Secret::new(value),
+                restore,
+            });
+        }
+        ask(
+            self.vault, self.scope, known, kind, category, value, restore,
+        )
+    }
+
+    /// Notes that what was found since the last note came from the string at `at`.
+    fn note(&mut self, at: usize) {
+        if let Some(log) = &mut self.log {
+            log.findings_at.resize(self.findings.len(), at);
+            log.attachments_at.resize(self.attachments.len(), at);
+            log.calls_at.resize(log.calls.len(), at);
         }
     }
 
@@ -151,67 +243,113 @@ impl<'a> Scan<'a> {
         // fields): values seen, and the objects whose name field names a credential.
         let mut pair_values: Vec<(String, usize, usize, String)> = Vec::new();
         let mut named: Vec<(String, String)> = Vec::new();
-        let walked = json::walk_values(doc, |s| -> Result<(), MaskError> {
-            let path = || format!("{prefix}{}", s.path);
-            if s.is_number {
-                // `"pin": 48213377`: a number under a credential key is one too.
-                if let Some(key) = s.key_through_arrays()
-                    && let Some(rule) = self.policy.detector.field_rule()
-                    && s.text.len() >= 6
-                    && s.text.bytes().all(|b| b.is_ascii_digit())
-                    && assign::is_credential_key(key)
-                {
-                    let mut e = self.replace(rule, s.text, 0, s.text.len(), &path)?;
-                    e.text = format!("\"{}\"", e.text);
-                    edits.push(Edit {
-                        start: s.raw_start,
-                        end: s.raw_start + s.raw.len(),
-                        text: e.text,
-                    });
-                }
-                return Ok(());
+        // A body's resent elements (`messages[0..n]`, `tools`): those masked before are not
+        // walked again, and those walked are remembered for the next turn.
+        let current = std::cell::Cell::new(usize::MAX);
+        let vault: &'a Vault = self.vault;
+        let mut resent = match vault.recall() {
+            Some(recall) if depth == 0 && prefix.is_empty() => {
+                self.log = Some(Log::default());
+                Some(Resent {
+                    recall,
+                    scope: self.scope,
+                    policy: self.policy.id,
+                    known: self.known.as_ref().map_or(0, |k| k.generation()),
+                    current: &current,
+                    place: String::new(),
+                    found: Vec::new(),
+                    walked: Vec::new(),
+                })
             }
-            if depth == 0 {
-                if !s.is_key {
-                    self.facts.notice(s.path, s.text);
-                } else if let [json::Segment::Key(k)] = s.path.0.as_slice() {
-                    self.facts.notice_key(k);
+            _ => None,
+        };
+        let remembering = resent.is_some();
+        // Each walked element's first message text: (element start, offset, text).
+        let mut firsts: Vec<(usize, usize, String)> = Vec::new();
+        let mut last_at = 0;
+        let elements = resent.as_mut().map(|r| r as &mut dyn json::Elements);
+        let walked = json::walk_values_with(
+            doc,
+            |s| -> Result<(), MaskError> {
+                if remembering {
+                    self.note(last_at);
+                    last_at = s.raw_start;
                 }
-            }
-            let local = if s.is_key {
-                self.text(s.text, &path, depth)?
-            } else {
-                if let Some(k) = s.key() {
-                    if PAIR_NAMES.contains(&k) || (k == "type" && s.text == "CONCEALED") {
-                        let name = s.text.rsplit(['/', '.', ':']).next().unwrap_or(s.text);
-                        if k == "type" || assign::is_credential_key(name) {
-                            named.push((parent(&s.path.to_string()), name.to_owned()));
+                let path = || format!("{prefix}{}", s.path);
+                if s.is_number {
+                    // `"pin": 48213377`: a number under a credential key is one too.
+                    if let Some(key) = s.key_through_arrays()
+                        && let Some(rule) = self.policy.detector.field_rule()
+                        && s.text.len() >= 6
+                        && s.text.bytes().all(|b| b.is_ascii_digit())
+                        && assign::is_credential_key(key)
+                    {
+                        let mut e = self.replace(rule, s.text, 0, s.text.len(), &path)?;
+                        e.text = format!("\"{}\"", e.text);
+                        edits.push(Edit {
+                            start: s.raw_start,
+                            end: s.raw_start + s.raw.len(),
+                            text: e.text,
+                        });
+                    }
+                    return Ok(());
+                }
+                if depth == 0 {
+                    if !s.is_key {
+                        self.facts.notice(s.path, s.text, s.raw_start);
+                        if remembering
+                            && firsts.last().is_none_or(|f| f.0 != current.get())
+                            && RequestFacts::holds_a_message(s.path)
+                        {
+                            firsts.push((current.get(), s.raw_start, s.text.to_owned()));
                         }
-                    } else if PAIR_VALUES.contains(&k) {
-                        let (start, end) = s.raw_span(0, s.text.len());
-                        pair_values.push((
-                            parent(&s.path.to_string()),
-                            start,
-                            end,
-                            s.text.to_owned(),
-                        ));
+                    } else if let [json::Segment::Key(k)] = s.path.0.as_slice() {
+                        self.facts.notice_key(k);
                     }
                 }
-                self.value(s.text, s.key_through_arrays(), &path, depth)?
-            };
-            for e in local {
-                let (start, end) = s.raw_span(e.start, e.end);
-                edits.push(Edit {
-                    start,
-                    end,
-                    text: escape_for_string(e.text),
-                });
-            }
-            Ok(())
-        });
+                let local = if s.is_key {
+                    self.text(s.text, &path, depth)?
+                } else {
+                    if let Some(k) = s.key() {
+                        if PAIR_NAMES.contains(&k) || (k == "type" && s.text == "CONCEALED") {
+                            let name = s.text.rsplit(['/', '.', ':']).next().unwrap_or(s.text);
+                            if k == "type" || assign::is_credential_key(name) {
+                                named.push((parent(&s.path.to_string()), name.to_owned()));
+                            }
+                        } else if PAIR_VALUES.contains(&k) {
+                            let (start, end) = s.raw_span(0, s.text.len());
+                            pair_values.push((
+                                parent(&s.path.to_string()),
+                                start,
+                                end,
+                                s.text.to_owned(),
+                            ));
+                        }
+                    }
+                    self.value(s.text, s.key_through_arrays(), &path, depth)?
+                };
+                for e in local {
+                    let (start, end) = s.raw_span(e.start, e.end);
+                    edits.push(Edit {
+                        start,
+                        end,
+                        text: escape_for_string(e.text),
+                    });
+                }
+                Ok(())
+            },
+            elements,
+        );
         match walked {
-            Err(e) => return Ok(Err(e)),
-            Ok(Err(e)) => return Err(e),
+            Err(e) => {
+                self.log = None;
+                return Ok(Err(e));
+            }
+            Ok(Err(e)) => {
+                self.log = None;
+                return Err(e);
+            }
+            Ok(Ok(())) if remembering => self.note(last_at),
             Ok(Ok(())) => {}
         }
         if let Some(rule) = self.policy.detector.field_rule() {
@@ -225,16 +363,89 @@ impl<'a> Scan<'a> {
                     continue;
                 }
                 let path = || format!("{prefix}{object}.value");
-                let e = self.replace(rule, &value, 0, value.len(), &path)?;
+                let e = self.replace(rule, &value, 0, value.len(), &path);
+                if remembering {
+                    self.note(start);
+                }
                 edits.push(Edit {
                     start,
                     end,
-                    text: e.text,
+                    text: e.inspect_err(|_| self.log = None)?.text,
                 });
             }
             edits.sort_by_key(|e| e.start);
         }
+        if let Some(resent) = resent {
+            self.settle(doc, resent, &firsts, &mut edits);
+            edits.sort_by_key(|e| e.start);
+        }
         Ok(Ok(edits))
+    }
+
+    /// Remembers what masking each walked element did, and does what the known ones did when
+    /// they were walked: their edits, findings, attachments, placeholders and first message.
+    fn settle(
+        &mut self,
+        doc: &str,
+        resent: Resent<'_>,
+        firsts: &[(usize, usize, String)],
+        edits: &mut Vec<Edit>,
+    ) {
+        let log = self.log.take().unwrap_or_default();
+        let policy = resent.policy;
+        for (place, start, end) in resent.walked {
+            let within = |at: &&usize| (start..end).contains(*at);
+            let at = recall::Place {
+                scope: self.scope,
+                policy,
+                known: resent.known,
+                place: &place,
+            };
+            let of = |e: &Edit| Edit {
+                start: e.start - start,
+                end: e.end - start,
+                text: e.text.clone(),
+            };
+            resent.recall.remember(
+                &at,
+                &doc[start..end],
+                edits
+                    .iter()
+                    .filter(|e| e.start >= start && e.end <= end)
+                    .map(of)
+                    .collect(),
+                pick(&self.findings, &log.findings_at, within),
+                pick(&self.attachments, &log.attachments_at, within),
+                pick(&log.calls, &log.calls_at, within),
+                firsts
+                    .iter()
+                    .find(|f| f.0 == start && (start..end).contains(&f.1))
+                    .map(|f| (f.1 - start, f.2.clone())),
+            );
+        }
+        for (start, entry) in resent.found {
+            edits.extend(entry.edits.iter().map(|e| Edit {
+                start: start + e.start,
+                end: start + e.end,
+                text: e.text.clone(),
+            }));
+            self.findings.extend(entry.findings.iter().cloned());
+            self.attachments.extend(entry.attachments.iter().cloned());
+            for c in &entry.calls {
+                let _ = ask(
+                    self.vault,
+                    self.scope,
+                    c.known,
+                    &c.kind,
+                    &c.category,
+                    c.value.expose(),
+                    c.restore,
+                );
+            }
+            if let Some((offset, text)) = &entry.first_message {
+                self.facts.notice_message(text, start + offset);
+            }
+        }
     }
 
     /// One JSON string value (or a decoded payload): nested JSON, attachment, text, and the
@@ -430,8 +641,8 @@ impl<'a> Scan<'a> {
                         {
                             let r = detector.rule(rule);
                             if !r.is_literal_list() && r.action == super::detect::RuleAction::Mask {
-                                self.vault.placeholder_known(
-                                    self.scope,
+                                self.placeholder(
+                                    true,
                                     &r.id,
                                     &r.category,
                                     &n.text[s..e],
@@ -463,8 +674,8 @@ impl<'a> Scan<'a> {
                     Edit {
                         start: c.start,
                         end: c.end,
-                        text: self.vault.placeholder_known(
-                            self.scope,
+                        text: self.placeholder(
+                            true,
                             &known.kind,
                             &known.category,
                             known.value.expose(),
@@ -518,15 +729,14 @@ impl<'a> Scan<'a> {
             && (!super::rules::is_generic(&rule.id)
                 || assign::looks_random(value)
                 || (value.len() >= 12 && value.bytes().any(|b| !b.is_ascii_alphanumeric())));
-        let text = if !remember {
-            // Custom literals are matched as their list says (word or substring), not out of
-            // context.
-            self.vault
-                .placeholder(self.scope, &rule.id, value, rule.restore)
+        // Custom literals are matched as their list says (word or substring), not out of
+        // context.
+        let (kind, category) = if remember {
+            (&rule.id, &rule.category)
         } else {
-            self.vault
-                .placeholder_known(self.scope, &rule.id, &rule.category, value, rule.restore)
+            (&rule.id, &rule.id)
         };
+        let text = self.placeholder(remember, kind, category, value, rule.restore);
         Ok(Edit { start, end, text })
     }
 
@@ -653,6 +863,33 @@ static B64: [bool; 256] = {
     }
     t
 };
+
+/// The items whose body offset `within` accepts.
+fn pick<T: Clone>(items: &[T], at: &[usize], within: impl Fn(&&usize) -> bool) -> Vec<T> {
+    items
+        .iter()
+        .zip(at)
+        .filter(|(_, at)| within(at))
+        .map(|(item, _)| item.clone())
+        .collect()
+}
+
+/// The vault's placeholder for `value`: one also found out of context when `known`.
+fn ask(
+    vault: &Vault,
+    scope: &str,
+    known: bool,
+    kind: &str,
+    category: &str,
+    value: &str,
+    restore: bool,
+) -> String {
+    if known {
+        vault.placeholder_known(scope, kind, category, value, restore)
+    } else {
+        vault.placeholder(scope, kind, value, restore)
+    }
+}
 
 fn is_b64(b: u8) -> bool {
     B64[b as usize]

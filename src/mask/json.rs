@@ -147,21 +147,43 @@ pub fn rewrite_strings<E>(
     input: &str,
     f: impl FnMut(StringRef<'_>) -> Result<Option<String>, E>,
 ) -> Result<Result<Option<String>, E>, JsonError> {
-    rewrite(input, f, false)
+    rewrite(input, f, false, None)
 }
 
 /// Walks `input`, calling `f` for every string and every number, changing nothing.
 pub fn walk_values<E>(
     input: &str,
-    mut f: impl FnMut(StringRef<'_>) -> Result<(), E>,
+    f: impl FnMut(StringRef<'_>) -> Result<(), E>,
 ) -> Result<Result<(), E>, JsonError> {
-    rewrite(input, |s| f(s).map(|()| None), true).map(|r| r.map(|_| ()))
+    walk_values_with(input, f, None)
+}
+
+/// The elements of a top-level member's array (`messages[3]`, `tools[0]`): an agent resends
+/// them unchanged turn after turn, so the walk may be told that one is already known.
+pub trait Elements {
+    /// At the start of the object `path` names, at byte `at`, with `rest` the document from
+    /// there on: the length of its start that is already known, which is then not walked.
+    /// Only an object is asked about: it ends at its closing brace, so a known one is known
+    /// whole.
+    fn known(&mut self, path: &JsonPath<'_>, at: usize, rest: &str) -> Option<usize>;
+    /// The object `path` names, walked: it spans `start..end`.
+    fn walked(&mut self, path: &JsonPath<'_>, start: usize, end: usize);
+}
+
+/// As [`walk_values`], telling `elements` about each object in a top-level member's array.
+pub fn walk_values_with<E>(
+    input: &str,
+    mut f: impl FnMut(StringRef<'_>) -> Result<(), E>,
+    elements: Option<&mut dyn Elements>,
+) -> Result<Result<(), E>, JsonError> {
+    rewrite(input, |s| f(s).map(|()| None), true, elements).map(|r| r.map(|_| ()))
 }
 
 fn rewrite<E>(
     input: &str,
     mut f: impl FnMut(StringRef<'_>) -> Result<Option<String>, E>,
     numbers: bool,
+    elements: Option<&mut dyn Elements>,
 ) -> Result<Result<Option<String>, E>, JsonError> {
     let mut walker = Walker {
         s: input.as_bytes(),
@@ -170,6 +192,7 @@ fn rewrite<E>(
         path: JsonPath::default(),
         edits: Vec::new(),
         numbers,
+        elements,
     };
     walker.ws();
     match walker.value(&mut f, 0) {
@@ -208,7 +231,7 @@ pub fn is_valid(input: &str) -> bool {
     rewrite_strings::<()>(input, |_| Ok(None)).is_ok()
 }
 
-struct Walker<'a> {
+struct Walker<'a, 'e> {
     s: &'a [u8],
     src: &'a str,
     pos: usize,
@@ -217,11 +240,12 @@ struct Walker<'a> {
     edits: Vec<(usize, usize, String)>,
     /// Whether numbers are handed to the callback too.
     numbers: bool,
+    elements: Option<&'e mut dyn Elements>,
 }
 
 type Step<E> = Result<Result<(), E>, JsonError>;
 
-impl<'a> Walker<'a> {
+impl<'a, 'e> Walker<'a, 'e> {
     fn err(&self, what: &'static str) -> JsonError {
         JsonError { at: self.pos, what }
     }
@@ -319,7 +343,7 @@ impl<'a> Walker<'a> {
         let mut index = 0;
         loop {
             self.path.0.push(Segment::Index(index));
-            let r = self.value(f, depth + 1)?;
+            let r = self.element(f, depth + 1)?;
             self.path.0.pop();
             if let Err(e) = r {
                 return Ok(Err(e));
@@ -338,6 +362,35 @@ impl<'a> Walker<'a> {
                 _ => return Err(self.err("expected `,` or `]`")),
             }
         }
+    }
+
+    /// An array's element: a value, unless it is an object in a top-level member's array that
+    /// [`Elements`] already knows.
+    fn element<E>(
+        &mut self,
+        f: &mut impl FnMut(StringRef<'_>) -> Result<Option<String>, E>,
+        depth: usize,
+    ) -> Step<E> {
+        let top_level = matches!(self.path.0.as_slice(), [Segment::Key(_), Segment::Index(_)]);
+        if !top_level || self.s.get(self.pos) != Some(&b'{') {
+            return self.value(f, depth);
+        }
+        let Some(elements) = self.elements.as_deref_mut() else {
+            return self.value(f, depth);
+        };
+        let start = self.pos;
+        if let Some(known) = elements.known(&self.path, start, &self.src[start..])
+            && known > 0
+            && start + known <= self.s.len()
+        {
+            self.pos += known;
+            return Ok(Ok(()));
+        }
+        let r = self.value(f, depth)?;
+        if let Some(elements) = self.elements.as_deref_mut() {
+            elements.walked(&self.path, start, self.pos);
+        }
+        Ok(r)
     }
 
     /// Moves past a string literal starting at `pos`; returns the end (after the closing quote)
@@ -694,5 +747,69 @@ mod tests {
         })
         .unwrap();
         assert_eq!(r, Err("stopped"));
+    }
+
+    /// Knows every object whose path ends in an even index; records what it is asked and told.
+    struct EveryOther {
+        asked: Vec<(String, usize)>,
+        walked: Vec<(String, usize, usize)>,
+    }
+
+    impl Elements for EveryOther {
+        fn known(&mut self, path: &JsonPath<'_>, at: usize, rest: &str) -> Option<usize> {
+            self.asked.push((path.to_string(), at));
+            match path.0.last() {
+                Some(Segment::Index(i)) if i % 2 == 0 => rest.find('}').map(|end| end + 1),
+                _ => None,
+            }
+        }
+
+        fn walked(&mut self, path: &JsonPath<'_>, start: usize, end: usize) {
+            self.walked.push((path.to_string(), start, end));
+        }
+    }
+
+    #[test]
+    fn known_elements_of_top_level_arrays_are_not_walked() {
+        let doc = r#"{"m":[{"a":"0"},{"a":"1"},"two",{"a":"3"},{"a":"4"}],"n":{"x":[{"a":"deep"}]},"t":[{"a":"t0"}]}"#;
+        let mut elements = EveryOther {
+            asked: Vec::new(),
+            walked: Vec::new(),
+        };
+        let mut seen = Vec::new();
+        walk_values_with(
+            doc,
+            |s| -> Result<(), ()> {
+                if !s.is_key {
+                    seen.push(s.text.to_owned());
+                }
+                Ok(())
+            },
+            Some(&mut elements),
+        )
+        .unwrap()
+        .unwrap();
+        // Only objects directly in a top-level member's array are asked about.
+        let asked: Vec<&str> = elements.asked.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(asked, ["m[0]", "m[1]", "m[3]", "m[4]", "t[0]"]);
+        assert_eq!(seen, ["1", "two", "3", "deep"]);
+        let walked: Vec<&str> = elements
+            .walked
+            .iter()
+            .map(|&(_, start, end)| &doc[start..end])
+            .collect();
+        assert_eq!(walked, [r#"{"a":"1"}"#, r#"{"a":"3"}"#]);
+        // What follows a known element is still read strictly.
+        let broken = r#"{"m":[{"a":"0"} x]}"#;
+        let mut elements = EveryOther {
+            asked: Vec::new(),
+            walked: Vec::new(),
+        };
+        let r = walk_values_with(
+            broken,
+            |_| -> Result<(), ()> { Ok(()) },
+            Some(&mut elements),
+        );
+        assert!(r.is_err());
     }
 }

@@ -16,6 +16,7 @@ pub(crate) mod detect;
 pub(crate) mod engine;
 pub mod json;
 pub(crate) mod normalize;
+pub(crate) mod recall;
 pub mod restore;
 pub(crate) mod rules;
 pub mod stream_decode;
@@ -98,7 +99,13 @@ pub struct MaskPolicy {
     pub vault_ttl: Duration,
     /// What happens to attachments that are not text (images, PDFs), which cannot be inspected.
     pub attachments: AttachmentPolicy,
+    /// Different for every policy compiled: a resent element's masking is used again only
+    /// under the policy that made it ([`recall`]).
+    id: u64,
 }
+
+/// Numbers compiled policies.
+static POLICIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// `attachments:` in masking.yaml.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -261,6 +268,7 @@ impl MaskPolicy {
             max_body: file.limits.max_body_bytes,
             vault_ttl: file.vault_ttl,
             attachments: file.attachments,
+            id: POLICIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 }
@@ -392,6 +400,8 @@ pub struct RequestFacts {
     keys: HashSet<String>,
     /// The first top-level key named twice: parsers disagree on which one counts.
     pub duplicate_key: Option<String>,
+    /// Where `first_message` starts in the body.
+    first_message_at: usize,
 }
 
 impl RequestFacts {
@@ -401,20 +411,35 @@ impl RequestFacts {
         }
     }
 
-    fn notice(&mut self, path: &json::JsonPath<'_>, text: &str) {
+    /// A top-level string `text` at `path`, starting at byte `at` of the body.
+    fn notice(&mut self, path: &json::JsonPath<'_>, text: &str, at: usize) {
         use json::Segment::Key;
-        let segs = &path.0;
-        if let [Key(k)] = segs.as_slice() {
+        if let [Key(k)] = path.0.as_slice() {
             if k == "model" {
                 self.model = Some(text.to_owned());
             }
             self.fields.push((k.to_string(), text.to_owned()));
         }
-        if self.first_message.is_none()
-            && matches!(segs.first(), Some(Key(k)) if k == "messages" || k == "contents" || k == "input")
-            && matches!(segs.last(), Some(Key(k)) if k == "content" || k == "text" || k == "input")
-        {
+        if self.first_message.is_none() && Self::holds_a_message(path) {
             self.first_message = Some(text.to_owned());
+            self.first_message_at = at;
+        }
+    }
+
+    /// Whether a string at `path` is a message's text (`messages[0].content[0].text`).
+    fn holds_a_message(path: &json::JsonPath<'_>) -> bool {
+        use json::Segment::Key;
+        let segs = &path.0;
+        matches!(segs.first(), Some(Key(k)) if k == "messages" || k == "contents" || k == "input")
+            && matches!(segs.last(), Some(Key(k)) if k == "content" || k == "text" || k == "input")
+    }
+
+    /// A message's text at byte `at` of the body, found without walking it: the first message
+    /// if nothing before it was one.
+    fn notice_message(&mut self, text: &str, at: usize) {
+        if self.first_message.is_none() || at < self.first_message_at {
+            self.first_message = Some(text.to_owned());
+            self.first_message_at = at;
         }
     }
 }
@@ -538,5 +563,7 @@ pub fn embedded_policy() -> Source {
     Source::embedded_masking()
 }
 
+#[cfg(test)]
+mod recall_tests;
 #[cfg(test)]
 mod tests;

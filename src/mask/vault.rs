@@ -30,6 +30,10 @@ const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 pub struct Secret(Arc<str>);
 
 impl Secret {
+    pub fn new(value: &str) -> Self {
+        Self(value.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -82,7 +86,17 @@ pub struct Vault {
     entries: Cache<(Arc<str>, Arc<str>), Entry>,
     /// Per scope: the values masked so far, to find again wherever they reappear.
     scopes: Cache<Arc<str>, Arc<Mutex<ScopeIndex>>>,
+    /// Resent elements' masking, used again ([`super::recall`]); `None` masks every element
+    /// of every request afresh.
+    recall: Option<super::recall::Recall>,
 }
+
+/// The bytes of resent elements remembered, at most, beside the vault.
+const RECALL_BYTES: u64 = 16 << 20;
+
+/// Numbers every known set ever built, so that a remembered element's masking is used again
+/// only under the set it was made with.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// One value the vault holds, as the known-value matcher needs it.
 #[derive(Debug, Clone)]
@@ -129,7 +143,8 @@ impl ScopeIndex {
             let newest = self.values.iter().skip(skip).cloned().collect();
             tiers.extend(Tier::build(newest).map(Arc::new));
         }
-        self.built = Some(Arc::new(Known { tiers }));
+        let generation = GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.built = Some(Arc::new(Known { tiers, generation }));
         self.built.clone()
     }
 }
@@ -139,6 +154,7 @@ impl ScopeIndex {
 /// after a round trip through the client), and gets its same placeholder.
 pub struct Known {
     tiers: Vec<Arc<Tier>>,
+    generation: u64,
 }
 
 /// Values in one automaton.
@@ -150,6 +166,11 @@ struct Tier {
 }
 
 impl Known {
+    /// This set's number: no other set, built before or after, has the same (0 is no set).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Every occurrence of a known value in `text` that is not glued to more letters or digits:
     /// (start, end, value), leftmost-longest and not overlapping.
     pub fn find<'k>(&'k self, text: &str) -> Vec<(usize, usize, &'k KnownValue)> {
@@ -281,7 +302,19 @@ impl Vault {
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .time_to_idle(ttl)
                 .build(),
+            recall: Some(super::recall::Recall::new(ttl, RECALL_BYTES)),
         }
+    }
+
+    /// This vault, masking every element of every request afresh.
+    pub fn without_recall(mut self) -> Self {
+        self.recall = None;
+        self
+    }
+
+    /// Resent elements' masking, if it is used again.
+    pub fn recall(&self) -> Option<&super::recall::Recall> {
+        self.recall.as_ref()
     }
 
     /// The placeholder for `value` of `kind` (a rule id or category) in `scope`, remembered so it

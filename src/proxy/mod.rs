@@ -288,6 +288,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
         let recorder = shared.recorder.clone();
         let inflight = inflight.clone();
         let approvals = shared.approvals.clone();
+        let vault = shared.vault.clone();
         metrics.observe(move || {
             let stats = recorder.stats();
             crate::metrics::Live {
@@ -297,6 +298,7 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
                 records_dropped: stats.dropped,
                 store_writable: stats.writable,
                 approvals_pending: approvals.pending_count() as u64,
+                mask_recalled_bytes: vault.recall().map_or(0, |r| r.recalled_bytes()),
             }
         });
     }

@@ -1,0 +1,195 @@
+//! What an agent sends again: every turn of a conversation resends its history (`messages[0..n]`,
+//! the `tools` and `system` blocks) byte for byte, and only the end is new. Masking a resent
+//! element again would give the same result, so the result is remembered and used again.
+//!
+//! An element's result depends on its bytes, the masking policy, and the values its scope had
+//! masked before (the [`Known`](super::vault::Known) set, which finds a value again out of its
+//! context). An entry is therefore used only for the same bytes (compared whole), at the same
+//! place in the body (its findings name that path), in the same scope, under the same compiled
+//! policy, and with the same known set: when a later turn masks a new value, the next request
+//! masks its whole history again, so an earlier message that held that value bare is masked
+//! this time too.
+//!
+//! An entry keeps all the element's masking did: its edits, its findings (so approvals and
+//! records see them on every turn), the attachments it noted, and the placeholders it asked
+//! the vault for, which are asked for again so that they stay restorable for as long as the
+//! conversation goes on. Entries live in memory only, next to the vault, within a byte budget.
+
+use super::engine::Edit;
+use super::{Attachment, Finding};
+use moka::sync::Cache;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Bytes of an element's start that choose its slot; the whole element is compared after.
+const SLOT_PREFIX: usize = 256;
+/// Different elements that share a slot (the same start, the same place) kept at once.
+const PER_SLOT: usize = 4;
+/// What an entry costs beyond its bytes (bookkeeping), for the budget.
+const ENTRY_OVERHEAD: usize = 256;
+/// Elements smaller than this are masked again: looking them up costs about as much.
+pub const MIN_ELEMENT: usize = 512;
+
+/// A placeholder an element's masking asked the vault for.
+#[derive(Clone)]
+pub struct Call {
+    /// Whether the value is also to be found out of context ([`super::vault::Vault::placeholder_known`]).
+    pub known: bool,
+    pub kind: Arc<str>,
+    pub category: Arc<str>,
+    pub value: super::vault::Secret,
+    pub restore: bool,
+}
+
+/// One element's masking, for use again.
+pub struct Entry {
+    scope: Arc<str>,
+    policy: u64,
+    known: u64,
+    /// `messages[3]`: where it sat.
+    place: Box<str>,
+    /// The element's bytes.
+    raw: Box<str>,
+    /// Relative to the element's start.
+    pub edits: Vec<Edit>,
+    pub findings: Vec<Finding>,
+    pub attachments: Vec<Attachment>,
+    pub calls: Vec<Call>,
+    /// The conversation's first message, if this element held it (offset, text).
+    pub first_message: Option<(usize, String)>,
+}
+
+impl Entry {
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    fn weight(&self) -> usize {
+        self.raw.len()
+            + self.place.len()
+            + self.edits.iter().map(|e| e.text.len() + 32).sum::<usize>()
+            + self
+                .findings
+                .iter()
+                .map(|f| f.path.len() + 64)
+                .sum::<usize>()
+            + self
+                .calls
+                .iter()
+                .map(|c| c.value.expose().len() + 48)
+                .sum::<usize>()
+            + self.first_message.as_ref().map_or(0, |(_, m)| m.len())
+            + ENTRY_OVERHEAD
+    }
+}
+
+/// What an entry is looked up by and must match.
+pub struct Place<'a> {
+    pub scope: &'a str,
+    pub policy: u64,
+    pub known: u64,
+    /// `messages[3]`.
+    pub place: &'a str,
+}
+
+/// The remembered elements of every scope.
+pub struct Recall {
+    slots: Cache<u64, Arc<[Arc<Entry>]>>,
+    hasher: foldhash::fast::RandomState,
+    /// Bytes of elements found known, and not walked again.
+    recalled: AtomicU64,
+}
+
+impl Recall {
+    pub fn new(ttl: Duration, budget_bytes: u64) -> Self {
+        Self {
+            slots: Cache::builder()
+                .weigher(|_: &u64, entries: &Arc<[Arc<Entry>]>| {
+                    let bytes: usize = entries.iter().map(|e| e.weight()).sum();
+                    u32::try_from(bytes).unwrap_or(u32::MAX)
+                })
+                .max_capacity(budget_bytes)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .time_to_idle(ttl)
+                .build(),
+            hasher: foldhash::fast::RandomState::default(),
+            recalled: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes of elements found known so far, and so not masked again.
+    pub fn recalled_bytes(&self) -> u64 {
+        self.recalled.load(Ordering::Relaxed)
+    }
+
+    fn slot(&self, at: &Place<'_>, element: &str) -> u64 {
+        let mut end = element.len().min(SLOT_PREFIX);
+        while !element.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.hasher
+            .hash_one((at.scope, at.policy, at.place, &element[..end]))
+    }
+
+    /// The entry for the element `rest` starts with, if one was made at the same place under
+    /// the same policy and known set.
+    pub fn find(&self, at: &Place<'_>, rest: &str) -> Option<Arc<Entry>> {
+        if rest.len() < MIN_ELEMENT {
+            return None;
+        }
+        let entries = self.slots.get(&self.slot(at, rest))?;
+        let entry = entries.iter().find(|e| {
+            e.policy == at.policy
+                && e.known == at.known
+                && *e.scope == *at.scope
+                && *e.place == *at.place
+                && rest.as_bytes().starts_with(e.raw.as_bytes())
+        })?;
+        self.recalled
+            .fetch_add(entry.raw.len() as u64, Ordering::Relaxed);
+        Some(entry.clone())
+    }
+
+    /// Remembers the masking of `element` at `at`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn remember(
+        &self,
+        at: &Place<'_>,
+        element: &str,
+        edits: Vec<Edit>,
+        findings: Vec<Finding>,
+        attachments: Vec<Attachment>,
+        calls: Vec<Call>,
+        first_message: Option<(usize, String)>,
+    ) {
+        if element.len() < MIN_ELEMENT {
+            return;
+        }
+        let entry = Arc::new(Entry {
+            scope: at.scope.into(),
+            policy: at.policy,
+            known: at.known,
+            place: at.place.into(),
+            raw: element.into(),
+            edits,
+            findings,
+            attachments,
+            calls,
+            first_message,
+        });
+        let slot = self.slot(at, element);
+        // The newest first; the same bytes under an older known set give way.
+        let mut entries = vec![entry.clone()];
+        if let Some(old) = self.slots.get(&slot) {
+            entries.extend(
+                old.iter()
+                    .filter(|e| e.raw != entry.raw || e.place != entry.place)
+                    .take(PER_SLOT - 1)
+                    .cloned(),
+            );
+        }
+        self.slots.insert(slot, entries.into());
+    }
+}
