@@ -319,9 +319,13 @@ struct Conversation {
     /// The body up to the new tool result's text, and after it.
     head: Bytes,
     tail: Bytes,
-    /// The new result's text, escaped for a JSON string; each request numbers it.
-    new: String,
+    /// New results' texts (different code each), escaped for a JSON string; requests take
+    /// them in turn and number them.
+    new: Vec<String>,
 }
+
+/// Different new tool results the requests take in turn.
+const NEW_RESULTS: usize = 16;
 
 impl Conversation {
     fn new(size: usize) -> Self {
@@ -347,28 +351,35 @@ impl Conversation {
         });
         let text = serde_json::to_string(&body).unwrap();
         let (head, tail) = text.split_once(MARK).expect("the mark is in the body");
-        let new = serde_json::to_string(&code(want, want / 8)).unwrap();
+        let new = (0..NEW_RESULTS)
+            .map(|k| {
+                let new = serde_json::to_string(&code(want + k * (want / 8), want / 8)).unwrap();
+                new[1..new.len() - 1].to_owned()
+            })
+            .collect();
         Self {
             head: Bytes::copy_from_slice(head.as_bytes()),
             tail: Bytes::copy_from_slice(tail.as_bytes()),
-            new: new[1..new.len() - 1].to_owned(),
+            new,
         }
     }
 
-    /// The body of request `n`.
-    fn turn(&self, n: u64) -> Bytes {
-        let number = format!("{n:>12} ");
-        let mut body = Vec::with_capacity(self.len());
-        body.extend_from_slice(&self.head);
-        body.extend_from_slice(number.as_bytes());
-        body.extend_from_slice(self.new.as_bytes());
-        body.extend_from_slice(&self.tail);
-        Bytes::from(body)
+    /// A request's length (they differ by a few bytes, as their new results do): the first's.
+    fn len(&self) -> usize {
+        self.head.len() + 13 + self.new[0].len() + self.tail.len()
     }
 
-    /// Every request's length: its number takes 12 digits and a space.
-    fn len(&self) -> usize {
-        self.head.len() + 13 + self.new.len() + self.tail.len()
+    /// The body of request `n`: its number takes 12 digits and a space.
+    fn turn(&self, n: u64) -> Bytes {
+        let number = format!("{n:>12} ");
+        let new = &self.new[n as usize % NEW_RESULTS];
+        let mut body =
+            Vec::with_capacity(self.head.len() + number.len() + new.len() + self.tail.len());
+        body.extend_from_slice(&self.head);
+        body.extend_from_slice(number.as_bytes());
+        body.extend_from_slice(new.as_bytes());
+        body.extend_from_slice(&self.tail);
+        Bytes::from(body)
     }
 }
 

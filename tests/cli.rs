@@ -817,6 +817,8 @@ fn rows_written_before_hash_versions_and_checkpoints_still_verify() {
     conn.execute_batch(&format!(
         "UPDATE chain_head SET hash = x'{}';
          DROP INDEX records_scope_id; DROP INDEX records_outcome_id; DROP INDEX records_decision_id;
+         ALTER TABLE records DROP COLUMN request_base; ALTER TABLE records DROP COLUMN request_prefix;
+         ALTER TABLE records DROP COLUMN request_suffix;
          ALTER TABLE records DROP COLUMN bodies_codec; ALTER TABLE pending DROP COLUMN bodies_codec;
          ALTER TABLE records DROP COLUMN approval; ALTER TABLE records DROP COLUMN hash_version;
          DROP TABLE checkpoints; PRAGMA user_version = 3;",

@@ -153,6 +153,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX records_outcome_id ON records (outcome, id);
     CREATE INDEX records_decision_id ON records (json_extract(approval, '$.decision'), id);
 "#,
+    r#"
+    -- A request body stored as what it adds to an earlier one of its session (see `Bases`):
+    -- the first `request_prefix` and last `request_suffix` bytes of row `request_base`'s
+    -- request, with `request_body` between them. Digests cover the body whole.
+    ALTER TABLE records ADD COLUMN request_base INTEGER;
+    ALTER TABLE records ADD COLUMN request_prefix INTEGER;
+    ALTER TABLE records ADD COLUMN request_suffix INTEGER;
+"#,
 ];
 
 /// How a row's bodies are stored: bits of its `bodies_codec` column. A body is compressed when
@@ -203,6 +211,142 @@ impl Packer {
             | if resp_zstd { Codec::RESPONSE_ZSTD } else { 0 };
         (request, response, codec)
     }
+}
+
+/// A request stored as a delta: what it shares with its base row's request.
+struct Delta {
+    prefix: i64,
+    suffix: i64,
+    /// The base row's request body, `None` if that row is gone.
+    base: Option<Vec<u8>>,
+}
+
+/// A request body as it was sent, from what is stored of it. A delta whose base is missing or
+/// too short is returned as stored, so that `audit verify` reports it as not matching its
+/// digest.
+fn assemble(stored: Vec<u8>, delta: Option<Delta>) -> Vec<u8> {
+    let Some(Delta {
+        prefix,
+        suffix,
+        base: Some(base),
+    }) = delta
+    else {
+        return stored;
+    };
+    let (Ok(prefix), Ok(suffix)) = (usize::try_from(prefix), usize::try_from(suffix)) else {
+        return stored;
+    };
+    if prefix
+        .checked_add(suffix)
+        .is_none_or(|shared| shared > base.len())
+    {
+        return stored;
+    }
+    let mut body = Vec::with_capacity(prefix + stored.len() + suffix);
+    body.extend_from_slice(&base[..prefix]);
+    body.extend_from_slice(&stored);
+    body.extend_from_slice(&base[base.len() - suffix..]);
+    body
+}
+
+/// The request bodies later turns of a session are stored against: each session's last
+/// request stored whole. Agents resend a conversation's history every turn, so a turn mostly
+/// repeats the one before; it is stored as the bytes it shares with its session's base at the
+/// start and at the end, and what is between them. A turn that shares less than three quarters
+/// of itself is stored whole and becomes the base.
+pub(super) struct Bases {
+    by_session: std::collections::HashMap<String, (i64, Box<[u8]>)>,
+    /// Sessions in the order their bases were set, to forget the oldest past the budget.
+    order: std::collections::VecDeque<(String, i64)>,
+    bytes: usize,
+}
+
+impl Bases {
+    /// Requests shorter than this are stored whole.
+    const MIN: usize = 4096;
+    /// Bytes of bases held in memory, at most.
+    const BUDGET: usize = 16 << 20;
+
+    pub(super) fn new() -> Self {
+        Self {
+            by_session: Default::default(),
+            order: Default::default(),
+            bytes: 0,
+        }
+    }
+
+    /// The base `body` can be stored against and what they share (base id, prefix, suffix).
+    fn delta(&self, session: &str, body: &[u8]) -> Option<(i64, usize, usize)> {
+        if body.len() < Self::MIN {
+            return None;
+        }
+        let (id, base) = self.by_session.get(session)?;
+        let prefix = common_prefix(base, body);
+        let suffix = common_suffix(&base[prefix..], &body[prefix..]);
+        let between = body.len() - prefix - suffix;
+        (between * 4 <= body.len()).then_some((*id, prefix, suffix))
+    }
+
+    fn set(&mut self, session: &str, id: i64, body: &[u8]) {
+        if body.len() < Self::MIN || body.len() > Self::BUDGET / 4 {
+            return;
+        }
+        if let Some((_, old)) = self
+            .by_session
+            .insert(session.to_owned(), (id, Box::from(body)))
+        {
+            self.bytes -= old.len();
+        }
+        self.bytes += body.len();
+        self.order.push_back((session.to_owned(), id));
+        while self.bytes > Self::BUDGET
+            && let Some((session, id)) = self.order.pop_front()
+        {
+            if self.by_session.get(&session).is_some_and(|(i, _)| *i == id)
+                && let Some((_, old)) = self.by_session.remove(&session)
+            {
+                self.bytes -= old.len();
+            }
+        }
+        // Entries left behind by sessions whose base moved on.
+        if self.order.len() > 4 * self.by_session.len() + 64 {
+            let by_session = &self.by_session;
+            self.order
+                .retain(|(s, i)| by_session.get(s).is_some_and(|(b, _)| b == i));
+        }
+    }
+
+    /// Forgets every base (after a purge, whose rows may have been among them).
+    fn clear(&mut self) {
+        *self = Self::new();
+    }
+}
+
+/// How many leading bytes `a` and `b` share.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 64 <= n && a[i..i + 64] == b[i..i + 64] {
+        i += 64;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// How many trailing bytes `a` and `b` share.
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
+    let mut i = 0;
+    while i + 64 <= n && a[n - i - 64..n - i] == b[n - i - 64..n - i] {
+        i += 64;
+    }
+    while i < n && a[n - i - 1] == b[n - i - 1] {
+        i += 1;
+    }
+    i
 }
 
 /// A stored body as it was sent. One that does not decompress is returned as stored, so that
@@ -533,6 +677,8 @@ pub struct ReplicaInfo {
 pub(super) struct Sqlite {
     conn: Connection,
     packer: Packer,
+    /// Boxed: the store is one of two engines, and the other is small.
+    bases: Box<Bases>,
     path: PathBuf,
 }
 
@@ -553,6 +699,7 @@ impl Sqlite {
         let mut store = Sqlite {
             conn,
             packer: Packer::new(),
+            bases: Box::new(Bases::new()),
             path: path.to_owned(),
         };
         store.migrate()?;
@@ -674,6 +821,9 @@ impl Sqlite {
             .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(err)?;
         let (mut id, mut prev) = head.unwrap_or((0, GENESIS.to_vec()));
+        let first = id + 1;
+        // Records stored whole, to become their session's base once committed.
+        let mut new_bases = Vec::new();
         {
             let mut insert = tx
                 .prepare_cached(
@@ -681,13 +831,18 @@ impl Sqlite {
                      method, path, status, outcome, bytes_up, bytes_down, findings, session_id, model, ttfb_ms,
                      rule, usage, response_text, request_body, response_body, prev_hash, hash,
                      request_digest, response_digest, original_body, region, jurisdiction, groups, token,
-                     profile, hash_version, approval, bodies_codec)
+                     profile, hash_version, approval, bodies_codec, request_base, request_prefix,
+                     request_suffix)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
                      ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35,
-                     ?36, ?37)",
+                     ?36, ?37, ?38, ?39, ?40)",
                 )
                 .map_err(err)?;
-            for r in records {
+            // A base still holds its body: a purge (by another process, too) may have cleared it.
+            let mut kept = tx
+                .prepare_cached("SELECT bodies_purged FROM records WHERE id = ?1")
+                .map_err(err)?;
+            for (i, r) in records.iter().enumerate() {
                 id += 1;
                 let (req_digest, resp_digest) = (digest(&r.request_body), digest(&r.response_body));
                 let hash = link_hash(
@@ -698,8 +853,27 @@ impl Sqlite {
                     &req_digest,
                     &resp_digest,
                 );
+                let delta = match self.bases.delta(&r.session_id, &r.request_body) {
+                    Some(d @ (base, _, _)) => {
+                        let purged: Option<i64> = kept
+                            .query_row([base], |row| row.get(0))
+                            .optional()
+                            .map_err(err)?;
+                        (purged == Some(0)).then_some(d)
+                    }
+                    None => None,
+                };
+                let stored = match delta {
+                    Some((_, prefix, suffix)) => {
+                        &r.request_body[prefix..r.request_body.len() - suffix]
+                    }
+                    None => {
+                        new_bases.push(i);
+                        &r.request_body[..]
+                    }
+                };
                 let (request_body, response_body, codec) =
-                    self.packer.pack_bodies(&r.request_body, &r.response_body);
+                    self.packer.pack_bodies(stored, &r.response_body);
                 insert
                     .execute(params![
                         id,
@@ -739,6 +913,9 @@ impl Sqlite {
                         HashVersion::CURRENT as i64,
                         r.approval,
                         codec,
+                        delta.map(|d| d.0),
+                        delta.map(|d| d.1 as i64),
+                        delta.map(|d| d.2 as i64),
                     ])
                     .map_err(err)?;
                 prev = hash.to_vec();
@@ -771,7 +948,13 @@ impl Sqlite {
         )
         .and_then(|mut s| s.execute(params![id, prev]))
         .map_err(err)?;
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        for i in new_bases {
+            let r = &records[i];
+            self.bases
+                .set(&r.session_id, first + i as i64, &r.request_body);
+        }
+        Ok(())
     }
 
     pub(super) fn count(&self) -> Result<i64, StoreError> {
@@ -784,7 +967,7 @@ impl Sqlite {
     pub(super) fn get(&self, id: i64) -> Result<Option<Record>, StoreError> {
         self.conn
             .query_row(
-                &format!("SELECT {COLUMNS} FROM records WHERE id = ?1"),
+                &format!("SELECT {SQLITE_COLUMNS} FROM records WHERE id = ?1"),
                 [id],
                 row_to_record,
             )
@@ -839,7 +1022,7 @@ impl Sqlite {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT {COLUMNS} FROM records WHERE {condition} ORDER BY id"
+                "SELECT {SQLITE_COLUMNS} FROM records WHERE {condition} ORDER BY id"
             ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -970,6 +1153,49 @@ impl Sqlite {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
+        // Requests stored against a base that loses its body (or its row) here, while they
+        // keep theirs, are stored whole first.
+        let first_kept: i64 = tx
+            .query_row(
+                "SELECT id FROM records WHERE started_at >= ?1 ORDER BY id LIMIT 1",
+                [records_before],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?
+            .unwrap_or(i64::MAX);
+        let dependents: Vec<i64> = tx
+            .prepare(
+                "SELECT d.id FROM records d JOIN records b ON b.id = d.request_base
+                 WHERE d.bodies_purged = 0 AND d.started_at >= ?1 AND d.id >= ?2
+                   AND (b.started_at < ?1 OR b.id < ?2 OR b.bodies_purged = 1)",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![bodies_before, first_kept], |r| r.get(0))?
+                    .collect()
+            })
+            .map_err(err)?;
+        for id in dependents {
+            let record = tx
+                .query_row(
+                    &format!("SELECT {SQLITE_COLUMNS} FROM records WHERE id = ?1"),
+                    [id],
+                    row_to_record,
+                )
+                .map_err(err)?;
+            let (body, zstd) = self.packer.pack(&record.request_body);
+            tx.execute(
+                "UPDATE records SET request_body = ?1, bodies_codec = (bodies_codec & ~?2) | ?3,
+                 request_base = NULL, request_prefix = NULL, request_suffix = NULL WHERE id = ?4",
+                params![
+                    body,
+                    Codec::REQUEST_ZSTD,
+                    if zstd { Codec::REQUEST_ZSTD } else { 0 },
+                    id
+                ],
+            )
+            .map_err(err)?;
+        }
         let bodies = tx
             .execute(
                 "UPDATE records SET request_body = x'', response_body = x'', response_text = NULL,
@@ -1007,6 +1233,7 @@ impl Sqlite {
             }
         }
         tx.commit().map_err(err)?;
+        self.bases.clear();
         Ok(PurgeReport { bodies, records })
     }
 
@@ -1117,7 +1344,7 @@ impl Sqlite {
         let mut walk = ChainWalk::new(first_id, base);
         let mut stmt = self
             .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM records ORDER BY id"))
+            .prepare(&format!("SELECT {SQLITE_COLUMNS} FROM records ORDER BY id"))
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
@@ -1270,14 +1497,28 @@ pub(super) const SUMMARY_COLUMNS: &str =
      status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
      rule, usage, NULL, x'', x'', request_digest, response_digest,
      bodies_purged, x'', region, jurisdiction, groups, token, profile, hash_version,
-     approval, 0";
+     approval, 0, NULL, NULL, NULL, NULL, NULL";
 
-pub(super) const COLUMNS: &str =
-    "id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
+macro_rules! columns {
+    () => {
+        "id, kind, started_at, duration_ms, client, scope, mode, provider, host, method, path,
      status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
      rule, usage, response_text, request_body, response_body, request_digest, response_digest,
      bodies_purged, original_body, region, jurisdiction, groups, token, profile, hash_version,
-     approval, bodies_codec";
+     approval, bodies_codec"
+    };
+}
+
+/// A record's columns, in the order [`row_to_record`] reads them (both stores).
+pub(super) const COLUMNS: &str = columns!();
+
+/// [`COLUMNS`], and what a request stored as a delta needs: its base row's request body.
+const SQLITE_COLUMNS: &str = concat!(
+    columns!(),
+    ", request_base, request_prefix, request_suffix,
+     (SELECT b.request_body FROM records b WHERE b.id = records.request_base),
+     (SELECT b.bodies_codec FROM records b WHERE b.id = records.request_base)"
+);
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let text = |i: usize| -> rusqlite::Result<String> { row.get(i) };
@@ -1314,7 +1555,21 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         profile: row.get(34)?,
         approval: row.get(36)?,
         response_text: row.get(23)?,
-        request_body: unpack(row.get(24)?, row.get(37)?, Codec::REQUEST_ZSTD),
+        request_body: assemble(
+            unpack(row.get(24)?, row.get(37)?, Codec::REQUEST_ZSTD),
+            row.get::<_, Option<i64>>(38)?
+                .map(|_| -> rusqlite::Result<_> {
+                    Ok(Delta {
+                        prefix: row.get::<_, Option<i64>>(39)?.unwrap_or(0),
+                        suffix: row.get::<_, Option<i64>>(40)?.unwrap_or(0),
+                        base: row.get::<_, Option<Vec<u8>>>(41)?.map(|b| {
+                            let codec = row.get::<_, Option<i64>>(42).ok().flatten().unwrap_or(0);
+                            unpack(b, codec, Codec::REQUEST_ZSTD)
+                        }),
+                    })
+                })
+                .transpose()?,
+        ),
         response_body: unpack(row.get(25)?, row.get(37)?, Codec::RESPONSE_ZSTD),
         original_body: row.get(29)?,
     })
@@ -1584,6 +1839,207 @@ mod tests {
         assert_eq!(store.verify().unwrap(), None);
     }
 
+    /// Turn `n` of a conversation: the history of turns before it, a new message, and the
+    /// same tools after them, as agents send it.
+    fn turn(session: &str, n: usize, started_at: &str) -> Record {
+        let messages: Vec<String> = (0..=n)
+            .map(|i| {
+                let lines: String = (0..100)
+                    .map(|l| format!("let v{i}_{l} = read(\\\"cfg/{i}/{l}\\\");\\n"))
+                    .collect();
+                format!("{{\"role\":\"user\",\"content\":\"{lines}\"}}")
+            })
+            .collect();
+        let tools = "{\"name\":\"Read\",\"description\":\"Reads a file.\"}".repeat(200);
+        let mut r = record(n as u64);
+        r.session_id = session.into();
+        r.started_at = started_at.into();
+        r.request_body = format!(
+            "{{\"messages\":[{}],\"tools\":[{tools}],\"stream\":true}}",
+            messages.join(",")
+        )
+        .into_bytes();
+        r
+    }
+
+    /// Each row's stored request: (base, stored length).
+    fn stored(store: &Store) -> Vec<(Option<i64>, i64)> {
+        let mut stmt = store
+            .conn()
+            .prepare("SELECT request_base, length(request_body) FROM records ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_turn_is_stored_as_what_it_adds_to_its_sessions_base_and_read_back_whole() {
+        let (_dir, path, mut store) = store_with(0);
+        let mut sent = Vec::new();
+        for n in 0..8 {
+            // Two conversations interleaved, one turn per batch or two turns in one.
+            let batch = vec![
+                turn("a", n, "2030-01-01T00:00:00Z"),
+                turn("b", n, "2030-01-01T00:00:00Z"),
+            ];
+            sent.extend(batch.iter().map(|r| r.request_body.clone()));
+            store.append(&batch).unwrap();
+        }
+        let rows = stored(&store);
+        // The first turn of each is stored whole; later ones against a base of their own
+        // session, until one adds more than a quarter of itself.
+        assert_eq!(rows[0].0, None);
+        assert_eq!(rows[1].0, None);
+        assert_eq!(rows[2].0, Some(1));
+        assert_eq!(rows[3].0, Some(2));
+        assert!(
+            rows.iter().filter(|r| r.0.is_some()).count() >= 8,
+            "{rows:?}"
+        );
+        let whole: i64 = rows
+            .iter()
+            .filter(|r| r.0.is_none())
+            .map(|r| r.1)
+            .max()
+            .unwrap();
+        for (id, (base, len)) in rows.iter().enumerate() {
+            if base.is_some() {
+                assert!(len * 2 < whole, "row {}: {len} bytes stored", id + 1);
+            }
+        }
+        // Every way of reading gives the request as sent, and the chain verifies.
+        let all: Vec<Vec<u8>> = store
+            .all()
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r.request_body)
+            .collect();
+        assert_eq!(all, sent);
+        for (i, body) in sent.iter().enumerate() {
+            assert_eq!(
+                &store.get(i as i64 + 1).unwrap().unwrap().request_body,
+                body
+            );
+        }
+        let of_a: Vec<Vec<u8>> = store
+            .session("a")
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r.request_body)
+            .collect();
+        assert_eq!(of_a, sent.iter().step_by(2).cloned().collect::<Vec<_>>());
+        assert_eq!(store.verify().unwrap(), None);
+        // As does another process opening the store.
+        drop(store);
+        let again = Store::open(&path).unwrap();
+        assert_eq!(again.get(4).unwrap().unwrap().request_body, sent[3]);
+        assert_eq!(again.verify().unwrap(), None);
+    }
+
+    #[test]
+    fn an_altered_base_or_delta_breaks_the_chain() {
+        for forgery in [
+            "UPDATE records SET request_body = x'00' WHERE id = 1",
+            "UPDATE records SET request_prefix = request_prefix - 1 WHERE id = 2",
+            "UPDATE records SET request_base = 99 WHERE id = 2",
+            "DELETE FROM records WHERE id = 1",
+        ] {
+            let (_dir, _, mut store) = store_with(0);
+            store
+                .append(&[turn("a", 0, "2030-01-01T00:00:00Z")])
+                .unwrap();
+            store
+                .append(&[turn("a", 1, "2030-01-01T00:00:00Z")])
+                .unwrap();
+            assert_eq!(stored(&store)[1].0, Some(1));
+            store.conn().execute(forgery, []).unwrap();
+            let brk = store.verify().unwrap();
+            assert!(brk.is_some(), "{forgery} went unnoticed");
+            if !forgery.starts_with("UPDATE records SET request_body")
+                && !forgery.starts_with("DELETE")
+            {
+                assert_eq!(brk.unwrap().row, 2, "{forgery}");
+            }
+        }
+    }
+
+    #[test]
+    fn purging_a_base_stores_the_turns_kept_whole_first() {
+        for (bodies_before, records_before) in [
+            // The base's body goes, its row stays.
+            ("2020-06-01T00:00:00Z", "2000-01-01T00:00:00Z"),
+            // The base's row goes.
+            ("2020-06-01T00:00:00Z", "2020-06-01T00:00:00Z"),
+        ] {
+            let (_dir, _, mut store) = store_with(0);
+            let old = turn("a", 0, "2020-01-01T00:00:00Z");
+            let kept: Vec<Record> = (1..4)
+                .map(|n| turn("a", n, "2021-01-01T00:00:00Z"))
+                .collect();
+            store.append(&[old]).unwrap();
+            store.append(&kept).unwrap();
+            assert_eq!(stored(&store)[1].0, Some(1));
+            store.purge(bodies_before, records_before).unwrap();
+            assert!(
+                stored(&store).iter().all(|r| r.0.is_none()),
+                "{:?}",
+                stored(&store)
+            );
+            let back: Vec<Vec<u8>> = store
+                .all()
+                .unwrap()
+                .into_iter()
+                .filter(|(_, r)| r.started_at.starts_with("2021"))
+                .map(|(_, r)| r.request_body)
+                .collect();
+            assert_eq!(
+                back,
+                kept.iter()
+                    .map(|r| r.request_body.clone())
+                    .collect::<Vec<_>>()
+            );
+            assert_eq!(store.verify().unwrap(), None);
+            // The next turn is not stored against a base without its body.
+            store
+                .append(&[turn("a", 4, "2021-01-01T00:00:00Z")])
+                .unwrap();
+            let last: i64 = store
+                .conn()
+                .query_row("SELECT max(id) FROM records", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(
+                store.get(last).unwrap().unwrap().request_body,
+                turn("a", 4, "").request_body
+            );
+            assert_eq!(store.verify().unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn a_base_purged_by_another_process_is_not_stored_against() {
+        let (_dir, path, mut store) = store_with(0);
+        store
+            .append(&[turn("a", 0, "2020-01-01T00:00:00Z")])
+            .unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other
+            .execute(
+                "UPDATE records SET request_body = x'', bodies_purged = 1 WHERE id = 1",
+                [],
+            )
+            .unwrap();
+        store
+            .append(&[turn("a", 1, "2020-01-01T00:00:00Z")])
+            .unwrap();
+        assert_eq!(stored(&store)[1].0, None);
+        assert_eq!(
+            store.get(2).unwrap().unwrap().request_body,
+            turn("a", 1, "").request_body
+        );
+    }
+
     #[test]
     fn an_altered_compressed_body_breaks_the_chain() {
         let (_dir, _, mut store) = store_with(2);
@@ -1701,7 +2157,7 @@ mod tests {
     fn rehash(conn: &Connection, version: HashVersion) {
         let rows: Vec<(i64, Record, Vec<u8>, Vec<u8>)> = {
             let mut stmt = conn
-                .prepare(&format!("SELECT {COLUMNS} FROM records ORDER BY id"))
+                .prepare(&format!("SELECT {SQLITE_COLUMNS} FROM records ORDER BY id"))
                 .unwrap();
             stmt.query_map([], |row| {
                 Ok((row.get(0)?, row_to_record(row)?, row.get(26)?, row.get(27)?))
@@ -1732,6 +2188,8 @@ mod tests {
             .conn()
             .execute_batch(
                 "DROP INDEX records_scope_id; DROP INDEX records_outcome_id; DROP INDEX records_decision_id;
+                 ALTER TABLE records DROP COLUMN request_base; ALTER TABLE records DROP COLUMN request_prefix;
+                 ALTER TABLE records DROP COLUMN request_suffix;
                  ALTER TABLE records DROP COLUMN bodies_codec; ALTER TABLE pending DROP COLUMN bodies_codec;
                  ALTER TABLE records DROP COLUMN approval; ALTER TABLE records DROP COLUMN hash_version;
                  DROP TABLE checkpoints; PRAGMA user_version = 3;",
