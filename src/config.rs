@@ -151,6 +151,9 @@ pub struct Limits {
     /// Memory the placeholder vault may take (values, placeholders, bookkeeping); past it the
     /// least used placeholders are forgotten first (an answer that echoes one keeps it as is).
     pub vault_bytes: usize,
+    /// Memory for the masking of resent conversation history, used again instead of masking it
+    /// again each turn; 0 masks every request whole.
+    pub masked_history_bytes: usize,
 }
 
 impl Default for Limits {
@@ -163,6 +166,7 @@ impl Default for Limits {
             max_header_bytes: 64 << 10,
             max_headers: 100,
             vault_bytes: 128 << 20,
+            masked_history_bytes: 8 << 20,
         }
     }
 }

@@ -242,6 +242,11 @@ impl Detector {
         &self.rules[index]
     }
 
+    /// The rule (or identifiers list) with this id.
+    pub fn rule_named(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| *r.id == *id)
+    }
+
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }

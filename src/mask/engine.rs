@@ -68,12 +68,15 @@ const PAIR_VALUES: &[&str] = &[
     "plaintext",
 ];
 
-/// The path of the object a member belongs to: `env[2].value` → `env[2]`.
-fn parent(path: &str) -> String {
-    match path.rfind('.') {
-        Some(at) => path[..at].to_owned(),
-        None => String::new(),
-    }
+/// The path of the object a member belongs to: `env[2].value` → `env[2]`. Compared by its
+/// segments: a key spelled `env[2]` is not the object at `env[2]`.
+fn parent(path: &json::JsonPath<'_>) -> Vec<json::Segment<'static>> {
+    let upto = path.0.len().saturating_sub(1);
+    path.0[..upto]
+        .iter()
+        .cloned()
+        .map(json::Segment::into_owned)
+        .collect()
 }
 
 /// An edit's text as it must be written inside a JSON string literal (placeholders and base64
@@ -241,8 +244,8 @@ impl<'a> Scan<'a> {
         let mut edits = Vec::new();
         // Name/value pairs (`{"name": "DB_PASSWORD", "value": "…"}`, secret stores, 1Password
         // fields): values seen, and the objects whose name field names a credential.
-        let mut pair_values: Vec<(String, usize, usize, String)> = Vec::new();
-        let mut named: Vec<(String, String)> = Vec::new();
+        let mut pair_values: Vec<(Vec<json::Segment<'static>>, usize, usize, String)> = Vec::new();
+        let mut named: Vec<(Vec<json::Segment<'static>>, String)> = Vec::new();
         // A body's resent elements (`messages[0..n]`, `tools`): those masked before are not
         // walked again, and those walked are remembered for the next turn.
         let current = std::cell::Cell::new(usize::MAX);
@@ -314,16 +317,11 @@ impl<'a> Scan<'a> {
                         if PAIR_NAMES.contains(&k) || (k == "type" && s.text == "CONCEALED") {
                             let name = s.text.rsplit(['/', '.', ':']).next().unwrap_or(s.text);
                             if k == "type" || assign::is_credential_key(name) {
-                                named.push((parent(&s.path.to_string()), name.to_owned()));
+                                named.push((parent(s.path), name.to_owned()));
                             }
                         } else if PAIR_VALUES.contains(&k) {
                             let (start, end) = s.raw_span(0, s.text.len());
-                            pair_values.push((
-                                parent(&s.path.to_string()),
-                                start,
-                                end,
-                                s.text.to_owned(),
-                            ));
+                            pair_values.push((parent(s.path), start, end, s.text.to_owned()));
                         }
                     }
                     self.value(s.text, s.key_through_arrays(), &path, depth)?
@@ -340,15 +338,11 @@ impl<'a> Scan<'a> {
             },
             elements,
         );
+        // A failure leaves the log as it is: at the top it refuses the request, and a nested
+        // document that fails is read as text, the rest of the body still noted.
         match walked {
-            Err(e) => {
-                self.log = None;
-                return Ok(Err(e));
-            }
-            Ok(Err(e)) => {
-                self.log = None;
-                return Err(e);
-            }
+            Err(e) => return Ok(Err(e)),
+            Ok(Err(e)) => return Err(e),
             Ok(Ok(())) if remembering => self.note(last_at),
             Ok(Ok(())) => {}
         }
@@ -362,7 +356,10 @@ impl<'a> Scan<'a> {
                 {
                     continue;
                 }
-                let path = || format!("{prefix}{object}.value");
+                let path = || match object.is_empty() {
+                    true => format!("{prefix}.value"),
+                    false => format!("{prefix}{}.value", json::JsonPath(object.clone())),
+                };
                 let e = self.replace(rule, &value, 0, value.len(), &path);
                 if remembering {
                     self.note(start);
@@ -370,7 +367,7 @@ impl<'a> Scan<'a> {
                 edits.push(Edit {
                     start,
                     end,
-                    text: e.inspect_err(|_| self.log = None)?.text,
+                    text: e?.text,
                 });
             }
             edits.sort_by_key(|e| e.start);
@@ -664,12 +661,25 @@ impl<'a> Scan<'a> {
             }
             let edit = match c.source {
                 Source::Known(known) => {
+                    // Found again by its value, it is what its rule says now: refused if the
+                    // rule blocks, held for a person if it asks for approval.
+                    let rule = detector.rule_named(&known.kind);
+                    if let Some(r) = rule
+                        && r.action == super::detect::RuleAction::Block
+                    {
+                        return Err(MaskError::Blocked {
+                            rule: r.id.clone(),
+                            category: r.category.clone(),
+                            path: path(),
+                        });
+                    }
                     self.findings.push(Finding {
                         rule: known.kind.clone(),
                         category: known.category.clone(),
                         path: path(),
                         offset: c.start,
-                        needs_approval: false,
+                        needs_approval: rule
+                            .is_some_and(|r| r.action == super::detect::RuleAction::Approve),
                     });
                     Edit {
                         start: c.start,

@@ -91,7 +91,7 @@ fn filler(n: usize, seed: usize) -> String {
 fn element(i: usize, secret: &str) -> Value {
     let pad = filler(700, i * 31);
     let text = format!("{pad}\n{secret}\n");
-    match i % 9 {
+    match i % 10 {
         0 => json!({"role": "user", "content": [{"type": "text", "text": text}]}),
         1 => json!({"role": "assistant", "content": [
             {"type": "tool_use", "id": format!("toolu_{i}"), "name": "Bash",
@@ -116,8 +116,13 @@ fn element(i: usize, secret: &str) -> Value {
             "data": base64::engine::general_purpose::STANDARD.encode(
                 (0..900u32).map(|b| (b.wrapping_mul(2_654_435_761) >> 13) as u8).collect::<Vec<u8>>())}},
             {"type": "text", "text": text}]}),
-        _ => {
+        8 => {
             json!({"role": "user", "content": format!("{pad} postgres://admin:{secret}@db.internal:5432/app")})
+        }
+        // Text that starts like JSON and is not: read as text after the nested walk fails.
+        _ => {
+            json!({"role": "user", "content": [{"type": "text", "text": "[Request interrupted by user]"},
+            {"type": "text", "text": format!("{{draft}} {text}")}]})
         }
     }
 }
@@ -142,7 +147,7 @@ fn every_turn_of_a_conversation_masks_as_if_all_of_it_were_walked_again() {
         for (c, (_, template)) in SAMPLES.iter().enumerate() {
             let secret = sample(template);
             let mut messages = Vec::new();
-            for turn in 0..10 {
+            for turn in 0..11 {
                 messages.push(element(c + turn, &secret));
                 let b = body(&messages);
                 let got = mask(&p, &recalling, "alice", &b);
@@ -152,6 +157,33 @@ fn every_turn_of_a_conversation_masks_as_if_all_of_it_were_walked_again() {
         }
         let recalled = recalling.recall().unwrap().recalled_bytes();
         assert!(recalled > 1 << 20, "only {recalled} bytes were recalled");
+    }
+}
+
+/// Name/value pairs are joined by the object they sit in, not by how its path is spelled: a
+/// top-level key spelled like an element's path (`messages[0]`) is another object, so the
+/// element's masking does not depend on it.
+#[test]
+fn a_key_spelled_like_an_elements_path_is_not_part_of_it() {
+    let p = policy("{}");
+    let (recalling, afresh) = vaults(Duration::from_secs(600));
+    let b = json!({
+        "messages": [{"role": "user", "name": "DB_PASSWORD", "content": filler(700, 3)}],
+        "messages[0]": {"value": "Tr0ub4dor&3xyz"},
+    });
+    let c = json!({
+        "messages": [{"role": "user", "content": filler(700, 4), "meta": {"value": "Hq2!vTr0ub4dor&9"}}],
+        "messages[0].meta": {"name": "DB_PASSWORD"},
+    });
+    for body in [b, c] {
+        for turn in 0..3 {
+            let got = mask(&p, &recalling, "alice", &body).unwrap();
+            assert_eq!(
+                got,
+                mask(&p, &afresh, "alice", &body).unwrap(),
+                "turn {turn}"
+            );
+        }
     }
 }
 
@@ -251,4 +283,14 @@ fn placeholders_of_a_resent_element_stay_restorable() {
     }
     let restored = recalling.restore("alice", &placeholder);
     assert_eq!(restored.map(|s| s.expose().to_owned()), Some(secret));
+}
+
+/// `limits.masked_history_bytes: 0` masks every request whole.
+#[test]
+fn a_budget_of_nothing_turns_recall_off() {
+    let v = Vault::new(Duration::from_secs(60), 1 << 20);
+    assert!(v.recall().is_some());
+    assert!(v.with_recall_budget(0).recall().is_none());
+    let config: crate::config::Limits = serde_yaml::from_str("masked_history_bytes: 0").unwrap();
+    assert_eq!(config.masked_history_bytes, 0);
 }

@@ -1319,3 +1319,35 @@ fn a_string_that_only_begins_like_json_reports_only_what_was_masked_in_it() {
     let sent_unchanged = out.as_str() == body.to_string().as_str();
     assert_eq!(masked.findings.is_empty(), sent_unchanged);
 }
+
+/// A value found again by its value (in a later turn, out of its context) is what its rule says
+/// now: held for approval every time if the rule asks for approval, refused once the rule blocks.
+#[test]
+fn a_value_found_again_follows_its_rules_action() {
+    let approve = policy("rules:\n  github-pat: { action: approve }\n");
+    let block = policy("rules:\n  github-pat: { action: block }\n");
+    let v = vault();
+    let token = sample("ghp_{a:36}");
+    let first = serde_json::json!({"messages": [{"role": "user", "content": format!("push with {token}")}]});
+    // Bare, glued to nothing a detector would read as context.
+    let again = serde_json::json!({"messages": [{"role": "user", "content": format!("echo {token}")},
+        {"role": "user", "content": format!("x{token}")}]});
+    for body in [&first, &again, &first] {
+        let (_, masked) = mask_json(&masker(&approve, &v), body);
+        assert!(!masked.findings.is_empty());
+        assert!(
+            masked.findings.iter().all(|f| f.needs_approval),
+            "{:?}",
+            masked.findings
+        );
+    }
+    let refused = masker(&block, &v).mask_body(
+        Some("application/json"),
+        None,
+        Bytes::from(again.to_string()),
+    );
+    assert!(
+        matches!(refused, Err(MaskError::Blocked { .. })),
+        "{refused:?}"
+    );
+}

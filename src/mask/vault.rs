@@ -89,10 +89,11 @@ pub struct Vault {
     /// Resent elements' masking, used again ([`super::recall`]); `None` masks every element
     /// of every request afresh.
     recall: Option<super::recall::Recall>,
+    ttl: Duration,
 }
 
-/// The bytes of resent elements remembered, at most, beside the vault.
-const RECALL_BYTES: u64 = 16 << 20;
+/// The bytes of resent elements remembered, at most, beside the vault (unless told otherwise).
+const RECALL_BYTES: u64 = 8 << 20;
 
 /// Numbers every known set ever built, so that a remembered element's masking is used again
 /// only under the set it was made with.
@@ -303,12 +304,19 @@ impl Vault {
                 .time_to_idle(ttl)
                 .build(),
             recall: Some(super::recall::Recall::new(ttl, RECALL_BYTES)),
+            ttl,
         }
     }
 
     /// This vault, masking every element of every request afresh.
     pub fn without_recall(mut self) -> Self {
         self.recall = None;
+        self
+    }
+
+    /// This vault, remembering at most `bytes` of resent elements' masking (none: 0).
+    pub fn with_recall_budget(mut self, bytes: u64) -> Self {
+        self.recall = (bytes > 0).then(|| super::recall::Recall::new(self.ttl, bytes));
         self
     }
 

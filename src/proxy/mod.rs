@@ -187,11 +187,14 @@ pub async fn start(config: &ProxyConfig) -> Result<RunningProxy, StartError> {
     let ca_cert_pem = ca.cert_pem().to_owned();
     let leaves = LeafIssuer::new(ca, config.leaf_cache_size, crate::tls::provider())?;
 
-    let vault = Arc::new(crate::mask::vault::Vault::with_key(
-        policy.masking().vault_ttl,
-        config.limits.vault_bytes as u64,
-        config.placeholder_key.as_ref(),
-    ));
+    let vault = Arc::new(
+        crate::mask::vault::Vault::with_key(
+            policy.masking().vault_ttl,
+            config.limits.vault_bytes as u64,
+            config.placeholder_key.as_ref(),
+        )
+        .with_recall_budget(config.limits.masked_history_bytes as u64),
+    );
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let guard = reload_guard(policy.auth().is_enabled());
     let state = Arc::new(PolicyState::new(

@@ -250,7 +250,7 @@ fn assemble(stored: Vec<u8>, delta: Option<Delta>) -> Vec<u8> {
 }
 
 /// The request bodies later turns of a session are stored against: each session's last
-/// request stored whole. Agents resend a conversation's history every turn, so a turn mostly
+/// request stored whole (8 MiB of them at most). Agents resend a conversation's history every turn, so a turn mostly
 /// repeats the one before; it is stored as the bytes it shares with its session's base at the
 /// start and at the end, and what is between them. A turn that shares less than three quarters
 /// of itself is stored whole and becomes the base.
@@ -265,7 +265,7 @@ impl Bases {
     /// Requests shorter than this are stored whole.
     const MIN: usize = 4096;
     /// Bytes of bases held in memory, at most.
-    const BUDGET: usize = 16 << 20;
+    const BUDGET: usize = 8 << 20;
 
     pub(super) fn new() -> Self {
         Self {
@@ -1199,7 +1199,9 @@ impl Sqlite {
         let bodies = tx
             .execute(
                 "UPDATE records SET request_body = x'', response_body = x'', response_text = NULL,
-                 original_body = x'', bodies_purged = 1, bodies_codec = 0 WHERE started_at < ?1 AND bodies_purged = 0",
+                 original_body = x'', bodies_purged = 1, bodies_codec = 0, request_base = NULL,
+                 request_prefix = NULL, request_suffix = NULL
+                 WHERE started_at < ?1 AND bodies_purged = 0",
                 [bodies_before],
             )
             .map_err(err)?;
@@ -2015,6 +2017,29 @@ mod tests {
             );
             assert_eq!(store.verify().unwrap(), None);
         }
+    }
+
+    /// A turn stored against a base that began later (a retried request that finished first)
+    /// loses its body to a purge that keeps the base's: it reads back purged, not as the base.
+    #[test]
+    fn a_purged_turn_reads_back_empty_though_its_base_keeps_its_body() {
+        let (_dir, _, mut store) = store_with(0);
+        store
+            .append(&[turn("a", 1, "2021-01-01T00:00:00Z")])
+            .unwrap();
+        store
+            .append(&[turn("a", 2, "2020-01-01T00:00:00Z")])
+            .unwrap();
+        assert_eq!(stored(&store)[1].0, Some(1));
+        store
+            .purge("2020-06-01T00:00:00Z", "2000-01-01T00:00:00Z")
+            .unwrap();
+        assert!(store.get(2).unwrap().unwrap().request_body.is_empty());
+        assert_eq!(
+            store.get(1).unwrap().unwrap().request_body,
+            turn("a", 1, "").request_body
+        );
+        assert_eq!(store.verify().unwrap(), None);
     }
 
     #[test]
