@@ -244,7 +244,9 @@ impl<'a> Scan<'a> {
         let mut edits = Vec::new();
         // Name/value pairs (`{"name": "DB_PASSWORD", "value": "…"}`, secret stores, 1Password
         // fields): values seen, and the objects whose name field names a credential.
-        let mut pair_values: Vec<(Vec<json::Segment<'static>>, usize, usize, String)> = Vec::new();
+        // (object, span, value, whether it is a number, whose placeholder needs quotes)
+        let mut pair_values: Vec<(Vec<json::Segment<'static>>, usize, usize, String, bool)> =
+            Vec::new();
         let mut named: Vec<(Vec<json::Segment<'static>>, String)> = Vec::new();
         // A body's resent elements (`messages[0..n]`, `tools`): those masked before are not
         // walked again, and those walked are remembered for the next turn.
@@ -294,6 +296,15 @@ impl<'a> Scan<'a> {
                             end: s.raw_start + s.raw.len(),
                             text: e.text,
                         });
+                    } else if let Some(k) = s.key()
+                        && PAIR_VALUES.contains(&k)
+                        && s.text.len() >= 6
+                        && s.text.bytes().all(|b| b.is_ascii_digit())
+                    {
+                        // `{"name": "DB_PASSWORD", "value": 48213377}`: judged with its name.
+                        let end = s.raw_start + s.raw.len();
+                        let text = s.text.to_owned();
+                        pair_values.push((parent(s.path), s.raw_start, end, text, true));
                     }
                     return Ok(());
                 }
@@ -321,7 +332,8 @@ impl<'a> Scan<'a> {
                             }
                         } else if PAIR_VALUES.contains(&k) {
                             let (start, end) = s.raw_span(0, s.text.len());
-                            pair_values.push((parent(s.path), start, end, s.text.to_owned()));
+                            let text = s.text.to_owned();
+                            pair_values.push((parent(s.path), start, end, text, false));
                         }
                     }
                     self.value(s.text, s.key_through_arrays(), &path, depth)?
@@ -347,7 +359,7 @@ impl<'a> Scan<'a> {
             Ok(Ok(())) => {}
         }
         if let Some(rule) = self.policy.detector.field_rule() {
-            for (object, start, end, value) in pair_values {
+            for (object, start, end, value, number) in pair_values {
                 let Some((_, name)) = named.iter().find(|(o, _)| *o == object) else {
                     continue;
                 };
@@ -364,10 +376,11 @@ impl<'a> Scan<'a> {
                 if remembering {
                     self.note(start);
                 }
+                let text = e?.text;
                 edits.push(Edit {
                     start,
                     end,
-                    text: e?.text,
+                    text: if number { format!("\"{text}\"") } else { text },
                 });
             }
             edits.sort_by_key(|e| e.start);

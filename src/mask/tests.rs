@@ -1351,3 +1351,28 @@ fn a_value_found_again_follows_its_rules_action() {
         "{refused:?}"
     );
 }
+
+/// A number in a name/value pair whose name is a credential is masked like a string would be,
+/// and the body stays JSON; a short number or one under an ordinary name is left alone.
+#[test]
+fn a_numeric_value_named_as_a_credential_is_masked() {
+    let p = policy("{}");
+    let v = vault();
+    let body = serde_json::json!({"env": [
+        {"name": "DB_PASSWORD", "value": 48213377},
+        {"name": "VAULT_PIN", "Value": 90417731},
+        {"name": "DB_PORT", "value": 5432123},
+        {"name": "API_TOKEN", "value": 42},
+    ]});
+    let (out, masked) = mask_json(&masker(&p, &v), &body);
+    assert_absent(&out, &["48213377", "90417731"]);
+    assert!(out.contains("5432123") && out.contains(":42"), "{out}");
+    assert_eq!(masked.findings.len(), 2, "{:?}", masked.findings);
+    let sent: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        sent["env"][0]["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("TOLLGATE_")
+    );
+}
