@@ -619,6 +619,8 @@ impl<'a> Scan<'a> {
                             end: hit.end,
                             source: Source::Rule(hit.rule),
                         });
+                    } else {
+                        self.refuse_if_blocked(hit.rule, path)?;
                     }
                 }
             }
@@ -635,6 +637,8 @@ impl<'a> Scan<'a> {
                 for hit in detector.scan(&n.text) {
                     if !copy.iter().any(|&(s, e, _)| hit.start < e && s < hit.end) {
                         copy.push((hit.start, hit.end, Source::Rule(hit.rule)));
+                    } else {
+                        self.refuse_if_blocked(hit.rule, path)?;
                     }
                 }
                 for (s, e, source) in copy {
@@ -714,6 +718,20 @@ impl<'a> Scan<'a> {
             self.base64_runs(text, &mut edits, path, depth)?;
         }
         Ok(edits)
+    }
+
+    /// A blocking rule's hit refuses the request even where a known value, masked by another
+    /// rule, overlaps it.
+    fn refuse_if_blocked(&self, rule: usize, path: &dyn Fn() -> String) -> Result<(), MaskError> {
+        let r = self.policy.detector.rule(rule);
+        if r.action == super::detect::RuleAction::Block {
+            return Err(MaskError::Blocked {
+                rule: r.id.clone(),
+                category: r.category.clone(),
+                path: path(),
+            });
+        }
+        Ok(())
     }
 
     /// The placeholder edit for a rule's hit, or the refusal its action asks for.

@@ -1376,3 +1376,27 @@ fn a_numeric_value_named_as_a_credential_is_masked() {
             .starts_with("TOLLGATE_")
     );
 }
+
+/// A blocking rule's match refuses the request even where it contains a value already known
+/// (masked before by another rule), which is masked first.
+#[test]
+fn a_blocking_match_around_a_known_value_still_refuses() {
+    let mask_only = policy("{}");
+    let blocking = policy(
+        "identifiers:\n  - name: deploy-tokens\n    category: deploy\n    regexes: ['deploy_token=ghp_[A-Za-z0-9]{36}']\n    action: block\n",
+    );
+    let v = vault();
+    let token = sample("ghp_{a:36}");
+    let first = serde_json::json!({"messages": [{"role": "user", "content": format!("push with {token}")}]});
+    mask_json(&masker(&mask_only, &v), &first);
+    let again = serde_json::json!({"messages": [{"role": "user", "content": format!("export deploy_token={token}")}]});
+    let refused = masker(&blocking, &v).mask_body(
+        Some("application/json"),
+        None,
+        Bytes::from(again.to_string()),
+    );
+    assert!(
+        matches!(&refused, Err(MaskError::Blocked { rule, .. }) if &**rule == "deploy-tokens"),
+        "{refused:?}"
+    );
+}
