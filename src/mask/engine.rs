@@ -620,7 +620,8 @@ impl<'a> Scan<'a> {
                             source: Source::Rule(hit.rule),
                         });
                     } else {
-                        self.refuse_if_blocked(hit.rule, path)?;
+                        // A blocking rule refuses even where a known value overlaps its hit.
+                        refuse_if_blocked(detector.rule(hit.rule), path)?;
                     }
                 }
             }
@@ -638,7 +639,8 @@ impl<'a> Scan<'a> {
                     if !copy.iter().any(|&(s, e, _)| hit.start < e && s < hit.end) {
                         copy.push((hit.start, hit.end, Source::Rule(hit.rule)));
                     } else {
-                        self.refuse_if_blocked(hit.rule, path)?;
+                        // A blocking rule refuses even where a known value overlaps its hit.
+                        refuse_if_blocked(detector.rule(hit.rule), path)?;
                     }
                 }
                 for (s, e, source) in copy {
@@ -681,14 +683,8 @@ impl<'a> Scan<'a> {
                     // Found again by its value, it is what its rule says now: refused if the
                     // rule blocks, held for a person if it asks for approval.
                     let rule = detector.rule_named(&known.kind);
-                    if let Some(r) = rule
-                        && r.action == super::detect::RuleAction::Block
-                    {
-                        return Err(MaskError::Blocked {
-                            rule: r.id.clone(),
-                            category: r.category.clone(),
-                            path: path(),
-                        });
+                    if let Some(r) = rule {
+                        refuse_if_blocked(r, path)?;
                     }
                     self.findings.push(Finding {
                         rule: known.kind.clone(),
@@ -720,20 +716,6 @@ impl<'a> Scan<'a> {
         Ok(edits)
     }
 
-    /// A blocking rule's hit refuses the request even where a known value, masked by another
-    /// rule, overlaps it.
-    fn refuse_if_blocked(&self, rule: usize, path: &dyn Fn() -> String) -> Result<(), MaskError> {
-        let r = self.policy.detector.rule(rule);
-        if r.action == super::detect::RuleAction::Block {
-            return Err(MaskError::Blocked {
-                rule: r.id.clone(),
-                category: r.category.clone(),
-                path: path(),
-            });
-        }
-        Ok(())
-    }
-
     /// The placeholder edit for a rule's hit, or the refusal its action asks for.
     fn replace(
         &mut self,
@@ -745,18 +727,7 @@ impl<'a> Scan<'a> {
     ) -> Result<Edit, MaskError> {
         let policy: &'a MaskPolicy = self.policy;
         let rule: &Rule = policy.detector.rule(rule_index);
-        match rule.action {
-            super::detect::RuleAction::Block => {
-                return Err(MaskError::Blocked {
-                    rule: rule.id.clone(),
-                    category: rule.category.clone(),
-                    path: path(),
-                });
-            }
-            super::detect::RuleAction::Mask
-            | super::detect::RuleAction::Approve
-            | super::detect::RuleAction::Off => {}
-        }
+        refuse_if_blocked(rule, path)?;
         self.findings.push(Finding {
             rule: rule.id.clone(),
             category: rule.category.clone(),
@@ -904,6 +875,18 @@ static B64: [bool; 256] = {
     }
     t
 };
+
+/// The refusal a blocking rule asks for, naming the rule and the place, never the value.
+fn refuse_if_blocked(rule: &Rule, path: &dyn Fn() -> String) -> Result<(), MaskError> {
+    if rule.action == super::detect::RuleAction::Block {
+        return Err(MaskError::Blocked {
+            rule: rule.id.clone(),
+            category: rule.category.clone(),
+            path: path(),
+        });
+    }
+    Ok(())
+}
 
 /// The items whose body offset `within` accepts.
 fn pick<T: Clone>(items: &[T], at: &[usize], within: impl Fn(&&usize) -> bool) -> Vec<T> {
