@@ -76,6 +76,31 @@ fn agent_request() -> String {
     .to_string()
 }
 
+/// A turn's worth of small strings: the tool schemas, system prompt and short messages every
+/// request of a conversation carries, and a tool result of 1 KB.
+fn small_turn() -> String {
+    let tools: Vec<_> = ["Read", "Edit", "Bash", "Grep", "Glob", "Write"]
+        .iter()
+        .map(|name| {
+            serde_json::json!({"name": name, "description": format!("{name}s in the local workspace. Use this tool when the task needs it."),
+                "input_schema": {"type": "object", "properties": {"file_path": {"type": "string", "description": "The absolute path"}, "pattern": {"type": "string"}, "limit": {"type": "number"}}, "required": ["file_path"]}})
+        })
+        .collect();
+    serde_json::json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 4096,
+        "stream": true,
+        "system": [{"type": "text", "text": "You are an interactive CLI tool that helps users with software engineering tasks. Use the tools available to you."}],
+        "tools": tools,
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Why does loading the settings fail when the file has a blank line?"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_01", "name": "Read", "input": {"file_path": "src/settings.rs"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": &SOURCES[0][..1024]}]}
+        ]
+    })
+    .to_string()
+}
+
 fn sse_answer(vault: &Vault) -> String {
     let placeholder = vault.placeholder(
         "bench",
@@ -120,6 +145,26 @@ fn masking(c: &mut Criterion) {
         b.iter(|| {
             masker
                 .mask_body(Some("application/json"), None, black_box(body.clone()))
+                .unwrap()
+        })
+    });
+    group.finish();
+
+    // A turn's new part as agents send it: tool schemas, a system prompt and short messages,
+    // many small strings; nothing is recalled, so this is the cost of masking them.
+    let vault = Vault::new(Duration::from_secs(3600), 64 << 20).without_recall();
+    let masker = Masker {
+        policy: &policy,
+        vault: &vault,
+        scope: "bench",
+    };
+    let small = Bytes::from(small_turn());
+    let mut group = c.benchmark_group("mask");
+    group.throughput(Throughput::Bytes(small.len() as u64));
+    group.bench_function("agent turn ~3 KB, small strings", |b| {
+        b.iter(|| {
+            masker
+                .mask_body(Some("application/json"), None, black_box(small.clone()))
                 .unwrap()
         })
     });
