@@ -101,6 +101,19 @@ fn small_turn() -> String {
     .to_string()
 }
 
+/// A conversation's next turn around the place its new tool result goes: the small turn's
+/// history, with an 8 KB tool result before it.
+fn next_turn() -> (String, String) {
+    let mut turn: serde_json::Value = serde_json::from_str(&small_turn()).unwrap();
+    let messages = turn["messages"].as_array_mut().unwrap();
+    messages[2]["content"][0]["content"] = serde_json::json!(&SOURCES[2][..8192]);
+    messages.push(serde_json::json!({"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_02", "name": "Read", "input": {"file_path": "src/loader.rs"}}]}));
+    messages.push(serde_json::json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_02", "content": "@NEW@"}]}));
+    let text = turn.to_string();
+    let (head, tail) = text.split_once("@NEW@").unwrap();
+    (head.to_owned(), tail.to_owned())
+}
+
 fn sse_answer(vault: &Vault) -> String {
     let placeholder = vault.placeholder(
         "bench",
@@ -165,6 +178,31 @@ fn masking(c: &mut Criterion) {
         b.iter(|| {
             masker
                 .mask_body(Some("application/json"), None, black_box(small.clone()))
+                .unwrap()
+        })
+    });
+    group.finish();
+
+    // The next turn of a conversation: the same history (recalled) and a new tool result.
+    let vault = Vault::new(Duration::from_secs(3600), 64 << 20);
+    let masker = Masker {
+        policy: &policy,
+        vault: &vault,
+        scope: "bench",
+    };
+    let (head, tail) = next_turn();
+    let mut n = 0u64;
+    let mut group = c.benchmark_group("mask");
+    group.throughput(Throughput::Bytes((head.len() + tail.len() + 1024) as u64));
+    group.bench_function("next turn, 8 KB history recalled, 1 KB new", |b| {
+        b.iter(|| {
+            n += 1;
+            let body = format!(
+                "{head}{n:>12} {}{tail}",
+                &SOURCES[1][..1024].replace(['"', '\\', '\n'], " ")
+            );
+            masker
+                .mask_body(Some("application/json"), None, black_box(Bytes::from(body)))
                 .unwrap()
         })
     });

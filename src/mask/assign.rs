@@ -240,8 +240,10 @@ pub fn is_credential_key(key: &str) -> bool {
     // it), which is always part of the key in some case: a key holding none of them is not one,
     // and most keys are answered here without splitting them into words.
     static WORDS: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+        // A DFA: keys are short, and most are answered after a few bytes.
         aho_corasick::AhoCorasick::builder()
             .ascii_case_insensitive(true)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(CREDENTIAL_WORDS.iter().chain(&["auth", "key"]))
             .expect("the credential words build an automaton")
     });

@@ -77,6 +77,8 @@ pub struct Detector {
     exact: Option<(AhoCorasick, Vec<Literal>)>,
     /// Custom regexes without keywords: (rule index).
     unanchored: Vec<usize>,
+    /// The rule for values under credential keys ([`Detector::field_rule`]).
+    field: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -225,6 +227,7 @@ impl Detector {
             Some((ac, exact_targets))
         };
         Ok(Self {
+            field: rules.iter().position(|r| r.check == Check::Field),
             rules,
             keywords,
             targets,
@@ -253,7 +256,7 @@ impl Detector {
 
     /// The rule for values under credential keys of structured data, unless policy turned it off.
     pub fn field_rule(&self) -> Option<usize> {
-        self.rules.iter().position(|r| r.check == Check::Field)
+        self.field
     }
 
     /// Finds every secret and identifier in `text`: non-overlapping spans, in order. Where two

@@ -20,7 +20,7 @@ use super::{Attachment, Finding};
 use moka::sync::Cache;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Bytes of an element's start that choose its slot; the whole element is compared after.
@@ -94,9 +94,67 @@ pub struct Place<'a> {
     pub place: &'a str,
 }
 
+/// Which slots had an entry lately, so that a lookup for a slot never filled (most small
+/// elements: an agent's short messages and tool calls) costs a few loads rather than a cache
+/// lookup. One bit per slot hash, in two generations: a slot is marked in the current one when
+/// an entry is made or used; after [`Filled::MARKS`] marks the older generation is cleared and
+/// becomes the current one. A slot left unused for that long reads as empty, and its element is
+/// masked again (and remembered again), which is what a miss does anyway: the filter can cost a
+/// recall, never change a result.
+struct Filled {
+    generations: [Box<[AtomicU64]>; 2],
+    current: AtomicUsize,
+    marks: AtomicUsize,
+}
+
+impl Filled {
+    /// Bits per generation (128 KiB), and marks per generation: few enough that unfilled slots
+    /// rarely share a bit with a filled one.
+    const BITS: usize = 1 << 20;
+    const MARKS: usize = 1 << 16;
+
+    fn new() -> Self {
+        let generation = || (0..Self::BITS / 64).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            generations: [generation(), generation()],
+            current: AtomicUsize::new(0),
+            marks: AtomicUsize::new(0),
+        }
+    }
+
+    fn bit(slot: u64) -> (usize, u64) {
+        let bit = (slot >> 32) as usize % Self::BITS;
+        (bit / 64, 1 << (bit % 64))
+    }
+
+    fn contains(&self, slot: u64) -> bool {
+        let (word, mask) = Self::bit(slot);
+        self.generations
+            .iter()
+            .any(|g| g[word].load(Ordering::Relaxed) & mask != 0)
+    }
+
+    fn mark(&self, slot: u64) {
+        let (word, mask) = Self::bit(slot);
+        let current = self.current.load(Ordering::Relaxed);
+        if self.generations[current][word].fetch_or(mask, Ordering::Relaxed) & mask != 0 {
+            return;
+        }
+        if self.marks.fetch_add(1, Ordering::Relaxed) + 1 == Self::MARKS {
+            let older = 1 - current;
+            for word in self.generations[older].iter() {
+                word.store(0, Ordering::Relaxed);
+            }
+            self.current.store(older, Ordering::Relaxed);
+            self.marks.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The remembered elements of every scope.
 pub struct Recall {
     slots: Cache<u64, Arc<[Arc<Entry>]>>,
+    filled: Filled,
     hasher: foldhash::fast::RandomState,
     /// Bytes of elements found known, and not walked again.
     recalled: AtomicU64,
@@ -114,6 +172,7 @@ impl Recall {
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .time_to_idle(ttl)
                 .build(),
+            filled: Filled::new(),
             hasher: foldhash::fast::RandomState::default(),
             recalled: AtomicU64::new(0),
         }
@@ -139,7 +198,11 @@ impl Recall {
         if rest.len() < MIN_ELEMENT {
             return None;
         }
-        let entries = self.slots.get(&self.slot(at, rest))?;
+        let slot = self.slot(at, rest);
+        if !self.filled.contains(slot) {
+            return None;
+        }
+        let entries = self.slots.get(&slot)?;
         let entry = entries.iter().find(|e| {
             e.policy == at.policy
                 && e.known == at.known
@@ -149,6 +212,7 @@ impl Recall {
         })?;
         self.recalled
             .fetch_add(entry.raw.len() as u64, Ordering::Relaxed);
+        self.filled.mark(slot);
         Some(entry.clone())
     }
 
@@ -182,7 +246,9 @@ impl Recall {
         let slot = self.slot(at, element);
         // The newest first; the same bytes under an older known set give way.
         let mut entries = vec![entry.clone()];
-        if let Some(old) = self.slots.get(&slot) {
+        if self.filled.contains(slot)
+            && let Some(old) = self.slots.get(&slot)
+        {
             entries.extend(
                 old.iter()
                     .filter(|e| e.raw != entry.raw || e.place != entry.place)
@@ -191,5 +257,55 @@ impl Recall {
             );
         }
         self.slots.insert(slot, entries.into());
+        self.filled.mark(slot);
+    }
+}
+
+#[cfg(test)]
+mod filled_tests {
+    use super::Filled;
+
+    fn slot(i: usize) -> u64 {
+        // Slots as the hasher spreads them: the filter reads the high half.
+        (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    #[test]
+    fn a_slot_reads_filled_from_its_mark_until_two_generations_pass_it_by() {
+        let filled = Filled::new();
+        let (a, b) = (slot(0), slot(1));
+        // Other slots, none sharing a bit with these two.
+        let mut others = (2..)
+            .map(slot)
+            .filter(|&s| Filled::bit(s) != Filled::bit(a) && Filled::bit(s) != Filled::bit(b));
+        assert!(!filled.contains(a));
+        filled.mark(a);
+        filled.mark(b);
+        assert!(filled.contains(a) && filled.contains(b));
+        // Marks others until the generation turns.
+        let mut turn = || {
+            let current = filled.current.load(std::sync::atomic::Ordering::Relaxed);
+            while filled.current.load(std::sync::atomic::Ordering::Relaxed) == current {
+                filled.mark(others.next().unwrap());
+            }
+        };
+        // One generation later both are still there; `b` is used again in it.
+        turn();
+        assert!(filled.contains(a) && filled.contains(b));
+        filled.mark(b);
+        // After another, what was not used since is gone; what was is not.
+        turn();
+        assert!(!filled.contains(a));
+        assert!(filled.contains(b));
+    }
+
+    #[test]
+    fn few_unfilled_slots_read_filled() {
+        let filled = Filled::new();
+        (0..Filled::MARKS / 2).for_each(|i| filled.mark(slot(i)));
+        let false_hits = (1 << 20..(1 << 20) + 10_000)
+            .filter(|&i| filled.contains(slot(i)))
+            .count();
+        assert!(false_hits < 500, "{false_hits} of 10000");
     }
 }
