@@ -1077,18 +1077,77 @@ mod tests {
         assert_eq!(a.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
     }
 
+    /// The root in `dir`, as a client trusts it.
+    fn roots_of(dir: &Path) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = fs::read(dir.join("tollgate-ca.crt")).unwrap();
+        for cert in CertificateDer::pem_slice_iter(&ca) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        roots
+    }
+
+    /// A completed in-memory handshake of `client` with the leaf for api.openai.com.
+    fn handshake(
+        leaves: &LeafIssuer,
+        client: Arc<rustls::ClientConfig>,
+    ) -> rustls::ClientConnection {
+        use rustls::pki_types::ServerName;
+        let mut client =
+            rustls::ClientConnection::new(client, ServerName::try_from("api.openai.com").unwrap())
+                .unwrap();
+        let mut server =
+            rustls::ServerConnection::new(leaves.server_config("api.openai.com")).unwrap();
+        while client.is_handshaking() || server.is_handshaking() {
+            let mut wire = Vec::new();
+            client.write_tls(&mut wire).unwrap();
+            server.read_tls(&mut wire.as_slice()).unwrap();
+            server.process_new_packets().unwrap();
+            let mut wire = Vec::new();
+            server.write_tls(&mut wire).unwrap();
+            client.read_tls(&mut wire.as_slice()).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        // The tickets sent after the handshake.
+        let mut wire = Vec::new();
+        server.write_tls(&mut wire).unwrap();
+        client.read_tls(&mut wire.as_slice()).unwrap();
+        client.process_new_packets().unwrap();
+        client
+    }
+
+    /// A client's second connection resumes its first session, in TLS 1.3 and 1.2.
+    #[test]
+    fn a_client_resumes_its_session_on_a_new_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaves = issuer(dir.path());
+        let roots = roots_of(dir.path());
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let client = Arc::new(
+                rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                    .with_protocol_versions(&[version])
+                    .unwrap()
+                    .with_root_certificates(roots.clone())
+                    .with_no_client_auth(),
+            );
+            let first = handshake(&leaves, client.clone());
+            assert_eq!(first.handshake_kind(), Some(rustls::HandshakeKind::Full));
+            let second = handshake(&leaves, client);
+            assert_eq!(
+                second.handshake_kind(),
+                Some(rustls::HandshakeKind::Resumed),
+                "{version:?}"
+            );
+        }
+    }
+
     /// A client that lists AES-256-GCM/SHA-384 first (rustls' and OpenSSL's order) gets
     /// AES-128-GCM/SHA-256, in TLS 1.3 and in TLS 1.2 alike.
     #[test]
     fn leaves_choose_sha256_suites_over_the_clients_order() {
-        use rustls::pki_types::ServerName;
         let dir = tempfile::tempdir().unwrap();
         let leaves = issuer(dir.path());
-        let mut roots = rustls::RootCertStore::empty();
-        let ca = fs::read(dir.path().join("tollgate-ca.crt")).unwrap();
-        for cert in CertificateDer::pem_slice_iter(&ca) {
-            roots.add(cert.unwrap()).unwrap();
-        }
+        let roots = roots_of(dir.path());
         for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
             let provider = crate::tls::provider();
             assert!(
@@ -1100,23 +1159,7 @@ mod tests {
                 .unwrap()
                 .with_root_certificates(roots.clone())
                 .with_no_client_auth();
-            let mut client = rustls::ClientConnection::new(
-                Arc::new(client),
-                ServerName::try_from("api.openai.com").unwrap(),
-            )
-            .unwrap();
-            let mut server =
-                rustls::ServerConnection::new(leaves.server_config("api.openai.com")).unwrap();
-            while client.is_handshaking() || server.is_handshaking() {
-                let mut wire = Vec::new();
-                client.write_tls(&mut wire).unwrap();
-                server.read_tls(&mut wire.as_slice()).unwrap();
-                server.process_new_packets().unwrap();
-                let mut wire = Vec::new();
-                server.write_tls(&mut wire).unwrap();
-                client.read_tls(&mut wire.as_slice()).unwrap();
-                client.process_new_packets().unwrap();
-            }
+            let client = handshake(&leaves, Arc::new(client));
             let suite = client.negotiated_cipher_suite().unwrap().suite();
             assert!(is_aes128_sha256(suite), "{version:?}: {suite:?}");
         }
