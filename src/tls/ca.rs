@@ -1077,14 +1077,23 @@ mod tests {
         assert_eq!(a.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
     }
 
-    /// The root in `dir`, as a client trusts it.
-    fn roots_of(dir: &Path) -> rustls::RootCertStore {
+    /// A client of `version` alone that trusts the root in `dir`, with rustls' own suite order.
+    fn client_of(
+        dir: &Path,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         let ca = fs::read(dir.join("tollgate-ca.crt")).unwrap();
         for cert in CertificateDer::pem_slice_iter(&ca) {
             roots.add(cert.unwrap()).unwrap();
         }
-        roots
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
     }
 
     /// A completed in-memory handshake of `client` with the leaf for api.openai.com.
@@ -1121,15 +1130,8 @@ mod tests {
     fn a_client_resumes_its_session_on_a_new_connection() {
         let dir = tempfile::tempdir().unwrap();
         let leaves = issuer(dir.path());
-        let roots = roots_of(dir.path());
         for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
-            let client = Arc::new(
-                rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-                    .with_protocol_versions(&[version])
-                    .unwrap()
-                    .with_root_certificates(roots.clone())
-                    .with_no_client_auth(),
-            );
+            let client = client_of(dir.path(), version);
             let first = handshake(&leaves, client.clone());
             assert_eq!(first.handshake_kind(), Some(rustls::HandshakeKind::Full));
             let second = handshake(&leaves, client);
@@ -1147,19 +1149,13 @@ mod tests {
     fn leaves_choose_sha256_suites_over_the_clients_order() {
         let dir = tempfile::tempdir().unwrap();
         let leaves = issuer(dir.path());
-        let roots = roots_of(dir.path());
         for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
-            let provider = crate::tls::provider();
+            let client = client_of(dir.path(), version);
             assert!(
-                !is_aes128_sha256(provider.cipher_suites[0].suite()),
+                !is_aes128_sha256(client.crypto_provider().cipher_suites[0].suite()),
                 "the client lists another suite first"
             );
-            let client = rustls::ClientConfig::builder_with_provider(provider)
-                .with_protocol_versions(&[version])
-                .unwrap()
-                .with_root_certificates(roots.clone())
-                .with_no_client_auth();
-            let client = handshake(&leaves, Arc::new(client));
+            let client = handshake(&leaves, client);
             let suite = client.negotiated_cipher_suite().unwrap().suite();
             assert!(is_aes128_sha256(suite), "{version:?}: {suite:?}");
         }
