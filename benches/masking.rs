@@ -138,6 +138,20 @@ fn sse_answer(vault: &Vault) -> String {
     out
 }
 
+/// Masking `body` again and again, in the `mask` group.
+fn bench_mask(c: &mut Criterion, name: &str, masker: &Masker<'_>, body: &Bytes) {
+    let mut group = c.benchmark_group("mask");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            masker
+                .mask_body(Some("application/json"), None, black_box(body.clone()))
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
 fn masking(c: &mut Criterion) {
     let policy = policy();
     let vault = Vault::new(Duration::from_secs(3600), 64 << 20);
@@ -152,16 +166,7 @@ fn masking(c: &mut Criterion) {
         .unwrap();
     assert!(out.findings.len() >= 3, "{:?}", out.findings);
 
-    let mut group = c.benchmark_group("mask");
-    group.throughput(Throughput::Bytes(body.len() as u64));
-    group.bench_function("agent request ~1 MB", |b| {
-        b.iter(|| {
-            masker
-                .mask_body(Some("application/json"), None, black_box(body.clone()))
-                .unwrap()
-        })
-    });
-    group.finish();
+    bench_mask(c, "agent request ~1 MB", &masker, &body);
 
     // A turn's new part as agents send it: tool schemas, a system prompt and short messages,
     // many small strings; nothing is recalled, so this is the cost of masking them.
@@ -171,17 +176,12 @@ fn masking(c: &mut Criterion) {
         vault: &vault,
         scope: "bench",
     };
-    let small = Bytes::from(small_turn());
-    let mut group = c.benchmark_group("mask");
-    group.throughput(Throughput::Bytes(small.len() as u64));
-    group.bench_function("agent turn ~3 KB, small strings", |b| {
-        b.iter(|| {
-            masker
-                .mask_body(Some("application/json"), None, black_box(small.clone()))
-                .unwrap()
-        })
-    });
-    group.finish();
+    bench_mask(
+        c,
+        "agent turn ~3 KB, small strings",
+        &masker,
+        &Bytes::from(small_turn()),
+    );
 
     // The next turn of a conversation: the same history (recalled) and a new tool result.
     let vault = Vault::new(Duration::from_secs(3600), 64 << 20);
