@@ -59,7 +59,8 @@ fn record(n: u64) -> Record {
         "messages": [{"role": "user", "content": format!("turn {n}: explain this")},
                      {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": code}]}],
     }))
-    .unwrap();
+    .unwrap()
+    .into();
     r.response_body = format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"answer {n}\"}}}}\n\n").into_bytes();
     r.bytes_up = r.request_body.len() as u64;
     r.bytes_down = r.response_body.len() as u64;

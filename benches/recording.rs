@@ -24,7 +24,7 @@ fn record(n: usize) -> Record {
     r.status = Some(200);
     r.outcome = "complete".into();
     r.duration_ms = n as u64;
-    r.request_body = vec![b'x'; 4096];
+    r.request_body = vec![b'x'; 4096].into();
     r.response_body = vec![b'y'; 8192];
     r
 }

@@ -544,7 +544,7 @@ fn audit_verify_names_the_first_broken_link() {
     );
     record.status = Some(200);
     record.outcome = "complete".into();
-    record.request_body = b"{}".to_vec();
+    record.request_body = b"{}"[..].into();
     store.append(&vec![record; 5]).unwrap();
     drop(store);
     let db_arg = db.to_str().unwrap();
@@ -590,7 +590,7 @@ fn signed_store(dir: &Path, n: u64, every: u64) -> std::path::PathBuf {
         );
         record.status = Some(200);
         record.outcome = "complete".into();
-        record.request_body = format!("{{\"n\":{i}}}").into_bytes();
+        record.request_body = format!("{{\"n\":{i}}}").into();
         store.append(&[record]).unwrap();
         checkpoints.tick(&store);
     }
@@ -858,7 +858,7 @@ fn store_purge_applies_retention_and_the_chain_still_verifies() {
             "api.openai.com",
         );
         r.started_at = when.into();
-        r.request_body = b"{\"old\":true}".to_vec();
+        r.request_body = b"{\"old\":true}"[..].into();
         r
     };
     let recent = tollgate::record::now();
@@ -946,7 +946,7 @@ async fn a_proxy_killed_mid_stream_leaves_a_store_that_opens_and_verifies() {
     let (_, cut) = store.all().unwrap().pop().unwrap();
     assert_eq!(cut.outcome, "interrupted");
     assert_eq!(cut.path.as_deref(), Some("/test/gated-sse"));
-    assert_eq!(cut.request_body, br#"{"model":"m","stream":true}"#);
+    assert_eq!(cut.request_body, &br#"{"model":"m","stream":true}"#[..]);
     assert!(store.verify().unwrap().is_none());
 }
 

@@ -80,9 +80,7 @@ pub async fn resend(
     for (name, value) in headers {
         req = req.header(name.as_str(), value.as_str());
     }
-    let req = req
-        .body(Full::new(Bytes::from(body.clone())))
-        .map_err(|e| bad(&e))?;
+    let req = req.body(Full::new(body.clone())).map_err(|e| bad(&e))?;
     let send_err = |message: String| ReplayError::Send {
         proxy: proxy.to_owned(),
         message,

@@ -141,14 +141,9 @@ impl Exchange {
             self.metrics.stream_closed();
         }
         let ms = self.started.elapsed().as_millis() as u64;
-        // The exchange is over: its body moves into the record (no copy once the request that
-        // carried it upstream is gone), and is not kept at all when nothing is recorded.
+        // The exchange is over: its body moves into the record (shared with the in-flight
+        // record, never copied).
         let body = std::mem::take(&mut self.request_body);
-        let body = if self.recorder.is_enabled() {
-            Vec::from(body)
-        } else {
-            Vec::new()
-        };
         let mut record = self.record_so_far(body);
         record.duration_ms = ms;
         record.status = status;
@@ -202,7 +197,7 @@ impl Exchange {
 
     /// The record as far as the request goes: everything but the response, with `body` as the
     /// request body.
-    fn record_so_far(&self, body: Vec<u8>) -> Record {
+    fn record_so_far(&self, body: Bytes) -> Record {
         let mut record = Record::new(
             RecordKind::Exchange,
             &self.client.to_string(),
@@ -594,7 +589,7 @@ impl HttpHandler for Handler {
                 // From here the request leaves: should the process die before the exchange
                 // ends, this is what the audit trail keeps of it.
                 if self.shared.recorder.is_enabled() {
-                    let body = exchange.request_body.to_vec();
+                    let body = exchange.request_body.clone();
                     exchange.pending = self.shared.recorder.open(exchange.record_so_far(body));
                 }
                 self.exchange = Some(exchange);

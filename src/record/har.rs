@@ -133,7 +133,7 @@ mod tests {
         r.method = Some("POST".into());
         r.path = Some("/v1/chat/completions".into());
         r.status = Some(200);
-        r.request_body = br#"{"model":"m"}"#.to_vec();
+        r.request_body = br#"{"model":"m"}"#[..].into();
         r.response_body = b"data: {}\n\n".to_vec();
         let doc = har(&[
             (1, r),

@@ -111,9 +111,10 @@ pub struct Record {
     /// are compressed leave it empty: [`Record::answer_text`] derives it when read.
     #[serde(skip)]
     pub response_text: Option<String>,
-    /// The request body exactly as sent upstream (masked, possibly compressed).
+    /// The request body exactly as sent upstream (masked, possibly compressed). Shared, not
+    /// copied, between the request that carried it, the in-flight record and the final one.
     #[serde(skip)]
-    pub request_body: Vec<u8>,
+    pub request_body: bytes::Bytes,
     /// The response body exactly as the upstream sent it (placeholders not restored).
     #[serde(skip)]
     pub response_body: Vec<u8>,
@@ -161,7 +162,7 @@ impl Record {
             profile: None,
             approval: None,
             response_text: None,
-            request_body: Vec::new(),
+            request_body: Default::default(),
             response_body: Vec::new(),
             original_body: Vec::new(),
         }
@@ -927,7 +928,7 @@ mod tests {
         r.path = Some("/v1/chat/completions".into());
         r.status = Some(200);
         r.outcome = "complete".into();
-        r.request_body = format!("{{\"n\":{n}}}").into_bytes();
+        r.request_body = format!("{{\"n\":{n}}}").into();
         r.response_body = b"data: {}\n\n".to_vec();
         r
     }
@@ -1043,7 +1044,7 @@ mod tests {
         };
         let (_dir, _path, recorder, writer, lock) = recorder_over_a_locked_store(limits);
         let mut big = record(0);
-        big.request_body = vec![b'x'; 40 << 10];
+        big.request_body = vec![b'x'; 40 << 10].into();
         recorder.record(big.clone());
         assert!(!recorder.is_full());
         recorder.record(big.clone());
@@ -1102,7 +1103,7 @@ mod tests {
         };
         let (_dir, path, recorder, writer, lock) = recorder_over_a_locked_store(limits);
         let mut huge = record(0);
-        huge.request_body = vec![b'x'; 1 << 20];
+        huge.request_body = vec![b'x'; 1 << 20].into();
         recorder.record(huge);
         assert_eq!(recorder.dropped(), 0);
         lock.execute_batch("COMMIT").unwrap();

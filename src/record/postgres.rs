@@ -554,7 +554,7 @@ impl Postgres {
             let (request_body, response_body, codec) =
                 self.packer.pack_bodies(&r.request_body, &r.response_body);
             let mut record = r.clone();
-            record.request_body = Vec::new();
+            record.request_body = Default::default();
             record.response_body = Vec::new();
             rows.push(Row {
                 request_digest: digest(&r.request_body),
@@ -572,7 +572,7 @@ impl Postgres {
                 (
                     key.clone(),
                     serde_json::to_string(r).expect("records serialize"),
-                    r.request_body.clone(),
+                    r.request_body.to_vec(),
                     r.original_body.clone(),
                 )
             })
@@ -808,7 +808,7 @@ impl Postgres {
         for (key, json, request_body, original_body) in rows {
             if let Ok(mut record) = serde_json::from_str::<Record>(&json) {
                 record.outcome = "interrupted".into();
-                record.request_body = request_body;
+                record.request_body = request_body.into();
                 record.original_body = original_body;
                 batch.records.push(record);
             }
@@ -1271,7 +1271,7 @@ fn row_to_record(row: &tokio_postgres::Row) -> Record {
         profile: row.get(34),
         approval: row.get(36),
         response_text: row.get(23),
-        request_body: unpack(row.get(24), codec, Codec::REQUEST_ZSTD),
+        request_body: unpack(row.get(24), codec, Codec::REQUEST_ZSTD).into(),
         response_body: unpack(row.get(25), codec, Codec::RESPONSE_ZSTD),
         original_body: row.get(29),
     }

@@ -788,7 +788,7 @@ impl Sqlite {
         for (key, json, request_body, original_body, codec) in rows {
             if let Ok(mut record) = serde_json::from_str::<Record>(&json) {
                 record.outcome = "interrupted".into();
-                record.request_body = unpack(request_body, codec, Codec::REQUEST_ZSTD);
+                record.request_body = unpack(request_body, codec, Codec::REQUEST_ZSTD).into();
                 record.original_body = original_body;
                 batch.records.push(record);
             }
@@ -929,7 +929,7 @@ impl Sqlite {
             for (key, r) in &batch.opened {
                 let json = serde_json::to_string(r).expect("records serialize");
                 // Kept aside only until the exchange ends: not worth compressing.
-                open.execute(params![key, json, r.request_body, r.original_body, 0])
+                open.execute(params![key, json, &r.request_body[..], r.original_body, 0])
                     .map_err(err)?;
             }
             let mut close = tx
@@ -1571,7 +1571,8 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
                     })
                 })
                 .transpose()?,
-        ),
+        )
+        .into(),
         response_body: unpack(row.get(25)?, row.get(37)?, Codec::RESPONSE_ZSTD),
         original_body: row.get(29)?,
     })
@@ -1818,7 +1819,7 @@ mod tests {
         let (_dir, _, mut store) = store_with(0);
         let (text, noise) = bodies();
         let mut r = record(1);
-        r.request_body = text.clone();
+        r.request_body = text.clone().into();
         r.response_body = noise.clone();
         store.append(&[r]).unwrap();
         let (codec, stored_request, stored_response): (i64, i64, i64) = store
@@ -1860,7 +1861,7 @@ mod tests {
             "{{\"messages\":[{}],\"tools\":[{tools}],\"stream\":true}}",
             messages.join(",")
         )
-        .into_bytes();
+        .into();
         r
     }
 
@@ -1916,7 +1917,7 @@ mod tests {
             .all()
             .unwrap()
             .into_iter()
-            .map(|(_, r)| r.request_body)
+            .map(|(_, r)| r.request_body.to_vec())
             .collect();
         assert_eq!(all, sent);
         for (i, body) in sent.iter().enumerate() {
@@ -1929,7 +1930,7 @@ mod tests {
             .session("a")
             .unwrap()
             .into_iter()
-            .map(|(_, r)| r.request_body)
+            .map(|(_, r)| r.request_body.to_vec())
             .collect();
         assert_eq!(of_a, sent.iter().step_by(2).cloned().collect::<Vec<_>>());
         assert_eq!(store.verify().unwrap(), None);
@@ -1994,7 +1995,7 @@ mod tests {
                 .unwrap()
                 .into_iter()
                 .filter(|(_, r)| r.started_at.starts_with("2021"))
-                .map(|(_, r)| r.request_body)
+                .map(|(_, r)| r.request_body.to_vec())
                 .collect();
             assert_eq!(
                 back,
@@ -2069,7 +2070,7 @@ mod tests {
     fn an_altered_compressed_body_breaks_the_chain() {
         let (_dir, _, mut store) = store_with(2);
         let mut r = record(3);
-        r.request_body = bodies().0;
+        r.request_body = bodies().0.into();
         store.append(&[r]).unwrap();
         // Another valid zstd frame, and then bytes that are no frame at all.
         let other = zstd::bulk::compress(b"something else entirely, long enough", 1).unwrap();
@@ -2148,7 +2149,7 @@ mod tests {
         let (_dir, path, mut store) = store_with(0);
         let mut started = record(7);
         started.outcome = "in-flight".into();
-        started.request_body = b"sent upstream".to_vec();
+        started.request_body = b"sent upstream"[..].into();
         store
             .write(&Batch {
                 opened: vec![("a".into(), started.clone()), ("b".into(), started.clone())],
@@ -2172,7 +2173,7 @@ mod tests {
         assert_eq!(all.len(), 2);
         let (_, cut) = &all[1];
         assert_eq!(cut.outcome, "interrupted");
-        assert_eq!(cut.request_body, b"sent upstream");
+        assert_eq!(cut.request_body, &b"sent upstream"[..]);
         assert!(store.verify().unwrap().is_none());
         assert_eq!(store.recover_pending().unwrap(), 0);
     }

@@ -1077,7 +1077,7 @@ async fn exchange_body(
     match read_store(&state, move |store| store.get(id)).await {
         Ok(Some(r)) => {
             let body = if request {
-                r.request_body
+                r.request_body.into()
             } else {
                 r.response_body
             };
