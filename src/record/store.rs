@@ -254,11 +254,41 @@ fn assemble(stored: Vec<u8>, delta: Option<Delta>) -> Vec<u8> {
 /// repeats the one before; it is stored as the bytes it shares with its session's base at the
 /// start and at the end, and what is between them. A turn that shares less than three quarters
 /// of itself is stored whole and becomes the base.
+///
+/// A base also keeps its SHA-256 state after every [`MARK`] bytes, so that a turn's digest
+/// starts from the last state inside what it shares with the base rather than from its first
+/// byte: hashing was the writer's largest cost on long conversations.
 pub(super) struct Bases {
-    by_session: std::collections::HashMap<String, (i64, Box<[u8]>)>,
+    by_session: std::collections::HashMap<String, Base>,
     /// Sessions in the order their bases were set, to forget the oldest past the budget.
     order: std::collections::VecDeque<(String, i64)>,
     bytes: usize,
+}
+
+/// A session's base: its row, its request body, and the digest's state after each whole
+/// [`MARK`] bytes of that body.
+struct Base {
+    id: i64,
+    body: Box<[u8]>,
+    marks: Vec<Context>,
+}
+
+/// Bytes between the saved digest states of a base.
+const MARK: usize = 16 << 10;
+
+/// `body`'s digest, and the digest's state after each whole [`MARK`] bytes of it.
+fn marked_digest(body: &[u8]) -> ([u8; 32], Vec<Context>) {
+    let mut ctx = Context::new(&SHA256);
+    let mut marks = Vec::with_capacity(body.len() / MARK);
+    for chunk in body.chunks(MARK) {
+        ctx.update(chunk);
+        if chunk.len() == MARK {
+            marks.push(ctx.clone());
+        }
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    (out, marks)
 }
 
 impl Bases {
@@ -280,40 +310,64 @@ impl Bases {
         if body.len() < Self::MIN {
             return None;
         }
-        let (id, base) = self.by_session.get(session)?;
-        let prefix = common_prefix(base, body);
-        let suffix = common_suffix(&base[prefix..], &body[prefix..]);
+        let base = self.by_session.get(session)?;
+        let prefix = common_prefix(&base.body, body);
+        let suffix = common_suffix(&base.body[prefix..], &body[prefix..]);
         let between = body.len() - prefix - suffix;
-        (between * 4 <= body.len()).then_some((*id, prefix, suffix))
+        (between * 4 <= body.len()).then_some((base.id, prefix, suffix))
     }
 
-    fn set(&mut self, session: &str, id: i64, body: &[u8]) {
+    /// The digest of `body`, which shares its first `prefix` bytes with `session`'s base:
+    /// hashed on from the base's last digest state within those bytes.
+    fn digest_sharing(&self, session: &str, body: &[u8], prefix: usize) -> [u8; 32] {
+        let marks = self.by_session.get(session).map_or(&[][..], |b| &b.marks);
+        let shared = (prefix.min(body.len()) / MARK).min(marks.len());
+        let Some(mark) = shared.checked_sub(1).map(|k| &marks[k]) else {
+            return digest(body);
+        };
+        let mut ctx = mark.clone();
+        ctx.update(&body[shared * MARK..]);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    /// Makes `body` (row `id`, whose digest's states are `marks`) `session`'s base.
+    fn set(&mut self, session: &str, id: i64, body: &[u8], marks: Vec<Context>) {
         if body.len() < Self::MIN || body.len() > Self::BUDGET / 4 {
             return;
         }
-        if let Some((_, old)) = self
-            .by_session
-            .insert(session.to_owned(), (id, Box::from(body)))
-        {
-            self.bytes -= old.len();
+        let base = Base {
+            id,
+            body: Box::from(body),
+            marks,
+        };
+        let size = Self::size(&base);
+        if let Some(old) = self.by_session.insert(session.to_owned(), base) {
+            self.bytes -= Self::size(&old);
         }
-        self.bytes += body.len();
+        self.bytes += size;
         self.order.push_back((session.to_owned(), id));
         while self.bytes > Self::BUDGET
             && let Some((session, id)) = self.order.pop_front()
         {
-            if self.by_session.get(&session).is_some_and(|(i, _)| *i == id)
-                && let Some((_, old)) = self.by_session.remove(&session)
+            if self.by_session.get(&session).is_some_and(|b| b.id == id)
+                && let Some(old) = self.by_session.remove(&session)
             {
-                self.bytes -= old.len();
+                self.bytes -= Self::size(&old);
             }
         }
         // Entries left behind by sessions whose base moved on.
         if self.order.len() > 4 * self.by_session.len() + 64 {
             let by_session = &self.by_session;
             self.order
-                .retain(|(s, i)| by_session.get(s).is_some_and(|(b, _)| b == i));
+                .retain(|(s, i)| by_session.get(s).is_some_and(|b| b.id == *i));
         }
+    }
+
+    /// What a base costs in memory, for the budget.
+    fn size(base: &Base) -> usize {
+        base.body.len() + base.marks.len() * std::mem::size_of::<Context>()
     }
 
     /// Forgets every base (after a purge, whose rows may have been among them).
@@ -844,15 +898,6 @@ impl Sqlite {
                 .map_err(err)?;
             for (i, r) in records.iter().enumerate() {
                 id += 1;
-                let (req_digest, resp_digest) = (digest(&r.request_body), digest(&r.response_body));
-                let hash = link_hash(
-                    HashVersion::CURRENT,
-                    id,
-                    &prev,
-                    r,
-                    &req_digest,
-                    &resp_digest,
-                );
                 let delta = match self.bases.delta(&r.session_id, &r.request_body) {
                     Some(d @ (base, _, _)) => {
                         let purged: Option<i64> = kept
@@ -863,15 +908,27 @@ impl Sqlite {
                     }
                     None => None,
                 };
-                let stored = match delta {
-                    Some((_, prefix, suffix)) => {
-                        &r.request_body[prefix..r.request_body.len() - suffix]
-                    }
+                let (stored, req_digest) = match delta {
+                    Some((_, prefix, suffix)) => (
+                        &r.request_body[prefix..r.request_body.len() - suffix],
+                        self.bases
+                            .digest_sharing(&r.session_id, &r.request_body, prefix),
+                    ),
                     None => {
-                        new_bases.push(i);
-                        &r.request_body[..]
+                        let (digest, marks) = marked_digest(&r.request_body);
+                        new_bases.push((i, marks));
+                        (&r.request_body[..], digest)
                     }
                 };
+                let resp_digest = digest(&r.response_body);
+                let hash = link_hash(
+                    HashVersion::CURRENT,
+                    id,
+                    &prev,
+                    r,
+                    &req_digest,
+                    &resp_digest,
+                );
                 let (request_body, response_body, codec) =
                     self.packer.pack_bodies(stored, &r.response_body);
                 insert
@@ -949,10 +1006,10 @@ impl Sqlite {
         .and_then(|mut s| s.execute(params![id, prev]))
         .map_err(err)?;
         tx.commit().map_err(err)?;
-        for i in new_bases {
+        for (i, marks) in new_bases {
             let r = &records[i];
             self.bases
-                .set(&r.session_id, first + i as i64, &r.request_body);
+                .set(&r.session_id, first + i as i64, &r.request_body, marks);
         }
         Ok(())
     }
@@ -1939,6 +1996,50 @@ mod tests {
         let again = Store::open(&path).unwrap();
         assert_eq!(again.get(4).unwrap().unwrap().request_body, sent[3]);
         assert_eq!(again.verify().unwrap(), None);
+    }
+
+    #[test]
+    fn a_turns_digest_hashed_on_from_its_base_is_its_digest() {
+        let base: Vec<u8> = (0..5 * MARK + 100).map(|i| (i * 7 % 251) as u8).collect();
+        let mut bases = Bases::new();
+        let (whole, marks) = marked_digest(&base);
+        assert_eq!(whole, digest(&base));
+        assert_eq!(marks.len(), 5);
+        bases.set("a", 1, &base, marks);
+        // Turns that leave the base at, around and between its marks; end inside it, at its
+        // end, or past it.
+        for at in [
+            0,
+            1,
+            MARK - 1,
+            MARK,
+            MARK + 1,
+            2 * MARK,
+            3 * MARK + 5,
+            5 * MARK,
+            5 * MARK + 100,
+        ] {
+            for tail in [&b""[..], b"x", &[9u8; 40_000]] {
+                let mut body = base[..at].to_vec();
+                body.extend_from_slice(tail);
+                let prefix = common_prefix(&base, &body);
+                assert_eq!(
+                    bases.digest_sharing("a", &body, prefix),
+                    digest(&body),
+                    "leaving at {at}, {} bytes after",
+                    tail.len()
+                );
+            }
+        }
+        // A session without a base, or with a short one, hashes from the start.
+        assert_eq!(bases.digest_sharing("b", &base, base.len()), digest(&base));
+        bases.set(
+            "c",
+            2,
+            &base[..MARK / 2],
+            marked_digest(&base[..MARK / 2]).1,
+        );
+        assert_eq!(bases.digest_sharing("c", &base, MARK / 2), digest(&base));
     }
 
     #[test]
