@@ -137,10 +137,16 @@ pub struct Capture {
 
 /// Response bytes kept per exchange at most; the rest is counted, not kept.
 const CAPTURE_LIMIT: usize = 16 << 20;
+/// Room a capture starts with: a short answer's whole stream, arriving as many small events,
+/// is kept without growing the buffer again and again.
+const CAPTURE_START: usize = 4 << 10;
 
 impl Capture {
     fn push(&self, data: &[u8]) {
         let mut buf = self.buf.lock().expect("capture lock");
+        if buf.capacity() == 0 {
+            buf.reserve(data.len().clamp(CAPTURE_START, CAPTURE_LIMIT));
+        }
         let room = CAPTURE_LIMIT.saturating_sub(buf.len());
         buf.extend_from_slice(&data[..data.len().min(room)]);
     }
