@@ -198,22 +198,23 @@ impl Exchange {
     /// The record as far as the request goes: everything but the response, with `body` as the
     /// request body.
     fn record_so_far(&self, body: Bytes) -> Record {
-        let mut record = Record::new(
+        let session = self.session_id.clone().unwrap_or_else(|| {
+            crate::record::session_id(&self.scope, self.provider.as_deref(), None)
+        });
+        let mut record = Record::started(
             RecordKind::Exchange,
             &self.client.to_string(),
             &self.scope,
             self.mode.as_str(),
             &self.host,
+            self.started_at.clone(),
+            session,
         );
-        record.started_at = self.started_at.clone();
         record.provider = self.provider.clone();
         record.method = Some(self.method.to_string());
         record.path = Some(self.path.clone());
         record.bytes_up = self.bytes_up;
         record.findings = findings_json(&self.findings, &self.attachments);
-        record.session_id = self.session_id.clone().unwrap_or_else(|| {
-            crate::record::session_id(&self.scope, self.provider.as_deref(), None)
-        });
         record.model = self
             .model
             .clone()

@@ -132,11 +132,26 @@ impl Record {
             .or_else(|| sse_text(&self.response_body).filter(|t| !t.is_empty()))
     }
 
-    /// A record with the given kind and place and nothing else known yet.
+    /// A record with the given kind and place and nothing else known yet, started now.
     pub fn new(kind: RecordKind, client: &str, scope: &str, mode: &str, host: &str) -> Self {
+        let session = session_id(scope, None, None);
+        Self::started(kind, client, scope, mode, host, now(), session)
+    }
+
+    /// A record with the given kind and place, started at `started_at` (RFC 3339) in session
+    /// `session_id`.
+    pub fn started(
+        kind: RecordKind,
+        client: &str,
+        scope: &str,
+        mode: &str,
+        host: &str,
+        started_at: String,
+        session_id: String,
+    ) -> Self {
         Record {
             kind,
-            started_at: now(),
+            started_at,
             duration_ms: 0,
             client: client.into(),
             scope: scope.into(),
@@ -150,7 +165,7 @@ impl Record {
             bytes_up: 0,
             bytes_down: 0,
             findings: "[]".into(),
-            session_id: session_id(scope, None, None),
+            session_id,
             model: None,
             ttfb_ms: None,
             rule: None,
