@@ -325,6 +325,11 @@ impl Bases {
         let Some(mark) = shared.checked_sub(1).map(|k| &marks[k]) else {
             return digest(body);
         };
+        debug_assert!(
+            self.by_session
+                .get(session)
+                .is_some_and(|b| { b.body.get(..shared * MARK) == body.get(..shared * MARK) })
+        );
         let mut ctx = mark.clone();
         ctx.update(&body[shared * MARK..]);
         let mut out = [0u8; 32];
@@ -2031,6 +2036,10 @@ mod tests {
                 );
             }
         }
+        // A base of whole marks, and a turn that repeats it.
+        let even = &base[..4 * MARK];
+        bases.set("d", 3, even, marked_digest(even).1);
+        assert_eq!(bases.digest_sharing("d", even, even.len()), digest(even));
         // A session without a base, or with a short one, hashes from the start.
         assert_eq!(bases.digest_sharing("b", &base, base.len()), digest(&base));
         bases.set(
@@ -2040,6 +2049,39 @@ mod tests {
             marked_digest(&base[..MARK / 2]).1,
         );
         assert_eq!(bases.digest_sharing("c", &base, MARK / 2), digest(&base));
+    }
+
+    #[test]
+    fn long_turns_of_one_session_in_one_batch_keep_their_digests() {
+        let (_dir, _path, mut store) = store_with(0);
+        // Turns of several marks each; two of them in one batch, stored against the same base.
+        let batches = [vec![12], vec![13, 14], vec![15]];
+        let mut sent = Vec::new();
+        for batch in batches {
+            let batch: Vec<Record> = batch
+                .into_iter()
+                .map(|n| turn("a", n, "2030-01-01T00:00:00Z"))
+                .collect();
+            assert!(batch.iter().all(|r| r.request_body.len() > 3 * MARK));
+            sent.extend(batch.iter().map(|r| r.request_body.to_vec()));
+            store.append(&batch).unwrap();
+        }
+        let rows = stored(&store);
+        assert_eq!(rows[0].0, None);
+        assert!(rows[1..].iter().all(|r| r.0 == Some(1)), "{rows:?}");
+        let mut stmt = store
+            .conn()
+            .prepare("SELECT request_digest FROM records ORDER BY id")
+            .unwrap();
+        let digests: Vec<Vec<u8>> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected: Vec<Vec<u8>> = sent.iter().map(|b| digest(b).to_vec()).collect();
+        assert_eq!(digests, expected);
+        drop(stmt);
+        assert_eq!(store.verify().unwrap(), None);
     }
 
     #[test]
