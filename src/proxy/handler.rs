@@ -132,6 +132,9 @@ impl Drop for Exchange {
     }
 }
 
+/// Request bodies this long are shared with the audit record rather than copied.
+const SHARED_FROM: usize = 64 << 10;
+
 impl Exchange {
     /// Logs the exchange's line and queues its audit record (`status` is `None` when no response
     /// was sent).
@@ -141,9 +144,16 @@ impl Exchange {
             self.metrics.stream_closed();
         }
         let ms = self.started.elapsed().as_millis() as u64;
-        // The exchange is over: its body moves into the record (shared with the in-flight
-        // record, never copied).
+        // The exchange is over: its body moves into the record. A short one may be a slice of
+        // the connection's read buffer (tens of KiB), which the record, waiting in the audit
+        // queue, must not keep alive: it gets a copy of its own. A long one fills most of its
+        // buffer and is shared.
         let body = std::mem::take(&mut self.request_body);
+        let body = if self.recorder.is_enabled() && body.len() < SHARED_FROM {
+            Bytes::copy_from_slice(&body)
+        } else {
+            body
+        };
         let mut record = self.record_so_far(body);
         record.duration_ms = ms;
         record.status = status;

@@ -111,8 +111,9 @@ pub struct Record {
     /// are compressed leave it empty: [`Record::answer_text`] derives it when read.
     #[serde(skip)]
     pub response_text: Option<String>,
-    /// The request body exactly as sent upstream (masked, possibly compressed). Shared, not
-    /// copied, between the request that carried it, the in-flight record and the final one.
+    /// The request body exactly as sent upstream (masked, possibly compressed). The proxy
+    /// shares it with the in-flight record rather than copying it (and with the final record
+    /// when it is long).
     #[serde(skip)]
     pub request_body: bytes::Bytes,
     /// The response body exactly as the upstream sent it (placeholders not restored).
