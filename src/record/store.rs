@@ -274,7 +274,7 @@ struct Base {
 }
 
 /// Bytes between the saved digest states of a base.
-const MARK: usize = 16 << 10;
+const MARK: usize = 4 << 10;
 
 /// `body`'s digest, and the digest's state after each whole [`MARK`] bytes of it.
 fn marked_digest(body: &[u8]) -> ([u8; 32], Vec<Context>) {
