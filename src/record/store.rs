@@ -286,9 +286,7 @@ fn marked_digest(body: &[u8]) -> ([u8; 32], Vec<Context>) {
             marks.push(ctx.clone());
         }
     }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    (out, marks)
+    (finish(ctx), marks)
 }
 
 impl Bases {
@@ -332,9 +330,7 @@ impl Bases {
         );
         let mut ctx = mark.clone();
         ctx.update(&body[shared * MARK..]);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.finish().as_ref());
-        out
+        finish(ctx)
     }
 
     /// Makes `body` (row `id`, whose digest's states are `marks`) `session`'s base.
@@ -1695,6 +1691,13 @@ pub struct SessionSummary {
     pub refused: i64,
 }
 
+/// A SHA-256 context's digest.
+fn finish(ctx: Context) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
 pub(super) fn digest(body: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(ring::digest::digest(&SHA256, body).as_ref());
@@ -1743,9 +1746,7 @@ fn link_hash_v1(
     ctx.update(&serde_json::to_vec(record).expect("records serialize"));
     ctx.update(req_digest);
     ctx.update(resp_digest);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
+    finish(ctx)
 }
 
 /// Version 2: SHA-256 of the canonical encoding (see [`super::canonical`]) of, in this order:
