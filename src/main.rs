@@ -6,6 +6,7 @@
 use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use tollgate::cli::log_writer::LogWriter;
 use tollgate::cli::{Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
@@ -27,16 +28,16 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| EnvFilter::new("info"))
         .add_directive("hudsucker=warn".parse().expect("valid directive"))
         .add_directive("tokio_graceful=warn".parse().expect("valid directive"));
-    // Lines are written by a thread of their own, through a buffer it flushes whenever it has
-    // nothing more to write: no request waits on standard error, and under load many lines
-    // leave in one write. Not lossy: a full buffer holds loggers back rather than drop lines.
-    let (writer, log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("tollgate-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 << 10,
-            std::io::stderr(),
-        ));
+    // Lines are written by a thread of their own, from a buffer it takes whole every few
+    // milliseconds: no request waits on standard error or wakes a thread, and under load many
+    // lines leave in one write. Not lossy: a full buffer holds loggers back rather than drop lines.
+    let (writer, log_guard) = match LogWriter::new("tollgate-log", std::io::stderr()) {
+        Ok(logs) => logs,
+        Err(err) => {
+            eprintln!("tollgate: cannot start the log writer: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

@@ -2,6 +2,7 @@
 //! `export`, `store`, `approvals`.
 
 mod approvals;
+pub mod log_writer;
 mod replay;
 
 use crate::config::{Overrides, ProxyConfig};
