@@ -13,15 +13,16 @@
 //! An entry keeps all the element's masking did: its edits, its findings (so approvals and
 //! records see them on every turn), the attachments it noted, and the placeholders it asked
 //! the vault for, which are asked for again so that they stay restorable for as long as the
-//! conversation goes on. Entries live in memory only, next to the vault, within a byte budget.
+//! conversation goes on. Entries live in memory only, next to the vault, within a byte budget,
+//! and one not used for the vault's time to live is not used again.
 
 use super::engine::Edit;
 use super::{Attachment, Finding};
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes of an element's start that choose its slot; the whole element is compared after.
 const SLOT_PREFIX: usize = 256;
@@ -59,6 +60,10 @@ pub struct Entry {
     pub calls: Vec<Call>,
     /// The conversation's first message, if this element held it (offset, text).
     pub first_message: Option<(usize, String)>,
+    /// When it was made or last used: milliseconds since its [`Recall`] was.
+    used: AtomicU64,
+    /// What it counts for in the budget.
+    weight: u64,
 }
 
 impl Entry {
@@ -66,7 +71,7 @@ impl Entry {
         self.raw.len()
     }
 
-    fn weight(&self) -> usize {
+    fn weigh(&self) -> usize {
         self.raw.len()
             + self.place.len()
             + self.edits.iter().map(|e| e.text.len() + 32).sum::<usize>()
@@ -151,10 +156,27 @@ impl Filled {
     }
 }
 
+/// A slot's budget: what its entries count for together.
+#[derive(Clone)]
+struct Weigh;
+
+impl quick_cache::Weighter<u64, Arc<[Arc<Entry>]>> for Weigh {
+    fn weight(&self, _: &u64, entries: &Arc<[Arc<Entry>]>) -> u64 {
+        entries.iter().map(|e| e.weight).sum()
+    }
+}
+
+/// Bytes of budget per slot the cache is sized for: most remembered elements are tool results
+/// and file contents of a few KiB.
+const TYPICAL_SLOT: u64 = 4 << 10;
+
 /// The remembered elements of every scope.
 pub struct Recall {
-    slots: Cache<u64, Arc<[Arc<Entry>]>>,
+    slots: Cache<u64, Arc<[Arc<Entry>]>, Weigh>,
     filled: Filled,
+    /// What [`Entry::used`] counts from, and how long an entry lasts unused.
+    epoch: Instant,
+    ttl_ms: u64,
     hasher: foldhash::fast::RandomState,
     /// Bytes of elements found known, and not walked again.
     recalled: AtomicU64,
@@ -162,17 +184,12 @@ pub struct Recall {
 
 impl Recall {
     pub fn new(ttl: Duration, budget_bytes: u64) -> Self {
+        let slots = usize::try_from(budget_bytes / TYPICAL_SLOT).unwrap_or(usize::MAX);
         Self {
-            slots: Cache::builder()
-                .weigher(|_: &u64, entries: &Arc<[Arc<Entry>]>| {
-                    let bytes: usize = entries.iter().map(|e| e.weight()).sum();
-                    u32::try_from(bytes).unwrap_or(u32::MAX)
-                })
-                .max_capacity(budget_bytes)
-                .eviction_policy(moka::policy::EvictionPolicy::lru())
-                .time_to_idle(ttl)
-                .build(),
+            slots: Cache::with_weighter(slots.clamp(16, 1 << 20), budget_bytes, Weigh),
             filled: Filled::new(),
+            epoch: Instant::now(),
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             hasher: foldhash::fast::RandomState::default(),
             recalled: AtomicU64::new(0),
         }
@@ -181,6 +198,14 @@ impl Recall {
     /// Bytes of elements found known so far, and so not masked again.
     pub fn recalled_bytes(&self) -> u64 {
         self.recalled.load(Ordering::Relaxed)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn fresh(&self, entry: &Entry, now: u64) -> bool {
+        now.saturating_sub(entry.used.load(Ordering::Relaxed)) <= self.ttl_ms
     }
 
     fn slot(&self, at: &Place<'_>, element: &str) -> u64 {
@@ -203,13 +228,16 @@ impl Recall {
             return None;
         }
         let entries = self.slots.get(&slot)?;
+        let now = self.now_ms();
         let entry = entries.iter().find(|e| {
             e.policy == at.policy
                 && e.known == at.known
                 && *e.scope == *at.scope
                 && *e.place == *at.place
+                && self.fresh(e, now)
                 && rest.as_bytes().starts_with(e.raw.as_bytes())
         })?;
+        entry.used.store(now, Ordering::Relaxed);
         self.recalled
             .fetch_add(entry.raw.len() as u64, Ordering::Relaxed);
         self.filled.mark(slot);
@@ -231,7 +259,8 @@ impl Recall {
         if element.len() < MIN_ELEMENT {
             return;
         }
-        let entry = Arc::new(Entry {
+        let now = self.now_ms();
+        let mut entry = Entry {
             scope: at.scope.into(),
             policy: at.policy,
             known: at.known,
@@ -242,16 +271,23 @@ impl Recall {
             attachments,
             calls,
             first_message,
-        });
+            used: AtomicU64::new(now),
+            weight: 0,
+        };
+        entry.weight = entry.weigh() as u64;
+        let entry = Arc::new(entry);
         let slot = self.slot(at, element);
-        // The newest first; the same bytes under an older known set give way.
+        // The newest first; the same bytes under an older known set give way, and so do those
+        // past their time.
         let mut entries = vec![entry.clone()];
         if self.filled.contains(slot)
             && let Some(old) = self.slots.get(&slot)
         {
             entries.extend(
                 old.iter()
-                    .filter(|e| e.raw != entry.raw || e.place != entry.place)
+                    .filter(|e| {
+                        (e.raw != entry.raw || e.place != entry.place) && self.fresh(e, now)
+                    })
                     .take(PER_SLOT - 1)
                     .cloned(),
             );
@@ -307,5 +343,70 @@ mod filled_tests {
             .filter(|&i| filled.contains(slot(i)))
             .count();
         assert!(false_hits < 500, "{false_hits} of 10000");
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn at(place: &str) -> Place<'_> {
+        Place {
+            scope: "alice",
+            policy: 1,
+            known: 0,
+            place,
+        }
+    }
+
+    fn element(i: usize) -> String {
+        format!("{{\"n\":{i},\"text\":\"{}\"}}", "x".repeat(MIN_ELEMENT))
+    }
+
+    fn remember(recall: &Recall, place: &str, element: &str) {
+        recall.remember(
+            &at(place),
+            element,
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            None,
+        );
+    }
+
+    #[test]
+    fn an_entry_unused_for_its_time_to_live_is_not_used_again_and_use_keeps_it() {
+        let recall = Recall::new(Duration::from_millis(300), 1 << 20);
+        let (kept, left) = (element(1), element(2));
+        remember(&recall, "messages[0]", &kept);
+        remember(&recall, "messages[1]", &left);
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(recall.find(&at("messages[0]"), &kept).is_some());
+        }
+        assert!(recall.find(&at("messages[1]"), &left).is_none());
+        // Remembered again, it is used again.
+        remember(&recall, "messages[1]", &left);
+        assert!(recall.find(&at("messages[1]"), &left).is_some());
+    }
+
+    #[test]
+    fn entries_stay_within_the_budget() {
+        let budget = 64 << 10;
+        let recall = Recall::new(Duration::from_secs(600), budget);
+        let elements: Vec<String> = (0..200).map(element).collect();
+        for (i, e) in elements.iter().enumerate() {
+            remember(&recall, &format!("messages[{i}]"), e);
+        }
+        assert!(recall.slots.weight() <= budget, "{}", recall.slots.weight());
+        let kept = (0..200)
+            .filter(|&i| {
+                recall
+                    .find(&at(&format!("messages[{i}]")), &elements[i])
+                    .is_some()
+            })
+            .count();
+        assert!(kept > 0 && kept < 200, "{kept} of 200 kept");
     }
 }
