@@ -177,6 +177,9 @@ pub struct Recall {
     /// What [`Entry::used`] counts from, and how long an entry lasts unused.
     epoch: Instant,
     ttl_ms: u64,
+    /// When slots whose entries are all past their time were last let go, and how often.
+    swept: AtomicU64,
+    sweep_every_ms: u64,
     hasher: foldhash::fast::RandomState,
     /// Bytes of elements found known, and not walked again.
     recalled: AtomicU64,
@@ -190,6 +193,10 @@ impl Recall {
             filled: Filled::new(),
             epoch: Instant::now(),
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            swept: AtomicU64::new(0),
+            sweep_every_ms: u64::try_from((ttl / 4).as_millis())
+                .unwrap_or(u64::MAX)
+                .clamp(10, 60_000),
             hasher: foldhash::fast::RandomState::default(),
             recalled: AtomicU64::new(0),
         }
@@ -294,6 +301,23 @@ impl Recall {
         }
         self.slots.insert(slot, entries.into());
         self.filled.mark(slot);
+        self.sweep(now);
+    }
+
+    /// Lets go of the slots whose every entry is past its time (their bytes hold what was
+    /// masked), at most once per [`Recall::sweep_every_ms`].
+    fn sweep(&self, now: u64) {
+        let last = self.swept.load(Ordering::Relaxed);
+        if now < last.saturating_add(self.sweep_every_ms)
+            || self
+                .swept
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.slots
+            .retain(|_, entries| entries.iter().any(|e| self.fresh(e, now)));
     }
 }
 
@@ -389,6 +413,12 @@ mod cache_tests {
         // Remembered again, it is used again.
         remember(&recall, "messages[1]", &left);
         assert!(recall.find(&at("messages[1]"), &left).is_some());
+        // What is past its time is let go of, not only passed over.
+        let one = recall.slots.weight();
+        std::thread::sleep(Duration::from_millis(400));
+        remember(&recall, "messages[2]", &element(3));
+        assert_eq!(recall.slots.len(), 1);
+        assert!(recall.slots.weight() < one);
     }
 
     #[test]
