@@ -169,10 +169,14 @@ impl quick_cache::Weighter<u64, Arc<[Arc<Entry>]>> for Weigh {
 /// Bytes of budget per slot the cache is sized for: most remembered elements are tool results
 /// and file contents of a few KiB.
 const TYPICAL_SLOT: u64 = 4 << 10;
+/// The cache's shards, each with its share of the budget (and an element larger than a share
+/// is not remembered). A fixed few: by default quick_cache takes four per core, which on a
+/// large machine would leave each too small for a long file in a tool result.
+const SHARDS: usize = 4;
 
 /// The remembered elements of every scope.
 pub struct Recall {
-    slots: Cache<u64, Arc<[Arc<Entry>]>, Weigh>,
+    slots: Cache<u64, Arc<[Arc<Entry>]>, Weigh, foldhash::fast::RandomState>,
     filled: Filled,
     /// What [`Entry::used`] counts from, and how long an entry lasts unused.
     epoch: Instant,
@@ -189,7 +193,17 @@ impl Recall {
     pub fn new(ttl: Duration, budget_bytes: u64) -> Self {
         let slots = usize::try_from(budget_bytes / TYPICAL_SLOT).unwrap_or(usize::MAX);
         Self {
-            slots: Cache::with_weighter(slots.clamp(16, 1 << 20), budget_bytes, Weigh),
+            slots: Cache::with_options(
+                quick_cache::OptionsBuilder::new()
+                    .shards(SHARDS)
+                    .estimated_items_capacity(slots.clamp(16, 1 << 20))
+                    .weight_capacity(budget_bytes)
+                    .build()
+                    .expect("both capacities are set"),
+                Weigh,
+                foldhash::fast::RandomState::default(),
+                Default::default(),
+            ),
             filled: Filled::new(),
             epoch: Instant::now(),
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
@@ -438,5 +452,16 @@ mod cache_tests {
             })
             .count();
         assert!(kept > 0 && kept < 200, "{kept} of 200 kept");
+    }
+
+    /// A long file in a tool result is remembered within the default 8 MiB, on a machine of any
+    /// size: up to a quarter of the budget.
+    #[test]
+    fn an_element_of_a_fifth_of_the_budget_is_remembered() {
+        let budget = 8 << 20;
+        let recall = Recall::new(Duration::from_secs(600), budget);
+        let long = format!("{{\"text\":\"{}\"}}", "x".repeat(budget as usize / 5));
+        remember(&recall, "messages[0]", &long);
+        assert!(recall.find(&at("messages[0]"), &long).is_some());
     }
 }
