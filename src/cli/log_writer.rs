@@ -2,9 +2,12 @@
 //!
 //! A line costs its logger one short lock and a copy, and never a wake-up: a writer woken per
 //! line (a channel to a sleeping thread) costs the logger a futex call and the writer a context
-//! switch for every exchange, which on a busy proxy is more than formatting the line. Lines are
-//! never dropped: a logger that finds the buffer full waits until the thread has written it out.
-//! Dropping the [`Flushing`] guard writes what is left and stops the thread.
+//! switch for every exchange, which on a busy proxy is more than formatting the line. Only the
+//! line that finds the buffer empty wakes the thread, which then waits a tick for more; an idle
+//! process has a sleeping thread. Lines are never dropped while the thread runs: a logger that
+//! finds the buffer full waits until the thread has written it out. Dropping the [`Flushing`]
+//! guard writes what is left and stops the thread, waiting for it at most [`LAST_WRITE`] (an
+//! output nobody reads must not keep the process from exiting).
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -17,18 +20,23 @@ const FLUSH_EVERY: Duration = Duration::from_millis(10);
 const SOON: usize = 256 << 10;
 /// Loggers wait while the buffer holds this much.
 const FULL: usize = 4 << 20;
+/// How long the end waits for the last lines to be written.
+const LAST_WRITE: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct State {
     lines: Vec<u8>,
+    /// The guard was dropped: write what is left and stop.
     closed: bool,
+    /// The thread has stopped: lines have nowhere to go and are not kept.
+    gone: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
-    /// The thread waits on it for a tick, a long buffer or the end.
+    /// The thread waits on it for a first line, a long buffer or the end.
     wake: Condvar,
-    /// Loggers wait on it for room.
+    /// Loggers wait on it for room, and the end for the thread to stop.
     room: Condvar,
 }
 
@@ -75,12 +83,27 @@ impl LogWriter {
     }
 }
 
-/// The thread: every tick (or sooner, when the buffer grows long), takes the buffer whole and
-/// writes it in one call.
+/// The thread: from the first line of a batch, waits a tick (less when the buffer grows long),
+/// then takes the buffer whole and writes it in one call.
 fn write_out<W: Write>(shared: &Shared, mut out: W) {
+    /// However the thread stops, loggers stop waiting for it.
+    struct Gone<'a>(&'a Shared);
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            let mut state = self.0.lock();
+            state.gone = true;
+            state.lines = Vec::new();
+            drop(state);
+            self.0.room.notify_all();
+        }
+    }
+    let _gone = Gone(shared);
     let mut spare = Vec::new();
     loop {
         let mut state = shared.lock();
+        while state.lines.is_empty() && !state.closed {
+            state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
         if state.lines.len() < SOON && !state.closed {
             state = shared
                 .wake
@@ -108,7 +131,7 @@ fn write_out<W: Write>(shared: &Shared, mut out: W) {
 impl Write for LogWriter {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
         let mut state = self.shared.lock();
-        while state.lines.len() >= FULL && !state.closed {
+        while state.lines.len() >= FULL && !state.closed && !state.gone {
             self.shared.wake.notify_one();
             state = self
                 .shared
@@ -116,9 +139,12 @@ impl Write for LogWriter {
                 .wait(state)
                 .unwrap_or_else(|e| e.into_inner());
         }
+        if state.gone {
+            return Ok(line.len());
+        }
         let was = state.lines.len();
         state.lines.extend_from_slice(line);
-        if was < SOON && state.lines.len() >= SOON {
+        if was == 0 || (was < SOON && state.lines.len() >= SOON) {
             self.shared.wake.notify_one();
         }
         Ok(line.len())
@@ -139,8 +165,24 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
 
 impl Drop for Flushing {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
+        let mut state = self.shared.lock();
+        state.closed = true;
         self.shared.wake.notify_one();
+        let deadline = std::time::Instant::now() + LAST_WRITE;
+        while !state.gone {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                // The output does not take what is written: leave the thread to it.
+                return;
+            }
+            state = self
+                .shared
+                .room
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(state);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -218,5 +260,56 @@ mod tests {
         }
         drop(flushing);
         assert_eq!(out.0.lock().unwrap().0.len(), 8 + 3 * big.len());
+    }
+
+    /// An output that takes nothing: its write never returns, or panics.
+    struct Stuck(bool);
+
+    impl Write for Stuck {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            if self.0 {
+                panic!("the output is broken");
+            }
+            loop {
+                std::thread::park();
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_output_that_takes_nothing_does_not_keep_the_end_waiting() {
+        let (mut writer, flushing) = LogWriter::new("test-log", Stuck(false)).unwrap();
+        writer.write_all(b"a line nobody reads\n").unwrap();
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(flushing);
+            done.send(()).unwrap();
+        });
+        ended
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the guard's drop returned");
+    }
+
+    #[test]
+    fn loggers_do_not_wait_for_a_thread_that_stopped() {
+        let (mut writer, _flushing) = LogWriter::new("test-log", Stuck(true)).unwrap();
+        writer.write_all(b"the line that breaks it\n").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !writer.shared.lock().gone {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the thread never stopped"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Far more than the buffer holds: nothing waits, and nothing is kept.
+        let big = vec![b'x'; FULL];
+        for _ in 0..3 {
+            writer.write_all(&big).unwrap();
+        }
+        assert!(writer.shared.lock().lines.is_empty());
     }
 }
