@@ -24,14 +24,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Bytes of an element's start that choose its slot; the whole element is compared after.
-const SLOT_PREFIX: usize = 256;
+/// Elements smaller than this are masked again. An agent's tool calls and short results are
+/// larger (`{"role":"assistant","content":[{"type":"tool_use","id":"toolu_01…` is half of it),
+/// and masking one again costs several times a lookup; a `{"role":"user","content":"ok"}` is
+/// not worth an entry.
+pub const MIN_ELEMENT: usize = 128;
+/// Bytes of an element's start that choose its slot; the whole element is compared after. No
+/// more than the smallest element remembered: a slot chosen by bytes past an element's end
+/// would depend on what follows it, which on the next turn (a new message after the last one)
+/// differs.
+const SLOT_PREFIX: usize = MIN_ELEMENT;
 /// Different elements that share a slot (the same start, the same place) kept at once.
 const PER_SLOT: usize = 4;
 /// What an entry costs beyond its bytes (bookkeeping), for the budget.
 const ENTRY_OVERHEAD: usize = 256;
-/// Elements smaller than this are masked again: looking them up costs about as much.
-pub const MIN_ELEMENT: usize = 512;
 
 /// A placeholder an element's masking asked the vault for.
 #[derive(Clone)]

@@ -294,3 +294,66 @@ fn a_budget_of_nothing_turns_recall_off() {
     let config: crate::config::Limits = serde_yaml::from_str("masked_history_bytes: 0").unwrap();
     assert_eq!(config.masked_history_bytes, 0);
 }
+
+/// Message `i` of a conversation as most of an agent's turns are: a short tool call, its short
+/// result, a line of text, some carrying `secret`.
+fn small_element(i: usize, secret: &str) -> Value {
+    match i % 5 {
+        0 => json!({"role": "assistant", "content": [{"type": "tool_use",
+            "id": format!("toolu_01{i:020}"), "name": "Read",
+            "input": {"file_path": format!("/repo/src/module_{i}.rs")}}]}),
+        1 => json!({"role": "user", "content": [{"type": "tool_result",
+            "tool_use_id": format!("toolu_01{i:020}"), "content": format!("TOKEN={secret}\n")}]}),
+        2 => json!({"role": "assistant", "content": [{"type": "text",
+            "text": format!("The settings loader in module {i} reads the file line by line.")}]}),
+        3 => json!({"role": "assistant", "content": [{"type": "tool_use",
+            "id": format!("toolu_01{i:020}"), "name": "Bash",
+            "input": {"command": format!("grep -n {secret} config/*.yaml")}}]}),
+        _ => json!({"role": "user", "content": format!("ok, go on with step {i}")}),
+    }
+}
+
+/// A conversation of short messages (tool calls and their results of a line or two) masks as
+/// if walked whole on every turn.
+#[test]
+fn short_messages_mask_as_if_walked_again() {
+    let p = policy("{}");
+    let (recalling, afresh) = vaults(Duration::from_secs(600));
+    for (c, (_, template)) in SAMPLES.iter().enumerate() {
+        let secret = sample(template);
+        let mut messages = Vec::new();
+        for turn in 0..8 {
+            messages.push(small_element(c + turn, &secret));
+            let b = body(&messages);
+            let got = mask(&p, &recalling, "alice", &b);
+            let want = mask(&p, &afresh, "alice", &b);
+            assert_eq!(got, want, "rule sample {template}, turn {turn}");
+        }
+    }
+}
+
+/// Each turn, every element of the history of at least 128 bytes comes back known, the one
+/// just before the new message included (where the bytes that follow an element differ).
+#[test]
+fn short_messages_are_not_walked_again() {
+    let p = policy("{}");
+    let (recalling, _) = vaults(Duration::from_secs(600));
+    let recall = recalling.recall().unwrap();
+    let len = |v: &Value| v.to_string().len();
+    let mut messages = vec![];
+    // Bytes of the messages of at least 128 bytes the turn before sent.
+    let mut resent = 0;
+    for i in 0..20 {
+        let b = body(&messages);
+        let blocks = len(&b["system"][0]) + len(&b["tools"][0]);
+        let before = recall.recalled_bytes();
+        mask(&p, &recalling, "alice", &b).unwrap();
+        let recalled = recall.recalled_bytes() - before;
+        if i > 0 {
+            assert_eq!(recalled as usize, blocks + resent, "turn {i}");
+        }
+        resent = messages.iter().map(len).filter(|&n| n >= 128).sum();
+        messages.push(small_element(i, "nothing-to-see"));
+    }
+    assert!(resent > 1000, "{resent}");
+}
