@@ -137,24 +137,35 @@ fn body(messages: &[Value]) -> Value {
     })
 }
 
+/// For every rule's sample, a conversation of `turns` messages made by `element`: each turn,
+/// the recalling vault masks the body exactly as the vault that masks afresh does.
+fn every_turn_masks_as_if_walked_again(
+    p: &MaskPolicy,
+    recalling: &Vault,
+    afresh: &Vault,
+    element: fn(usize, &str) -> Value,
+    turns: usize,
+) {
+    for (c, (_, template)) in SAMPLES.iter().enumerate() {
+        let secret = sample(template);
+        let mut messages = Vec::new();
+        for turn in 0..turns {
+            messages.push(element(c + turn, &secret));
+            let b = body(&messages);
+            let got = mask(p, recalling, "alice", &b);
+            let want = mask(p, afresh, "alice", &b);
+            assert_eq!(got, want, "rule sample {template}, turn {turn}");
+        }
+    }
+}
+
 /// Turn after turn of every rule's sample in every shape: the remembered masking gives what
 /// masking afresh gives, and it is used.
 #[test]
 fn every_turn_of_a_conversation_masks_as_if_all_of_it_were_walked_again() {
     for yaml in ["{}", "rules:\n  jwt: { action: approve }\n"] {
-        let p = policy(yaml);
         let (recalling, afresh) = vaults(Duration::from_secs(600));
-        for (c, (_, template)) in SAMPLES.iter().enumerate() {
-            let secret = sample(template);
-            let mut messages = Vec::new();
-            for turn in 0..11 {
-                messages.push(element(c + turn, &secret));
-                let b = body(&messages);
-                let got = mask(&p, &recalling, "alice", &b);
-                let want = mask(&p, &afresh, "alice", &b);
-                assert_eq!(got, want, "rule sample {template}, turn {turn}");
-            }
-        }
+        every_turn_masks_as_if_walked_again(&policy(yaml), &recalling, &afresh, element, 11);
         let recalled = recalling.recall().unwrap().recalled_bytes();
         assert!(recalled > 1 << 20, "only {recalled} bytes were recalled");
     }
@@ -317,19 +328,8 @@ fn small_element(i: usize, secret: &str) -> Value {
 /// if walked whole on every turn.
 #[test]
 fn short_messages_mask_as_if_walked_again() {
-    let p = policy("{}");
     let (recalling, afresh) = vaults(Duration::from_secs(600));
-    for (c, (_, template)) in SAMPLES.iter().enumerate() {
-        let secret = sample(template);
-        let mut messages = Vec::new();
-        for turn in 0..8 {
-            messages.push(small_element(c + turn, &secret));
-            let b = body(&messages);
-            let got = mask(&p, &recalling, "alice", &b);
-            let want = mask(&p, &afresh, "alice", &b);
-            assert_eq!(got, want, "rule sample {template}, turn {turn}");
-        }
-    }
+    every_turn_masks_as_if_walked_again(&policy("{}"), &recalling, &afresh, small_element, 8);
 }
 
 /// Each turn, every element of the history of at least 128 bytes comes back known, the one
