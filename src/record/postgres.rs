@@ -18,8 +18,9 @@
 use super::Record;
 use super::checkpoint::Checkpoint;
 use super::store::{
-    Batch, COLUMNS, ChainBreak, ChainWalk, Codec, ExchangeFilter, GENESIS, HashVersion, Head,
-    Packer, PurgeReport, SessionSummary, StoreError, StoredRow, digest, link_hash, unpack,
+    Bases, Batch, COLUMNS, ChainBreak, ChainWalk, Codec, Delta, ExchangeFilter, GENESIS,
+    HashVersion, Head, Packer, PurgeReport, SessionSummary, StoreError, StoredRow, assemble,
+    digest, link_hash, marked_digest, unpack,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::HashMap;
@@ -39,7 +40,8 @@ pub const PASSWORD_ENV: &str = "TOLLGATE_DB_PASSWORD";
 
 /// Each migration takes the schema from its index to the next version (kept in
 /// `tollgate_schema`). The columns are SQLite's, in PostgreSQL's types.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE records (
         id              BIGINT  PRIMARY KEY,
         kind            TEXT    NOT NULL,
@@ -149,7 +151,16 @@ const MIGRATIONS: &[&str] = &[r#"
         key_id    TEXT    NOT NULL,
         signature BYTEA   NOT NULL
     );
-"#];
+"#,
+    r#"
+    -- A request body stored as what it adds to an earlier one of its session (see `Bases`):
+    -- the first `request_prefix` and last `request_suffix` bytes of row `request_base`'s
+    -- request, with `request_body` between them. Digests cover the body whole.
+    ALTER TABLE records ADD COLUMN request_base BIGINT;
+    ALTER TABLE records ADD COLUMN request_prefix BIGINT;
+    ALTER TABLE records ADD COLUMN request_suffix BIGINT;
+"#,
+];
 
 /// How to reach the database, from `store.url` / `--db` and the settings beside it.
 #[derive(Clone)]
@@ -471,9 +482,24 @@ impl PgHandle {
 pub(super) struct Postgres {
     db: PgHandle,
     packer: Packer,
+    /// The request bodies this replica stores later turns against (see [`Bases`]): rows it
+    /// wrote itself, checked in the writing transaction to still hold their bodies.
+    bases: Bases,
 }
 
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// What one attempt at writing a batch did.
+enum Written {
+    /// Committed; the records' ids start at `first_id`, and these records (by index, with
+    /// their digests' states) were stored whole.
+    Committed {
+        first_id: i64,
+        bases: Vec<(usize, Vec<ring::digest::Context>)>,
+    },
+    /// Nothing written: these bases had lost their bodies.
+    BasesPurged(Vec<i64>),
+}
 
 fn refs(params: &Params) -> Vec<&(dyn ToSql + Sync)> {
     params
@@ -489,6 +515,7 @@ impl Postgres {
         let store = Postgres {
             db,
             packer: Packer::new(),
+            bases: Bases::new(),
         };
         store.migrate()?;
         Ok(store)
@@ -539,8 +566,27 @@ impl Postgres {
     }
 
     pub(super) fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        // A base whose body another replica purged since this one stored it is found in the
+        // writing transaction, which then writes nothing: the batch is made again without it.
+        loop {
+            match self.write_once(batch)? {
+                Written::Committed { first_id, bases } => {
+                    for (i, marks) in bases {
+                        let r = &batch.records[i];
+                        self.bases
+                            .set(&r.session_id, first_id + i as i64, &r.request_body, marks);
+                    }
+                    return Ok(());
+                }
+                Written::BasesPurged(ids) => self.bases.forget(&ids),
+            }
+        }
+    }
+
+    fn write_once(&mut self, batch: &Batch) -> Result<Written, StoreError> {
         // Bodies are compressed and rows serialised here, on the writer's thread; the database
-        // task only sends them.
+        // task only sends them. A turn is stored as what it adds to its session's base, as on
+        // SQLite (see `Bases`).
         struct Row {
             record: Record,
             request_body: Vec<u8>,
@@ -548,23 +594,43 @@ impl Postgres {
             codec: i32,
             request_digest: [u8; 32],
             response_digest: [u8; 32],
+            delta: Option<(i64, usize, usize)>,
         }
         let mut rows = Vec::with_capacity(batch.records.len());
-        for r in &batch.records {
+        // Rows stored whole, to become their session's base once committed.
+        let mut new_bases = Vec::new();
+        for (i, r) in batch.records.iter().enumerate() {
+            let delta = self.bases.delta(&r.session_id, &r.request_body);
+            let (stored, request_digest) = match delta {
+                Some((_, prefix, suffix)) => (
+                    &r.request_body[prefix..r.request_body.len() - suffix],
+                    self.bases
+                        .digest_sharing(&r.session_id, &r.request_body, prefix),
+                ),
+                None => {
+                    let (digest, marks) = marked_digest(&r.request_body);
+                    new_bases.push((i, marks));
+                    (&r.request_body[..], digest)
+                }
+            };
             let (request_body, response_body, codec) =
-                self.packer.pack_bodies(&r.request_body, &r.response_body);
+                self.packer.pack_bodies(stored, &r.response_body);
             let mut record = r.clone();
             record.request_body = Default::default();
             record.response_body = Vec::new();
             rows.push(Row {
-                request_digest: digest(&r.request_body),
+                request_digest,
                 response_digest: digest(&r.response_body),
                 request_body: request_body.into_owned(),
                 response_body: response_body.into_owned(),
                 codec: codec as i32,
+                delta,
                 record,
             });
         }
+        let mut base_ids: Vec<i64> = rows.iter().filter_map(|r| r.delta.map(|d| d.0)).collect();
+        base_ids.sort_unstable();
+        base_ids.dedup();
         let opened: Vec<(String, String, Vec<u8>, Vec<u8>)> = batch
             .opened
             .iter()
@@ -579,20 +645,44 @@ impl Postgres {
             .collect();
         let closed = batch.closed.clone();
         let db = self.db.clone();
-        block(async move {
+        let written = block(async move {
             let mut client = db.client().await?;
             let tx = client.transaction().await.map_err(|e| db.err(&e))?;
             let e = |e: tokio_postgres::Error| db.err(&e);
+            let mut first_id = 0;
             if !rows.is_empty() {
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK])
                     .await
                     .map_err(e)?;
+                // Under the chain's lock no purge runs (it takes the same lock): a base that
+                // holds its body now still holds it when this transaction commits.
+                if !base_ids.is_empty() {
+                    let kept: Vec<i64> = tx
+                        .query(
+                            "SELECT id FROM records WHERE id = ANY($1) AND NOT bodies_purged",
+                            &[&base_ids],
+                        )
+                        .await
+                        .map_err(e)?
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    let purged: Vec<i64> = base_ids
+                        .into_iter()
+                        .filter(|id| !kept.contains(id))
+                        .collect();
+                    if !purged.is_empty() {
+                        // Dropped, the transaction rolls back.
+                        return Ok(Err(purged));
+                    }
+                }
                 let head = tx
                     .query_opt("SELECT last_id, hash FROM chain_head WHERE one = 1", &[])
                     .await
                     .map_err(e)?;
                 let (mut id, mut prev): (i64, Vec<u8>) =
                     head.map_or((0, GENESIS.to_vec()), |r| (r.get(0), r.get(1)));
+                first_id = id + 1;
                 let insert = tx
                     .prepare_cached(
                         "INSERT INTO records (id, kind, started_at, duration_ms, client, scope, mode,
@@ -600,10 +690,10 @@ impl Postgres {
                          session_id, model, ttfb_ms, rule, usage, response_text, request_body,
                          response_body, prev_hash, hash, request_digest, response_digest,
                          original_body, region, jurisdiction, groups, token, profile, hash_version,
-                         approval, bodies_codec)
+                         approval, bodies_codec, request_base, request_prefix, request_suffix)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
                          $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30,
-                         $31, $32, $33, $34, $35, $36, $37)",
+                         $31, $32, $33, $34, $35, $36, $37, $38, $39, $40)",
                     )
                     .await
                     .map_err(e)?;
@@ -663,6 +753,9 @@ impl Postgres {
                         Box::new(version),
                         Box::new(r.approval.clone()),
                         Box::new(row.codec),
+                        Box::new(row.delta.map(|d| d.0)),
+                        Box::new(row.delta.map(|d| d.1 as i64)),
+                        Box::new(row.delta.map(|d| d.2 as i64)),
                     ];
                     let tx = &tx;
                     let insert = &insert;
@@ -702,7 +795,15 @@ impl Postgres {
                     .await
                     .map_err(e)?;
             }
-            tx.commit().await.map_err(e)
+            tx.commit().await.map_err(e)?;
+            Ok(Ok(first_id))
+        })?;
+        Ok(match written {
+            Ok(first_id) => Written::Committed {
+                first_id,
+                bases: new_bases,
+            },
+            Err(purged) => Written::BasesPurged(purged),
         })
     }
 
@@ -975,18 +1076,61 @@ impl Postgres {
     ) -> Result<PurgeReport, StoreError> {
         let db = self.db.clone();
         let (bodies_before, records_before) = (bodies_before.to_owned(), records_before.to_owned());
-        block(async move {
+        let report = block(async move {
             let mut client = db.client().await?;
             let tx = client.transaction().await.map_err(|e| db.err(&e))?;
             let e = |e: tokio_postgres::Error| db.err(&e);
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHAIN_LOCK])
                 .await
                 .map_err(e)?;
+            // Requests stored against a base that loses its body (or its row) here, while they
+            // keep theirs, are stored whole first.
+            let first_kept: i64 = tx
+                .query_opt(
+                    "SELECT id FROM records WHERE started_at >= $1 ORDER BY id LIMIT 1",
+                    &[&records_before],
+                )
+                .await
+                .map_err(e)?
+                .map_or(i64::MAX, |r| r.get(0));
+            let dependents = tx
+                .query(
+                    "SELECT d.id FROM records d JOIN records b ON b.id = d.request_base
+                     WHERE NOT d.bodies_purged AND d.started_at >= $1 AND d.id >= $2
+                       AND (b.started_at < $1 OR b.id < $2 OR b.bodies_purged)",
+                    &[&bodies_before, &first_kept],
+                )
+                .await
+                .map_err(e)?;
+            let mut packer = Packer::new();
+            for dependent in dependents {
+                let id: i64 = dependent.get(0);
+                let row = tx
+                    .query_one(
+                        &format!("SELECT {COLUMNS} FROM records WHERE id = $1"),
+                        &[&id],
+                    )
+                    .await
+                    .map_err(e)?;
+                let record = row_to_record(&row);
+                let (body, zstd) = packer.pack(&record.request_body);
+                let zstd = if zstd { Codec::REQUEST_ZSTD as i32 } else { 0 };
+                tx.execute(
+                    "UPDATE records SET request_body = $1,
+                     bodies_codec = (bodies_codec & ~($2::INTEGER)) | $3::INTEGER,
+                     request_base = NULL, request_prefix = NULL, request_suffix = NULL
+                     WHERE id = $4",
+                    &[&&body[..], &(Codec::REQUEST_ZSTD as i32), &zstd, &id],
+                )
+                .await
+                .map_err(e)?;
+            }
             let bodies = tx
                 .execute(
                     "UPDATE records SET request_body = '\\x', response_body = '\\x',
                      response_text = NULL, original_body = '\\x', bodies_purged = true,
-                     bodies_codec = 0 WHERE started_at < $1 AND NOT bodies_purged",
+                     bodies_codec = 0, request_base = NULL, request_prefix = NULL,
+                     request_suffix = NULL WHERE started_at < $1 AND NOT bodies_purged",
                     &[&bodies_before],
                 )
                 .await
@@ -1025,7 +1169,9 @@ impl Postgres {
                 bodies: bodies as usize,
                 records: records as usize,
             })
-        })
+        })?;
+        self.bases.clear();
+        Ok(report)
     }
 
     pub(super) fn head(&self) -> Result<Option<Head>, StoreError> {
@@ -1232,7 +1378,7 @@ const SUMMARY_COLUMNS_PG: &str =
      status, outcome, bytes_up, bytes_down, findings, prev_hash, hash, session_id, model, ttfb_ms,
      rule, usage, NULL::TEXT, '\\x'::BYTEA, '\\x'::BYTEA, request_digest, response_digest,
      bodies_purged, '\\x'::BYTEA, region, jurisdiction, groups, token, profile, hash_version,
-     approval, 0";
+     approval, 0, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT, NULL::BYTEA, NULL::INTEGER";
 
 fn row_to_record(row: &tokio_postgres::Row) -> Record {
     let codec = i64::from(row.get::<_, i32>(37));
@@ -1271,7 +1417,18 @@ fn row_to_record(row: &tokio_postgres::Row) -> Record {
         profile: row.get(34),
         approval: row.get(36),
         response_text: row.get(23),
-        request_body: unpack(row.get(24), codec, Codec::REQUEST_ZSTD).into(),
+        request_body: assemble(
+            unpack(row.get(24), codec, Codec::REQUEST_ZSTD),
+            row.get::<_, Option<i64>>(38).map(|_| Delta {
+                prefix: row.get::<_, Option<i64>>(39).unwrap_or(0),
+                suffix: row.get::<_, Option<i64>>(40).unwrap_or(0),
+                base: row.get::<_, Option<Vec<u8>>>(41).map(|b| {
+                    let codec = row.get::<_, Option<i32>>(42).map_or(0, i64::from);
+                    unpack(b, codec, Codec::REQUEST_ZSTD)
+                }),
+            }),
+        )
+        .into(),
         response_body: unpack(row.get(25), codec, Codec::RESPONSE_ZSTD),
         original_body: row.get(29),
     }

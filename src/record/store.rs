@@ -189,7 +189,7 @@ impl Packer {
     }
 
     /// The body as stored, and whether it is compressed.
-    fn pack<'a>(&mut self, body: &'a [u8]) -> (std::borrow::Cow<'a, [u8]>, bool) {
+    pub(super) fn pack<'a>(&mut self, body: &'a [u8]) -> (std::borrow::Cow<'a, [u8]>, bool) {
         if body.len() >= Codec::MIN
             && let Ok(packed) = self.zstd.compress(body)
             && packed.len() <= body.len() - body.len() / 8
@@ -214,17 +214,17 @@ impl Packer {
 }
 
 /// A request stored as a delta: what it shares with its base row's request.
-struct Delta {
-    prefix: i64,
-    suffix: i64,
+pub(super) struct Delta {
+    pub prefix: i64,
+    pub suffix: i64,
     /// The base row's request body, `None` if that row is gone.
-    base: Option<Vec<u8>>,
+    pub base: Option<Vec<u8>>,
 }
 
 /// A request body as it was sent, from what is stored of it. A delta whose base is missing or
 /// too short is returned as stored, so that `audit verify` reports it as not matching its
 /// digest.
-fn assemble(stored: Vec<u8>, delta: Option<Delta>) -> Vec<u8> {
+pub(super) fn assemble(stored: Vec<u8>, delta: Option<Delta>) -> Vec<u8> {
     let Some(Delta {
         prefix,
         suffix,
@@ -277,7 +277,7 @@ struct Base {
 const MARK: usize = 4 << 10;
 
 /// `body`'s digest, and the digest's state after each whole [`MARK`] bytes of it.
-fn marked_digest(body: &[u8]) -> ([u8; 32], Vec<Context>) {
+pub(super) fn marked_digest(body: &[u8]) -> ([u8; 32], Vec<Context>) {
     let mut ctx = Context::new(&SHA256);
     let mut marks = Vec::with_capacity(body.len() / MARK);
     for chunk in body.chunks(MARK) {
@@ -304,7 +304,7 @@ impl Bases {
     }
 
     /// The base `body` can be stored against and what they share (base id, prefix, suffix).
-    fn delta(&self, session: &str, body: &[u8]) -> Option<(i64, usize, usize)> {
+    pub(super) fn delta(&self, session: &str, body: &[u8]) -> Option<(i64, usize, usize)> {
         if body.len() < Self::MIN {
             return None;
         }
@@ -317,7 +317,7 @@ impl Bases {
 
     /// The digest of `body`, which shares its first `prefix` bytes with `session`'s base:
     /// hashed on from the base's last digest state within those bytes.
-    fn digest_sharing(&self, session: &str, body: &[u8], prefix: usize) -> [u8; 32] {
+    pub(super) fn digest_sharing(&self, session: &str, body: &[u8], prefix: usize) -> [u8; 32] {
         let marks = self.by_session.get(session).map_or(&[][..], |b| &b.marks);
         let shared = (prefix.min(body.len()) / MARK).min(marks.len());
         let Some(mark) = shared.checked_sub(1).map(|k| &marks[k]) else {
@@ -334,7 +334,7 @@ impl Bases {
     }
 
     /// Makes `body` (row `id`, whose digest's states are `marks`) `session`'s base.
-    fn set(&mut self, session: &str, id: i64, body: &[u8], marks: Vec<Context>) {
+    pub(super) fn set(&mut self, session: &str, id: i64, body: &[u8], marks: Vec<Context>) {
         if body.len() < Self::MIN || body.len() > Self::BUDGET / 4 {
             return;
         }
@@ -371,8 +371,21 @@ impl Bases {
         base.body.len() + base.marks.len() * std::mem::size_of::<Context>()
     }
 
+    /// Forgets the bases that are these rows (another process purged their bodies).
+    pub(super) fn forget(&mut self, ids: &[i64]) {
+        let mut freed = 0;
+        self.by_session.retain(|_, base| {
+            let gone = ids.contains(&base.id);
+            if gone {
+                freed += Self::size(base);
+            }
+            !gone
+        });
+        self.bytes -= freed;
+    }
+
     /// Forgets every base (after a purge, whose rows may have been among them).
-    fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         *self = Self::new();
     }
 }
@@ -1025,7 +1038,7 @@ impl Sqlite {
     pub(super) fn get(&self, id: i64) -> Result<Option<Record>, StoreError> {
         self.conn
             .query_row(
-                &format!("SELECT {SQLITE_COLUMNS} FROM records WHERE id = ?1"),
+                &format!("SELECT {COLUMNS} FROM records WHERE id = ?1"),
                 [id],
                 row_to_record,
             )
@@ -1080,7 +1093,7 @@ impl Sqlite {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT {SQLITE_COLUMNS} FROM records WHERE {condition} ORDER BY id"
+                "SELECT {COLUMNS} FROM records WHERE {condition} ORDER BY id"
             ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -1236,7 +1249,7 @@ impl Sqlite {
         for id in dependents {
             let record = tx
                 .query_row(
-                    &format!("SELECT {SQLITE_COLUMNS} FROM records WHERE id = ?1"),
+                    &format!("SELECT {COLUMNS} FROM records WHERE id = ?1"),
                     [id],
                     row_to_record,
                 )
@@ -1404,7 +1417,7 @@ impl Sqlite {
         let mut walk = ChainWalk::new(first_id, base);
         let mut stmt = self
             .conn
-            .prepare(&format!("SELECT {SQLITE_COLUMNS} FROM records ORDER BY id"))
+            .prepare(&format!("SELECT {COLUMNS} FROM records ORDER BY id"))
             .map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
@@ -1569,11 +1582,9 @@ macro_rules! columns {
     };
 }
 
-/// A record's columns, in the order [`row_to_record`] reads them (both stores).
-pub(super) const COLUMNS: &str = columns!();
-
-/// [`COLUMNS`], and what a request stored as a delta needs: its base row's request body.
-const SQLITE_COLUMNS: &str = concat!(
+/// A record's columns, in the order [`row_to_record`] reads them (both stores), and what a
+/// request stored as a delta needs: its base row's request body.
+pub(super) const COLUMNS: &str = concat!(
     columns!(),
     ", request_base, request_prefix, request_suffix,
      (SELECT b.request_body FROM records b WHERE b.id = records.request_base),
@@ -2327,7 +2338,7 @@ mod tests {
     fn rehash(conn: &Connection, version: HashVersion) {
         let rows: Vec<(i64, Record, Vec<u8>, Vec<u8>)> = {
             let mut stmt = conn
-                .prepare(&format!("SELECT {SQLITE_COLUMNS} FROM records ORDER BY id"))
+                .prepare(&format!("SELECT {COLUMNS} FROM records ORDER BY id"))
                 .unwrap();
             stmt.query_map([], |row| {
                 Ok((row.get(0)?, row_to_record(row)?, row.get(26)?, row.get(27)?))
