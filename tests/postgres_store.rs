@@ -248,3 +248,68 @@ async fn a_base_another_replica_purged_is_not_stored_against() {
         turn("a", 3, "").request_body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_whose_id_came_again_is_not_stored_against() {
+    let Some(server) = pg::server() else { return };
+    let url = server.fresh_database().await;
+    let mut a = store(&url, "replica-a");
+    let mut b = store(&url, "replica-b");
+    a.append(&[turn("a", 0, "2030-01-01T00:00:00Z")]).unwrap();
+    // The database is put back to an empty copy while A runs, and B writes row 1 again: a
+    // request of its own, with its body, under the id A holds as its base.
+    let db = sql(&url).await;
+    db.batch_execute("DELETE FROM records; DELETE FROM chain_head")
+        .await
+        .unwrap();
+    b.append(&[turn("b", 3, "2030-01-01T00:00:00Z")]).unwrap();
+    a.append(&[turn("a", 1, "2030-01-01T00:00:00Z")]).unwrap();
+    let rows = stored(&db).await;
+    assert_eq!(rows[1].0, None, "stored against another request: {rows:?}");
+    assert_eq!(
+        b.get(2).unwrap().unwrap().request_body,
+        turn("a", 1, "").request_body
+    );
+    assert_eq!(b.verify().unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_of_an_older_version_alive_holds_deltas_back() {
+    let Some(server) = pg::server() else { return };
+    let url = server.fresh_database().await;
+    // The schema made, a replica that predates deltas has just sent its heartbeat: its
+    // retention would take bases without storing their turns whole first.
+    drop(store(&url, "migrator"));
+    let db = sql(&url).await;
+    db.batch_execute("INSERT INTO replicas (replica) VALUES ('old-version')")
+        .await
+        .unwrap();
+    let mut a = store(&url, "replica-a");
+    for n in 0..3 {
+        a.append(&[turn("a", n, "2030-01-01T00:00:00Z")]).unwrap();
+    }
+    assert!(stored(&db).await.iter().all(|r| r.0.is_none()));
+    // Its heartbeats stop (the replica was upgraded or stopped): deltas from the next beat.
+    a.heartbeat().unwrap();
+    a.append(&[turn("a", 3, "2030-01-01T00:00:00Z")]).unwrap();
+    assert_eq!(stored(&db).await[3].0, None);
+    db.batch_execute(
+        "UPDATE replicas SET last_seen = now() - interval '11 minutes'
+         WHERE replica = 'old-version'",
+    )
+    .await
+    .unwrap();
+    a.heartbeat().unwrap();
+    a.append(&[turn("a", 4, "2030-01-01T00:00:00Z")]).unwrap();
+    assert_eq!(stored(&db).await[4].0, Some(4));
+    // A replica of this version beside it holds nothing back.
+    let mut b = store(&url, "replica-b");
+    b.append(&[turn("b", 0, "2030-01-01T00:00:00Z")]).unwrap();
+    b.append(&[turn("b", 1, "2030-01-01T00:00:00Z")]).unwrap();
+    assert_eq!(stored(&db).await[6].0, Some(6));
+    assert_eq!(
+        bodies(a.all().unwrap())[4],
+        turn("a", 4, "").request_body.to_vec()
+    );
+    assert_eq!(a.verify().unwrap(), None);
+}

@@ -25,6 +25,7 @@ use super::store::{
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio_postgres::config::{Host, SslMode};
@@ -34,6 +35,11 @@ use tokio_postgres::types::ToSql;
 pub const CHAIN_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
 /// The advisory lock migrations run under, so replicas starting together migrate once.
 const MIGRATE_LOCK: i64 = CHAIN_LOCK + 1;
+
+/// How recently a replica built for an older schema must have sent a heartbeat to hold back
+/// deltas: its writer beats every 2 s, so one silent this long has stopped (or lost the
+/// database for as long).
+const OLDER_REPLICA_ALIVE: Duration = Duration::from_secs(600);
 
 /// The environment variable that may hold the database password.
 pub const PASSWORD_ENV: &str = "TOLLGATE_DB_PASSWORD";
@@ -159,6 +165,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE records ADD COLUMN request_base BIGINT;
     ALTER TABLE records ADD COLUMN request_prefix BIGINT;
     ALTER TABLE records ADD COLUMN request_suffix BIGINT;
+"#,
+    r#"
+    -- The schema each replica was built for (NULL: before this column). Turns are stored as
+    -- deltas only once no replica built for an older one is alive: its retention would take a
+    -- base's body without storing the turns against it whole first.
+    ALTER TABLE replicas ADD COLUMN schema INTEGER;
 "#,
 ];
 
@@ -485,6 +497,9 @@ pub(super) struct Postgres {
     /// The request bodies this replica stores later turns against (see [`Bases`]): rows it
     /// wrote itself, checked in the writing transaction to still hold their bodies.
     bases: Bases,
+    /// Whether turns may be stored as deltas: once no replica built for an older schema is
+    /// alive, as its retention would purge a base without storing its turns whole first.
+    deltas: AtomicBool,
 }
 
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
@@ -495,7 +510,7 @@ enum Written {
     /// their digests' states) were stored whole.
     Committed {
         first_id: i64,
-        bases: Vec<(usize, Vec<ring::digest::Context>)>,
+        bases: Vec<(usize, [u8; 32], Vec<ring::digest::Context>)>,
     },
     /// Nothing written: these bases had lost their bodies.
     BasesPurged(Vec<i64>),
@@ -516,8 +531,10 @@ impl Postgres {
             db,
             packer: Packer::new(),
             bases: Bases::new(),
+            deltas: AtomicBool::new(false),
         };
         store.migrate()?;
+        store.check_older_replicas()?;
         Ok(store)
     }
 
@@ -571,10 +588,15 @@ impl Postgres {
         loop {
             match self.write_once(batch)? {
                 Written::Committed { first_id, bases } => {
-                    for (i, marks) in bases {
+                    for (i, digest, marks) in bases {
                         let r = &batch.records[i];
-                        self.bases
-                            .set(&r.session_id, first_id + i as i64, &r.request_body, marks);
+                        self.bases.set(
+                            &r.session_id,
+                            first_id + i as i64,
+                            &r.request_body,
+                            digest,
+                            marks,
+                        );
                     }
                     return Ok(());
                 }
@@ -599,8 +621,14 @@ impl Postgres {
         let mut rows = Vec::with_capacity(batch.records.len());
         // Rows stored whole, to become their session's base once committed.
         let mut new_bases = Vec::new();
+        // The bases stored against, with their requests' digests.
+        let mut bases_used: Vec<(i64, Vec<u8>)> = Vec::new();
         for (i, r) in batch.records.iter().enumerate() {
-            let delta = self.bases.delta(&r.session_id, &r.request_body);
+            let delta = if self.deltas.load(Ordering::Relaxed) {
+                self.bases.delta(&r.session_id, &r.request_body)
+            } else {
+                None
+            };
             let (stored, request_digest) = match delta {
                 Some((_, prefix, suffix)) => (
                     &r.request_body[prefix..r.request_body.len() - suffix],
@@ -609,7 +637,7 @@ impl Postgres {
                 ),
                 None => {
                     let (digest, marks) = marked_digest(&r.request_body);
-                    new_bases.push((i, marks));
+                    new_bases.push((i, digest, marks));
                     (&r.request_body[..], digest)
                 }
             };
@@ -618,6 +646,12 @@ impl Postgres {
             let mut record = r.clone();
             record.request_body = Default::default();
             record.response_body = Vec::new();
+            if let Some((base, _, _)) = delta
+                && let Some(digest) = self.bases.digest_of(&r.session_id)
+                && !bases_used.iter().any(|(id, _)| *id == base)
+            {
+                bases_used.push((base, digest.to_vec()));
+            }
             rows.push(Row {
                 request_digest,
                 response_digest: digest(&r.response_body),
@@ -628,9 +662,6 @@ impl Postgres {
                 record,
             });
         }
-        let mut base_ids: Vec<i64> = rows.iter().filter_map(|r| r.delta.map(|d| d.0)).collect();
-        base_ids.sort_unstable();
-        base_ids.dedup();
         let opened: Vec<(String, String, Vec<u8>, Vec<u8>)> = batch
             .opened
             .iter()
@@ -656,21 +687,25 @@ impl Postgres {
                     .map_err(e)?;
                 // Under the chain's lock no purge runs (it takes the same lock): a base that
                 // holds its body now still holds it when this transaction commits.
-                if !base_ids.is_empty() {
+                // The digest makes sure the row is the base (ids come again after a database is
+                // restored from an older copy).
+                if !bases_used.is_empty() {
+                    let (ids, digests): (Vec<i64>, Vec<Vec<u8>>) = bases_used.into_iter().unzip();
                     let kept: Vec<i64> = tx
                         .query(
-                            "SELECT id FROM records WHERE id = ANY($1) AND NOT bodies_purged",
-                            &[&base_ids],
+                            "SELECT r.id FROM records r
+                             JOIN unnest($1::BIGINT[], $2::BYTEA[]) AS b (id, digest)
+                               ON r.id = b.id AND r.request_digest = b.digest
+                             WHERE NOT r.bodies_purged",
+                            &[&ids, &digests],
                         )
                         .await
                         .map_err(e)?
                         .iter()
                         .map(|r| r.get(0))
                         .collect();
-                    let purged: Vec<i64> = base_ids
-                        .into_iter()
-                        .filter(|id| !kept.contains(id))
-                        .collect();
+                    let purged: Vec<i64> =
+                        ids.into_iter().filter(|id| !kept.contains(id)).collect();
                     if !purged.is_empty() {
                         // Dropped, the transaction rolls back.
                         return Ok(Err(purged));
@@ -814,14 +849,40 @@ impl Postgres {
             let client = db.client().await?;
             client
                 .execute(
-                    "INSERT INTO replicas (replica) VALUES ($1)
-                     ON CONFLICT (replica) DO UPDATE SET last_seen = now()",
-                    &[&db.settings.replica],
+                    "INSERT INTO replicas (replica, schema) VALUES ($1, $2)
+                     ON CONFLICT (replica) DO UPDATE SET last_seen = now(), schema = $2",
+                    &[&db.settings.replica, &(MIGRATIONS.len() as i32)],
                 )
                 .await
                 .map(drop)
                 .map_err(|e| db.err(&e))
-        })
+        })?;
+        self.check_older_replicas()
+    }
+
+    /// Allows deltas once no other replica built for an older schema has been seen within
+    /// [`OLDER_REPLICA_ALIVE`]. Such a replica cannot start against this schema, so once allowed
+    /// they stay allowed.
+    fn check_older_replicas(&self) -> Result<(), StoreError> {
+        if self.deltas.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let older: i64 = self
+            .one(
+                "SELECT count(*) FROM replicas WHERE replica <> $1
+                 AND (schema IS NULL OR schema < $2)
+                 AND last_seen > now() - make_interval(secs => $3)",
+                vec![
+                    Box::new(self.db.settings.replica.clone()),
+                    Box::new(MIGRATIONS.len() as i32),
+                    Box::new(OLDER_REPLICA_ALIVE.as_secs_f64()),
+                ],
+            )?
+            .unwrap_or(0);
+        if older == 0 {
+            self.deltas.store(true, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Every replica that wrote here: its name, seconds since its last heartbeat, and its

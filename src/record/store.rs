@@ -269,6 +269,9 @@ pub(super) struct Bases {
 /// [`MARK`] bytes of that body.
 struct Base {
     id: i64,
+    /// Its request's digest: the row checked before a turn is stored against it is this one
+    /// (ids come again after a database is restored from an older copy).
+    digest: [u8; 32],
     body: Box<[u8]>,
     marks: Vec<Context>,
 }
@@ -334,12 +337,20 @@ impl Bases {
     }
 
     /// Makes `body` (row `id`, whose digest's states are `marks`) `session`'s base.
-    pub(super) fn set(&mut self, session: &str, id: i64, body: &[u8], marks: Vec<Context>) {
+    pub(super) fn set(
+        &mut self,
+        session: &str,
+        id: i64,
+        body: &[u8],
+        digest: [u8; 32],
+        marks: Vec<Context>,
+    ) {
         if body.len() < Self::MIN || body.len() > Self::BUDGET / 4 {
             return;
         }
         let base = Base {
             id,
+            digest,
             body: Box::from(body),
             marks,
         };
@@ -369,6 +380,11 @@ impl Bases {
     /// What a base costs in memory, for the budget.
     fn size(base: &Base) -> usize {
         base.body.len() + base.marks.len() * std::mem::size_of::<Context>()
+    }
+
+    /// The digest of `session`'s base's request.
+    pub(super) fn digest_of(&self, session: &str) -> Option<[u8; 32]> {
+        self.by_session.get(session).map(|b| b.digest)
     }
 
     /// Forgets the bases that are these rows (another process purged their bodies).
@@ -908,17 +924,20 @@ impl Sqlite {
                 .map_err(err)?;
             // A base still holds its body: a purge (by another process, too) may have cleared it.
             let mut kept = tx
-                .prepare_cached("SELECT bodies_purged FROM records WHERE id = ?1")
+                .prepare_cached(
+                    "SELECT bodies_purged = 0 AND request_digest = ?2 FROM records WHERE id = ?1",
+                )
                 .map_err(err)?;
             for (i, r) in records.iter().enumerate() {
                 id += 1;
                 let delta = match self.bases.delta(&r.session_id, &r.request_body) {
                     Some(d @ (base, _, _)) => {
-                        let purged: Option<i64> = kept
-                            .query_row([base], |row| row.get(0))
+                        let digest = self.bases.digest_of(&r.session_id);
+                        let intact: Option<bool> = kept
+                            .query_row(params![base, digest], |row| row.get(0))
                             .optional()
                             .map_err(err)?;
-                        (purged == Some(0)).then_some(d)
+                        (intact == Some(true)).then_some(d)
                     }
                     None => None,
                 };
@@ -930,7 +949,7 @@ impl Sqlite {
                     ),
                     None => {
                         let (digest, marks) = marked_digest(&r.request_body);
-                        new_bases.push((i, marks));
+                        new_bases.push((i, digest, marks));
                         (&r.request_body[..], digest)
                     }
                 };
@@ -1020,10 +1039,15 @@ impl Sqlite {
         .and_then(|mut s| s.execute(params![id, prev]))
         .map_err(err)?;
         tx.commit().map_err(err)?;
-        for (i, marks) in new_bases {
+        for (i, digest, marks) in new_bases {
             let r = &records[i];
-            self.bases
-                .set(&r.session_id, first + i as i64, &r.request_body, marks);
+            self.bases.set(
+                &r.session_id,
+                first + i as i64,
+                &r.request_body,
+                digest,
+                marks,
+            );
         }
         Ok(())
     }
@@ -2022,7 +2046,7 @@ mod tests {
         let (whole, marks) = marked_digest(&base);
         assert_eq!(whole, digest(&base));
         assert_eq!(marks.len(), 5);
-        bases.set("a", 1, &base, marks);
+        bases.set("a", 1, &base, whole, marks);
         // Turns that leave the base at, around and between its marks; end inside it, at its
         // end, or past it.
         for at in [
@@ -2050,7 +2074,7 @@ mod tests {
         }
         // A base of whole marks, and a turn that repeats it.
         let even = &base[..4 * MARK];
-        bases.set("d", 3, even, marked_digest(even).1);
+        bases.set("d", 3, even, digest(even), marked_digest(even).1);
         assert_eq!(bases.digest_sharing("d", even, even.len()), digest(even));
         // A session without a base, or with a short one, hashes from the start.
         assert_eq!(bases.digest_sharing("b", &base, base.len()), digest(&base));
@@ -2058,6 +2082,7 @@ mod tests {
             "c",
             2,
             &base[..MARK / 2],
+            digest(&base[..MARK / 2]),
             marked_digest(&base[..MARK / 2]).1,
         );
         assert_eq!(bases.digest_sharing("c", &base, MARK / 2), digest(&base));
@@ -2219,6 +2244,33 @@ mod tests {
             store.get(2).unwrap().unwrap().request_body,
             turn("a", 1, "").request_body
         );
+    }
+
+    #[test]
+    fn a_base_whose_id_came_again_is_not_stored_against() {
+        let (_dir, path, mut store) = store_with(0);
+        store
+            .append(&[turn("a", 0, "2020-01-01T00:00:00Z")])
+            .unwrap();
+        // The file is put back to an empty copy while the writer runs, and row 1 is written
+        // again by another process, with a request of its own.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other
+            .execute_batch("DELETE FROM records; DELETE FROM chain_head;")
+            .unwrap();
+        let mut another = Store::open(&path).unwrap();
+        another
+            .append(&[turn("b", 3, "2020-01-01T00:00:00Z")])
+            .unwrap();
+        store
+            .append(&[turn("a", 1, "2020-01-01T00:00:00Z")])
+            .unwrap();
+        assert_eq!(stored(&store)[1].0, None);
+        assert_eq!(
+            store.get(2).unwrap().unwrap().request_body,
+            turn("a", 1, "").request_body
+        );
+        assert_eq!(store.verify().unwrap(), None);
     }
 
     #[test]
