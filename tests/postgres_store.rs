@@ -313,3 +313,31 @@ async fn a_replica_of_an_older_version_alive_holds_deltas_back() {
     );
     assert_eq!(a.verify().unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_rewrites_many_turns_of_one_base_whole() {
+    let Some(server) = pg::server() else { return };
+    let url = server.fresh_database().await;
+    let mut a = store(&url, "replica-a");
+    let base = turn("a", 5, "2020-01-01T00:00:00Z");
+    a.append(std::slice::from_ref(&base)).unwrap();
+    // More turns against that one base than a purge rewrites in one page.
+    let text = String::from_utf8(base.request_body.to_vec()).unwrap();
+    let kept: Vec<Record> = (0..150)
+        .map(|k| {
+            let mut r = turn("a", 5, "2021-01-01T00:00:00Z");
+            r.request_body = text.replace("cfg/5/50", &format!("edited/{k}")).into();
+            r
+        })
+        .collect();
+    a.append(&kept).unwrap();
+    let db = sql(&url).await;
+    assert!(stored(&db).await[1..].iter().all(|r| r.0 == Some(1)));
+    a.purge("2020-06-01T00:00:00Z", "2000-01-01T00:00:00Z")
+        .unwrap();
+    assert!(stored(&db).await.iter().all(|r| r.0.is_none()));
+    let back: Vec<Vec<u8>> = bodies(a.all().unwrap()).split_off(1);
+    let expected: Vec<Vec<u8>> = kept.iter().map(|r| r.request_body.to_vec()).collect();
+    assert_eq!(back, expected);
+    assert_eq!(a.verify().unwrap(), None);
+}

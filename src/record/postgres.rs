@@ -1163,25 +1163,35 @@ impl Postgres {
                 )
                 .await
                 .map_err(e)?;
+            // In pages, each read in one query and rewritten in one statement: the chain lock
+            // holds every replica's writer meanwhile.
+            let ids: Vec<i64> = dependents.iter().map(|r| r.get(0)).collect();
             let mut packer = Packer::new();
-            for dependent in dependents {
-                let id: i64 = dependent.get(0);
-                let row = tx
-                    .query_one(
-                        &format!("SELECT {COLUMNS} FROM records WHERE id = $1"),
-                        &[&id],
+            for page in ids.chunks(64) {
+                let rows = tx
+                    .query(
+                        &format!("SELECT {COLUMNS} FROM records WHERE id = ANY($1)"),
+                        &[&page],
                     )
                     .await
                     .map_err(e)?;
-                let record = row_to_record(&row);
-                let (body, zstd) = packer.pack(&record.request_body);
-                let zstd = if zstd { Codec::REQUEST_ZSTD as i32 } else { 0 };
+                let mut page_ids = Vec::with_capacity(rows.len());
+                let mut bodies = Vec::with_capacity(rows.len());
+                let mut codecs = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let record = row_to_record(row);
+                    let (body, zstd) = packer.pack(&record.request_body);
+                    page_ids.push(row.get::<_, i64>(0));
+                    bodies.push(body.into_owned());
+                    codecs.push(if zstd { Codec::REQUEST_ZSTD as i32 } else { 0 });
+                }
                 tx.execute(
-                    "UPDATE records SET request_body = $1,
-                     bodies_codec = (bodies_codec & ~($2::INTEGER)) | $3::INTEGER,
+                    "UPDATE records r SET request_body = w.body,
+                     bodies_codec = (r.bodies_codec & ~($1::INTEGER)) | w.codec,
                      request_base = NULL, request_prefix = NULL, request_suffix = NULL
-                     WHERE id = $4",
-                    &[&&body[..], &(Codec::REQUEST_ZSTD as i32), &zstd, &id],
+                     FROM unnest($2::BIGINT[], $3::BYTEA[], $4::INTEGER[]) AS w (id, body, codec)
+                     WHERE r.id = w.id",
+                    &[&(Codec::REQUEST_ZSTD as i32), &page_ids, &bodies, &codecs],
                 )
                 .await
                 .map_err(e)?;
