@@ -20,7 +20,7 @@ use super::checkpoint::Checkpoint;
 use super::store::{
     Bases, Batch, COLUMNS, ChainBreak, ChainWalk, Codec, Delta, ExchangeFilter, GENESIS,
     HashVersion, Head, Packer, PurgeReport, SessionSummary, StoreError, StoredRow, assemble,
-    digest, link_hash, marked_digest, unpack,
+    digest, link_hash, unpack,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::HashMap;
@@ -629,18 +629,12 @@ impl Postgres {
             } else {
                 None
             };
-            let (stored, request_digest) = match delta {
-                Some((_, prefix, suffix)) => (
-                    &r.request_body[prefix..r.request_body.len() - suffix],
-                    self.bases
-                        .digest_sharing(&r.session_id, &r.request_body, prefix),
-                ),
-                None => {
-                    let (digest, marks) = marked_digest(&r.request_body);
-                    new_bases.push((i, digest, marks));
-                    (&r.request_body[..], digest)
-                }
-            };
+            let (stored, request_digest, marks) =
+                self.bases
+                    .stored_part(&r.session_id, &r.request_body, delta);
+            if let Some(marks) = marks {
+                new_bases.push((i, request_digest, marks));
+            }
             let (request_body, response_body, codec) =
                 self.packer.pack_bodies(stored, &r.response_body);
             let mut record = r.clone();

@@ -280,7 +280,7 @@ struct Base {
 const MARK: usize = 4 << 10;
 
 /// `body`'s digest, and the digest's state after each whole [`MARK`] bytes of it.
-pub(super) fn marked_digest(body: &[u8]) -> ([u8; 32], Vec<Context>) {
+fn marked_digest(body: &[u8]) -> ([u8; 32], Vec<Context>) {
     let mut ctx = Context::new(&SHA256);
     let mut marks = Vec::with_capacity(body.len() / MARK);
     for chunk in body.chunks(MARK) {
@@ -334,6 +334,28 @@ impl Bases {
         let mut ctx = mark.clone();
         ctx.update(&body[shared * MARK..]);
         finish(ctx)
+    }
+
+    /// What of `body` is stored, against `delta` (base, prefix, suffix) or whole, and its
+    /// digest; for a body stored whole also its digest's states, for it to become `session`'s
+    /// base once written.
+    pub(super) fn stored_part<'a>(
+        &self,
+        session: &str,
+        body: &'a [u8],
+        delta: Option<(i64, usize, usize)>,
+    ) -> (&'a [u8], [u8; 32], Option<Vec<Context>>) {
+        match delta {
+            Some((_, prefix, suffix)) => (
+                &body[prefix..body.len() - suffix],
+                self.digest_sharing(session, body, prefix),
+                None,
+            ),
+            None => {
+                let (digest, marks) = marked_digest(body);
+                (body, digest, Some(marks))
+            }
+        }
     }
 
     /// Makes `body` (row `id`, whose digest's states are `marks`) `session`'s base.
@@ -941,18 +963,12 @@ impl Sqlite {
                     }
                     None => None,
                 };
-                let (stored, req_digest) = match delta {
-                    Some((_, prefix, suffix)) => (
-                        &r.request_body[prefix..r.request_body.len() - suffix],
-                        self.bases
-                            .digest_sharing(&r.session_id, &r.request_body, prefix),
-                    ),
-                    None => {
-                        let (digest, marks) = marked_digest(&r.request_body);
-                        new_bases.push((i, digest, marks));
-                        (&r.request_body[..], digest)
-                    }
-                };
+                let (stored, req_digest, marks) =
+                    self.bases
+                        .stored_part(&r.session_id, &r.request_body, delta);
+                if let Some(marks) = marks {
+                    new_bases.push((i, req_digest, marks));
+                }
                 let resp_digest = digest(&r.response_body);
                 let hash = link_hash(
                     HashVersion::CURRENT,
