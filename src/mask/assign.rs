@@ -544,9 +544,15 @@ pub fn is_placeholder_literal(v: &str) -> bool {
     let lower = v
         .trim_matches(|c| c == '"' || c == '\'')
         .to_ascii_lowercase();
-    lower.is_empty()
-        || WORDS.contains(&lower.as_str())
-        || lower.contains("your")
+    if lower.is_empty() || WORDS.contains(&lower.as_str()) {
+        return true;
+    }
+    // A value mixing letters, digits and symbols was generated or chosen as a password,
+    // whatever word or bracket it happens to contain (`k3<Pq9!zR2xT`, `Fake9$bEx…`).
+    if mixes_all_classes(&lower) {
+        return false;
+    }
+    lower.contains("your")
         || lower.contains("example")
         || lower.contains("placeholder")
         || lower.contains("xxxx")
@@ -576,7 +582,17 @@ fn is_reference(v: &str) -> bool {
         || v.contains("${")
         || v.contains("#{")
         || (v.starts_with('<') && v.ends_with('>'))
-        || v.starts_with("@")
+        || (v.starts_with('@') && !mixes_all_classes(v))
+}
+
+/// At least 8 bytes with letters, digits and symbols (not counting `-`, `_`, `.` and spaces,
+/// which names and sentences have).
+fn mixes_all_classes(v: &str) -> bool {
+    v.len() >= 8
+        && v.bytes().any(|b| b.is_ascii_alphabetic())
+        && v.bytes().any(|b| b.is_ascii_digit())
+        && v.bytes()
+            .any(|b| !b.is_ascii_alphanumeric() && !matches!(b, b'-' | b'_' | b'.' | b' '))
 }
 
 fn is_placeholder_value(v: &str) -> bool {
@@ -707,6 +723,25 @@ pub fn looks_random(v: &str) -> bool {
     let has_digit = v.bytes().any(|b| b.is_ascii_digit());
     let needed = 3.0f64.min((v.len() as f64).log2() * 0.85);
     v.len() >= 8 && has_letter && has_digit && super::detect::entropy(v) >= needed
+}
+
+/// Whether a value a generic rule found by its key is also to be looked for out of context,
+/// where nothing but its spelling gives it away: one that looks generated, mixes letters,
+/// digits or symbols (`P@ssyhsd`), is a passphrase's length, or mixes cases over twelve
+/// letters (`LaceCapriltnc`). A short word (`development`) is not: it would be masked wherever
+/// it is written.
+pub fn is_distinctive_secret(v: &str) -> bool {
+    let letters = v.bytes().any(|b| b.is_ascii_alphabetic());
+    let digits = v.bytes().any(|b| b.is_ascii_digit());
+    let symbols = v
+        .bytes()
+        .any(|b| !b.is_ascii_alphanumeric() && !matches!(b, b'-' | b'_' | b'.' | b' '));
+    let upper = v.bytes().any(|b| b.is_ascii_uppercase());
+    let lower = v.bytes().any(|b| b.is_ascii_lowercase());
+    looks_random(v)
+        || (v.len() >= 8 && letters as u8 + digits as u8 + symbols as u8 >= 2)
+        || v.len() >= 16
+        || (v.len() >= 12 && upper && lower)
 }
 
 fn is_ident_byte(b: u8) -> bool {
@@ -855,7 +890,7 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
     }
     let line_start = text[..ks].rfind('\n').map_or(0, |n| n + 1);
     let line_end = text[i..].find('\n').map_or(b.len(), |n| i + n);
-    let before_key = text[line_start..ks.saturating_sub(quoted_key as usize)].trim();
+    let before_key = after_gutter(text[line_start..ks.saturating_sub(quoted_key as usize)].trim());
     // What may stand before a key on its line: diff markers, comments, list items, shell and
     // Dockerfile keywords.
     // A commented line counts as a line only in its dotenv form (`# DB_PASSWORD=…`), not as
@@ -953,13 +988,11 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         && space_before == 0
         && space_after == 0
         && !rest_trimmed.ends_with([',', ')', ';', '(']);
-    let rest_trimmed = if dotenv {
-        rest_trimmed
-            .split_whitespace()
-            .next()
-            .unwrap_or(rest_trimmed)
-    } else {
-        rest_trimmed
+    // A quote left open in the first word goes on past its spaces, as in a shell
+    // (`KEY=ab"c d'e`): the value is the rest of the line.
+    let rest_trimmed = match rest_trimmed.split_whitespace().next() {
+        Some(first) if dotenv && !open_quote(first) => first,
+        _ => rest_trimmed,
     };
     let yaml = at_line_start
         && colon
@@ -1006,6 +1039,47 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         Context::Inline
     };
     judge(key_text, value, context).then_some((i, end))
+}
+
+/// What stands before a key on its line once the line-number gutter tools print is taken off:
+/// Claude Code's Read (`     7→`, `7\t`), `cat -n` and `nl` (`     7\t`), `grep -n` (`7:`,
+/// `7-` for context lines, `path:7:`) and `grep -r` (`path:`). A file shown that way is still
+/// the file: its `KEY=value` lines are dotenv lines.
+fn after_gutter(before: &str) -> &str {
+    let mut rest = before;
+    // `path:` first, for `grep -r` and `grep -rn`: a name with a dot or a slash, no spaces.
+    if let Some(n) = rest.find(':')
+        && n > 0
+        && !rest[..n].contains(char::is_whitespace)
+        && rest[..n].contains(['.', '/'])
+        && !rest[..n].contains("//")
+    {
+        rest = &rest[n + 1..];
+    }
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if (1..=7).contains(&digits) {
+        let after = &rest[digits..];
+        if after.is_empty() {
+            return after;
+        }
+        for sep in ["\t", "→", ":", "-", "|", "│"] {
+            if let Some(r) = after.strip_prefix(sep) {
+                return r.trim_start();
+            }
+        }
+        return before;
+    }
+    if rest.len() < before.len() {
+        rest.trim_start()
+    } else {
+        before
+    }
+}
+
+/// Whether `word` leaves a quote open: an odd count of `"` or of `'` in it.
+fn open_quote(word: &str) -> bool {
+    word.bytes().filter(|&b| b == b'"').count() % 2 == 1
+        || word.bytes().filter(|&b| b == b'\'').count() % 2 == 1
 }
 
 /// A line's value without a trailing ` # comment`.

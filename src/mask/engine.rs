@@ -173,13 +173,124 @@ impl json::Elements for Resent<'_> {
 #[derive(Clone, Copy)]
 enum Source<'k> {
     Known(&'k super::vault::KnownValue),
+    /// A known value found in the decoded copy whose original spelling around it holds more
+    /// of a secret: masked under its kind, with the wider span as its value.
+    KnownWider(&'k super::vault::KnownValue),
     Rule(usize),
+}
+
+/// A hit of the decoded copy, mapped back to `start..end` of `text`, widened to what the
+/// detectors find in the original spelling around it that overlaps it. `seen` keeps the
+/// windows already scanned, so that a text with many hits is scanned once per stretch.
+fn widened<'k>(
+    detector: &super::detect::Detector,
+    text: &str,
+    start: usize,
+    end: usize,
+    source: Source<'k>,
+    seen: &mut Vec<(usize, usize, Vec<super::detect::Hit>)>,
+) -> (usize, usize, Source<'k>) {
+    const AROUND: usize = 512;
+    if start >= end || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+        return (start, end, source);
+    }
+    let window = match seen.iter().position(|&(s, e, _)| s <= start && end <= e) {
+        Some(i) => i,
+        None => {
+            let line_start = text[..start].rfind('\n').map_or(0, |n| n + 1);
+            let line_end = text[end..].find('\n').map_or(text.len(), |n| end + n);
+            let mut s = line_start.max(start.saturating_sub(AROUND));
+            while !text.is_char_boundary(s) {
+                s -= 1;
+            }
+            let mut e = line_end.min(end + AROUND);
+            while !text.is_char_boundary(e) {
+                e += 1;
+            }
+            let hits = detector.scan(&text[s..e]);
+            seen.push((s, e, hits));
+            seen.len() - 1
+        }
+    };
+    let (offset, hits) = (seen[window].0, &seen[window].2);
+    let (mut ws, mut we, mut rule) = (start, end, None);
+    for hit in hits {
+        let (hs, he) = (offset + hit.start, offset + hit.end);
+        if hs < end && start < he && (hs < ws || he > we) {
+            ws = ws.min(hs);
+            we = we.max(he);
+            rule = Some(hit.rule);
+        }
+    }
+    match (rule, source) {
+        (None, _) => (start, end, source),
+        (Some(_), Source::Rule(r)) => (ws, we, Source::Rule(r)),
+        (Some(r), Source::KnownWider(_)) => (ws, we, Source::Rule(r)),
+        (Some(_), Source::Known(k)) => (ws, we, Source::KnownWider(k)),
+    }
 }
 
 struct Candidate<'k> {
     start: usize,
     end: usize,
     source: Source<'k>,
+}
+
+/// The line-number gutter a tool printed at the start of `line` (Claude Code's Read:
+/// `     7→`, `7\t`; `cat -n` and `nl`: `     7\t`): its length, 0 if none.
+fn gutter_len(line: &str) -> usize {
+    let b = line.as_bytes();
+    let spaces = b.iter().take_while(|&&c| c == b' ').count();
+    let digits = b[spaces..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    if spaces > 8 || !(1..=7).contains(&digits) {
+        return 0;
+    }
+    let at = spaces + digits;
+    if b.get(at) == Some(&b'\t') {
+        at + 1
+    } else if line[at..].starts_with('→') {
+        at + '→'.len_utf8()
+    } else {
+        0
+    }
+}
+
+/// A hit that runs over several lines of a file shown with line numbers (a private key in a
+/// Read tool's output) is masked line by line, each line's text without its number: the model
+/// still sees the file's lines, and when it writes the file (without the numbers) each line
+/// comes back as it was.
+fn split_at_gutters<'k>(text: &str, found: Vec<Candidate<'k>>) -> Vec<Candidate<'k>> {
+    if !found.iter().any(|c| text[c.start..c.end].contains('\n')) {
+        return found;
+    }
+    let mut out = Vec::with_capacity(found.len());
+    for c in found {
+        let span = &text[c.start..c.end];
+        let numbered = span.contains('\n')
+            && matches!(c.source, Source::Rule(_))
+            && span.split('\n').skip(1).all(|line| gutter_len(line) > 0);
+        if !numbered {
+            out.push(c);
+            continue;
+        }
+        let mut at = c.start;
+        for line in span.split('\n') {
+            let skip = if at == c.start { 0 } else { gutter_len(line) };
+            let piece = line[skip..].trim_end_matches('\r');
+            if !piece.is_empty() {
+                out.push(Candidate {
+                    start: at + skip,
+                    end: at + skip + piece.len(),
+                    source: c.source,
+                });
+            }
+            at += line.len() + 1;
+        }
+    }
+    out
 }
 
 fn overlaps(c: &[Candidate<'_>], start: usize, end: usize) -> bool {
@@ -629,6 +740,7 @@ impl<'a> Scan<'a> {
             // is what a reader (or a lenient parser upstream) sees, so that is what is scanned;
             // what is found is masked in the original's spelling.
             Some(n) => {
+                let mut escaped_spans = Vec::new();
                 let mut copy: Vec<(usize, usize, Source<'_>)> = Vec::new();
                 if let Some(known) = &known {
                     for (s, e, value) in known.find(&n.text) {
@@ -645,6 +757,11 @@ impl<'a> Scan<'a> {
                 }
                 for (s, e, source) in copy {
                     let (start, end) = n.original_span(s, e);
+                    // What decoding turned into a line break or a quote may also be part of
+                    // the value as written (`pw=ab\ncd`): the original spelling is scanned
+                    // around the hit too, and the wider span is masked.
+                    let (start, end, source) =
+                        widened(detector, text, start, end, source, &mut escaped_spans);
                     if start < end
                         && text.is_char_boundary(start)
                         && text.is_char_boundary(end)
@@ -672,6 +789,7 @@ impl<'a> Scan<'a> {
             }
         }
         found.sort_by_key(|c| c.start);
+        let found = split_at_gutters(text, found);
         let mut edits = Vec::with_capacity(found.len());
         for c in &found {
             let value = &text[c.start..c.end];
@@ -702,6 +820,31 @@ impl<'a> Scan<'a> {
                             &known.kind,
                             &known.category,
                             known.value.expose(),
+                            known.restore,
+                        ),
+                    }
+                }
+                Source::KnownWider(known) => {
+                    let rule = detector.rule_named(&known.kind);
+                    if let Some(r) = rule {
+                        refuse_if_blocked(r, path)?;
+                    }
+                    self.findings.push(Finding {
+                        rule: known.kind.clone(),
+                        category: known.category.clone(),
+                        path: path(),
+                        offset: c.start,
+                        needs_approval: rule
+                            .is_some_and(|r| r.action == super::detect::RuleAction::Approve),
+                    });
+                    Edit {
+                        start: c.start,
+                        end: c.end,
+                        text: self.placeholder(
+                            true,
+                            &known.kind,
+                            &known.category,
+                            value,
                             known.restore,
                         ),
                     }
@@ -738,9 +881,7 @@ impl<'a> Scan<'a> {
         // Generic rules judge by context, so what they find is looked for out of context only
         // when it could not be anything but a secret.
         let remember = !rule.is_literal_list()
-            && (!super::rules::is_generic(&rule.id)
-                || assign::looks_random(value)
-                || (value.len() >= 12 && value.bytes().any(|b| !b.is_ascii_alphanumeric())));
+            && (!super::rules::is_generic(&rule.id) || assign::is_distinctive_secret(value));
         // Custom literals are matched as their list says (word or substring), not out of
         // context.
         let (kind, category) = if remember {

@@ -1400,3 +1400,229 @@ fn a_blocking_match_around_a_known_value_still_refuses() {
         "{refused:?}"
     );
 }
+
+// ── Tool output as agents show it to the model ──────────────────────────────────────────────
+
+/// Fresh random characters from `alphabet`, different on every run.
+fn fresh(alphabet: &[u8], n: usize) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: AtomicU64 = AtomicU64::new(0);
+    let mut seed = SEED.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+        | 1;
+    (0..n)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            alphabet[(seed % alphabet.len() as u64) as usize] as char
+        })
+        .collect()
+}
+
+const LETTERS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// No run of six or more letters and digits of `value` is left in `out`: a value cut short
+/// at a quote or an escape leaks its tail.
+fn assert_no_piece(out: &str, value: &str) {
+    for piece in value.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if piece.len() >= 6 {
+            assert!(!out.contains(piece), "`{piece}` of `{value}` left in {out}");
+        }
+    }
+}
+
+/// The line-number gutters tools print before each line of a file: Claude Code's Read
+/// (`     7→`, `7\t`), `cat -n` and `nl`, `grep -n` (with and without the file's name) and
+/// `grep -r`.
+const GUTTERS: &[&str] = &[
+    "",
+    "7\t",
+    "     7\t",
+    "     7→",
+    "  12→",
+    "7:",
+    "config/.env:7:",
+    ".env:",
+    "7-",
+];
+
+#[test]
+fn assignments_are_found_behind_line_number_gutters() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    for gutter in GUTTERS {
+        let letters = fresh(LETTERS, 24);
+        let mixed = format!("{}9{}", fresh(ALNUM, 10), fresh(ALNUM, 9));
+        let lower = fresh(b"abcdefghijklmnopqrstuvwxyz", 20);
+        let yaml = fresh(ALNUM, 18);
+        let quoted = fresh(ALNUM, 16);
+        let exported = fresh(ALNUM, 16);
+        let file = [
+            format!("{gutter}SMTP_PASSWORD={letters}"),
+            format!("{gutter}SESSION_SECRET={mixed}"),
+            format!("{gutter}API_TOKEN={lower}"),
+            format!("{gutter}  password: {yaml}"),
+            format!("{gutter}DB_PASSWORD=\"{quoted}\""),
+            format!("{gutter}export GITHUB_TOKEN={exported}"),
+            format!("{gutter}LOG_LEVEL=info"),
+        ]
+        .join("\n");
+        let body = serde_json::json!({"messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t", "content": file}]}]});
+        let (out, _) = mask_json(&m, &body);
+        for value in [&letters, &mixed, &lower, &yaml, &quoted, &exported] {
+            assert_no_piece(&out, value);
+        }
+        assert!(out.contains("LOG_LEVEL=info"), "{out}");
+    }
+}
+
+#[test]
+fn an_unquoted_value_is_masked_whole_whatever_quotes_and_escapes_it_holds() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    for gutter in ["", "7\t", "     7→"] {
+        for inside in [
+            "\"", "\"\\n", "\\n", "\\r", "\"\\", "'", "\" ", "\\8", "\\\"",
+        ] {
+            let value = format!(
+                "{}{inside}{}'{}",
+                fresh(ALNUM, 10),
+                fresh(ALNUM, 9),
+                fresh(ALNUM, 6)
+            );
+            let file = format!("{gutter}SESSION_SECRET={value}\n{gutter}LOG_LEVEL=info\n");
+            let body = serde_json::json!({"messages": [{"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t", "content": file}]}]});
+            let (out, _) = mask_json(&m, &body);
+            assert_no_piece(&out, &value);
+            assert!(out.contains("LOG_LEVEL=info"), "{out}");
+        }
+    }
+}
+
+#[test]
+fn a_letters_only_value_masked_once_is_masked_where_it_reappears() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let mixed = fresh(LETTERS, 24);
+    let lower = fresh(b"abcdefghijklmnopqrstuvwxyz", 20);
+    let short = fresh(LETTERS, 6) + &fresh(b"abcdefghijklmnopqrstuvwxyz", 7);
+    let file = format!("SMTP_PASSWORD={mixed}\nAPI_TOKEN={lower}\nSESSION_SECRET={short}\n");
+    let first = serde_json::json!({"messages": [{"role": "user", "content": file}]});
+    let (out, _) = mask_json(&m, &first);
+    for value in [&mixed, &lower, &short] {
+        assert!(!out.contains(value.as_str()), "{out}");
+    }
+    // The model wrote them into a command; the agent sends that call back.
+    let command = format!("printf '%s\\n' {mixed} {lower} {short} > out/echo.txt");
+    let later = serde_json::json!({"messages": [{"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t", "name": "Bash", "input": {"command": command}}]}]});
+    let (out, _) = mask_json(&m, &later);
+    for value in [&mixed, &lower, &short] {
+        assert!(!out.contains(value.as_str()), "{out}");
+    }
+    // A word is not hunted for everywhere once it was a password.
+    let (out, _) = mask_json(
+        &m,
+        &serde_json::json!({"messages": [{"role": "user", "content": "PASSWORD=lighthouse"}]}),
+    );
+    assert!(!out.contains("lighthouse"), "{out}");
+    let (out, _) = mask_json(
+        &m,
+        &serde_json::json!({"messages": [{"role": "user", "content": "the lighthouse keeper"}]}),
+    );
+    assert!(out.contains("the lighthouse keeper"), "{out}");
+}
+
+#[test]
+fn a_private_key_behind_line_number_gutters_is_masked_line_by_line() {
+    let (p, v) = (policy("{}"), std::sync::Arc::new(vault()));
+    let m = masker(&p, &v);
+    let body_lines: Vec<String> = (0..6)
+        .map(|_| {
+            fresh(
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+                64,
+            )
+        })
+        .collect();
+    let mut key = vec!["-----BEGIN RSA PRIVATE KEY-----".to_owned()];
+    key.extend(body_lines.iter().cloned());
+    key.push("-----END RSA PRIVATE KEY-----".into());
+    for gutter in ["\t", "→"] {
+        let mut lines = vec![format!("     9{gutter}APP_NAME=demo")];
+        for (i, line) in key.iter().enumerate() {
+            let prefix = if i == 0 { "TLS_PRIVATE_KEY=\"" } else { "" };
+            lines.push(format!("{:>6}{gutter}{prefix}{line}", 10 + i));
+        }
+        lines.push(format!("{:>6}{gutter}\"", 10 + key.len()));
+        lines.push(format!("{:>6}{gutter}NEXT=1", 11 + key.len()));
+        let file = lines.join("\n");
+        let masked = m
+            .mask_text(&file, &|| "t".into(), &mut Vec::new())
+            .unwrap()
+            .unwrap();
+        for line in &body_lines {
+            assert!(!masked.contains(line.as_str()), "{masked}");
+        }
+        // Every line keeps its number: what the model sees still reads as the file.
+        let masked_lines: Vec<&str> = masked.split('\n').collect();
+        assert_eq!(masked_lines.len(), lines.len(), "{masked}");
+        for (i, line) in masked_lines.iter().enumerate() {
+            assert!(
+                line.starts_with(&format!("{:>6}{gutter}", 9 + i)),
+                "{masked}"
+            );
+        }
+        // The model writes the file without the gutters; the client gets the key back whole.
+        let written: Vec<&str> = masked_lines[1..=key.len()]
+            .iter()
+            .map(|l| l.split_once(gutter).unwrap().1)
+            .collect();
+        let written = written.join("\n");
+        let restorer = super::restore::Restorer::new(v.clone(), "alice");
+        let restored = restorer.restore_text(&written).unwrap();
+        assert_eq!(restored, format!("TLS_PRIVATE_KEY=\"{}", key.join("\n")));
+    }
+}
+
+#[test]
+fn a_password_that_happens_to_hold_a_placeholder_word_is_masked() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    for inside in [
+        "<", "your", "Fake", "dummy", "...", "XXXX", "environ", "insecure", "example",
+    ] {
+        let value = format!("{}9!{inside}{}", fresh(ALNUM, 4), fresh(ALNUM, 5));
+        let at = format!("@{}9!{}", fresh(ALNUM, 5), fresh(ALNUM, 5));
+        for value in [&value, &at] {
+            let text = format!(
+                "DB_PASSWORD={value}\npassword = \"{value}\"\n{}",
+                serde_json::json!({ "password": value })
+            );
+            let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
+            let (out, _) = mask_json(&m, &body);
+            assert_absent(&out, &[value]);
+            let body = serde_json::json!({"input": {"db": {"password": value}}});
+            let (out, _) = mask_json(&m, &body);
+            assert_absent(&out, &[value]);
+        }
+    }
+    // What is plainly a stand-in stays.
+    for stand_in in [
+        "<your-password>",
+        "your_password_here",
+        "xxxxxxxx",
+        "changeme",
+    ] {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": format!("DB_PASSWORD={stand_in}")}]});
+        let (out, _) = mask_json(&m, &body);
+        assert!(out.contains(stand_in), "{out}");
+    }
+}

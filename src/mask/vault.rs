@@ -56,9 +56,9 @@ struct Entry {
 pub const MIN_KNOWN_LEN: usize = 6;
 
 /// Whether a value is distinctive enough to be looked for out of context: at least
-/// [`MIN_KNOWN_LEN`] bytes mixing two of letters, digits and symbols, or 16 bytes of anything
-/// (a passphrase). A word such as `postgres` or `same-origin` is not: matching it everywhere
-/// would mask ordinary text.
+/// [`MIN_KNOWN_LEN`] bytes mixing two of letters, digits and symbols, 12 letters mixing cases,
+/// or 16 bytes of anything (a passphrase). A word such as `postgres` or `same-origin` is not:
+/// matching it everywhere would mask ordinary text.
 pub fn is_distinctive(value: &str) -> bool {
     let letters = value.bytes().any(|b| b.is_ascii_alphabetic());
     let digits = value.bytes().any(|b| b.is_ascii_digit());
@@ -66,7 +66,11 @@ pub fn is_distinctive(value: &str) -> bool {
         .bytes()
         .any(|b| !b.is_ascii_alphanumeric() && !matches!(b, b'-' | b'_' | b'.' | b' '));
     let classes = letters as u8 + digits as u8 + symbols as u8;
-    (value.len() >= MIN_KNOWN_LEN && classes >= 2) || value.len() >= 16
+    let cases = value.bytes().any(|b| b.is_ascii_uppercase())
+        && value.bytes().any(|b| b.is_ascii_lowercase());
+    (value.len() >= MIN_KNOWN_LEN && classes >= 2)
+        || value.len() >= 16
+        || (value.len() >= 12 && cases)
 }
 /// Values remembered per scope for matching out of context; the oldest go first beyond this
 /// many, or beyond this many bytes of values.

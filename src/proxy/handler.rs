@@ -160,11 +160,15 @@ impl Exchange {
         record.outcome = outcome.into();
         record.bytes_down = bytes;
         record.ttfb_ms = self.ttfb_ms;
+        let mut tokens = Vec::new();
         if let Some(capture) = &self.capture {
             record.response_body = capture.take();
-            record.usage = crate::record::usage_of(&record.response_body);
+            if let Some(usage) = crate::record::usage_value(&record.response_body) {
+                tokens = crate::providers::token_counts(&usage);
+                record.usage = Some(usage.to_string());
+            }
         }
-        self.count(status, outcome, record.usage.as_deref());
+        self.count(status, outcome, &tokens);
         self.recorder.close(self.pending.take(), record);
         info!(
             target: "tollgate::exchange",
@@ -188,12 +192,8 @@ impl Exchange {
     }
 
     /// The exchange in the metrics.
-    fn count(&self, status: Option<u16>, outcome: &str, usage: Option<&str>) {
+    fn count(&self, status: Option<u16>, outcome: &str, tokens: &[(&str, u64)]) {
         let rules: Vec<&str> = self.findings.iter().map(|f| &*f.rule).collect();
-        let tokens = usage
-            .and_then(|u| serde_json::from_str::<serde_json::Value>(u).ok())
-            .map(|u| crate::providers::token_counts(&u))
-            .unwrap_or_default();
         self.metrics.exchange(&crate::metrics::ExchangeEnd {
             provider: self.provider.as_deref(),
             status,
@@ -201,7 +201,7 @@ impl Exchange {
             duration: self.started.elapsed(),
             ttfb: self.ttfb_ms.map(std::time::Duration::from_millis),
             findings: &rules,
-            tokens: &tokens,
+            tokens,
         });
     }
 

@@ -228,7 +228,7 @@ pub fn now() -> String {
 
 /// The token usage a provider reported in a response body (JSON or SSE): the last `usage` or
 /// `usageMetadata` object in it.
-pub fn usage_of(body: &[u8]) -> Option<String> {
+pub fn usage_value(body: &[u8]) -> Option<serde_json::Value> {
     let text = std::str::from_utf8(body).ok()?;
     let at = ["\"usage\":", "\"usageMetadata\":"]
         .iter()
@@ -237,7 +237,7 @@ pub fn usage_of(body: &[u8]) -> Option<String> {
     let mut values = serde_json::Deserializer::from_str(text[at..].trim_start())
         .into_iter::<serde_json::Value>();
     match values.next() {
-        Some(Ok(v)) if v.is_object() => Some(v.to_string()),
+        Some(Ok(v)) if v.is_object() => Some(v),
         _ => None,
     }
 }
@@ -953,10 +953,13 @@ mod tests {
     fn usage_and_text_come_out_of_streams() {
         let sse = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}],\"usage\":{\"total_tokens\":7}}\n\ndata: [DONE]\n\n";
         assert_eq!(sse_text(sse).unwrap(), "Hello");
-        assert_eq!(usage_of(sse).unwrap(), r#"{"total_tokens":7}"#);
+        assert_eq!(
+            usage_value(sse).unwrap().to_string(),
+            r#"{"total_tokens":7}"#
+        );
         let anthropic = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n";
         assert_eq!(sse_text(anthropic).unwrap(), "Hi");
-        assert_eq!(usage_of(b"{\"id\":1}"), None);
+        assert_eq!(usage_value(b"{\"id\":1}"), None);
     }
 
     #[test]

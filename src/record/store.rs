@@ -259,7 +259,7 @@ pub(super) fn assemble(stored: Vec<u8>, delta: Option<Delta>) -> Vec<u8> {
 /// starts from the last state inside what it shares with the base rather than from its first
 /// byte: hashing was the writer's largest cost on long conversations.
 pub(super) struct Bases {
-    by_session: std::collections::HashMap<String, Base>,
+    by_session: std::collections::HashMap<String, Base, foldhash::fast::RandomState>,
     /// Sessions in the order their bases were set, to forget the oldest past the budget.
     order: std::collections::VecDeque<(String, i64)>,
     bytes: usize,
@@ -277,7 +277,7 @@ struct Base {
 }
 
 /// Bytes between the saved digest states of a base.
-const MARK: usize = 4 << 10;
+const MARK: usize = 1 << 10;
 
 /// `body`'s digest, and the digest's state after each whole [`MARK`] bytes of it.
 fn marked_digest(body: &[u8]) -> ([u8; 32], Vec<Context>) {
