@@ -118,6 +118,8 @@ pub struct Scan<'a> {
     /// While a body's resent elements are remembered: every placeholder asked for, and where
     /// in the body each finding, attachment and placeholder came from.
     log: Option<Log>,
+    /// Whether resent elements are looked up and remembered ([`recall`]).
+    recall: bool,
 }
 
 /// What masking a body did, and where, for [`recall`](super::recall).
@@ -308,7 +310,21 @@ impl<'a> Scan<'a> {
             attachments: Vec::new(),
             facts: RequestFacts::default(),
             log: None,
+            recall: true,
         }
+    }
+
+    /// A scan that neither uses nor makes [`recall`] entries: for a body masked once already.
+    pub fn without_recall(mut self) -> Self {
+        self.recall = false;
+        self
+    }
+
+    /// Whether the scope's known values changed since this scan began: this body held values
+    /// to look for that were not known yet, and they may also stand elsewhere in it.
+    pub fn learned(&self) -> bool {
+        let generation = |k: &Option<Arc<Known>>| k.as_ref().map_or(0, |k| k.generation());
+        generation(&self.vault.known(self.scope)) != generation(&self.known)
     }
 
     /// The placeholder for `value`, from the vault, noted when a body's elements are
@@ -364,7 +380,7 @@ impl<'a> Scan<'a> {
         let current = std::cell::Cell::new(usize::MAX);
         let vault: &'a Vault = self.vault;
         let mut resent = match vault.recall() {
-            Some(recall) if depth == 0 && prefix.is_empty() => {
+            Some(recall) if self.recall && depth == 0 && prefix.is_empty() => {
                 self.log = Some(Log::default());
                 Some(Resent {
                     recall,

@@ -506,23 +506,41 @@ impl Masker<'_> {
         let looks_json = text
             .trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
             .starts_with(['{', '[']);
-        let mut scan = engine::Scan::new(self.policy, self.vault, self.scope);
-        let edits = if json_typed || looks_json {
-            let edits = scan
-                .document(text, "", 0)?
-                .map_err(MaskError::NotStrictJson)?;
-            if let Some(key) = scan.facts.duplicate_key.take() {
-                return Err(MaskError::DuplicateKey(key));
+        let json = json_typed || looks_json;
+        let mask = |scan: &mut engine::Scan<'_>, text: &str| {
+            if json {
+                let edits = scan
+                    .document(text, "", 0)?
+                    .map_err(MaskError::NotStrictJson)?;
+                if let Some(key) = scan.facts.duplicate_key.take() {
+                    return Err(MaskError::DuplicateKey(key));
+                }
+                Ok(edits)
+            } else {
+                scan.text(text, &|| "body".into(), 0)
             }
-            edits
-        } else {
-            scan.text(text, &|| "body".into(), 0)?
         };
+        let mut scan = engine::Scan::new(self.policy, self.vault, self.scope);
+        let edits = mask(&mut scan, text)?;
         // What leaves is what was inspected: the original bytes only when nothing was found and
         // nothing had to be decoded (a compressed container may carry more than its content:
         // gzip name and comment fields, data after the last member, skippable frames).
-        let body = (!edits.is_empty() || decoded.changed)
+        let mut body = (!edits.is_empty() || decoded.changed)
             .then(|| Bytes::from(engine::apply(text, &edits)));
+        // A value this body made known (a `.env` in one message) may also stand bare elsewhere
+        // in it (the model wrote it into a command two messages on, and the client restored
+        // it): the masked body is looked through once more for the values it taught.
+        if scan.learned()
+            && let Some(once) = &body
+        {
+            let once = std::str::from_utf8(once).expect("masking keeps UTF-8");
+            let mut again = engine::Scan::new(self.policy, self.vault, self.scope).without_recall();
+            let edits = mask(&mut again, once)?;
+            if !edits.is_empty() {
+                scan.findings.append(&mut again.findings);
+                body = Some(Bytes::from(engine::apply(once, &edits)));
+            }
+        }
         Ok(Masked {
             body,
             findings: scan.findings,

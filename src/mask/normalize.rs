@@ -34,6 +34,10 @@ impl Normalized {
 fn needs(text: &str) -> bool {
     let b = text.as_bytes();
     // One pass for the ASCII starts; `&` counts only where a character reference begins.
+    // Terminal colours (`grep --color`, `rg`, test runners) split what they highlight.
+    if memchr::memchr(ESC, b).is_some() {
+        return true;
+    }
     let mut i = 0;
     while let Some(n) = memchr::memchr3(b'\\', b'%', b'&', &b[i..]) {
         let at = i + n;
@@ -58,6 +62,7 @@ pub fn normalize(text: &str) -> Option<Normalized> {
     let mut marks: Vec<(u32, u32)> = Vec::new();
     let mut changed = false;
     let b = text.as_bytes();
+    let has_escape = memchr::memchr(ESC, b).is_some();
     let mut i = 0;
     // A changed unit: `c` (or nothing) in place of the original's `at..at + len`.
     let unit =
@@ -71,6 +76,11 @@ pub fn normalize(text: &str) -> Option<Normalized> {
     while i < b.len() {
         // Copy the plain run up to the next byte that could start a disguise, in one go.
         let special = memchr::memchr3(b'\\', b'%', b'&', &b[i..]).map_or(b.len(), |n| i + n);
+        let special = if has_escape {
+            memchr::memchr(ESC, &b[i..special]).map_or(special, |n| i + n)
+        } else {
+            special
+        };
         let run = if b[i..special].is_ascii() {
             special
         } else {
@@ -85,8 +95,27 @@ pub fn normalize(text: &str) -> Option<Normalized> {
             continue;
         }
         let c = b[i];
+        if c == ESC {
+            // An ANSI escape sequence (CSI `ESC [ … final`, or a two-byte `ESC x`) reads as
+            // nothing: `ghp_` highlighted by grep and the rest of the token join again.
+            let len = ansi_sequence(&b[i..]);
+            unit(&mut out, &mut marks, None, i, len);
+            i += len;
+            changed = true;
+            continue;
+        }
         if c == b'\\' {
             let (decoded, len) = match b.get(i + 1) {
+                // An escaped escape before a line break (`\\n`): text escaped twice, as in a
+                // JSON log line quoted in JSON.
+                Some(b'\\') if matches!(b.get(i + 2), Some(b'n' | b'r' | b't')) => (
+                    Some(match b[i + 2] {
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        _ => '\t',
+                    }),
+                    3,
+                ),
                 Some(b'n') => (Some('\n'), 2),
                 Some(b'r') => (Some('\r'), 2),
                 Some(b't') => (Some('\t'), 2),
@@ -124,14 +153,16 @@ pub fn normalize(text: &str) -> Option<Normalized> {
             changed = true;
             continue;
         } else if c == b'%'
-            && let Some(code) = text
-                .get(i + 1..i + 3)
-                .filter(|h| h.bytes().all(|x| x.is_ascii_hexdigit()))
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            && (0x20..0x7F).contains(&code)
+            && let Some(code) = percent(text, i + 1)
+            && ((0x20..0x7F).contains(&code) || matches!(code, b'\n' | b'\r' | b'\t'))
         {
-            unit(&mut out, &mut marks, Some(code as char), i, 3);
-            i += 3;
+            // `%25` before two more hex digits: encoded twice (`%253D` is `=`).
+            let (code, len) = match percent(text, i + 3) {
+                Some(inner) if code == b'%' && (0x20..0x7F).contains(&inner) => (inner, 5),
+                _ => (code, 3),
+            };
+            unit(&mut out, &mut marks, Some(code as char), i, len);
+            i += len;
             changed = true;
             continue;
         } else if c >= 0x80 {
@@ -158,6 +189,36 @@ pub fn normalize(text: &str) -> Option<Normalized> {
         i += 1;
     }
     changed.then_some(Normalized { text: out, marks })
+}
+
+const ESC: u8 = 0x1B;
+
+/// The byte of the two hex digits at `at` of `text`, if there are two.
+fn percent(text: &str, at: usize) -> Option<u8> {
+    text.get(at..at + 2)
+        .filter(|h| h.bytes().all(|x| x.is_ascii_hexdigit()))
+        .and_then(|h| u8::from_str_radix(h, 16).ok())
+}
+
+/// The length of the ANSI escape sequence at the start of `b` (which begins with ESC): a CSI
+/// (`ESC [`, parameters, intermediates, a final byte), or ESC and the byte after it.
+fn ansi_sequence(b: &[u8]) -> usize {
+    if b.get(1) != Some(&b'[') {
+        return if b.get(1).is_some_and(|c| (0x40..0x7F).contains(c)) {
+            2
+        } else {
+            1
+        };
+    }
+    let mut j = 2;
+    while j < b.len() && j < 64 && (0x20..0x40).contains(&b[j]) {
+        j += 1;
+    }
+    if j < b.len() && (0x40..0x7F).contains(&b[j]) {
+        j + 1
+    } else {
+        1
+    }
 }
 
 /// An HTML character reference at the start of `s` (`&#95;`, `&#x5f;`, `&amp;`): the character

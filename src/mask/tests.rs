@@ -1626,3 +1626,62 @@ fn a_password_that_happens_to_hold_a_placeholder_word_is_masked() {
         assert!(out.contains(stand_in), "{out}");
     }
 }
+
+#[test]
+fn a_value_learned_in_one_message_is_masked_elsewhere_in_the_same_request() {
+    // A fresh vault: the proxy restarted, or the turn landed on another replica, and the
+    // client resends a history into which the model's placeholders were restored.
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let secret = format!("{}7{}", fresh(ALNUM, 8), fresh(ALNUM, 8));
+    let letters = fresh(LETTERS, 20);
+    let file = format!("SESSION_SECRET={secret}\nSMTP_PASSWORD={letters}\n");
+    let command = format!("./deploy.sh prod {secret} && echo {letters}");
+    let body = serde_json::json!({"messages": [
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": file}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "b", "name": "Bash",
+            "input": {"command": command}}]},
+        // Before the file, too.
+    ], "system": format!("last deploy used {secret}")});
+    let (out, masked) = mask_json(&m, &body);
+    assert_absent(&out, &[&secret, &letters]);
+    assert!(masked.findings.len() >= 5, "{:?}", masked.findings);
+    // Each value has one placeholder wherever it stands.
+    let placeholders: std::collections::HashSet<&str> = out
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("TOLLGATE_"))
+        .collect();
+    assert_eq!(placeholders.len(), 2, "{out}");
+}
+
+#[test]
+fn tokens_behind_terminal_colours_and_encoded_separators_are_found() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let tokens = [
+        format!("ghp_{}", fresh(ALNUM, 36)),
+        format!("AKIA{}", fresh(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)),
+        format!(
+            "xoxb-{}-{}-{}",
+            fresh(b"0123456789", 12),
+            fresh(b"0123456789", 12),
+            fresh(ALNUM, 24)
+        ),
+    ];
+    for token in &tokens {
+        let (head, tail) = token.split_at(4);
+        let shapes = [
+            format!("config.py:3:\x1b[1;31m{token}\x1b[0m"),
+            // grep --color=always highlights what was searched for, not the whole token.
+            format!("x.env:2:T=\x1b[01;31m\x1b[K{head}\x1b[m\x1b[K{tail}"),
+            format!("q=a%0A{token}%0A"),
+            format!("url=a%253D{token}"),
+            format!("{{\"log\": \"line\\\\n{token}\\\\n\"}}"),
+        ];
+        for text in shapes {
+            let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
+            let (out, _) = mask_json(&m, &body);
+            assert!(!out.contains(tail), "`{token}` left in {out}");
+        }
+    }
+}
