@@ -675,7 +675,7 @@ impl<'a> Scan<'a> {
         let Some((bytes, engine)) = decode_base64(payload) else {
             return self.text(text, path, depth);
         };
-        if let Some((decoded, utf16)) = as_text(&bytes) {
+        if let Some((decoded, form)) = as_text(&bytes, media.as_deref()) {
             let inner_path = || format!("{}>base64", path());
             let inner = self.value(&decoded, None, &inner_path, depth + 1)?;
             if inner.is_empty() {
@@ -684,7 +684,7 @@ impl<'a> Scan<'a> {
             return Ok(vec![Edit {
                 start: offset,
                 end: text.len(),
-                text: engine.encode(encode_text(&apply(&decoded, &inner), utf16)),
+                text: engine.encode(encode_masked(&decoded, &inner, form, &bytes)),
             }]);
         }
         // Not base64 of text: maybe not base64 at all (`{"data": "xoxb-…"}`), so read it as text
@@ -997,13 +997,13 @@ impl<'a> Scan<'a> {
             let Some((bytes, engine)) = decode_base64(&joined) else {
                 continue;
             };
-            let Some((decoded, utf16)) = as_text(&bytes) else {
+            let Some((decoded, form)) = as_text(&bytes, None) else {
                 continue;
             };
             let inner_path = || format!("{}>base64", path());
             let inner = self.value(&decoded, None, &inner_path, depth + 1)?;
             if !inner.is_empty() {
-                let mut encoded = engine.encode(encode_text(&apply(&decoded, &inner), utf16));
+                let mut encoded = engine.encode(encode_masked(&decoded, &inner, form, &bytes));
                 if lines > 1 {
                     encoded = wrap(&encoded, width);
                 }
@@ -1148,9 +1148,22 @@ fn decode_base64(payload: &str) -> Option<(Vec<u8>, base64::engine::GeneralPurpo
     engine.decode(payload).ok().map(|b| (b, engine))
 }
 
-/// The bytes as text, when they are UTF-8 (or UTF-16LE, as PowerShell's `-EncodedCommand`)
-/// without the control characters binary data has; and whether they were UTF-16.
-fn as_text(bytes: &[u8]) -> Option<(String, bool)> {
+/// How decoded bytes were read as text, to write them back the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TextForm {
+    Utf8,
+    /// UTF-16LE, as PowerShell's `-EncodedCommand`.
+    Utf16,
+    /// Text that is not clean UTF-8 (a Latin-1 letter, a stray control byte): read byte for
+    /// byte, every byte above ASCII as a space, and written back as the original bytes with
+    /// only the masked spans replaced.
+    Bytes,
+}
+
+/// The bytes as text, when they are UTF-8 or UTF-16LE without the control characters binary
+/// data has; or, when they are text all the same (declared so by `media`, or nearly all
+/// printable, and no known binary format), byte for byte ([`TextForm::Bytes`]).
+fn as_text(bytes: &[u8], media: Option<&str>) -> Option<(String, TextForm)> {
     if bytes.is_empty() {
         return None;
     }
@@ -1161,7 +1174,7 @@ fn as_text(bytes: &[u8]) -> Option<(String, bool)> {
     if let Ok(text) = std::str::from_utf8(bytes)
         && texty(text)
     {
-        return Some((text.to_owned(), false));
+        return Some((text.to_owned(), TextForm::Utf8));
     }
     if bytes.len() % 2 == 0
         && bytes.len() >= 8
@@ -1171,10 +1184,67 @@ fn as_text(bytes: &[u8]) -> Option<(String, bool)> {
             .chunks_exact(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]))
             .collect();
-        let text = String::from_utf16(&units).ok()?;
-        return texty(&text).then_some((text, true));
+        if let Ok(text) = String::from_utf16(&units)
+            && texty(&text)
+        {
+            return Some((text, TextForm::Utf16));
+        }
+    }
+    let printable = bytes
+        .iter()
+        .filter(|&&b| (0x20..0x7F).contains(&b) || matches!(b, b'\n' | b'\r' | b'\t' | 0x0C | 0x1B))
+        .count();
+    let declared = media.is_some_and(is_text_media);
+    let binary = sniff(bytes) != "application/octet-stream";
+    if !binary && (declared || printable * 10 >= bytes.len() * 9) {
+        let view = bytes
+            .iter()
+            .map(|&b| if b < 0x80 { b as char } else { ' ' })
+            .collect();
+        return Some((view, TextForm::Bytes));
     }
     None
+}
+
+/// Media types that are text, whatever bytes they hold.
+fn is_text_media(media: &str) -> bool {
+    let m = media.trim().to_ascii_lowercase();
+    m.starts_with("text/")
+        || [
+            "json",
+            "xml",
+            "yaml",
+            "toml",
+            "javascript",
+            "x-sh",
+            "x-python",
+            "csv",
+            "x-env",
+        ]
+        .iter()
+        .any(|t| m.contains(t))
+}
+
+/// Masked text written back in the form it was read in.
+fn encode_masked(view: &str, edits: &[Edit], form: TextForm, original: &[u8]) -> Vec<u8> {
+    match form {
+        TextForm::Utf8 => apply(view, edits).into_bytes(),
+        TextForm::Utf16 => encode_text(&apply(view, edits), true),
+        TextForm::Bytes => {
+            let mut out = Vec::with_capacity(original.len());
+            let mut at = 0;
+            for e in edits {
+                if e.start < at {
+                    continue;
+                }
+                out.extend_from_slice(&original[at..e.start]);
+                out.extend_from_slice(e.text.as_bytes());
+                at = e.end;
+            }
+            out.extend_from_slice(&original[at..]);
+            out
+        }
+    }
 }
 
 /// A media type from a payload's first bytes, for the record of what was not inspected.
@@ -1211,8 +1281,15 @@ mod tests {
             assert_eq!(engine.encode(&bytes), s);
         }
         assert!(decode_base64("not base64!").is_none());
-        assert_eq!(as_text(b"KEY=v\n"), Some(("KEY=v\n".to_owned(), false)));
-        assert_eq!(as_text(b"\x89PNG\r\n\x1a\n"), None);
+        assert_eq!(
+            as_text(b"KEY=v\n", None),
+            Some(("KEY=v\n".to_owned(), TextForm::Utf8))
+        );
+        assert_eq!(as_text(b"\x89PNG\r\n\x1a\n", None), None);
+        assert_eq!(
+            as_text(b"caf\xe9 KEY=v\n", None),
+            Some(("caf  KEY=v\n".to_owned(), TextForm::Bytes))
+        );
         assert_eq!(sniff(b"%PDF-1.7"), "application/pdf");
     }
 }

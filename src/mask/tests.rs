@@ -1685,3 +1685,43 @@ fn tokens_behind_terminal_colours_and_encoded_separators_are_found() {
         }
     }
 }
+
+#[test]
+fn text_attachments_that_are_not_clean_utf8_are_masked_byte_for_byte() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    for odd in [&b"\x1b[0m"[..], b"caf\xe9", b"\x00", b"\xff\xfe"] {
+        let token = format!("ghp_{}", fresh(ALNUM, 36));
+        let mut file = b"# notes ".to_vec();
+        file.extend_from_slice(odd);
+        file.extend_from_slice(format!("\nGITHUB_TOKEN={token}\nLOG_LEVEL=info\n").as_bytes());
+        let encoded = b64.encode(&file);
+        let bodies = [
+            serde_json::json!({"messages": [{"role": "user", "content": [{"type": "document",
+                "source": {"type": "base64", "media_type": "text/plain", "data": encoded}}]}]}),
+            serde_json::json!({"input": [{"role": "user", "content": [{"type": "input_file",
+                "filename": "notes.txt", "file_data": format!("data:text/plain;base64,{encoded}")}]}]}),
+        ];
+        for body in bodies {
+            let (out, _) = mask_json(&m, &body);
+            assert!(!out.contains(&encoded), "left as it was: {out}");
+            let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let data = doc
+                .pointer("/messages/0/content/0/source/data")
+                .or_else(|| doc.pointer("/input/0/content/0/file_data"))
+                .and_then(|d| d.as_str())
+                .unwrap();
+            let data = data.rsplit(',').next().unwrap();
+            let masked = b64.decode(data).unwrap();
+            let text = String::from_utf8_lossy(&masked);
+            assert!(!text.contains(&token), "{text}");
+            // Everything else is as it was, the odd bytes included.
+            assert!(masked.starts_with(&file[..8 + odd.len()]), "{masked:?}");
+            assert!(
+                text.contains("GITHUB_TOKEN=TOLLGATE_") && text.ends_with("\nLOG_LEVEL=info\n")
+            );
+        }
+    }
+}
