@@ -796,6 +796,10 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
             quoted_key = true;
         }
     }
+    // `os.environ['API_KEY'] = …`, `config["password"] = …`: a quoted key in a subscript.
+    if quoted_key && ks >= 2 && b[ks - 2] == b'[' && b.get(i) == Some(&b']') {
+        i += 1;
+    }
     // `<add key="DbPassword" value="…"/>`: the value attribute beside a credential-named key.
     if quoted_key {
         let rest = &text[i..text.len().min(i + 16)];
@@ -816,6 +820,11 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         let start = ke + 1;
         let end = text[start..].find('<').map(|n| start + n)?;
         return judge(key_text, &text[start..end], Context::Literal).then_some((start, end));
+    }
+    // A YAML name/value pair (a Kubernetes container's `env`): `- name: DB_PASSWORD` and, on
+    // one of the next lines, `value: …`.
+    if let Some(span) = yaml_pair_value(text, ks, ke, key_text) {
+        return span;
     }
     // `define('DB_PASSWORD', '…')`, `setenv("TOKEN", "…")`: a quoted key, a comma, a quoted value.
     if quoted_key
@@ -1014,6 +1023,28 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         };
         return judge(key_text, value, context).then_some((i, end));
     }
+    // `NAME: Type = "…"` (`const API_KEY: &str = "…"`, `apiKey: string = '…'`): a type
+    // annotation, and a quoted literal after its `=` is the value.
+    if colon
+        && let Some(eq) = text[i..line_end].find('=').map(|n| i + n)
+        && b.get(eq + 1) != Some(&b'=')
+        && !text[i..eq].contains(['"', '(', '!', '='])
+        && !text[i..eq].replace("&'", "&").contains('\'')
+    {
+        let mut j = eq + 1;
+        spaces(&mut j);
+        if let Some(&q) = b.get(j).filter(|&&q| q == b'"' || q == b'\'') {
+            let start = j + 1;
+            let mut k = start;
+            while k < line_end && b[k] != q {
+                k += if b[k] == b'\\' { 2 } else { 1 };
+            }
+            if k >= line_end {
+                return None;
+            }
+            return judge(key_text, &text[start..k], Context::Literal).then_some((start, k));
+        }
+    }
     let end = text[i..line_end]
         .find(|c: char| {
             c.is_whitespace()
@@ -1074,6 +1105,78 @@ fn after_gutter(before: &str) -> &str {
     } else {
         before
     }
+}
+
+/// The value of a YAML name/value pair whose name is the key at `ks..ke`: `- name: KEY` alone
+/// on its line (the key quoted or not), and `value: …` on one of the next three lines, in the
+/// same mapping. `Some(None)` when the pair is there but its value is not a secret (a
+/// reference, a placeholder); `None` when the key is not such a name.
+fn yaml_pair_value(
+    text: &str,
+    ks: usize,
+    ke: usize,
+    key_text: &str,
+) -> Option<Option<(usize, usize)>> {
+    let line_start = text[..ks].rfind('\n').map_or(0, |n| n + 1);
+    let before = text[line_start..ks].trim_end_matches(['"', '\'']);
+    let name_at = before.find("name:")?;
+    let lead = &before[..name_at];
+    if !lead.trim_start().is_empty() && lead.trim() != "-"
+        || !before[name_at + 5..].trim().is_empty()
+    {
+        return None;
+    }
+    let line_end = text[ke..].find('\n').map_or(text.len(), |n| ke + n);
+    if !text[ke..line_end]
+        .trim()
+        .trim_matches(['"', '\''])
+        .is_empty()
+    {
+        return None;
+    }
+    // The column the pair's keys start at (after `- ` for a list item).
+    let column = lead.len();
+    let mut at = line_end;
+    for _ in 0..3 {
+        if at >= text.len() {
+            break;
+        }
+        let next_start = at + 1;
+        let next_end = text[next_start..]
+            .find('\n')
+            .map_or(text.len(), |n| next_start + n);
+        let line = &text[next_start..next_end];
+        let indent = line.len() - line.trim_start().len();
+        let rest = line.trim_start();
+        if indent < column || rest.starts_with('-') {
+            break;
+        }
+        if indent == column
+            && let Some(value) = rest.strip_prefix("value:")
+        {
+            let value_at = next_end - value.len();
+            let trimmed = value.trim();
+            if trimmed.is_empty() {
+                return Some(None);
+            }
+            let lead = value.len() - value.trim_start().len();
+            let (start, len, context) = match trimmed.as_bytes()[0] {
+                q @ (b'"' | b'\'') => match trimmed[1..].find(q as char) {
+                    Some(n) => (value_at + lead + 1, n, Context::Literal),
+                    None => return Some(None),
+                },
+                _ => (
+                    value_at + lead,
+                    strip_comment(trimmed).trim_end().len(),
+                    Context::Yaml,
+                ),
+            };
+            let v = &text[start..start + len];
+            return Some(judge(key_text, v, context).then_some((start, start + len)));
+        }
+        at = next_end;
+    }
+    None
 }
 
 /// Whether `word` leaves a quote open: an odd count of `"` or of `'` in it.

@@ -942,9 +942,34 @@ pub const RULES: &[RuleSpec] = &[
         "cli-password",
         "credentials",
         [
-            "-u ", "--user", "sshpass", "mysql", "mariadb", "sqlplus", "-p'", "-p\""
+            "-u ",
+            "--user",
+            "sshpass",
+            "mysql",
+            "mariadb",
+            "sqlplus",
+            "-p'",
+            "-p\"",
+            "redis-cli",
+            "mongo",
+            "docker login",
+            "htpasswd"
         ],
-        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:([^\s'"]{4,128})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,128})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,128})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@)"#,
+        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:([^\s'"]{4,128})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,128})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,128})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|\bredis-cli\b[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,128})|\bmongo(?:sh)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bdocker\s+login\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bhtpasswd\s+-[A-Za-z]*b[A-Za-z]*\s+\S+\s+\S+\s+['"]?([^\s'"]{4,128}))"#,
+        Check::UrlPassword
+    ),
+    rule!(
+        "sql-password",
+        "credentials",
+        ["identified", "password '"],
+        r#"(?i)\b(?:identified\s+(?:with\s+\w+\s+)?by|(?:with|login|encrypted|unencrypted|user\s+\S+|role\s+\S+)\s+password)\s+(?:'((?:[^'\n]|''){4,128})'|"([^"\n]{4,128})")"#,
+        Check::UrlPassword
+    ),
+    rule!(
+        "dsn-password",
+        "credentials",
+        ["@tcp(", "@unix("],
+        r#"[A-Za-z0-9_.\-]{1,64}:([^\s@/:"'`]{3,128})@(?:tcp|unix)\("#,
         Check::UrlPassword
     ),
     rule!(

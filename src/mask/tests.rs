@@ -252,6 +252,14 @@ pub const SAMPLES: &[(&str, &str)] = &[
         "cli-password",
         "curl -u deploy:{a:16} https://ci.internal/api",
     ),
+    (
+        "sql-password",
+        "CREATE USER 'app'@'%' IDENTIFIED BY '{a:14}';",
+    ),
+    (
+        "dsn-password",
+        "dsn := \"app:{a:14}@tcp(db.internal:3306)/app?parseTime=true\"",
+    ),
     ("pgpass-password", "db.internal:5432:app:app:{a:14}"),
     (
         "powershell-plaintext-password",
@@ -1723,5 +1731,49 @@ fn text_attachments_that_are_not_clean_utf8_are_masked_byte_for_byte() {
                 text.contains("GITHUB_TOKEN=TOLLGATE_") && text.ends_with("\nLOG_LEVEL=info\n")
             );
         }
+    }
+}
+
+#[test]
+fn credentials_in_the_shapes_of_manifests_typed_code_commands_and_sql() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let pw = || format!("{}{}", fresh(ALNUM, 8), fresh(b"0123456789", 2));
+    let cases: Vec<(String, String)> = (0..12)
+        .map(|k| {
+            let s = pw();
+            let text = match k {
+                0 => format!("env:\n  - name: DB_PASSWORD\n    value: {s}\n  - name: LOG_LEVEL\n    value: info\n"),
+                1 => format!("        - name: \"API_TOKEN\"\n          value: \"{s}\"\n"),
+                2 => format!("const API_KEY: &str = \"{s}\";\n"),
+                3 => format!("export const apiToken: Record<string, string> = '{s}';\npub static DB_PASSWORD: &'static str = \"{s}\";\n"),
+                4 => format!("os.environ['DB_PASSWORD'] = '{s}'\n"),
+                5 => format!("config[\"client_secret\"] = \"{s}\"\n"),
+                6 => format!("redis-cli -h cache.internal -a {s} ping\n"),
+                7 => format!("docker login -u ci -p {s} registry.internal\n"),
+                8 => format!("mongosh \"mongodb://db.internal\" -u app -p '{s}'\n"),
+                9 => format!("CREATE USER 'app'@'%' IDENTIFIED BY '{s}';\n"),
+                10 => format!("ALTER ROLE app WITH LOGIN PASSWORD '{s}';\n"),
+                _ => format!("dsn := \"app:{s}@tcp(db.internal:3306)/app\"\n"),
+            };
+            (text, s)
+        })
+        .collect();
+    for (text, secret) in &cases {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
+        let (out, _) = mask_json(&m, &body);
+        assert_absent(&out, &[secret]);
+    }
+    // Their neighbours that are not secrets stay.
+    for kept in [
+        "env:\n  - name: DB_PASSWORD\n    valueFrom:\n      secretKeyRef: {name: db, key: pw}\n",
+        "  - name: DB_PASSWORD\n    value: $(DB_PASSWORD)\n",
+        "const TOKEN_HEADER: &str = \"x-token\";\n",
+        "if config[\"password\"] == \"\":\n",
+        "mongosh --port 27017 -p\n",
+    ] {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": kept}]});
+        let (out, _) = mask_json(&m, &body);
+        assert!(!out.contains("TOLLGATE_"), "{out}");
     }
 }
