@@ -552,22 +552,27 @@ pub fn is_placeholder_literal(v: &str) -> bool {
     if mixes_all_classes(&lower) {
         return false;
     }
-    lower.contains("your")
-        || lower.contains("example")
-        || lower.contains("placeholder")
+    let trimmed = v.trim_matches(|c| c == '"' || c == '\'');
+    [
+        "your",
+        "example",
+        "placeholder",
+        "changeme",
+        "insecure",
+        "dummy",
+        "fake",
+        "environ",
+    ]
+    .iter()
+    .any(|w| has_word(trimmed, &lower, w))
         || lower.contains("xxxx")
         || lower.contains("****")
         || lower.contains("...")
         || lower.contains('…')
         || lower.contains("<")
-        || lower.contains("changeme")
-        || lower.contains("insecure")
-        || lower.contains("dummy")
-        || lower.contains("fake")
         || lower.starts_with("env.")
         || lower.contains("getenv")
         || lower.contains("process.env")
-        || lower.contains("environ")
         || lower.bytes().all(|b| b == lower.as_bytes()[0])
 }
 
@@ -583,6 +588,21 @@ fn is_reference(v: &str) -> bool {
         || v.contains("#{")
         || (v.starts_with('<') && v.ends_with('>'))
         || (v.starts_with('@') && !mixes_all_classes(v))
+}
+
+/// Whether `word` starts a word of `v` (`lower` is `v` in lower case): at its start, after a
+/// byte that is not a letter, or where a lower-case letter meets an upper-case one; or
+/// anywhere in capitals (`your_token`, `my-fake-key`, `myDummyToken`, `…7EXAMPLE`, not
+/// `5uIgXyourVnx`).
+fn has_word(v: &str, lower: &str, word: &str) -> bool {
+    let b = v.as_bytes();
+    lower.match_indices(word).any(|(at, _)| {
+        let upper = b[at..at + word.len()].iter().all(u8::is_ascii_uppercase);
+        upper
+            || at == 0
+            || !b[at - 1].is_ascii_alphabetic()
+            || (b[at - 1].is_ascii_lowercase() && b[at].is_ascii_uppercase())
+    })
 }
 
 /// At least 8 bytes with letters, digits and symbols (not counting `-`, `_`, `.` and spaces,

@@ -486,7 +486,8 @@ pub const RULES: &[RuleSpec] = &[
         "twitter-bearer-token",
         "chat",
         ["AAAAAAAAAAAAAAAAAAAAA"],
-        r"\bA{21}[A-Za-z0-9%]{30,}"
+        r"\bA{21}[A-Za-z0-9%]{30,}",
+        Check::NotPlaceholder
     ),
     rule!(
         "mattermost-token",
@@ -908,6 +909,16 @@ pub const RULES: &[RuleSpec] = &[
         r"-----BEGIN[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:(?s:.)*?-----END[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----|(?:[A-Za-z0-9+/=:\- \t\r\n]|\\[nr])+)",
         Check::None,
         16384
+    ),
+    rule!(
+        "jwk-private-key",
+        "private-key",
+        ["\"kty\""],
+        // A JSON Web Key's private members (EC and OKP `d`, RSA's primes and exponents, an
+        // octet key's `k`), near its `kty`.
+        r#""(?:d|p|q|dp|dq|qi|k)"\s*:\s*"([A-Za-z0-9_\-]{16,})""#,
+        Check::None,
+        8192
     ),
     rule!(
         "putty-private-key",

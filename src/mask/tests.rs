@@ -260,6 +260,10 @@ pub const SAMPLES: &[(&str, &str)] = &[
         "dsn-password",
         "dsn := \"app:{a:14}@tcp(db.internal:3306)/app?parseTime=true\"",
     ),
+    (
+        "jwk-private-key",
+        r#"jwk = "kty":"EC","crv":"P-256","x":"{w:43}","y":"{w:43}","d":"{w:43}""#,
+    ),
     ("pgpass-password", "db.internal:5432:app:app:{a:14}"),
     (
         "powershell-plaintext-password",
@@ -1520,7 +1524,11 @@ fn a_letters_only_value_masked_once_is_masked_where_it_reappears() {
     let m = masker(&p, &v);
     let mixed = fresh(LETTERS, 24);
     let lower = fresh(b"abcdefghijklmnopqrstuvwxyz", 20);
-    let short = fresh(LETTERS, 6) + &fresh(b"abcdefghijklmnopqrstuvwxyz", 7);
+    let short = format!(
+        "{}Q{}",
+        fresh(LETTERS, 5),
+        fresh(b"abcdefghijklmnopqrstuvwxyz", 7)
+    );
     let file = format!("SMTP_PASSWORD={mixed}\nAPI_TOKEN={lower}\nSESSION_SECRET={short}\n");
     let first = serde_json::json!({"messages": [{"role": "user", "content": file}]});
     let (out, _) = mask_json(&m, &first);
@@ -1604,6 +1612,13 @@ fn a_private_key_behind_line_number_gutters_is_masked_line_by_line() {
 fn a_password_that_happens_to_hold_a_placeholder_word_is_masked() {
     let (p, v) = (policy("{}"), vault());
     let m = masker(&p, &v);
+    // Letters and digits only, a placeholder word glued inside.
+    for inside in ["your", "fake", "dummy", "example"] {
+        let value = format!("{}9X{inside}{}", fresh(ALNUM, 4), fresh(ALNUM, 5));
+        let body = serde_json::json!({"input": {"db": {"password": value}}});
+        let (out, _) = mask_json(&m, &body);
+        assert_absent(&out, &[&value]);
+    }
     for inside in [
         "<", "your", "Fake", "dummy", "...", "XXXX", "environ", "insecure", "example",
     ] {
