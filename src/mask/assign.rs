@@ -109,6 +109,12 @@ const NOT_CREDENTIAL: &[&str] = &[
     "reasoning",
     "allow",
     "allowed",
+    // Idempotency and paging tokens (`ChangeToken`, `IdempotencyToken`, `SyncToken`,
+    // `CancellationToken`).
+    "change",
+    "idempotency",
+    "sync",
+    "cancellation",
 ];
 
 /// First segments that make the name an action on a credential, not one (`generate_private_key`,
@@ -380,6 +386,46 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
     if v.starts_with('/') || lower.starts_with("http://") || lower.starts_with("https://") {
         return false;
     }
+    // A colour (`Token: "#cccccc"`), an ARN (`arn:aws:iam::aws:policy/…`), a namespaced name
+    // (`serverlessrepo:applicationId`).
+    let word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphabetic());
+    if (v.starts_with('#')
+        && (4..=9).contains(&v.len())
+        && v[1..].bytes().all(|b| b.is_ascii_hexdigit()))
+        || lower.starts_with("arn:")
+        || v.split_once(':').is_some_and(|(a, b)| word(a) && word(b))
+    {
+        return false;
+    }
+    // Code, not a value: `await token`, `token is not None`, `new Token()`.
+    if context != Context::Literal
+        && words > 1
+        && v.split_whitespace().any(|w| {
+            matches!(
+                w,
+                "await"
+                    | "new"
+                    | "yield"
+                    | "typeof"
+                    | "instanceof"
+                    | "is"
+                    | "not"
+                    | "None"
+                    | "null"
+                    | "nil"
+                    | "if"
+                    | "else"
+                    | "in"
+                    | "lambda"
+                    | "=="
+                    | "!="
+                    | "&&"
+                    | "||"
+            )
+        })
+    {
+        return false;
+    }
     match context {
         Context::Literal => true,
         Context::Line => {
@@ -398,8 +444,43 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
             let prose = words > 1 && looks_like_prose(v);
             !(is_type_name(v) || code || prose)
         }
-        Context::Inline => words == 1 && looks_random(v) && !is_code_expression_strict(v),
+        Context::Inline => {
+            words == 1 && looks_random(v) && !is_code_expression_strict(v) && !is_camel_type(v)
+        }
     }
+}
+
+/// A CamelCase type name (`PKCS7PrivateKeyTypes`, `_DSAPrivateKey`): words of three letters or
+/// more, digits only at a word's end. Generated values have shorter humps and digits inside.
+fn is_camel_type(v: &str) -> bool {
+    let v = v.trim_start_matches('_');
+    if !v.starts_with(|c: char| c.is_ascii_uppercase())
+        || !v.bytes().all(|b| b.is_ascii_alphanumeric())
+        || !v.bytes().any(|b| b.is_ascii_lowercase())
+    {
+        return false;
+    }
+    // Humps: a capital (or a run of them) and the lower-case letters and digits after it.
+    let b = v.as_bytes();
+    let mut humps = Vec::new();
+    let mut start = 0;
+    for i in 1..b.len() {
+        let next_word = b[i].is_ascii_uppercase()
+            && (b[i - 1].is_ascii_lowercase()
+                || b[i - 1].is_ascii_digit()
+                || b.get(i + 1).is_some_and(u8::is_ascii_lowercase)
+                    && b[i - 1].is_ascii_uppercase());
+        if next_word {
+            humps.push(&v[start..i]);
+            start = i;
+        }
+    }
+    humps.push(&v[start..]);
+    humps.len() >= 2
+        && humps.iter().all(|h| {
+            let letters = h.trim_end_matches(|c: char| c.is_ascii_digit());
+            letters.len() >= 3 && letters.bytes().all(|b| b.is_ascii_alphabetic())
+        })
 }
 
 /// A value that is only a format directive: `%s`, `%(name)s`, `{}`, `{0}`, `{name}`.
@@ -802,6 +883,13 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
     if !is_credential_key(key_text) || key_text.eq_ignore_ascii_case("authorization") {
         return None;
     }
+    // A resource type inside an ARN (`arn:aws:secretsmanager:…:secret:Name-a1b2c3`).
+    let token_start = text[..ks]
+        .rfind(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '(' | '='))
+        .map_or(0, |n| n + 1);
+    if text[token_start..ks].starts_with("arn:") {
+        return None;
+    }
     let mut i = ke;
     // The key's closing quote: `"password": …`, also as written inside a JSON string (`\"`).
     // A key in quotes: `"password": …`, also inside a JSON string level (`\"`). A quote that
@@ -993,6 +1081,10 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         }
         let value = text.get(start..j)?;
         let after = text.get(j + 1..).unwrap_or("");
+        // A quoted annotation in a signature (`def f(private_key: "_DSAPrivateKey")`).
+        if colon && is_camel_type(value) {
+            return None;
+        }
         if after.starts_with(".format(") || after.trim_start().starts_with("% ") {
             return None;
         }

@@ -250,6 +250,11 @@ impl Detector {
         self.rules.iter().find(|r| *r.id == *id)
     }
 
+    /// The index of the rule with this id, if policy kept it.
+    pub fn rule_index(&self, id: &str) -> Option<usize> {
+        self.rules.iter().position(|r| *r.id == *id)
+    }
+
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }
@@ -666,7 +671,21 @@ fn url_password_ok(password: &str, user: &str) -> bool {
 /// Values that stand for a secret without being one.
 pub fn is_placeholder(value: &str) -> bool {
     let v = value.trim_matches(|c| c == '"' || c == '\'');
-    super::assign::is_placeholder_literal(v)
+    // A format field's contents (`{password!r}`, `{pwd:>8}`): a name and a conversion or spec.
+    let format_spec = |spec: &str| {
+        let body = spec.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '%');
+        spec.len() - body.len() <= 1 && body.bytes().all(|b| b"<>^=+-0123456789.,_ #".contains(&b))
+    };
+    let field = v.split_once(['!', ':']).is_some_and(|(name, spec)| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            && (matches!(spec, "r" | "s" | "a")
+                || (v.contains(':') && !spec.is_empty() && format_spec(spec)))
+    });
+    field
+        || super::assign::is_placeholder_literal(v)
         || v.starts_with(['{', '<', '%', '[', '('])
         || is_variable(v)
         || v.ends_with(['}', '>', ')'])

@@ -59,6 +59,8 @@ const PAIR_NAMES: &[&str] = &[
     "field",
     "variable",
 ];
+/// The members of a JSON Web Key (RFC 7517/7518) that hold private key material.
+const JWK_PRIVATE: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "k"];
 /// Object keys that hold the value a sibling names.
 const PAIR_VALUES: &[&str] = &[
     "value",
@@ -375,6 +377,9 @@ impl<'a> Scan<'a> {
         let mut pair_values: Vec<(Vec<json::Segment<'static>>, usize, usize, String, bool)> =
             Vec::new();
         let mut named: Vec<(Vec<json::Segment<'static>>, String)> = Vec::new();
+        // JSON Web Keys: objects with a `kty`, and the members that hold private key material.
+        let mut jwk_objects: Vec<Vec<json::Segment<'static>>> = Vec::new();
+        let mut jwk_members: Vec<(Vec<json::Segment<'static>>, usize, usize, String)> = Vec::new();
         // A body's resent elements (`messages[0..n]`, `tools`): those masked before are not
         // walked again, and those walked are remembered for the next turn.
         let current = std::cell::Cell::new(usize::MAX);
@@ -452,6 +457,12 @@ impl<'a> Scan<'a> {
                     self.text(s.text, &path, depth)?
                 } else {
                     if let Some(k) = s.key() {
+                        if k == "kty" {
+                            jwk_objects.push(parent(s.path));
+                        } else if JWK_PRIVATE.contains(&k) && s.text.len() >= 16 {
+                            let (start, end) = s.raw_span(0, s.text.len());
+                            jwk_members.push((parent(s.path), start, end, s.text.to_owned()));
+                        }
                         if PAIR_NAMES.contains(&k) || (k == "type" && s.text == "CONCEALED") {
                             let name = s.text.rsplit(['/', '.', ':']).next().unwrap_or(s.text);
                             if k == "type" || assign::is_credential_key(name) {
@@ -511,6 +522,30 @@ impl<'a> Scan<'a> {
                 });
             }
             edits.sort_by_key(|e| e.start);
+        }
+        if let Some(rule) = self.policy.detector.rule_index("jwk-private-key") {
+            let mut added = false;
+            for (object, start, end, value) in jwk_members {
+                if !jwk_objects.contains(&object)
+                    || edits.iter().any(|e| e.start < end && start < e.end)
+                {
+                    continue;
+                }
+                let path = || format!("{prefix}{}", json::JsonPath(object.clone()));
+                let e = self.replace(rule, &value, 0, value.len(), &path);
+                if remembering {
+                    self.note(start);
+                }
+                edits.push(Edit {
+                    start,
+                    end,
+                    text: e?.text,
+                });
+                added = true;
+            }
+            if added {
+                edits.sort_by_key(|e| e.start);
+            }
         }
         if let Some(resent) = resent {
             self.settle(doc, resent, &firsts, &mut edits);

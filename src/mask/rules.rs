@@ -946,7 +946,7 @@ pub const RULES: &[RuleSpec] = &[
         "connection-string-password",
         "credentials",
         ["password=", "pwd="],
-        r#"(?im)(?:^|[;"'?&])\s*(?:password|pwd)\s*=\s*(?:\{((?:[^}]|\}\})+)\}|([^;"'\r\n&{=]{3,128});|([^;"'\s&{,)(]{3,128}))"#,
+        r#"(?im)(?:^|[;"'?&])\s*(?:password|pwd)\s*=\s*(?:\{((?:[^}]|\}\})+)\}|([^;"'\r\n&{=]{3,128});|([^;"'\s&{,)(\[]{3,128})(?:[;\s&,)]|$))"#,
         Check::NotPlaceholder
     ),
     rule!(

@@ -1792,3 +1792,68 @@ fn credentials_in_the_shapes_of_manifests_typed_code_commands_and_sql() {
         assert!(!out.contains("TOLLGATE_"), "{out}");
     }
 }
+
+#[test]
+fn json_web_keys_lose_their_private_members_and_keep_their_public_ones() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let w = || {
+        fresh(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+            43,
+        )
+    };
+    let (x, d, k, n, prime) = (w(), w(), w(), w(), w());
+    let ec = serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": w(), "d": d});
+    let rsa = serde_json::json!({"keys": [{"kty": "RSA", "n": n, "e": "AQAB", "p": prime}]});
+    let oct = serde_json::json!({"k": k, "kty": "oct"});
+    let bodies = [
+        serde_json::json!({"messages": [{"role": "user", "content": ec.to_string()}]}),
+        serde_json::json!({"input": {"jwk": ec, "jwks": rsa, "key": oct}}),
+        serde_json::json!({"messages": [{"role": "user", "content": format!("key = {ec}\nnext {rsa}")}]}),
+    ];
+    for body in bodies {
+        let (out, _) = mask_json(&m, &body);
+        assert_absent(&out, &[&d, &prime]);
+        assert!(out.contains(&x), "{out}");
+        if out.contains("\"oct\"") {
+            assert_absent(&out, &[&k]);
+        }
+        if out.contains("AQAB") {
+            assert!(out.contains(&n), "{out}");
+        }
+    }
+}
+
+#[test]
+fn code_that_only_names_credentials_stays_as_it_is() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    for line in [
+        "    Token:                     \"#cccccc\",",
+        "        token = await token",
+        "    explicit_token = token is not None",
+        "    private_key: PKCS7PrivateKeyTypes,",
+        "def f(backend: \"Backend\", private_key: \"_DSAPrivateKey\", data: bytes):",
+        "    print(f\"password={password!r}\")",
+        "        password=parts['password'],",
+        "    \"ChangeToken\": \"abcd12f2-46da-4fdb-b8d5-fbd4c466928f\",",
+        "    \"ARN\": \"arn:aws:secretsmanager:us-west-2:123456789012:secret:MyTestDatabaseSecret-a1b2c3\",",
+        "    \"IAMUserChangePassword\": \"arn:aws:iam::aws:policy/IAMUserChangePassword\",",
+        "_SAR_APP_KEY = \"serverlessrepo:applicationId\"",
+    ] {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": line}]});
+        let (out, _) = mask_json(&m, &body);
+        assert!(!out.contains("TOLLGATE_"), "{line}: {out}");
+    }
+    // Their secret-holding neighbours are still masked.
+    for (line, secret) in [
+        ("password: Xk9pQ2mN7vB4", "Xk9pQ2mN7vB4"),
+        ("conn = \"Server=db;Password=pass:word1;\"", "pass:word1"),
+        ("TOKEN=\"#a1b2c3d4e5f6a7b8\"", "#a1b2c3d4e5f6a7b8"),
+    ] {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": line}]});
+        let (out, _) = mask_json(&m, &body);
+        assert_absent(&out, &[secret]);
+    }
+}
