@@ -362,7 +362,9 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
         let key_words = segments(key);
         if segments(v)
             .iter()
-            .any(|w| w.len() >= 4 && key_words.contains(w))
+            .map(String::as_str)
+            .chain(humps(v))
+            .any(|w| w.len() >= 4 && key_words.iter().any(|k| k.eq_ignore_ascii_case(w)))
         {
             return false;
         }
@@ -460,7 +462,19 @@ fn is_camel_type(v: &str) -> bool {
     {
         return false;
     }
-    // Humps: a capital (or a run of them) and the lower-case letters and digits after it.
+    let humps = humps(v);
+    humps.len() >= 2
+        && humps.iter().enumerate().all(|(i, h)| {
+            let letters = h.trim_end_matches(|c: char| c.is_ascii_digit());
+            // The last may be a two-letter word (`…KeyId`).
+            let least = if i + 1 == humps.len() { 2 } else { 3 };
+            letters.len() >= least && letters.bytes().all(|b| b.is_ascii_alphabetic())
+        })
+}
+
+/// The CamelCase words of `v`: a capital (or a run of them, an acronym) and the lower-case
+/// letters and digits after it (`AWSAccessKeyId`: `AWS`, `Access`, `Key`, `Id`).
+fn humps(v: &str) -> Vec<&str> {
     let b = v.as_bytes();
     let mut humps = Vec::new();
     let mut start = 0;
@@ -475,12 +489,10 @@ fn is_camel_type(v: &str) -> bool {
             start = i;
         }
     }
-    humps.push(&v[start..]);
-    humps.len() >= 2
-        && humps.iter().all(|h| {
-            let letters = h.trim_end_matches(|c: char| c.is_ascii_digit());
-            letters.len() >= 3 && letters.bytes().all(|b| b.is_ascii_alphabetic())
-        })
+    if start < v.len() {
+        humps.push(&v[start..]);
+    }
+    humps
 }
 
 /// A value that is only a format directive: `%s`, `%(name)s`, `{}`, `{0}`, `{name}`.
@@ -973,6 +985,7 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
     };
     // `--password Pw9!x`, and `.netrc`'s `machine h login u password Pw9!x`: no operator.
     let spaced_flag = text[ks..].starts_with("--")
+        || line_of_key.contains("configure set ")
         || (matches!(key_text, "password" | "passwd")
             && (line_of_key.contains("login ")
                 || line_of_key.trim_start().starts_with("machine ")
@@ -1108,7 +1121,8 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         && !colon
         && space_before == 0
         && space_after == 0
-        && !rest_trimmed.ends_with([',', ')', ';', '(']);
+        && !rest_trimmed.ends_with([',', ')', ';', '('])
+        && !is_argument_tail(rest_trimmed);
     // A quote left open in the first word goes on past its spaces, as in a shell
     // (`KEY=ab"c d'e`): the value is the rest of the line.
     let rest_trimmed = match rest_trimmed.split_whitespace().next() {
@@ -1120,7 +1134,10 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         && space_after > 0
         && !rest_trimmed.ends_with([',', ';', '{', '(', '<', '['])
         && !rest_trimmed.contains(" = ");
-    let ini = at_line_start && !colon && !rest_trimmed.ends_with([',', ';', '{', '(']);
+    let ini = at_line_start
+        && !colon
+        && !rest_trimmed.ends_with([',', ';', '{', '('])
+        && !is_argument_tail(rest_trimmed);
     let flag = text[ks..kw_start].starts_with("--") && !colon;
     if (dotenv || yaml || ini) && !rest_trimmed.is_empty() {
         let end = i + rest_trimmed.len();
@@ -1289,6 +1306,18 @@ fn yaml_pair_value(
         at = next_end;
     }
     None
+}
+
+/// A keyword argument closing a call (`request_token=request.resource_owner_key):`): a dotted
+/// name and the brackets and colon after it.
+fn is_argument_tail(rest: &str) -> bool {
+    let name = rest.trim_end_matches([')', ']', ':', ',', ';']);
+    name.len() < rest.len()
+        && rest[name.len()..].contains(')')
+        && name.contains('.')
+        && name
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
 }
 
 /// Whether `word` leaves a quote open: an odd count of `"` or of `'` in it.

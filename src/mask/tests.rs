@@ -1841,6 +1841,8 @@ fn code_that_only_names_credentials_stays_as_it_is() {
         "    \"ARN\": \"arn:aws:secretsmanager:us-west-2:123456789012:secret:MyTestDatabaseSecret-a1b2c3\",",
         "    \"IAMUserChangePassword\": \"arn:aws:iam::aws:policy/IAMUserChangePassword\",",
         "_SAR_APP_KEY = \"serverlessrepo:applicationId\"",
+        "            request_token=request.resource_owner_key):",
+        "ACCESS_KEY = 'AWSAccessKeyId'",
     ] {
         let body = serde_json::json!({"messages": [{"role": "user", "content": line}]});
         let (out, _) = mask_json(&m, &body);
@@ -1851,6 +1853,10 @@ fn code_that_only_names_credentials_stays_as_it_is() {
         ("password: Xk9pQ2mN7vB4", "Xk9pQ2mN7vB4"),
         ("conn = \"Server=db;Password=pass:word1;\"", "pass:word1"),
         ("TOKEN=\"#a1b2c3d4e5f6a7b8\"", "#a1b2c3d4e5f6a7b8"),
+        (
+            "aws configure set aws_secret_access_key Zq7vWWaG2VDkZjhB8AtBMSgK",
+            "Zq7vWWaG2VDkZjhB8AtBMSgK",
+        ),
     ] {
         let body = serde_json::json!({"messages": [{"role": "user", "content": line}]});
         let (out, _) = mask_json(&m, &body);
