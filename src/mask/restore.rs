@@ -31,11 +31,14 @@ pub struct Restorer {
     scope: Arc<str>,
 }
 
-/// Where a JSON document being read piece by piece stands: inside a string or not.
+/// Where a JSON document being read piece by piece stands: inside a string or not, and inside
+/// that string, whether a double quote it holds is open on the current line (a JSON document,
+/// or code, written into a tool's argument: `"content": "{\"password\": \"…\"}"`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct JsonLex {
     in_string: bool,
     escaped: bool,
+    quoted_inside: bool,
 }
 
 impl JsonLex {
@@ -44,10 +47,16 @@ impl JsonLex {
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
+                    match c {
+                        b'"' => self.quoted_inside = !self.quoted_inside,
+                        b'n' | b'r' => self.quoted_inside = false,
+                        _ => {}
+                    }
                 } else if c == b'\\' {
                     self.escaped = true;
                 } else if c == b'"' {
                     self.in_string = false;
+                    self.quoted_inside = false;
                 }
             } else if c == b'"' {
                 self.in_string = true;
@@ -121,7 +130,11 @@ impl Restorer {
                     lexed = start;
                     lex.in_string
                 };
-                if escape {
+                if escape && lex.quoted_inside {
+                    // Inside a string literal of the text the string holds: escaped for that
+                    // literal, then for the string.
+                    buf.push_str(&json_escaped(&json_escaped(value.expose())));
+                } else if escape {
                     buf.push_str(&json_escaped(value.expose()));
                 } else {
                     buf.push_str(value.expose());

@@ -514,3 +514,97 @@ fn with_line_ending(bytes: Vec<u8>, eol: usize) -> Vec<u8> {
         _ => text.into_bytes(),
     }
 }
+
+#[test]
+fn a_value_landing_in_a_string_literal_inside_tool_arguments_is_escaped_for_it_too() {
+    let f = fixture();
+    let (key_ph, pw_ph) = (&f.values[0].0, &f.values[1].0);
+    // The model writes a JSON config and a script through a tool; their string literals hold
+    // placeholders, and so does plain text beside them.
+    let config = format!("{{\"password\": \"{pw_ph}\", \"key\": \"{key_ph}\"}}");
+    let script = format!("const key = \"{key_ph}\";\nconsole.log(\"ok\"); // {pw_ph}\n");
+    let args = json!({"files": [{"path": "config.json", "content": config},
+        {"path": "run.js", "content": script}]})
+    .to_string();
+    let restored = f.restorer.restore_json_text(&args).unwrap();
+    let doc: Value = serde_json::from_str(&restored).expect("the arguments are still JSON");
+    let config: Value = serde_json::from_str(doc["files"][0]["content"].as_str().unwrap())
+        .expect("the config is still JSON");
+    assert_eq!(config["password"], PW);
+    assert_eq!(config["key"], KEY);
+    let script = doc["files"][1]["content"].as_str().unwrap();
+    assert_eq!(
+        script,
+        format!(
+            "const key = {};\nconsole.log(\"ok\"); // {PW}\n",
+            serde_json::to_string(KEY).unwrap()
+        )
+    );
+    // However the arguments stream in.
+    for cut in 1..args.len() {
+        if !args.is_char_boundary(cut) {
+            continue;
+        }
+        let mut slot = SlotCarry::new(Kind::Json);
+        let mut out = slot.push(&f.restorer, &args[..cut]);
+        out.push_str(&slot.push(&f.restorer, &args[cut..]));
+        out.push_str(&slot.finish(&f.restorer));
+        assert_eq!(out, restored, "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_value_escaped_for_a_literal_masks_back_to_the_placeholder_the_model_wrote() {
+    use crate::mask::{MaskPolicy, Masker};
+    use crate::source::Source;
+    let vault = Arc::new(Vault::new(Duration::from_secs(600), 16 << 20));
+    let policy = MaskPolicy::parse(&Source::inline("masking.yaml", "{}")).unwrap();
+    let m = Masker {
+        policy: &policy,
+        vault: &vault,
+        scope: "s",
+    };
+    let pw = "Zq8\"xL\\m2pWq9";
+    let first =
+        json!({"messages": [{"role": "user", "content": format!("{KEY}\nDB_PASSWORD={pw}\n")}]});
+    let sent = m
+        .mask_body(
+            Some("application/json"),
+            None,
+            Bytes::from(first.to_string()),
+        )
+        .unwrap()
+        .body
+        .unwrap();
+    let sent = String::from_utf8(sent.to_vec()).unwrap();
+    let placeholders: Vec<&str> = sent
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| crate::mask::vault::is_placeholder_token(w))
+        .collect();
+    assert_eq!(placeholders.len(), 2, "{sent}");
+    let config = format!(
+        "{{\"key\": \"{}\", \"password\": \"{}\"}}",
+        placeholders[0], placeholders[1]
+    );
+    let script = format!("const pw = \"{}\";\n", placeholders[1]);
+    let model_args = json!({"files": [{"path": "c.json", "content": config}, {"path": "r.js", "content": script}]}).to_string();
+    let restorer = Restorer::new(vault.clone(), "s");
+    let restored = restorer.restore_json_text(&model_args).unwrap();
+    assert!(!restored.contains("TOLLGATE_"));
+    let history = |args: &str| {
+        json!({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+            "function": {"name": "write", "arguments": args}}]}]})
+        .to_string()
+    };
+    let again = m
+        .mask_body(
+            Some("application/json"),
+            None,
+            Bytes::from(history(&restored)),
+        )
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(again.body.unwrap().to_vec()).unwrap(),
+        history(&model_args)
+    );
+}
