@@ -31,13 +31,16 @@ pub struct Restorer {
     scope: Arc<str>,
 }
 
-/// Where a JSON document being read piece by piece stands: inside a string or not, and inside
-/// that string, whether a double quote it holds is open on the current line (a JSON document,
-/// or code, written into a tool's argument: `"content": "{\"password\": \"…\"}"`).
+/// Where a JSON document being read piece by piece stands: inside a string or not; and when
+/// that string holds a JSON document itself (a config a tool writes: `"content": "{\"password\":
+/// \"…\"}"`), whether it is inside one of that document's strings.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct JsonLex {
     in_string: bool,
     escaped: bool,
+    /// Whether the string's text starts a JSON document; `None` until its first byte that is
+    /// not white space.
+    holds_document: Option<bool>,
     quoted_inside: bool,
 }
 
@@ -47,16 +50,20 @@ impl JsonLex {
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
-                    match c {
-                        b'"' => self.quoted_inside = !self.quoted_inside,
-                        b'n' | b'r' => self.quoted_inside = false,
-                        _ => {}
+                    if self.holds_document.is_none() && !matches!(c, b'n' | b'r' | b't') {
+                        self.holds_document = Some(false);
+                    }
+                    if c == b'"' && self.holds_document == Some(true) {
+                        self.quoted_inside = !self.quoted_inside;
                     }
                 } else if c == b'\\' {
                     self.escaped = true;
                 } else if c == b'"' {
                     self.in_string = false;
+                    self.holds_document = None;
                     self.quoted_inside = false;
+                } else if self.holds_document.is_none() && c != b' ' {
+                    self.holds_document = Some(matches!(c, b'{' | b'['));
                 }
             } else if c == b'"' {
                 self.in_string = true;
@@ -131,8 +138,8 @@ impl Restorer {
                     lex.in_string
                 };
                 if escape && lex.quoted_inside {
-                    // Inside a string literal of the text the string holds: escaped for that
-                    // literal, then for the string.
+                    // Inside a string of the JSON document the string holds: escaped for that
+                    // document, then for the string.
                     buf.push_str(&json_escaped(&json_escaped(value.expose())));
                 } else if escape {
                     buf.push_str(&json_escaped(value.expose()));

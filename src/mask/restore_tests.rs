@@ -516,15 +516,16 @@ fn with_line_ending(bytes: Vec<u8>, eol: usize) -> Vec<u8> {
 }
 
 #[test]
-fn a_value_landing_in_a_string_literal_inside_tool_arguments_is_escaped_for_it_too() {
+fn a_value_landing_in_a_json_document_inside_tool_arguments_is_escaped_for_it_too() {
     let f = fixture();
     let (key_ph, pw_ph) = (&f.values[0].0, &f.values[1].0);
-    // The model writes a JSON config and a script through a tool; their string literals hold
-    // placeholders, and so does plain text beside them.
+    // The model writes a JSON config through a tool: its strings hold placeholders. Other text
+    // with quotes (a script, a heredoc of a dotenv file) gets the values as they are, as the
+    // file they came from had them.
     let config = format!("{{\"password\": \"{pw_ph}\", \"key\": \"{key_ph}\"}}");
-    let script = format!("const key = \"{key_ph}\";\nconsole.log(\"ok\"); // {pw_ph}\n");
+    let script = format!("cat > .env <<'EOF'\nKEY=\"{key_ph}\"\nEOF\necho \"{pw_ph}\"\n");
     let args = json!({"files": [{"path": "config.json", "content": config},
-        {"path": "run.js", "content": script}]})
+        {"path": "run.sh", "content": script}]})
     .to_string();
     let restored = f.restorer.restore_json_text(&args).unwrap();
     let doc: Value = serde_json::from_str(&restored).expect("the arguments are still JSON");
@@ -535,10 +536,7 @@ fn a_value_landing_in_a_string_literal_inside_tool_arguments_is_escaped_for_it_t
     let script = doc["files"][1]["content"].as_str().unwrap();
     assert_eq!(
         script,
-        format!(
-            "const key = {};\nconsole.log(\"ok\"); // {PW}\n",
-            serde_json::to_string(KEY).unwrap()
-        )
+        format!("cat > .env <<'EOF'\nKEY=\"{KEY}\"\nEOF\necho \"{PW}\"\n")
     );
     // However the arguments stream in.
     for cut in 1..args.len() {
@@ -554,7 +552,7 @@ fn a_value_landing_in_a_string_literal_inside_tool_arguments_is_escaped_for_it_t
 }
 
 #[test]
-fn a_value_escaped_for_a_literal_masks_back_to_the_placeholder_the_model_wrote() {
+fn a_value_restored_into_a_document_in_an_argument_masks_back_to_what_the_model_wrote() {
     use crate::mask::{MaskPolicy, Masker};
     use crate::source::Source;
     let vault = Arc::new(Vault::new(Duration::from_secs(600), 16 << 20));
