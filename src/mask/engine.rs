@@ -848,9 +848,10 @@ impl<'a> Scan<'a> {
                 continue;
             }
             let edit = match c.source {
-                Source::Known(known) => {
+                Source::Known(known) | Source::KnownWider(known) => {
                     // Found again by its value, it is what its rule says now: refused if the
-                    // rule blocks, held for a person if it asks for approval.
+                    // rule blocks, held for a person if it asks for approval. Found within a
+                    // wider span of the original spelling, that span is what it stands for.
                     let rule = detector.rule_named(&known.kind);
                     if let Some(r) = rule {
                         refuse_if_blocked(r, path)?;
@@ -863,6 +864,10 @@ impl<'a> Scan<'a> {
                         needs_approval: rule
                             .is_some_and(|r| r.action == super::detect::RuleAction::Approve),
                     });
+                    let stands_for = match c.source {
+                        Source::KnownWider(_) => value,
+                        _ => known.value.expose(),
+                    };
                     Edit {
                         start: c.start,
                         end: c.end,
@@ -870,32 +875,7 @@ impl<'a> Scan<'a> {
                             true,
                             &known.kind,
                             &known.category,
-                            known.value.expose(),
-                            known.restore,
-                        ),
-                    }
-                }
-                Source::KnownWider(known) => {
-                    let rule = detector.rule_named(&known.kind);
-                    if let Some(r) = rule {
-                        refuse_if_blocked(r, path)?;
-                    }
-                    self.findings.push(Finding {
-                        rule: known.kind.clone(),
-                        category: known.category.clone(),
-                        path: path(),
-                        offset: c.start,
-                        needs_approval: rule
-                            .is_some_and(|r| r.action == super::detect::RuleAction::Approve),
-                    });
-                    Edit {
-                        start: c.start,
-                        end: c.end,
-                        text: self.placeholder(
-                            true,
-                            &known.kind,
-                            &known.category,
-                            value,
+                            stands_for,
                             known.restore,
                         ),
                     }
