@@ -977,6 +977,21 @@ pub const RULES: &[RuleSpec] = &[
         Check::UrlPassword
     ),
     rule!(
+        "auth-pair-password",
+        "credentials",
+        [
+            "auth=(",
+            "auth = (",
+            "basicauth(",
+            "networkcredential(",
+            "credentials("
+        ],
+        // A user and a password passed as a pair: requests' `auth=('u', 'pw')`,
+        // `HTTPBasicAuth('u', 'pw')`, .NET's `NetworkCredential("u", "pw")`.
+        r#"(?i)(?:\bauth\s*=\s*\(|basicauth\(|\bnetworkcredential\(|\bcredentials\()\s*['"][^'"\n]{1,64}['"]\s*,\s*['"]([^'"\n]{4,128})['"]"#,
+        Check::UrlPassword
+    ),
+    rule!(
         "dsn-password",
         "credentials",
         ["@tcp(", "@unix("],

@@ -257,6 +257,10 @@ pub const SAMPLES: &[(&str, &str)] = &[
         "CREATE USER 'app'@'%' IDENTIFIED BY '{a:14}';",
     ),
     (
+        "auth-pair-password",
+        "r = requests.get(url, auth=('deploy', '{a:14}'))",
+    ),
+    (
         "dsn-password",
         "dsn := \"app:{a:14}@tcp(db.internal:3306)/app?parseTime=true\"",
     ),
@@ -1754,7 +1758,7 @@ fn credentials_in_the_shapes_of_manifests_typed_code_commands_and_sql() {
     let (p, v) = (policy("{}"), vault());
     let m = masker(&p, &v);
     let pw = || format!("{}{}", fresh(ALNUM, 8), fresh(b"0123456789", 2));
-    let cases: Vec<(String, String)> = (0..12)
+    let cases: Vec<(String, String)> = (0..15)
         .map(|k| {
             let s = pw();
             let text = match k {
@@ -1769,7 +1773,10 @@ fn credentials_in_the_shapes_of_manifests_typed_code_commands_and_sql() {
                 8 => format!("mongosh \"mongodb://db.internal\" -u app -p '{s}'\n"),
                 9 => format!("CREATE USER 'app'@'%' IDENTIFIED BY '{s}';\n"),
                 10 => format!("ALTER ROLE app WITH LOGIN PASSWORD '{s}';\n"),
-                _ => format!("dsn := \"app:{s}@tcp(db.internal:3306)/app\"\n"),
+                11 => format!("dsn := \"app:{s}@tcp(db.internal:3306)/app\"\n"),
+                12 => format!("r = requests.post(url, auth=(\"ci\", \"{s}\"))\n"),
+                13 => format!("var c = new NetworkCredential(\"svc\", \"{s}\", \"CORP\");\n"),
+                _ => format!("session.auth = HTTPBasicAuth('ci', '{s}')\n"),
             };
             (text, s)
         })
@@ -1786,6 +1793,8 @@ fn credentials_in_the_shapes_of_manifests_typed_code_commands_and_sql() {
         "const TOKEN_HEADER: &str = \"x-token\";\n",
         "if config[\"password\"] == \"\":\n",
         "mongosh --port 27017 -p\n",
+        "r = requests.get(url, auth=(user, password))\n",
+        "auth=('user', '{password}')\n",
     ] {
         let body = serde_json::json!({"messages": [{"role": "user", "content": kept}]});
         let (out, _) = mask_json(&m, &body);
