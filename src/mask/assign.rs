@@ -844,17 +844,7 @@ pub fn looks_random(v: &str) -> bool {
 /// letters (`LaceCapriltnc`). A short word (`development`) is not: it would be masked wherever
 /// it is written.
 pub fn is_distinctive_secret(v: &str) -> bool {
-    let letters = v.bytes().any(|b| b.is_ascii_alphabetic());
-    let digits = v.bytes().any(|b| b.is_ascii_digit());
-    let symbols = v
-        .bytes()
-        .any(|b| !b.is_ascii_alphanumeric() && !matches!(b, b'-' | b'_' | b'.' | b' '));
-    let upper = v.bytes().any(|b| b.is_ascii_uppercase());
-    let lower = v.bytes().any(|b| b.is_ascii_lowercase());
-    looks_random(v)
-        || (v.len() >= 8 && letters as u8 + digits as u8 + symbols as u8 >= 2)
-        || v.len() >= 16
-        || (v.len() >= 12 && upper && lower)
+    looks_random(v) || (v.len() >= 8 && super::vault::is_distinctive(v))
 }
 
 fn is_ident_byte(b: u8) -> bool {

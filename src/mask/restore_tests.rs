@@ -451,13 +451,17 @@ fn whole_json_answers_escape_by_field_not_by_first_byte() {
     assert_eq!(args["key"], KEY);
 }
 
+/// A vault and the default masking policy, for masking what a restored answer sends back.
+fn vault_and_policy() -> (Arc<Vault>, crate::mask::MaskPolicy) {
+    let vault = Arc::new(Vault::new(Duration::from_secs(600), 16 << 20));
+    let source = crate::source::Source::inline("masking.yaml", "{}");
+    (vault, crate::mask::MaskPolicy::parse(&source).unwrap())
+}
+
 #[test]
 fn a_restored_answer_sent_back_masks_to_the_bytes_the_model_wrote() {
-    use crate::mask::{MaskPolicy, Masker};
-    use crate::source::Source;
-    let vault = Arc::new(Vault::new(Duration::from_secs(600), 16 << 20));
-    let policy = MaskPolicy::parse(&Source::inline("masking.yaml", "{}")).unwrap();
-    let m = Masker {
+    let (vault, policy) = vault_and_policy();
+    let m = crate::mask::Masker {
         policy: &policy,
         vault: &vault,
         scope: "s",
@@ -553,11 +557,8 @@ fn a_value_landing_in_a_json_document_inside_tool_arguments_is_escaped_for_it_to
 
 #[test]
 fn a_value_restored_into_a_document_in_an_argument_masks_back_to_what_the_model_wrote() {
-    use crate::mask::{MaskPolicy, Masker};
-    use crate::source::Source;
-    let vault = Arc::new(Vault::new(Duration::from_secs(600), 16 << 20));
-    let policy = MaskPolicy::parse(&Source::inline("masking.yaml", "{}")).unwrap();
-    let m = Masker {
+    let (vault, policy) = vault_and_policy();
+    let m = crate::mask::Masker {
         policy: &policy,
         vault: &vault,
         scope: "s",
