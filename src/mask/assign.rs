@@ -42,6 +42,11 @@ const CREDENTIAL_WORDS: &[&str] = &[
     "authorization",
     "secretstring",
     "pin",
+    "mnemonic",
+    "seedphrase",
+    "cookie",
+    "sessionid",
+    "sessid",
 ];
 
 /// Words before `key` that make it a credential (`API_KEY`, `ENCRYPTION_KEY`, `signingKey`).
@@ -169,6 +174,12 @@ const VALUE_SUFFIXES: &[&str] = &[
 /// The keywords (any case) that start a look at an assignment in text; used to prefilter.
 pub const KEYWORDS: &[&str] = &[
     "pass",
+    "mnemonic",
+    "phrase",
+    "cookie",
+    "sess",
+    "_key",
+    "-key",
     "pwd",
     "secret",
     "token",
@@ -250,7 +261,7 @@ pub fn is_credential_key(key: &str) -> bool {
         aho_corasick::AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(CREDENTIAL_WORDS.iter().chain(&["auth", "key"]))
+            .build(CREDENTIAL_WORDS.iter().chain(&["auth", "key", "phrase"]))
             .expect("the credential words build an automaton")
     });
     key.len() <= 64 && WORDS.is_match(key) && names_credential(key)
@@ -294,6 +305,12 @@ fn names_credential(key: &str) -> bool {
     }
     if last == "key" {
         return segs.len() >= 2 && KEY_QUALIFIERS.contains(&segs[segs.len() - 2].as_str());
+    }
+    if last == "phrase" {
+        // `SEED_PHRASE`, `recoveryPhrase`: a wallet's words.
+        return segs.len() >= 2
+            && ["seed", "recovery", "secret", "wallet", "backup"]
+                .contains(&segs[segs.len() - 2].as_str());
     }
     // One lower-case word glued together: `dbpassword`, `smtppass`, `githubtoken`.
     segs.len() == 1
@@ -372,30 +389,47 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
     if is_format_string(v) {
         return false;
     }
-    // Names in capitals (`SELECTED`), OIDs and version numbers, JWT pieces the `jwt` rule did
-    // not take for a token.
-    if (v.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') && v.len() <= 24)
+    let named = segments(key);
+    let last_word = named
+        .iter()
+        .map(|w| w.trim_end_matches(|c: char| c.is_ascii_digit()))
+        .rfind(|w| !w.is_empty() && !VALUE_SUFFIXES.contains(w) && !QUALIFIERS.contains(w));
+    if last_word == Some("cookie") && !has_secret_cookie(v) {
+        return false;
+    }
+    // Names in capitals (`SELECTED`, `AUTH_HEADER`), not twelve or more capitals in one run
+    // (`XKLWIYGJKJWCZQLR`) or gibberish; OIDs and version numbers; a JWT's header
+    // (`eyJhbGciOi…`) the `jwt` rule did not take for a token. Other base64 JSON is a token of
+    // its own (Cloudflare's tunnel tokens).
+    if (v.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+        && v.len() <= 24
+        && (v.contains('_') || v.len() < 12)
+        && !is_gibberish(v))
         || (v.bytes().all(|b| b.is_ascii_digit() || b == b'.') && v.contains('.'))
-        || v.starts_with("eyJ")
+        || ["eyJhbGci", "eyJ0eXAi", "eyJraWQi", "eyJ0eXBlIj"]
+            .iter()
+            .any(|h| v.starts_with(h))
     {
         return false;
     }
     let words = v.split_whitespace().count();
-    if words > 1 && (words > 6 || v.len() > 64) {
+    if words > 1 && (words > 6 || v.len() > 64) && !is_passphrase(v) {
         // A sentence, not a passphrase.
         return false;
     }
-    if v.starts_with('/') || lower.starts_with("http://") || lower.starts_with("https://") {
+    if is_path(v) || lower.starts_with("http://") || lower.starts_with("https://") {
         return false;
     }
     // A colour (`Token: "#cccccc"`), an ARN (`arn:aws:iam::aws:policy/…`), a namespaced name
-    // (`serverlessrepo:applicationId`).
+    // (`serverlessrepo:applicationId`), not two halves of gibberish (`uTwztJCd:tHFRDtwGNF`).
     let word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphabetic());
     if (v.starts_with('#')
         && (4..=9).contains(&v.len())
         && v[1..].bytes().all(|b| b.is_ascii_hexdigit()))
         || lower.starts_with("arn:")
-        || v.split_once(':').is_some_and(|(a, b)| word(a) && word(b))
+        || v.split_once(':').is_some_and(|(a, b)| {
+            word(a) && word(b) && !is_gibberish(a) && !is_gibberish(b) && !is_gibberish(v)
+        })
     {
         return false;
     }
@@ -830,6 +864,137 @@ fn looks_like_prose(v: &str) -> bool {
         })
 }
 
+/// Letters typed by no one: in one case, mostly consonants (`XKLWIYGJKJWCZQLR`); in mixed
+/// case, flipping case every few letters (`uTwztJCdQ`), where names flip once per word.
+pub fn is_gibberish(v: &str) -> bool {
+    let letters: Vec<u8> = v.bytes().filter(u8::is_ascii_alphabetic).collect();
+    if letters.len() < 8 {
+        return false;
+    }
+    let flips = letters
+        .windows(2)
+        .filter(|w| w[0].is_ascii_uppercase() != w[1].is_ascii_uppercase())
+        .count();
+    // A lower-case letter alone between capitals (`tJCdQ`'s `d`) beside capitals together is
+    // no name's: names flip into words (`AsRefMut`, `getHTTPClient`).
+    let lone_lower = letters.windows(3).any(|w| {
+        w[0].is_ascii_uppercase() && w[1].is_ascii_lowercase() && w[2].is_ascii_uppercase()
+    });
+    let capitals_together = letters
+        .windows(2)
+        .any(|w| w[0].is_ascii_uppercase() && w[1].is_ascii_uppercase());
+    if flips * 4 >= letters.len() && lone_lower && capitals_together {
+        return true;
+    }
+    let vowels = letters
+        .iter()
+        .filter(|b| matches!(b.to_ascii_lowercase(), b'a' | b'e' | b'i' | b'o' | b'u'))
+        .count();
+    let mut run = 0;
+    let mut longest = 0;
+    for b in &letters {
+        if matches!(
+            b.to_ascii_lowercase(),
+            b'a' | b'e' | b'i' | b'o' | b'u' | b'y'
+        ) {
+            run = 0;
+        } else {
+            run += 1;
+            longest = longest.max(run);
+        }
+    }
+    letters.len() >= 12 && (vowels * 10 < letters.len() * 3 || longest >= 6)
+}
+
+/// `|`, `>`, with a chomping (`-`, `+`) or an indentation indicator.
+fn is_block_indicator(v: &str) -> bool {
+    let mut rest = v.strip_prefix(['|', '>']).unwrap_or("x");
+    rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    rest = rest.strip_prefix(['-', '+']).unwrap_or(rest);
+    rest.trim_start_matches(|c: char| c.is_ascii_digit())
+        .is_empty()
+}
+
+/// Whether a cookie string (`name=value; …` pairs, or one cookie's value) holds a cookie whose
+/// value looks generated, as sessions and CSRF tokens do; not `foo=bar; Path=/`, nor a date.
+pub fn has_secret_cookie(v: &str) -> bool {
+    // (`xxxxxxxxxx` and its like stand for a value in examples.)
+    let generated = |x: &str| {
+        let x = x.split("\\r").next().unwrap_or(x).trim().trim_matches('"');
+        let filler = x
+            .as_bytes()
+            .windows(4)
+            .any(|w| w.iter().all(|&c| c == w[0]));
+        x.len() >= 8 && !filler && (looks_random(x) || is_gibberish(x))
+    };
+    if !v.contains('=') {
+        return generated(v);
+    }
+    v.split(';')
+        .filter_map(|pair| pair.split_once('='))
+        .any(|(name, value)| {
+            let attribute = [
+                "expires",
+                "path",
+                "domain",
+                "max-age",
+                "samesite",
+                "secure",
+                "httponly",
+                "version",
+                "comment",
+                "priority",
+                "partitioned",
+            ]
+            .iter()
+            .any(|a| name.trim().eq_ignore_ascii_case(a));
+            !attribute && generated(value)
+        })
+}
+
+/// A type in a package (`sql.NullString`, `time.Duration`, `oauth2.Token`).
+fn is_qualified_type(v: &str) -> bool {
+    v.split_once('.').is_some_and(|(pkg, ty)| {
+        !pkg.is_empty()
+            && pkg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && ty.starts_with(|c: char| c.is_ascii_uppercase())
+            && ty.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+/// A passphrase: four to two dozen lower-case words with no word prose needs
+/// (`about absurd abandon absent absorb across access`, a wallet's mnemonic).
+fn is_passphrase(v: &str) -> bool {
+    const PROSE: &[&str] = &[
+        "the", "a", "an", "to", "of", "for", "your", "is", "be", "and", "or", "in", "on", "with",
+        "this", "that", "it", "you", "will", "not", "use", "used", "from", "by", "as", "at", "if",
+        "are", "was", "can", "must", "should", "here", "enter",
+    ];
+    let words: Vec<&str> = v.split(' ').collect();
+    (4..=24).contains(&words.len())
+        && words.iter().all(|w| {
+            (2..=12).contains(&w.len())
+                && w.bytes().all(|b| b.is_ascii_lowercase())
+                && !PROSE.contains(w)
+        })
+}
+
+/// A file system path (`/run/secrets/db_password`, `/etc/ssl/private/key.pem`,
+/// `tests/run-pass/*.rs`), not a base64 value that happens to start with a slash
+/// (`/ywkHlpgUh5tTZ3Ms6JDt4gHvUg14g4=`).
+fn is_path(v: &str) -> bool {
+    let segments = v.split('/').collect::<Vec<_>>();
+    let relative = v.starts_with("./")
+        || v.starts_with("../")
+        || (segments.len() >= 2
+            && (v.contains('*') || segments.last().is_some_and(|s| s.contains('.'))));
+    (v.starts_with('/') || relative)
+        && !v.contains(['+', '='])
+        && segments
+            .iter()
+            .all(|seg| seg.is_empty() || !(looks_random(seg) || is_gibberish(seg)))
+}
+
 /// Letters and digits mixed with enough entropy to be generated, not typed as a name.
 pub fn looks_random(v: &str) -> bool {
     let has_letter = v.bytes().any(|b| b.is_ascii_alphabetic());
@@ -882,9 +1047,98 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
     let key_text = text.get(ks..ke)?.trim_start_matches(['-', '.']);
     let key_text = key_text.rsplit('.').next().unwrap_or(key_text);
     // Authorization headers in text are the header rules' (`Bearer …`, `Basic …`).
-    if !is_credential_key(key_text) || key_text.eq_ignore_ascii_case("authorization") {
+    if key_text.eq_ignore_ascii_case("authorization") {
         return None;
     }
+    // A setter or builder given a literal: `ds.setPassword("…")`, `.withToken("…")`,
+    // `builder.password("…")`.
+    let setter = ["set_", "set", "Set", "with_", "with", "With"]
+        .iter()
+        .find_map(|p| key_text.strip_prefix(p))
+        .filter(|k| !k.is_empty());
+    let key_at = ke - key_text.len();
+    let dotted = key_at > 0 && b[key_at - 1] == b'.';
+    // (`t.pass(…)`, `.auth(…)`, `.pin(…)` are too often something else.)
+    let builder = dotted && !matches!(key_text, "pass" | "auth" | "pin" | "cookie");
+    if let Some(name) = setter.or(builder.then_some(key_text))
+        && is_credential_key(name)
+        && b.get(ke) == Some(&b'(')
+        && let Some(&q) = b.get(ke + 1).filter(|&&q| q == b'"' || q == b'\'')
+    {
+        let start = ke + 2;
+        let end = text[start..].find(q as char).map(|n| start + n)?;
+        let closed = text[end + 1..].trim_start().starts_with(')');
+        return (closed && judge(name, &text[start..end], Context::Literal))
+            .then_some((start, end));
+    }
+    if is_credential_key(key_text) {
+        return value_span(text, ks, ke, kw_start, key_text);
+    }
+    // A vendor's `*_KEY` (`STRIPE_KEY`, `SENDGRID_KEY`): `key` alone names a key of anything
+    // (`CACHE_KEY`, `sort_key`), so only a value that looks generated counts.
+    if is_named_key(key_text) {
+        let (start, end) = value_span(text, ks, ke, kw_start, key_text)?;
+        let v = &text[start..end];
+        return (v.len() >= 20 && (looks_random(v) || is_gibberish(v))).then_some((start, end));
+    }
+    None
+}
+
+/// A key whose last word is `key` after a name (`STRIPE_KEY`, `mailgun-key`), in capitals or
+/// snake or kebab case; not `primary_key`, `keyboard`, or camelCase code.
+fn is_named_key(key: &str) -> bool {
+    let segs = segments(key);
+    segs.len() >= 2
+        && segs.last().is_some_and(|s| s == "key")
+        && !segs.iter().any(|s| NOT_CREDENTIAL.contains(&s.as_str()))
+        && !(segs.len() > 1 && VERBS.contains(&segs[0].as_str()))
+        && ![
+            "primary",
+            "foreign",
+            "sort",
+            "partition",
+            "cache",
+            "hash",
+            "idempotency",
+            "object",
+            "public",
+            "publishable",
+            "routing",
+            "row",
+            "map",
+            "dict",
+            "lookup",
+            "index",
+            "unique",
+            "composite",
+            "range",
+            "shard",
+            "dedup",
+            "dedupe",
+            "group",
+            "cluster",
+            "lock",
+            "file",
+            "s3",
+            "bucket",
+            "storage",
+            "redis",
+            "kv",
+        ]
+        .contains(&segs[segs.len() - 2].as_str())
+        && key.bytes().any(|b| b == b'_' || b == b'-')
+}
+
+/// The span of the value assigned to the key at `ks..ke`, once the key is known to name a
+/// credential.
+fn value_span(
+    text: &str,
+    ks: usize,
+    ke: usize,
+    kw_start: usize,
+    key_text: &str,
+) -> Option<(usize, usize)> {
+    let b = text.as_bytes();
     // A resource type inside an ARN (`arn:aws:secretsmanager:…:secret:Name-a1b2c3`).
     let token_start = text[..ks]
         .rfind(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '(' | '='))
@@ -929,6 +1183,9 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
     if ks > 0 && b[ks - 1] == b'<' && b.get(ke) == Some(&b'>') {
         let start = ke + 1;
         let end = text[start..].find('<').map(|n| start + n)?;
+        if !text[end..].starts_with("</") {
+            return None;
+        }
         return judge(key_text, &text[start..end], Context::Literal).then_some((start, end));
     }
     // A YAML name/value pair (a Kubernetes container's `env`): `- name: DB_PASSWORD` and, on
@@ -980,7 +1237,15 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
             && (line_of_key.contains("login ")
                 || line_of_key.trim_start().starts_with("machine ")
                 || netrc_entry_around(text, ks, ke)));
-    if spaced_flag && space_before > 0 && !matches!(b.get(i), Some(b'=' | b':')) {
+    // Statements that assign without an operator: `setx NAME value`, fish's `set -gx NAME
+    // value`, a Dockerfile's `ENV NAME value`.
+    let line_start = text[..ks].rfind('\n').map_or(0, |n| n + 1);
+    let before_key = after_gutter(text[line_start..ks.saturating_sub(quoted_key as usize)].trim());
+    let statement = matches!(before_key, "setx" | "SETX" | "ENV")
+        || before_key.strip_prefix("set -").is_some_and(|flags| {
+            !flags.is_empty() && flags.bytes().all(|b| b.is_ascii_alphabetic())
+        });
+    if (spaced_flag || statement) && space_before > 0 && !matches!(b.get(i), Some(b'=' | b':')) {
         let end = text[i..]
             .find(|c: char| c.is_whitespace())
             .map_or(b.len(), |n| i + n);
@@ -988,6 +1253,27 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         let value = value.trim_matches(|c| c == '"' || c == '\'');
         let start = i + text[i..end].find(value).unwrap_or(0);
         return judge(key_text, value, Context::Line).then_some((start, start + value.len()));
+    }
+    // A two-column table row (`vault kv get`: `password    s3cr3t`): a key alone at the start of
+    // its line, a wide gap, one more word and nothing after it. Such rows are also code
+    // (`Password    string`, `Token *oauth2.Token`), so only a value that looks made counts.
+    let wide_gap = space_before >= 2 || b.get(i - space_before) == Some(&b'\t');
+    if before_key.is_empty() && !quoted_key && wide_gap && i < b.len() {
+        let line_end = text[i..].find('\n').map_or(b.len(), |n| i + n);
+        let value = text[i..line_end].trim_end();
+        if !value.is_empty()
+            && !value.contains([' ', '\t'])
+            && !matches!(
+                value.as_bytes()[0],
+                b'=' | b':' | b'*' | b'&' | b'[' | b'(' | b'`'
+            )
+            && !is_code_expression_strict(value)
+            && !is_qualified_type(value)
+            && (is_distinctive_secret(value) || is_gibberish(value))
+            && judge(key_text, value, Context::Yaml)
+        {
+            return Some((i, i + value.len()));
+        }
     }
     let op = if text[i..].starts_with(":=") || text[i..].starts_with("=>") {
         2
@@ -1008,9 +1294,7 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
     if i >= b.len() {
         return None;
     }
-    let line_start = text[..ks].rfind('\n').map_or(0, |n| n + 1);
     let line_end = text[i..].find('\n').map_or(b.len(), |n| i + n);
-    let before_key = after_gutter(text[line_start..ks.saturating_sub(quoted_key as usize)].trim());
     // What may stand before a key on its line: diff markers, comments, list items, shell and
     // Dockerfile keywords.
     // A commented line counts as a line only in its dotenv form (`# DB_PASSWORD=…`), not as
@@ -1129,6 +1413,26 @@ pub fn assigned_value(text: &str, kw_start: usize, kw_end: usize) -> Option<(usi
         && !rest_trimmed.ends_with([',', ';', '{', '('])
         && !is_argument_tail(rest_trimmed);
     let flag = text[ks..kw_start].starts_with("--") && !colon;
+    // A YAML block scalar (`password: |` and the value on the lines below, more indented).
+    if yaml && is_block_indicator(rest_trimmed) {
+        let key_indent = text[line_start..ks].len() - text[line_start..ks].trim_start().len();
+        let (mut start, mut end) = (None, line_end);
+        let mut line_at = (line_end + 1).min(b.len());
+        for line in text[line_at..].split_inclusive('\n') {
+            let body = line.trim_end();
+            let indent = body.len() - body.trim_start().len();
+            if body.is_empty() || indent <= key_indent {
+                break;
+            }
+            if !judge(key_text, body.trim_start(), Context::Yaml) {
+                return None;
+            }
+            start.get_or_insert(line_at + indent);
+            end = line_at + body.len();
+            line_at += line.len();
+        }
+        return start.map(|start| (start, end));
+    }
     if (dotenv || yaml || ini) && !rest_trimmed.is_empty() {
         let end = i + rest_trimmed.len();
         let value = &text[i..end];

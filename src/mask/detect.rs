@@ -616,6 +616,11 @@ fn passes(check: Check, secret: &str) -> bool {
         Check::None | Check::Assignment | Check::Field => true,
         Check::UrlPassword => url_password_ok(secret, ""),
         Check::NotPlaceholder => !is_placeholder(secret),
+        Check::Cookie => super::assign::has_secret_cookie(secret),
+        Check::Random => {
+            !is_placeholder(secret)
+                && (super::assign::looks_random(secret) || super::assign::is_gibberish(secret))
+        }
     }
 }
 

@@ -163,6 +163,12 @@ fn shape_case(shape: usize, f: &Fixture, cuts: &[usize], order: &[usize]) -> (Ve
                     }).collect());
                     expect.push((format!("c{c}t{t}"), real));
                 }
+                // The legacy single function call.
+                let (masked, real) = slot_text(f, true, c as usize + 2);
+                lists.push(pieces(&masked, &cuts.iter().map(|x| x * 5 + 1).collect::<Vec<_>>()).into_iter().map(|p| {
+                    format!("data: {}", json!({"choices": [{"index": c, "delta": {"function_call": {"arguments": p}}}]}))
+                }).collect());
+                expect.push((format!("c{c}f"), real));
             }
             let mut events = interleave(lists, order);
             events.insert(events.len() / 2, ": keep-alive".into());
@@ -180,6 +186,9 @@ fn shape_case(shape: usize, f: &Fixture, cuts: &[usize], order: &[usize]) -> (Ve
                         let c = ch["index"].as_u64().unwrap();
                         if let Some(s) = ch["delta"]["content"].as_str() {
                             got.entry(format!("c{c}")).or_default().push_str(s);
+                        }
+                        if let Some(s) = ch["delta"]["function_call"]["arguments"].as_str() {
+                            got.entry(format!("c{c}f")).or_default().push_str(s);
                         }
                         for tc in ch["delta"]["tool_calls"].as_array().into_iter().flatten() {
                             let t = tc["index"].as_u64().unwrap();

@@ -16,6 +16,12 @@ pub enum Check {
     /// A URL's password: not a documented placeholder, not the user name again
     /// (`postgres:postgres@`, `guest:guest@`), not a reference; dots and brackets are fine.
     UrlPassword,
+    /// The secret must look generated (letters and digits with entropy, or gibberish), not be a
+    /// name someone typed (`https://deploy-bot@host`).
+    Random,
+    /// A cookie string with a cookie whose value looks generated (`session=…`), not a
+    /// documentation example (`foo=bar; Path=/`).
+    Cookie,
     /// No regex: each keyword hit is looked at as a possible `name = value` assignment by
     /// [`super::assign`], which judges the value by its context.
     Assignment,
@@ -435,7 +441,7 @@ pub const RULES: &[RuleSpec] = &[
         "slack-config-token",
         "chat",
         ["xoxe.xox", "xoxe-"],
-        r"\bxoxe(?:\.xox[bp])?-\d-[A-Z0-9]{146,170}"
+        r"\bxoxe(?:\.xox[bp])?-\d-[A-Za-z0-9]{146,170}"
     ),
     rule!(
         "slack-app-token",
@@ -776,6 +782,67 @@ pub const RULES: &[RuleSpec] = &[
         r"\blin_api_[A-Za-z0-9]{40}\b"
     ),
     rule!(
+        "tailscale-key",
+        "cloud",
+        ["tskey-"],
+        r"\btskey-(?:auth|api|client|scim|webhook|oauth)-[A-Za-z0-9]{6,}-[A-Za-z0-9]{16,}\b"
+    ),
+    rule!(
+        "supabase-secret-key",
+        "cloud",
+        ["sb_secret_"],
+        r"\bsb_secret_[A-Za-z0-9_\-]{20,}\b"
+    ),
+    rule!(
+        "render-api-key",
+        "cloud",
+        ["rnd_"],
+        r"\brnd_[A-Za-z0-9]{24,}\b"
+    ),
+    rule!(
+        "resend-api-key",
+        "saas",
+        ["re_"],
+        r"\bre_[A-Za-z0-9]{6,12}_[A-Za-z0-9]{16,}\b"
+    ),
+    rule!(
+        "neon-api-key",
+        "cloud",
+        ["napi_"],
+        r"\bnapi_[a-z0-9]{60,72}\b"
+    ),
+    rule!(
+        "buildkite-token",
+        "saas",
+        ["bkua_"],
+        r"\bbkua_[a-f0-9]{40}\b"
+    ),
+    rule!(
+        "sourcegraph-token",
+        "source-hosting",
+        ["sgp_"],
+        r"\bsgp_(?:local_|[a-f0-9]{16}_)?[a-f0-9]{40}\b"
+    ),
+    rule!(
+        "netlify-pat",
+        "cloud",
+        ["nfp_", "nfc_", "nfo_", "nfu_"],
+        r"\bnf[pcou]_[A-Za-z0-9]{36,44}\b"
+    ),
+    rule!(
+        "dropbox-token",
+        "saas",
+        ["sl."],
+        r"\bsl\.(?:u\.)?[A-Za-z0-9_\-]{130,}"
+    ),
+    rule!(
+        "cloudflare-tunnel-token",
+        "cloud",
+        ["eyJhIjoi"],
+        // Base64 of `{"a":account,"t":tunnel,"s":secret}`.
+        r"\beyJhIjoi[A-Za-z0-9+/_\-]{60,}={0,2}"
+    ),
+    rule!(
         "notion-token",
         "saas",
         ["ntn_", "secret_"],
@@ -921,6 +988,14 @@ pub const RULES: &[RuleSpec] = &[
         8192
     ),
     rule!(
+        "openvpn-static-key",
+        "private-key",
+        ["OpenVPN Static key"],
+        r"-----BEGIN OpenVPN Static key V\d-----(?:(?s:.)*?-----END OpenVPN Static key V\d-----|(?:[0-9a-fA-F \t\r\n]|\\[nr])+)",
+        Check::None,
+        8192
+    ),
+    rule!(
         "putty-private-key",
         "private-key",
         ["PuTTY-User-Key-File"],
@@ -964,9 +1039,16 @@ pub const RULES: &[RuleSpec] = &[
             "redis-cli",
             "mongo",
             "docker login",
-            "htpasswd"
+            "htpasswd",
+            "storepass",
+            "keypass",
+            "7z",
+            "zip",
+            "smbclient",
+            "chpasswd",
+            "secret set"
         ],
-        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:([^\s'"]{4,128})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,128})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,128})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|\bredis-cli\b[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,128})|\bmongo(?:sh)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bdocker\s+login\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bhtpasswd\s+-[A-Za-z]*b[A-Za-z]*\s+\S+\s+\S+\s+['"]?([^\s'"]{4,128}))"#,
+        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:([^\s'"]{4,128})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,128})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,128})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|\bredis-cli\b[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,128})|\bmongo(?:sh)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bdocker\s+login\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bhtpasswd\s+-[A-Za-z]*b[A-Za-z]*\s+\S+\s+\S+\s+['"]?([^\s'"]{4,128})|\s-(?:src|dest)?(?:store|key)pass\s+['"]?([^\s'"$%-][^\s'"]{3,127})|\b7za?\s+[a-z]\b[^\n|;&]*?\s-p['"]?([^\s'"-][^\s'"]{3,127})|\b(?:un)?zip\b[^\n|;&]*?\s(?:-P|--password)\s+['"]?([^\s'"-][^\s'"]{3,127})|\bsmbclient\b[^\n|;&]*?\s(?:-U|--user)[ =]['"]?[^\s%'"]{1,64}%([^\s'"]{4,128})|\becho\s+(?:-[ne]\s+)?['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,128})['"]?\s*\|\s*(?:sudo\s+)?chpasswd|\bchpasswd\s*<<<\s*['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,128})|\bgh\s+secret\s+set\b[^\n|;&]*?\s(?:--body|-b)[ =]?['"]?([^\s'"-][^\s'"]{3,127}))"#,
         Check::UrlPassword
     ),
     rule!(
@@ -1013,16 +1095,35 @@ pub const RULES: &[RuleSpec] = &[
         Check::UrlPassword
     ),
     rule!(
+        "cookie-header",
+        "credentials",
+        ["cookie", "curl"],
+        // A request's cookies (sessions, CSRF and remember-me tokens among them), whole; the
+        // first pair of a `Set-Cookie`, without its attributes; curl's `-b`/`--cookie`.
+        r#"(?im)(?:(?:^|[\s"'{,>(])cookie["']?\s*:\s*["']?([^\s=;"']{1,128}=[^\r\n"']{6,})|\bset-cookie["']?\s*:\s*["']?[^=;\s"']{1,128}=([^;\s"']{8,})|\bcurl\b[^\n]*?\s(?:-b|--cookie)[ =]["']?([^"'\s]*=[^"'\s]{8,}))"#,
+        Check::Cookie
+    ),
+    rule!(
+        "url-token-user",
+        "credentials",
+        ["://"],
+        // A token as a URL's only user part (`https://<PAT>@dev.azure.com/…`).
+        r#"\b(?:https?|git|ssh|git\+https|git\+ssh)://([A-Za-z0-9_\-]{20,256})@[A-Za-z0-9.\-]+"#,
+        Check::Random
+    ),
+    rule!(
         "basic-auth-header",
         "credentials",
         ["authorization"],
-        r"(?i)\bauthorization\s*[:=]\s*basic\s+([A-Za-z0-9+/]{12,}={0,2})"
+        r#"(?i)\bauthorization["']?\s*[:=,]\s*["']?basic\s+([A-Za-z0-9+/]{12,}={0,2})"#
     ),
     rule!(
         "bearer-auth-header",
         "credentials",
         ["authorization"],
-        r#"(?i)\bauthorization["']?\s*[:=]\s*["']?(?:bearer|token|bot|apikey)\s+([A-Za-z0-9_\-.~+/]{20,}=*)"#,
+        // Also as code writes it: ``Authorization: `Bearer …` ``, `Header.Set("Authorization",
+        // "Bearer …")`, `f"Bearer …"`, `"Bearer " + "…"`.
+        r#"(?i)\bauthorization["']?\]?\s*[:=,]\s*(?:[fr]?["'`])?\s*(?:bearer|token|bot|apikey)(?:\s+|\s*["'`]\s*\+\s*["'`]\s*)([A-Za-z0-9_\-.~+/]{20,}=*)"#,
         Check::NotPlaceholder
     ),
     RuleSpec {

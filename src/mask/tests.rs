@@ -194,6 +194,16 @@ pub const SAMPLES: &[(&str, &str)] = &[
     ("new-relic-key", "NRAK-{u:27}"),
     ("sentry-token", "sntryu_{h:64}"),
     ("linear-api-key", "lin_api_{a:40}"),
+    ("tailscale-key", "tskey-auth-k{a:10}CNTRL-{a:32}"),
+    ("supabase-secret-key", "sb_secret_{w:32}"),
+    ("render-api-key", "rnd_{a:32}"),
+    ("resend-api-key", "re_{a:8}_{a:24}"),
+    ("neon-api-key", "napi_{l:64}"),
+    ("buildkite-token", "bkua_{h:40}"),
+    ("sourcegraph-token", "sgp_{h:16}_{h:40}"),
+    ("netlify-pat", "nfp_{a:40}"),
+    ("dropbox-token", "sl.{w:138}"),
+    ("cloudflare-tunnel-token", "eyJhIjoi{b:120}"),
     ("notion-token", "ntn_{d:11}{a:35}"),
     ("okta-api-token", "OKTA_API_TOKEN=00{w:40}"),
     ("grafana-token", "glsa_{a:32}_{h:8}"),
@@ -238,6 +248,11 @@ pub const SAMPLES: &[(&str, &str)] = &[
         "Server=db;Database=app;User Id=sa;Password=Tr0ub4dor&3x;",
     ),
     ("basic-auth-header", "Authorization: Basic {b:32}"),
+    ("cookie-header", "Cookie: _ga=GA1.2.3; sessionid={a:32}"),
+    (
+        "url-token-user",
+        "git clone https://{l:52}@dev.azure.com/org/p/_git/r",
+    ),
     ("bearer-auth-header", "Authorization: Bearer {w:40}"),
     (
         "generic-secret-assignment",
@@ -269,6 +284,10 @@ pub const SAMPLES: &[(&str, &str)] = &[
         r#"jwk = "kty":"EC","crv":"P-256","x":"{w:43}","y":"{w:43}","d":"{w:43}""#,
     ),
     ("pgpass-password", "db.internal:5432:app:app:{a:14}"),
+    (
+        "openvpn-static-key",
+        "-----BEGIN OpenVPN Static key V1-----\n{h:32}\n{h:32}\n-----END OpenVPN Static key V1-----",
+    ),
     (
         "powershell-plaintext-password",
         "$pw = ConvertTo-SecureString '{a:14}' -AsPlainText -Force",
@@ -1870,5 +1889,160 @@ fn code_that_only_names_credentials_stays_as_it_is() {
         let body = serde_json::json!({"messages": [{"role": "user", "content": line}]});
         let (out, _) = mask_json(&m, &body);
         assert_absent(&out, &[secret]);
+    }
+}
+
+#[test]
+fn credentials_in_command_forms_cli_tables_cookies_and_quoted_headers() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let pw = || format!("{}{}", fresh(ALNUM, 9), fresh(b"0123456789", 2));
+    let cases: Vec<(String, String)> = (0..16)
+        .map(|k| {
+            let s = pw();
+            let basic = |s: &str| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(format!("deploy:{s}"))
+            };
+            let text = match k {
+                0 => format!("setx DB_PASSWORD \"{s}\"\n"),
+                1 => format!("setx API_TOKEN {s} /M\n"),
+                2 => format!("set -x DB_PASSWORD {s}\n"),
+                3 => format!("set -gx OPENAI_TOKEN '{s}'\n"),
+                4 => format!("gh secret set DEPLOY_TOKEN --body \"{s}\"\n"),
+                5 => format!("gh secret set DB_PASSWORD -b {s} --repo org/app\n"),
+                6 => format!("echo 'root:{s}' | chpasswd\n"),
+                7 => format!("echo \"app:{s}\" | sudo chpasswd\n"),
+                8 => format!(
+                    "====== Data ======\nKey         Value\n---         -----\npassword    {s}\nusername    app\n"
+                ),
+                9 => format!("Key\tValue\napi_key\t{s}\n"),
+                10 => format!("> GET /api HTTP/1.1\n> Cookie: _ga=GA1.2.1; session={s}\n"),
+                11 => format!("< Set-Cookie: sessionid={s}; Path=/; HttpOnly\n"),
+                12 => format!(
+                    "DEBUG headers: {{'Authorization': 'Basic {}', 'Accept': '*/*'}}\n",
+                    basic(&s)
+                ),
+                13 => format!("{{\"headers\": {{\"authorization\": \"Basic {}\"}}}}", basic(&s)),
+                14 => format!("headers = {{\"Cookie\": \"sid={s}\"}}\n"),
+                _ => format!("chpasswd <<< \"admin:{s}\"\n"),
+            };
+            let secret = if matches!(k, 12 | 13) { basic(&s) } else { s };
+            (text, secret)
+        })
+        .collect();
+    for (text, secret) in &cases {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
+        let (out, _) = mask_json(&m, &body);
+        assert_absent(&out, &[secret]);
+    }
+    // Code and tables that only name credentials stay as they are.
+    for kept in [
+        "type Config struct {\n\tPassword    string\n\tToken       *oauth2.Token\n}\n",
+        "Key         Value\n---         -----\npassword    <sensitive>\ntoken       (redacted)\n",
+        "set -x PATH $PATH /usr/local/bin\n",
+        "gh secret set DB_PASSWORD < secret.txt\n",
+        "gh secret set API_TOKEN --body \"$API_TOKEN\"\n",
+        "setx DB_PASSWORD %DB_PASSWORD%\n",
+        "Cookie: \n",
+        "    password    string    The password to use\n",
+        "| password | string | The user's password |\n",
+    ] {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": kept}]});
+        let (out, _) = mask_json(&m, &body);
+        assert!(!out.contains("TOLLGATE_"), "{kept:?} -> {out}");
+    }
+}
+
+#[test]
+fn named_values_of_every_shape_are_masked_by_their_name_or_their_form() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let b64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let upper = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let lower = b"abcdefghijklmnopqrstuvwxyz";
+    let words = || {
+        (0..12)
+            .map(|_| fresh(lower, 5))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let pw = || format!("{}{}", fresh(ALNUM, 9), fresh(b"0123456789", 2));
+    let cases: Vec<(String, String)> = (0..26)
+        .map(|k| {
+            let s = match k {
+                0 | 1 => format!("/{}=", fresh(b64, 42)),
+                2 => fresh(upper, 20),
+                3 | 4 => format!("eyJ{}", fresh(ALNUM, 40)),
+                5 => format!("eyJhIjoi{}", fresh(b64, 120)),
+                6..=8 => words(),
+                9 => {
+                    let mixed = |n| {
+                        (0..n)
+                            .map(|i| fresh(if i % 2 == 0 { lower } else { upper }, 1))
+                            .collect::<String>()
+                    };
+                    format!("{}:{}", mixed(8), mixed(11))
+                }
+                19 | 20 => fresh(b"abcdefghijklmnopqrstuvwxyz234567", 52),
+                21 => fresh(ALNUM, 40),
+                _ => pw(),
+            };
+            let text = match k {
+                0 => format!("SECRET_KEY={s}\n"),
+                1 => format!("{{\"password\": \"{s}\"}}"),
+                2 => format!("DB_PASSWORD={s}\n"),
+                3 => format!("API_TOKEN={s}\n"),
+                4 => format!("cloudflared tunnel run --token {s}\n"),
+                5 => format!("the tunnel token is {s} for now\n"),
+                6 => format!("MNEMONIC=\"{s}\"\n"),
+                7 => format!("SEED_PHRASE='{s}'\n"),
+                8 => format!("{{\"passphrase\": \"{s}\"}}"),
+                9 => format!("DB_PASSWORD={s}\n"),
+                10 => format!("const h = {{ Authorization: `Bearer {s}{s}` }};\n"),
+                11 => format!("req.Header.Set(\"Authorization\", \"Bearer {s}{s}\")\n"),
+                12 => format!("s.headers.update({{\"Authorization\": f\"Bearer {s}{s}\"}})\n"),
+                13 => format!("headers[\"Authorization\"] = \"Bearer \" + \"{s}{s}\"\n"),
+                14 => format!("dataSource.setPassword(\"{s}\");\n"),
+                15 => format!("ENV DB_PASSWORD {s}\n"),
+                16 => format!("stringData:\n  password: |\n    {s}\n  user: app\n"),
+                17 => format!("secret: >-\n  {s}\n"),
+                18 => {
+                    format!("keytool -importkeystore -srckeystore a.p12 -storepass {s} -noprompt\n")
+                }
+                19 => format!("git clone https://{s}@dev.azure.com/org/proj/_git/repo\n"),
+                20 => format!("origin\thttps://{s}@github.com/org/repo.git (fetch)\n"),
+                21 => format!("STRIPE_KEY={s}\n"),
+                22 => format!("7z a -p{s} backup.7z dump.sql\n"),
+                23 => format!("zip -r -P {s} out.zip dir\n"),
+                24 => format!("smbclient //fs/share -U admin%{s}\n"),
+                _ => format!("let c = Client::builder().password(\"{s}\").build();\n"),
+            };
+            (text, s)
+        })
+        .collect();
+    for (text, secret) in &cases {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
+        let (out, _) = mask_json(&m, &body);
+        assert_absent(&out, &[secret]);
+    }
+    for kept in [
+        "DB_PASSWORD=/run/secrets/db_password\n",
+        "API_TOKEN=AUTH_HEADER_NAME\n",
+        "MODE=SELECTED\n",
+        "token: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9\n",
+        "PRIMARY_KEY=id\nCACHE_KEY=user_profile_cache\nSORT_KEY=created_at\n",
+        "const h = { Authorization: `Bearer ${token}` };\n",
+        "req.Header.Set(\"Authorization\", \"Bearer \"+token)\n",
+        "dataSource.setPassword(password);\nb.password(\"\");\n",
+        "password: |\n  {{ .Values.db.password }}\n",
+        "git clone https://github-actions-deploy-bot@github.com/org/repo\n",
+        "keytool -list -keystore a.jks -storepass:env STORE_PASS\n",
+        "help = \"the password to use for the admin user of this service\"\n",
+        "serverlessrepo:applicationId\n",
+    ] {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": kept}]});
+        let (out, _) = mask_json(&m, &body);
+        assert!(!out.contains("TOLLGATE_"), "{kept:?} -> {out}");
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! | shape | delta fields (slot) | slot ends |
 //! |---|---|---|
-//! | OpenAI chat | `choices[].delta.content`, `.reasoning_content`, `.reasoning`, `.refusal` (choice `index`); `choices[].delta.tool_calls[].function.arguments` (choice, tool call `index`; JSON) | `finish_reason`, `[DONE]` |
+//! | OpenAI chat | `choices[].delta.content`, `.reasoning_content`, `.reasoning`, `.refusal` (choice `index`); `choices[].delta.tool_calls[].function.arguments` (choice, tool call `index`; JSON), the legacy `choices[].delta.function_call.arguments` (JSON) | `finish_reason`, `[DONE]` |
 //! | OpenAI Responses | `response.output_text.delta`, `.refusal.delta`, `.reasoning_text.delta`, `.reasoning_summary_text.delta`, `.custom_tool_call_input.delta` `delta` (`output_index`, `content_index`/`summary_index`); `response.function_call_arguments.delta` `delta` (JSON) | any `….done` of that `output_index`; `response.completed`/`failed`/`incomplete` |
 //! | Anthropic | `content_block_delta` `delta.text`, `delta.thinking`, `delta.partial_json` (JSON) (block `index`) | `content_block_stop`, `message_delta`, `message_stop` |
 //! | Gemini | `candidates[].content.parts[].text` (candidate `index`, part) | `finishReason` |
@@ -132,6 +132,14 @@ fn openai_chat(choices: &[Value], shape: &mut Shape) {
                         Kind::Text,
                     );
                 }
+            }
+            // The legacy single `function_call` (before `tool_calls`).
+            if delta["function_call"]["arguments"].is_string() {
+                shape.delta(
+                    format!("{base}.delta.function_call.arguments"),
+                    format!("c{c}.function_call"),
+                    Kind::Json,
+                );
             }
             if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
                 for (m, call) in calls.iter().enumerate() {
@@ -334,6 +342,21 @@ mod tests {
         assert_eq!(
             (s.deltas[1].slot.as_str(), s.deltas[1].kind),
             ("c1.t2", Kind::Json)
+        );
+        let legacy =
+            json!({"choices": [{"index": 0, "delta": {"function_call": {"arguments": "{\"a"}}}]});
+        let s = describe(&legacy, None);
+        assert_eq!(
+            (
+                s.deltas[0].path.as_str(),
+                s.deltas[0].slot.as_str(),
+                s.deltas[0].kind
+            ),
+            (
+                "choices[0].delta.function_call.arguments",
+                "c0.function_call",
+                Kind::Json
+            )
         );
         let done = json!({"choices": [{"index": 1, "delta": {}, "finish_reason": "stop"}]});
         assert!(describe(&done, None).ends("c1.t2") && !describe(&done, None).ends("c0.content"));
