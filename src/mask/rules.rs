@@ -1042,8 +1042,9 @@ pub const RULES: &[RuleSpec] = &[
             "htpasswd",
             "storepass",
             "keypass",
-            "7z",
-            "zip",
+            "7z ",
+            "7za ",
+            "zip -",
             "smbclient",
             "chpasswd",
             "secret set"
@@ -1097,7 +1098,7 @@ pub const RULES: &[RuleSpec] = &[
     rule!(
         "cookie-header",
         "credentials",
-        ["cookie", "curl"],
+        ["cookie", " -b "],
         // A request's cookies (sessions, CSRF and remember-me tokens among them), whole; the
         // first pair of a `Set-Cookie`, without its attributes; curl's `-b`/`--cookie`.
         r#"(?im)(?:(?:^|[\s"'{,>(])cookie["']?\s*:\s*["']?([^\s=;"']{1,128}=[^\r\n"']{6,})|\bset-cookie["']?\s*:\s*["']?[^=;\s"']{1,128}=([^;\s"']{8,})|\bcurl\b[^\n]*?\s(?:-b|--cookie)[ =]["']?([^"'\s]*=[^"'\s]{8,}))"#,
@@ -1108,7 +1109,7 @@ pub const RULES: &[RuleSpec] = &[
         "credentials",
         ["://"],
         // A token as a URL's only user part (`https://<PAT>@dev.azure.com/…`).
-        r#"\b(?:https?|git|ssh|git\+https|git\+ssh)://([A-Za-z0-9_\-]{20,256})@[A-Za-z0-9.\-]+"#,
+        r#"://([A-Za-z0-9_\-]{20,256})@[A-Za-z0-9.\-]+"#,
         Check::Random
     ),
     rule!(
@@ -1148,6 +1149,6 @@ pub const RULES: &[RuleSpec] = &[
 pub fn is_generic(id: &str) -> bool {
     matches!(
         id,
-        "generic-secret-assignment" | "bearer-auth-header" | "credential-field"
+        "generic-secret-assignment" | "bearer-auth-header" | "credential-field" | "url-token-user"
     )
 }

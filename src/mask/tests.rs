@@ -1977,9 +1977,19 @@ fn named_values_of_every_shape_are_masked_by_their_name_or_their_form() {
                 5 => format!("eyJhIjoi{}", fresh(b64, 120)),
                 6..=8 => words(),
                 9 => {
+                    // Random letters in both cases, as in `uTwztJCd:tHFRDtwGNFK`.
                     let mixed = |n| {
                         (0..n)
-                            .map(|i| fresh(if i % 2 == 0 { lower } else { upper }, 1))
+                            .map(|i| {
+                                fresh(
+                                    if b"lUUlUllU"[i % 8] == b'l' {
+                                        lower
+                                    } else {
+                                        upper
+                                    },
+                                    1,
+                                )
+                            })
                             .collect::<String>()
                     };
                     format!("{}:{}", mixed(8), mixed(11))
