@@ -14,7 +14,7 @@
 //! placeholder completing is sent as a copy of the slot's last event, before the event that
 //! ended the slot.
 
-use super::json::rewrite_strings;
+use super::json::{Segment, StringRef, rewrite_strings};
 use super::vault::{MAX_LEN, PREFIX, Vault, is_placeholder_byte};
 use crate::providers::eventstream::{self, FrameReader};
 use crate::providers::sse;
@@ -162,17 +162,34 @@ impl Restorer {
     /// Restores every string of a whole JSON answer: prose as it is, `arguments` as the JSON
     /// documents they are. A body that is not JSON is restored as prose.
     pub fn restore_json(&self, doc: &str) -> Option<String> {
-        match rewrite_strings::<()>(doc, |s| Ok(self.restore_whole(s.text, s.key()))) {
+        match rewrite_strings::<()>(doc, |s| Ok(self.restore_whole(&s))) {
             Ok(Ok(result)) => result,
             _ => self.restore_text(doc),
         }
     }
 
-    fn restore_whole(&self, text: &str, key: Option<&str>) -> Option<String> {
+    fn restore_whole(&self, s: &StringRef<'_>) -> Option<String> {
         // Most strings hold no placeholder at all.
-        PREFIX_FINDER.find(text.as_bytes())?;
-        self.restore_in(text, stream::whole_kind(key), &mut JsonLex::default())
+        PREFIX_FINDER.find(s.text.as_bytes())?;
+        if s.is_key {
+            return self.restore_in(s.text, Kind::Text, &mut JsonLex::default());
+        }
+        self.restore_in(s.text, whole_kind(s), &mut JsonLex::default())
     }
+}
+
+/// How a whole string value is read, from the object keys on its path.
+fn whole_kind(s: &StringRef<'_>) -> Kind {
+    let keys: Vec<&str> = s
+        .path
+        .0
+        .iter()
+        .filter_map(|seg| match seg {
+            Segment::Key(k) => Some(k.as_ref()),
+            Segment::Index(_) => None,
+        })
+        .collect();
+    stream::whole_kind(&keys, s.text)
 }
 
 /// How many trailing bytes of `text` could be the beginning of a placeholder, and so must wait
@@ -301,11 +318,7 @@ impl Slots {
                 if PREFIX_FINDER.find(s.text.as_bytes()).is_none() {
                     return Ok(None);
                 }
-                return Ok(restorer.restore_in(
-                    s.text,
-                    stream::whole_kind(s.key()),
-                    &mut JsonLex::default(),
-                ));
+                return Ok(restorer.restore_in(s.text, whole_kind(&s), &mut JsonLex::default()));
             };
             let slot = slots.entry(delta.slot.clone()).or_insert_with(|| Slot {
                 carry: SlotCarry::new(delta.kind),

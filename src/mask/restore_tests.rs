@@ -616,3 +616,34 @@ fn a_value_restored_into_a_document_in_an_argument_masks_back_to_what_the_model_
         history(&model_args)
     );
 }
+
+#[test]
+fn a_document_in_a_structured_tool_input_gets_values_escaped_for_it() {
+    let f = fixture();
+    let (kp, _) = &f.values[0];
+    let doc = format!("{{\"password\": \"{kp}\"}}");
+    for body in [
+        // Anthropic tool_use and Gemini functionCall: input objects, not argument strings.
+        json!({"content": [{"type": "tool_use", "name": "Write", "input": {"file_path": "c.json", "content": doc}}]}),
+        json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": "write", "args": {"files": [doc]}}}]}}]}),
+    ] {
+        let out = f.restorer.restore_json(&body.to_string()).unwrap();
+        let out: Value = serde_json::from_str(&out).unwrap();
+        let written = out["content"][0]["input"]["content"]
+            .as_str()
+            .or(
+                out["candidates"][0]["content"]["parts"][0]["functionCall"]["args"]["files"][0]
+                    .as_str(),
+            )
+            .unwrap();
+        let inner: Value = serde_json::from_str(written).expect("the written file is JSON");
+        assert_eq!(inner["password"], KEY);
+    }
+    // Prose in an answer that starts with `{` is still prose.
+    let text = json!({"content": [{"type": "text", "text": doc}]}).to_string();
+    let out: Value = serde_json::from_str(&f.restorer.restore_json(&text).unwrap()).unwrap();
+    assert_eq!(
+        out["content"][0]["text"],
+        format!("{{\"password\": \"{KEY}\"}}")
+    );
+}

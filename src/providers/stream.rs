@@ -68,10 +68,20 @@ impl Shape {
     }
 }
 
-/// How a string of a whole value (not a delta) is read: `arguments` hold JSON documents.
-pub fn whole_kind(last_key: Option<&str>) -> Kind {
-    match last_key {
+/// How a string of a whole value (not a delta) is read, given the object keys on its path:
+/// `arguments` hold JSON documents; so does a string inside a tool call's structured input
+/// (Anthropic and Bedrock `input`, Gemini `args`) when it starts one (a `config.json` a Write
+/// tool is given). Prose elsewhere is prose, whatever its first byte.
+pub fn whole_kind(keys: &[&str], text: &str) -> Kind {
+    let (last, ancestors) = match keys.split_last() {
+        Some((last, ancestors)) => (Some(*last), ancestors),
+        None => (None, &[][..]),
+    };
+    let in_tool_input = ancestors.iter().any(|k| matches!(*k, "input" | "args"));
+    let document = text.trim_start().starts_with(['{', '[']);
+    match last {
         Some("arguments") => Kind::Json,
+        _ if in_tool_input && document => Kind::Json,
         _ => Kind::Text,
     }
 }
