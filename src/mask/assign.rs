@@ -47,6 +47,8 @@ const CREDENTIAL_WORDS: &[&str] = &[
     "cookie",
     "sessionid",
     "sessid",
+    "identitytoken",
+    "psk",
 ];
 
 /// Words before `key` that make it a credential (`API_KEY`, `ENCRYPTION_KEY`, `signingKey`).
@@ -179,6 +181,7 @@ pub const KEYWORDS: &[&str] = &[
     "cookie",
     "sessid",
     "sessionid",
+    "psk",
     "_key",
     "-key",
     "pwd",
@@ -953,6 +956,11 @@ pub fn has_secret_cookie(v: &str) -> bool {
         })
 }
 
+/// Call, path or quoting syntax in what a table cell holds (`f()`, `a->b`, `a::B`, `"x"`).
+fn is_call_or_path(v: &str) -> bool {
+    v.contains(['(', '"', '\'']) || v.contains("->") || v.contains("::")
+}
+
 /// A type in a package (`sql.NullString`, `time.Duration`, `oauth2.Token`).
 fn is_qualified_type(v: &str) -> bool {
     v.split_once('.').is_some_and(|(pkg, ty)| {
@@ -972,7 +980,13 @@ fn is_passphrase(v: &str) -> bool {
         "are", "was", "can", "must", "should", "here", "enter",
     ];
     let words: Vec<&str> = v.split(' ').collect();
+    // (`test test … test junk`, a framework's published test mnemonic, repeats itself.)
+    let distinct = words
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     (4..=24).contains(&words.len())
+        && distinct * 4 >= words.len() * 3
         && words.iter().all(|w| {
             (2..=12).contains(&w.len())
                 && w.bytes().all(|b| b.is_ascii_lowercase())
@@ -1142,8 +1156,10 @@ fn value_span(
     let b = text.as_bytes();
     // A resource type inside an ARN (`arn:aws:secretsmanager:…:secret:Name-a1b2c3`).
     let token_start = text[..ks]
-        .rfind(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '(' | '='))
-        .map_or(0, |n| n + 1);
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '(' | '='))
+        .map_or(0, |(n, c)| n + c.len_utf8());
     if text[token_start..ks].starts_with("arn:") {
         return None;
     }
@@ -1268,13 +1284,38 @@ fn value_span(
                 value.as_bytes()[0],
                 b'=' | b':' | b'*' | b'&' | b'[' | b'(' | b'`'
             )
-            && !is_code_expression_strict(value)
+            && !is_call_or_path(value)
             && !is_qualified_type(value)
             && (is_distinctive_secret(value) || is_gibberish(value))
             && judge(key_text, value, Context::Yaml)
         {
             return Some((i, i + value.len()));
         }
+    }
+    // A two-cell row of a Markdown or box-drawn table (`| DB_PASSWORD | … |`, `│ KEY │ … │`).
+    if matches!(before_key, "|" | "│") {
+        let line_end = text[i..].find('\n').map_or(b.len(), |n| i + n);
+        let row = &text[i..line_end];
+        if let Some(cell) = row.strip_prefix('|').or_else(|| row.strip_prefix('│'))
+            && let Some(close) = cell.find(['|', '│'])
+            && cell[close..]
+                .trim_start_matches(['|', '│'])
+                .trim()
+                .is_empty()
+        {
+            let raw = &cell[..close];
+            let value = raw.trim().trim_matches('`');
+            let start = i + (row.len() - cell.len()) + raw.find(value).unwrap_or(0);
+            if !value.is_empty()
+                && !value.contains(' ')
+                && !is_call_or_path(value)
+                && (is_distinctive_secret(value) || is_gibberish(value))
+                && judge(key_text, value, Context::Yaml)
+            {
+                return Some((start, start + value.len()));
+            }
+        }
+        return None;
     }
     let op = if text[i..].starts_with(":=") || text[i..].starts_with("=>") {
         2

@@ -706,6 +706,17 @@ pub(super) fn is_variable(v: &str) -> bool {
     if rest.is_empty() || rest.starts_with(['{', '(']) {
         return true;
     }
+    // An element of a list (fish's `$argv[1]`, `$pipestatus[2]`).
+    if let Some((name, index)) = rest.split_once('[')
+        && !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && index.strip_suffix(']').is_some_and(|i| {
+            i.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'-' || b == b'.')
+        })
+    {
+        return true;
+    }
     let ident = rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     let upper = rest
         .bytes()

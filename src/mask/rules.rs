@@ -114,6 +114,20 @@ pub const RULES: &[RuleSpec] = &[
         2048
     ),
     rule!(
+        "aws-session-token-bare",
+        "cloud",
+        ["FwoGZXIvYXdz", "IQoJb3JpZ2luX2Vj"],
+        // STS session tokens begin with the same bytes (base64 of their framing and `origin_ec`).
+        r"\b(?:FwoGZXIvYXdz|IQoJb3JpZ2luX2Vj)[A-Za-z0-9+/]{100,}={0,2}"
+    ),
+    rule!(
+        "aws-cli-credentials-text",
+        "cloud",
+        ["CREDENTIALS"],
+        // `aws sts … --output text`: CREDENTIALS, key id, expiry, secret key, session token.
+        r"\bCREDENTIALS\s+(?:ASIA|AKIA)[A-Z0-9]{16}\s+\S+\s+([A-Za-z0-9+/]{40})\b"
+    ),
+    rule!(
         "aws-mws-key",
         "cloud",
         ["amzn.mws."],
@@ -1047,9 +1061,26 @@ pub const RULES: &[RuleSpec] = &[
             "zip -",
             "smbclient",
             "chpasswd",
-            "secret set"
+            "secret set",
+            "ldap",
+            "sqlcmd",
+            "xfreerdp",
+            "lftp",
+            "az login",
+            "az sql",
+            "az ad",
+            "ssh-keygen",
+            "rabbitmqctl",
+            "unrar",
+            "openssl passwd",
+            "twine",
+            "net use",
+            "--password-stdin",
+            "--stdin",
+            "secret put",
+            "env add"
         ],
-        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:([^\s'"]{4,128})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,128})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,128})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|\bredis-cli\b[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,128})|\bmongo(?:sh)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bdocker\s+login\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bhtpasswd\s+-[A-Za-z]*b[A-Za-z]*\s+\S+\s+\S+\s+['"]?([^\s'"]{4,128})|\s-(?:src|dest)?(?:store|key)pass\s+['"]?([^\s'"$%-][^\s'"]{3,127})|\b7za?\s+[a-z]\b[^\n|;&]*?\s-p['"]?([^\s'"-][^\s'"]{3,127})|\b(?:un)?zip\b[^\n|;&]*?\s(?:-P|--password)\s+['"]?([^\s'"-][^\s'"]{3,127})|\bsmbclient\b[^\n|;&]*?\s(?:-U|--user)[ =]['"]?[^\s%'"]{1,64}%([^\s'"]{4,128})|\becho\s+(?:-[ne]\s+)?['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,128})['"]?\s*\|\s*(?:sudo\s+)?chpasswd|\bchpasswd\s*<<<\s*['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,128})|\bgh\s+secret\s+set\b[^\n|;&]*?\s(?:--body|-b)[ =]?['"]?([^\s'"-][^\s'"]{3,127}))"#,
+        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:([^\s'"]{4,128})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,128})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,128})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|\bredis-cli\b[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,128})|\bmongo(?:sh)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bdocker\s+login\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bhtpasswd\s+-[A-Za-z]*n[A-Za-z]*\s+\S+\s+['"]?([^\s'"]{4,128})|\bhtpasswd\s+-[A-Za-z]*b[A-Za-z]*\s+\S+\s+\S+\s+['"]?([^\s'"]{4,128})|\bldap(?:search|modify|add|delete|passwd|whoami|compare)\b[^\n|;&]*?\s-w\s+['"]?([^\s'"-][^\s'"]{3,127})|\bsqlcmd\b[^\n|;&]*?\s-P\s+['"]?([^\s'"-][^\s'"]{3,127})|\bxfreerdp\b[^\n|;&]*?\s/p:['"]?([^\s'"]{4,128})|\blftp\b[^\n|;&]*?\s-u\s+['"]?[^\s,'"]{1,64},([^\s'"]{4,128})|\baz\s+[a-z\- ]*?\b(?:login|create|update|reset)\b[^\n|;&]*?\s(?:-p|--password|--admin-password|--secret)\s+['"]?([^\s'"$-][^\s'"]{3,127})|\bssh-keygen\b[^\n|;&]*?\s-[NP]\s+['"]?([^\s'"-][^\s'"]{3,127})|\brabbitmqctl\s+(?:add_user|change_password)\s+\S+\s+['"]?([^\s'"]{4,128})|\bunrar\b[^\n|;&]*?\s-p([^\s'"-][^\s'"]{3,127})|\bopenssl\s+passwd(?:\s+-[0-9a-z]+)*\s+['"]?([^\s'"$-][^\s'"]{3,127})|\btwine\b[^\n|;&]*?\s(?:-p|--password)\s+['"]?([^\s'"$-][^\s'"]{3,127})|\bnet\s+use\b[^\n|;&]*?/user:\S+\s+['"]?([^\s'"/*$][^\s'"]{3,127})|\becho\s+(?:-[ne]\s+)?['"]?([^\s'"$|-][^\s'"|]{3,127})['"]?\s*\|\s*(?:sudo\s+)?(?:[^\n|]*--password-stdin|passwd\s+--stdin|[^\n|]*\bsecret\s+(?:put|set|create)|vercel\s+env\s+add)|\s-(?:src|dest)?(?:store|key)pass\s+['"]?([^\s'"$%-][^\s'"]{3,127})|\b7za?\s+[a-z]\b[^\n|;&]*?\s-p['"]?([^\s'"-][^\s'"]{3,127})|\b(?:un)?zip\b[^\n|;&]*?\s(?:-P|--password)\s+['"]?([^\s'"-][^\s'"]{3,127})|\bsmbclient\b[^\n|;&]*?\s(?:-U|--user)[ =]['"]?[^\s%'"]{1,64}%([^\s'"]{4,128})|\becho\s+(?:-[ne]\s+)?['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,128})['"]?\s*\|\s*(?:sudo\s+)?chpasswd|\bchpasswd\s*<<<\s*['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,128})|\bgh\s+secret\s+set\b[^\n|;&]*?\s(?:--body|-b)[ =]?['"]?([^\s'"-][^\s'"]{3,127}))"#,
         Check::UrlPassword
     ),
     rule!(
@@ -1096,6 +1127,14 @@ pub const RULES: &[RuleSpec] = &[
         Check::UrlPassword
     ),
     rule!(
+        "netscape-cookie",
+        "credentials",
+        ["\tTRUE\t", "\tFALSE\t"],
+        // A cookies.txt line: domain, subdomains, path, secure, expiry, name, value.
+        r"(?m)^[^\t\n]+\t(?:TRUE|FALSE)\t[^\t\n]*\t(?:TRUE|FALSE)\t\d+\t[^\t\n]+\t([^\t\r\n]{8,})",
+        Check::Cookie
+    ),
+    rule!(
         "cookie-header",
         "credentials",
         ["cookie", " -b "],
@@ -1116,15 +1155,18 @@ pub const RULES: &[RuleSpec] = &[
         "basic-auth-header",
         "credentials",
         ["authorization"],
-        r#"(?i)\bauthorization["']?\s*[:=,]\s*["']?basic\s+([A-Za-z0-9+/]{12,}={0,2})"#
+        r#"(?i)\bauthorization["']?\]?(?:\s*(?:=>|[:=,])\s*\[?|\s+)["']?basic\s+([A-Za-z0-9+/]{12,}={0,2})"#
     ),
     rule!(
         "bearer-auth-header",
         "credentials",
-        ["authorization"],
+        ["authorization", "bearer_auth", "authenticationheadervalue"],
         // Also as code writes it: ``Authorization: `Bearer …` ``, `Header.Set("Authorization",
         // "Bearer …")`, `f"Bearer …"`, `"Bearer " + "…"`.
-        r#"(?i)\bauthorization["']?\]?\s*[:=,]\s*(?:[fr]?["'`])?\s*(?:bearer|token|bot|apikey)(?:\s+|\s*["'`]\s*\+\s*["'`]\s*)([A-Za-z0-9_\-.~+/]{20,}=*)"#,
+        // Also Go's `map[Authorization:[Bearer …]]`, Ruby's `=>`, nginx's
+        // `proxy_set_header Authorization "Bearer …"`, .NET's `AuthenticationHeaderValue(
+        // "Bearer", "…")`, reqwest's `.bearer_auth("…")`.
+        r#"(?i)(?:\bauthorization["']?\]?(?:\s*(?:=>|[:=,])\s*\[?|\s+)(?:[fr]?["'`])?\s*(?:bearer|token|bot|apikey)(?:\s+|\s*["'`]\s*\+\s*["'`]\s*)|\.bearer_auth\(\s*"|authenticationheadervalue\(\s*"bearer"\s*,\s*")([A-Za-z0-9_\-.~+/]{20,}=*)"#,
         Check::NotPlaceholder
     ),
     RuleSpec {

@@ -44,6 +44,11 @@ pub const SAMPLES: &[(&str, &str)] = &[
     ("aws-access-key-id", "aws_access_key_id = AKIA{u:16}"),
     ("aws-secret-access-key", "aws_secret_access_key = {b:40}"),
     ("aws-session-token", "aws_session_token = {b:180}"),
+    ("aws-session-token-bare", "token IQoJb3JpZ2luX2VjE{b:300}"),
+    (
+        "aws-cli-credentials-text",
+        "CREDENTIALS\tASIA{u:16}\t2026-01-01T00:00:00Z\t{b:40}\tIQoJ",
+    ),
     ("aws-mws-key", "amzn.mws.{h:8}-{h:4}-{h:4}-{h:4}-{h:12}"),
     ("gcp-api-key", "key=AIza{w:35}&q=1"),
     (
@@ -248,6 +253,10 @@ pub const SAMPLES: &[(&str, &str)] = &[
         "Server=db;Database=app;User Id=sa;Password=Tr0ub4dor&3x;",
     ),
     ("basic-auth-header", "Authorization: Basic {b:32}"),
+    (
+        "netscape-cookie",
+        ".app.internal\tTRUE\t/\tTRUE\t1767225600\tsessionid\t{a:32}",
+    ),
     ("cookie-header", "Cookie: _ga=GA1.2.3; sessionid={a:32}"),
     (
         "url-token-user",
@@ -2054,5 +2063,108 @@ fn named_values_of_every_shape_are_masked_by_their_name_or_their_form() {
         let body = serde_json::json!({"messages": [{"role": "user", "content": kept}]});
         let (out, _) = mask_json(&m, &body);
         assert!(!out.contains("TOLLGATE_"), "{kept:?} -> {out}");
+    }
+}
+
+#[test]
+fn credentials_in_other_tools_output_headers_and_tables() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let pw = || format!("{}{}", fresh(ALNUM, 9), fresh(b"0123456789", 2));
+    let cases: Vec<(String, String)> = (0..26)
+        .map(|k| {
+            let s = pw();
+            let text = match k {
+                0 => format!("{{\"auths\": {{\"reg.internal\": {{\"identitytoken\": \"{s}\"}}}}}}"),
+                1 => format!("network={{\n    ssid=\"corp\"\n    psk=\"{s}\"\n}}\n"),
+                2 => format!("map[Accept:[*/*] Authorization:[Bearer {s}{s}]]\n"),
+                3 => format!("headers = {{ \"Authorization\" => \"Bearer {s}{s}\" }}\n"),
+                4 => format!("proxy_set_header Authorization \"Bearer {s}{s}\";\n"),
+                5 => format!("new AuthenticationHeaderValue(\"Bearer\", \"{s}{s}\");\n"),
+                6 => format!("client.get(url).bearer_auth(\"{s}{s}\").send()\n"),
+                7 => format!("| DB_PASSWORD | {s} |\n"),
+                8 => format!("│ API_TOKEN   │ `{s}` │\n"),
+                9 => format!("ldapsearch -x -D cn=admin -w {s} -b dc=corp\n"),
+                10 => format!("sqlcmd -S db -U sa -P '{s}' -Q 'select 1'\n"),
+                11 => format!("xfreerdp /v:host /u:admin /p:{s}\n"),
+                12 => format!("lftp -u deploy,{s} sftp://host\n"),
+                13 => format!("az login --service-principal -u app -p {s} --tenant t\n"),
+                14 => format!("ssh-keygen -t ed25519 -N '{s}' -f key\n"),
+                15 => format!("rabbitmqctl add_user app {s}\n"),
+                16 => format!("htpasswd -nb admin {s}\n"),
+                17 => format!("unrar x -p{s} a.rar\n"),
+                18 => format!("openssl passwd -6 '{s}'\n"),
+                19 => format!("twine upload -u __token__ -p {s} dist/*\n"),
+                20 => format!("net use \\\\fs\\share /user:corp\\admin {s}\n"),
+                21 => format!("echo '{s}' | docker login -u ci --password-stdin reg\n"),
+                22 => format!("echo {s} | npx wrangler secret put API_TOKEN\n"),
+                23 => format!(".app.internal\tTRUE\t/\tTRUE\t1767225600\tsessionid\t{s}x{s}\n"),
+                24 => format!("CREDENTIALS\tASIAABCDEFGHIJKLMNOP\t2026-01-01T00:00:00Z\t{s}{s}{s}abcdefg\tIQoJ\n"),
+                _ => format!("proxy_set_header Authorization \"Basic {s}{s}==\";\n"),
+            };
+            let secret = match k {
+                2..=6 | 25 => format!("{s}{s}"),
+                23 => format!("{s}x{s}"),
+                24 => format!("{s}{s}{s}abcdefg"),
+                _ => s,
+            };
+            (text, secret)
+        })
+        .collect();
+    for (text, secret) in &cases {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
+        let (out, _) = mask_json(&m, &body);
+        assert_absent(&out, &[secret]);
+    }
+    for kept in [
+        "set -gx DB_PASSWORD $argv[1]\nDB_PASSWORD=$argv[1]\n",
+        "MNEMONIC=\"test test test test test test test test test test test junk\"\n",
+        "| password | string | The user's password |\n| token | Your API token |\n",
+        "echo $DB_PASSWORD | docker login -u ci --password-stdin reg\n",
+        "ssh-keygen -t ed25519 -N '' -f key\n",
+        "proxy_set_header Authorization $http_authorization;\n",
+    ] {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": kept}]});
+        let (out, _) = mask_json(&m, &body);
+        assert!(!out.contains("TOLLGATE_"), "{kept:?} -> {out}");
+    }
+}
+
+#[test]
+fn no_text_around_a_credential_name_reaches_a_panic() {
+    let (p, v) = (policy("{}"), vault());
+    let m = masker(&p, &v);
+    let around = [
+        "\u{a0}", "\u{3000}", "\u{2003}", "\u{2028}", "\u{85}", "é", "🙂", "\t", "|", "│", "`",
+        "\"", "'", "\\", "",
+    ];
+    let shapes = [
+        "pwd",
+        "token",
+        "password=abc123xyz",
+        "secret: Xy9kLmPq2",
+        "| DB_PASSWORD | Xy9kLmPq2 |",
+        "setx API_TOKEN Xy9kLmPq2",
+        "ENV DB_PASSWORD Xy9kLmPq2",
+        "password: |\n  Xy9kLmPq2",
+        "password    Xy9kLmPq2",
+        ".setPassword(\"Xy9kLmPq2\")",
+        "STRIPE_KEY=Xy9kLmPq2Xy9kLmPq2ab",
+        "Cookie: sid=Xy9kLmPq2Xy9",
+        "Authorization: Bearer Xy9kLmPq2Xy9kLmPq2ab",
+    ];
+    for a in around {
+        for b in around {
+            for shape in shapes {
+                for text in [
+                    format!("{a}{shape}{b}"),
+                    format!("x{a}{shape}{b}\n{a}"),
+                    format!("{a}{a}{shape}{b}{b}"),
+                ] {
+                    let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
+                    let _ = mask_json(&m, &body);
+                }
+            }
+        }
     }
 }
