@@ -273,6 +273,10 @@ pub fn is_credential_key(key: &str) -> bool {
 
 /// [`is_credential_key`]'s decision, on the key's words.
 fn names_credential(key: &str) -> bool {
+    // A test log's `PASS:` and the shell's working directory, `PWD`.
+    if matches!(key, "PASS" | "PWD") {
+        return false;
+    }
     let mut segs = segments(key);
     // `password1`, `REDIS_PASSWORD_2`: numbered variants name the same thing.
     for seg in segs.iter_mut() {
@@ -399,6 +403,50 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
         .map(|w| w.trim_end_matches(|c: char| c.is_ascii_digit()))
         .rfind(|w| !w.is_empty() && !VALUE_SUFFIXES.contains(w) && !QUALIFIERS.contains(w));
     if last_word == Some("cookie") && !has_secret_cookie(v) {
+        return false;
+    }
+    // A wallet's words are many (`mnemonic: "regular expression"` is a manual's aside).
+    if matches!(last_word, Some("mnemonic" | "phrase" | "seedphrase"))
+        && !(is_passphrase(v) || looks_random(v))
+    {
+        return false;
+    }
+    // `passwd: files systemd`: nsswitch.conf's sources for the passwd database.
+    if last_word == Some("passwd")
+        && v.split_whitespace().all(|w| {
+            matches!(
+                w.trim_matches(['[', ']']),
+                "files"
+                    | "systemd"
+                    | "compat"
+                    | "ldap"
+                    | "nis"
+                    | "nisplus"
+                    | "sss"
+                    | "winbind"
+                    | "db"
+                    | "dns"
+                    | "myhostname"
+                    | "resolve"
+                    | "mymachines"
+                    | "altfiles"
+                    | "cache"
+                    | "extrausers"
+            ) || w.starts_with('[')
+        })
+    {
+        return false;
+    }
+    let words_of_value: Vec<&str> = v.split_whitespace().collect();
+    // A description, not a value: `'Password used to generate key'`, `A challenge password`,
+    // `New password: `.
+    if words_of_value.len() > 1
+        && (looks_like_prose(v)
+            || words_of_value.iter().any(|w| {
+                let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+                w.len() >= 4 && named.iter().any(|k| k.eq_ignore_ascii_case(w))
+            }))
+    {
         return false;
     }
     // Names in capitals (`SELECTED`, `AUTH_HEADER`), not twelve or more capitals in one run
@@ -863,7 +911,25 @@ fn looks_like_prose(v: &str) -> bool {
         && v.split_whitespace().any(|w| {
             matches!(
                 w,
-                "the" | "a" | "an" | "to" | "of" | "for" | "your" | "is" | "be" | "and" | "or"
+                "the"
+                    | "a"
+                    | "an"
+                    | "to"
+                    | "of"
+                    | "for"
+                    | "your"
+                    | "is"
+                    | "be"
+                    | "and"
+                    | "or"
+                    | "if"
+                    | "not"
+                    | "with"
+                    | "this"
+                    | "that"
+                    | "used"
+                    | "in"
+                    | "on"
             )
         })
 }
@@ -929,7 +995,10 @@ pub fn has_secret_cookie(v: &str) -> bool {
             .as_bytes()
             .windows(4)
             .any(|w| w.iter().all(|&c| c == w[0]));
-        x.len() >= 8 && !filler && (looks_random(x) || is_gibberish(x))
+        let mixed = x.len() >= 10
+            && x.bytes().any(|b| b.is_ascii_alphabetic())
+            && x.bytes().any(|b| b.is_ascii_digit());
+        x.len() >= 8 && !filler && (mixed || looks_random(x) || is_gibberish(x))
     };
     if !v.contains('=') {
         return generated(v);
@@ -1211,11 +1280,21 @@ fn value_span(
         return span;
     }
     // `define('DB_PASSWORD', '…')`, `setenv("TOKEN", "…")`: a quoted key, a comma, a quoted value.
+    let logged = |before: &str| {
+        [
+            "info", "debug", "warn", "warning", "error", "log", "trace", "print", "printf",
+            "verbose", "silly", "http", "notice",
+        ]
+        .iter()
+        .any(|f| before.ends_with(f))
+    };
     if quoted_key
         && text[..ks - 1]
             .trim_end()
             .strip_suffix('(')
-            .is_some_and(|before| before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+            .is_some_and(|before| {
+                before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') && !logged(before)
+            })
     {
         let mut j = i;
         while j < b.len() && b[j] == b' ' {
@@ -1266,10 +1345,16 @@ fn value_span(
         let end = text[i..]
             .find(|c: char| c.is_whitespace())
             .map_or(b.len(), |n| i + n);
-        let value = text.get(i..end)?;
-        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        let word = text.get(i..end)?;
+        let value = word.trim_matches(|c| c == '"' || c == '\'');
         let start = i + text[i..end].find(value).unwrap_or(0);
-        return judge(key_text, value, Context::Line).then_some((start, start + value.len()));
+        // A statement assigns a literal, as a dotenv line does; so does a quoted flag value.
+        let context = if statement || value.len() < word.len() {
+            Context::Literal
+        } else {
+            Context::Line
+        };
+        return judge(key_text, value, context).then_some((start, start + value.len()));
     }
     // A two-column table row (`vault kv get`: `password    s3cr3t`): a key alone at the start of
     // its line, a wide gap, one more word and nothing after it. Such rows are also code

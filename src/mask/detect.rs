@@ -617,6 +617,7 @@ fn passes(check: Check, secret: &str) -> bool {
         Check::UrlPassword => url_password_ok(secret, ""),
         Check::NotPlaceholder => !is_placeholder(secret),
         Check::Cookie => super::assign::has_secret_cookie(secret),
+        Check::PemBody => pem_has_body(secret),
         Check::Random => {
             !is_placeholder(secret)
                 && (super::assign::looks_random(secret) || super::assign::is_gibberish(secret))
@@ -666,8 +667,32 @@ fn has_scheme_before(text: &str, at: usize) -> bool {
     })
 }
 
+/// Whether a PEM block carries key material: 24 base64 characters or more besides its
+/// armour lines, not one character repeated (`XXXX`).
+fn pem_has_body(pem: &str) -> bool {
+    let body: Vec<u8> = pem
+        .split(['\n', '\r'])
+        .flat_map(|line| line.split("\\n"))
+        .filter(|line| !line.contains(": "))
+        // Without its armour (`-----BEGIN … KEY-----`), wherever it stands on the line.
+        .map(|line| match (line.find("-----"), line.rfind("-----")) {
+            (Some(a), Some(z)) if z > a => [&line[..a], &line[z + 5..]],
+            _ => [line, ""],
+        })
+        .flat_map(|[a, z]| a.bytes().chain(z.bytes()))
+        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
+        .collect();
+    let mut counts = [0usize; 256];
+    for &b in &body {
+        counts[b as usize] += 1;
+    }
+    body.len() >= 24 && counts.iter().max().is_some_and(|&m| m * 2 < body.len())
+}
+
 fn url_password_ok(password: &str, user: &str) -> bool {
-    !password.eq_ignore_ascii_case(user)
+    // CVS's `:pserver:user@host` names an access method, not a password.
+    !password.starts_with("pserver:")
+        && !password.eq_ignore_ascii_case(user)
         && !super::assign::is_placeholder_literal(password)
         && !password.starts_with(['$', '{', '%', '<'])
         && !password.contains("${")

@@ -19,6 +19,9 @@ pub enum Check {
     /// The secret must look generated (letters and digits with entropy, or gibberish), not be a
     /// name someone typed (`https://deploy-bot@host`).
     Random,
+    /// A PEM block with a body (not a parser's `-----BEGIN … PRIVATE KEY-----` constant, nor a
+    /// documentation sample whose body is `XXXX`).
+    PemBody,
     /// A cookie string with a cookie whose value looks generated (`session=…`), not a
     /// documentation example (`foo=bar; Path=/`).
     Cookie,
@@ -988,7 +991,7 @@ pub const RULES: &[RuleSpec] = &[
         "private-key",
         ["-----BEGIN"],
         r"-----BEGIN[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:(?s:.)*?-----END[ A-Z0-9_\-]{0,40}PRIVATE KEY(?: BLOCK)?-----|(?:[A-Za-z0-9+/=:\- \t\r\n]|\\[nr])+)",
-        Check::None,
+        Check::PemBody,
         16384
     ),
     rule!(
@@ -1087,7 +1090,9 @@ pub const RULES: &[RuleSpec] = &[
         "sql-password",
         "credentials",
         ["identified", "password '"],
-        r#"(?i)\b(?:identified\s+(?:with\s+\w+\s+)?by|(?:with|login|encrypted|unencrypted|user\s+\S+|role\s+\S+)\s+password)\s+(?:'((?:[^'\n]|''){4,128})'|"([^"\n]{4,128})")"#,
+        // In double quotes only where the statement is written in capitals: prose says a
+        // problem was "identified by" someone.
+        r#"(?i)\b(?:identified\s+(?:with\s+\w+\s+)?by|(?:with|login|encrypted|unencrypted|user\s+\S+|role\s+\S+)\s+password)\s+'((?:[^'\n]|''){4,128})'|(?-i:\b(?:IDENTIFIED\s+(?:WITH\s+\w+\s+)?BY|(?:WITH|LOGIN|ENCRYPTED|UNENCRYPTED)\s+PASSWORD))\s+"([^"\n]{4,128})""#,
         Check::UrlPassword
     ),
     rule!(
@@ -1131,8 +1136,8 @@ pub const RULES: &[RuleSpec] = &[
         "credentials",
         ["\tTRUE\t", "\tFALSE\t"],
         // A cookies.txt line: domain, subdomains, path, secure, expiry, name, value.
-        r"(?m)^[^\t\n]+\t(?:TRUE|FALSE)\t[^\t\n]*\t(?:TRUE|FALSE)\t\d+\t[^\t\n]+\t([^\t\r\n]{8,})",
-        Check::Cookie
+        r"(?m)^[^\t\n]+\t(?:TRUE|FALSE)\t[^\t\n]*\t(?:TRUE|FALSE)\t\d+\t[^\t\n]+\t(\S{8,})",
+        Check::NotPlaceholder
     ),
     rule!(
         "cookie-header",

@@ -2123,6 +2123,19 @@ fn credentials_in_other_tools_output_headers_and_tables() {
         "echo $DB_PASSWORD | docker login -u ci --password-stdin reg\n",
         "ssh-keygen -t ed25519 -N '' -f key\n",
         "proxy_set_header Authorization $http_authorization;\n",
+        // Real code and configuration that only name credentials.
+        "PASS: addr2line -f option\nPASS: Run plt-main\n",
+        "const password = 'Password used to generate key';\n",
+        "challengePassword\t\t= A challenge password\n",
+        "<passphrase>optional; leave empty if not used.</passphrase>\n",
+        "passwd:         files systemd\ngroup:          files systemd\n",
+        "When the -r switch (mnemonic: \"regular expression\") is used\n",
+        "make Avahi hit an assert()); problem identified by \"jamesh\"\n",
+        "cvs://:pserver:anoncvs@sources.redhat.com:/cvs/src\n",
+        "key=\"-----BEGIN PRIVATE KEY-----\\nXXXX\\nXXXX\\n-----END PRIVATE KEY-----\"\n",
+        "_SK_START = b\"-----BEGIN OPENSSH PRIVATE KEY-----\"\n",
+        "log.info('token', 'getting list')\n",
+        "const newpassword = await readUserInfo.password('New password: ')\n",
     ] {
         let body = serde_json::json!({"messages": [{"role": "user", "content": kept}]});
         let (out, _) = mask_json(&m, &body);
