@@ -1378,9 +1378,18 @@ fn value_span(
         }
     }
     // A two-cell row of a Markdown or box-drawn table (`| DB_PASSWORD | … |`, `│ KEY │ … │`).
-    if matches!(before_key, "|" | "│") {
+    let ticked = matches!(before_key, "| `" | "│ `" | "|`" | "│`");
+    if matches!(before_key, "|" | "│") || (ticked && b.get(ke) == Some(&b'`')) {
         let line_end = text[i..].find('\n').map_or(b.len(), |n| i + n);
-        let row = &text[i..line_end];
+        // A key in backticks (`| \`DB_PASSWORD\` | … |`): the cell goes on after them.
+        let from = if ticked {
+            let after_tick = ke + 1;
+            after_tick
+                + (text[after_tick..line_end].len() - text[after_tick..line_end].trim_start().len())
+        } else {
+            i
+        };
+        let row = &text[from..line_end];
         if let Some(cell) = row.strip_prefix('|').or_else(|| row.strip_prefix('│'))
             && let Some(close) = cell.find(['|', '│'])
             && cell[close..]
@@ -1390,7 +1399,7 @@ fn value_span(
         {
             let raw = &cell[..close];
             let value = raw.trim().trim_matches('`');
-            let start = i + (row.len() - cell.len()) + raw.find(value).unwrap_or(0);
+            let start = from + (row.len() - cell.len()) + raw.find(value).unwrap_or(0);
             if !value.is_empty()
                 && !value.contains(' ')
                 && !is_call_or_path(value)

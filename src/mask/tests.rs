@@ -2083,7 +2083,7 @@ fn credentials_in_other_tools_output_headers_and_tables() {
                 5 => format!("new AuthenticationHeaderValue(\"Bearer\", \"{s}{s}\");\n"),
                 6 => format!("client.get(url).bearer_auth(\"{s}{s}\").send()\n"),
                 7 => format!("| DB_PASSWORD | {s} |\n"),
-                8 => format!("│ API_TOKEN   │ `{s}` │\n"),
+                8 => format!("│ API_TOKEN   │ `{s}` │\n| `DB_PASSWORD` | `{s}` |\n"),
                 9 => format!("ldapsearch -x -D cn=admin -w {s} -b dc=corp\n"),
                 10 => format!("sqlcmd -S db -U sa -P '{s}' -Q 'select 1'\n"),
                 11 => format!("xfreerdp /v:host /u:admin /p:{s}\n"),
