@@ -687,6 +687,20 @@ fn assert_absent(out: &str, secrets: &[&str]) {
     }
 }
 
+/// Each case's secret is gone from the masked body; each kept text goes without a placeholder.
+fn assert_masked_and_kept(m: &Masker<'_>, cases: &[(String, String)], kept: &[&str]) {
+    for (text, secret) in cases {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
+        let (out, _) = mask_json(m, &body);
+        assert_absent(&out, &[secret]);
+    }
+    for kept in kept {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": kept}]});
+        let (out, _) = mask_json(m, &body);
+        assert!(!out.contains("TOLLGATE_"), "{kept:?} -> {out}");
+    }
+}
+
 #[test]
 fn json_inside_tool_call_arguments_is_walked_with_its_escapes_decoded() {
     let (p, v) = (policy("{}"), vault());
@@ -1809,25 +1823,20 @@ fn credentials_in_the_shapes_of_manifests_typed_code_commands_and_sql() {
             (text, s)
         })
         .collect();
-    for (text, secret) in &cases {
-        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
-        let (out, _) = mask_json(&m, &body);
-        assert_absent(&out, &[secret]);
-    }
     // Their neighbours that are not secrets stay.
-    for kept in [
-        "env:\n  - name: DB_PASSWORD\n    valueFrom:\n      secretKeyRef: {name: db, key: pw}\n",
-        "  - name: DB_PASSWORD\n    value: $(DB_PASSWORD)\n",
-        "const TOKEN_HEADER: &str = \"x-token\";\n",
-        "if config[\"password\"] == \"\":\n",
-        "mongosh --port 27017 -p\n",
-        "r = requests.get(url, auth=(user, password))\n",
-        "auth=('user', '{password}')\n",
-    ] {
-        let body = serde_json::json!({"messages": [{"role": "user", "content": kept}]});
-        let (out, _) = mask_json(&m, &body);
-        assert!(!out.contains("TOLLGATE_"), "{out}");
-    }
+    assert_masked_and_kept(
+        &m,
+        &cases,
+        &[
+            "env:\n  - name: DB_PASSWORD\n    valueFrom:\n      secretKeyRef: {name: db, key: pw}\n",
+            "  - name: DB_PASSWORD\n    value: $(DB_PASSWORD)\n",
+            "const TOKEN_HEADER: &str = \"x-token\";\n",
+            "if config[\"password\"] == \"\":\n",
+            "mongosh --port 27017 -p\n",
+            "r = requests.get(url, auth=(user, password))\n",
+            "auth=('user', '{password}')\n",
+        ],
+    );
 }
 
 #[test]
@@ -1940,27 +1949,22 @@ fn credentials_in_command_forms_cli_tables_cookies_and_quoted_headers() {
             (text, secret)
         })
         .collect();
-    for (text, secret) in &cases {
-        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
-        let (out, _) = mask_json(&m, &body);
-        assert_absent(&out, &[secret]);
-    }
     // Code and tables that only name credentials stay as they are.
-    for kept in [
-        "type Config struct {\n\tPassword    string\n\tToken       *oauth2.Token\n}\n",
-        "Key         Value\n---         -----\npassword    <sensitive>\ntoken       (redacted)\n",
-        "set -x PATH $PATH /usr/local/bin\n",
-        "gh secret set DB_PASSWORD < secret.txt\n",
-        "gh secret set API_TOKEN --body \"$API_TOKEN\"\n",
-        "setx DB_PASSWORD %DB_PASSWORD%\n",
-        "Cookie: \n",
-        "    password    string    The password to use\n",
-        "| password | string | The user's password |\n",
-    ] {
-        let body = serde_json::json!({"messages": [{"role": "user", "content": kept}]});
-        let (out, _) = mask_json(&m, &body);
-        assert!(!out.contains("TOLLGATE_"), "{kept:?} -> {out}");
-    }
+    assert_masked_and_kept(
+        &m,
+        &cases,
+        &[
+            "type Config struct {\n\tPassword    string\n\tToken       *oauth2.Token\n}\n",
+            "Key         Value\n---         -----\npassword    <sensitive>\ntoken       (redacted)\n",
+            "set -x PATH $PATH /usr/local/bin\n",
+            "gh secret set DB_PASSWORD < secret.txt\n",
+            "gh secret set API_TOKEN --body \"$API_TOKEN\"\n",
+            "setx DB_PASSWORD %DB_PASSWORD%\n",
+            "Cookie: \n",
+            "    password    string    The password to use\n",
+            "| password | string | The user's password |\n",
+        ],
+    );
 }
 
 #[test]
@@ -2040,30 +2044,25 @@ fn named_values_of_every_shape_are_masked_by_their_name_or_their_form() {
             (text, s)
         })
         .collect();
-    for (text, secret) in &cases {
-        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
-        let (out, _) = mask_json(&m, &body);
-        assert_absent(&out, &[secret]);
-    }
-    for kept in [
-        "DB_PASSWORD=/run/secrets/db_password\n",
-        "API_TOKEN=AUTH_HEADER_NAME\n",
-        "MODE=SELECTED\n",
-        "token: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9\n",
-        "PRIMARY_KEY=id\nCACHE_KEY=user_profile_cache\nSORT_KEY=created_at\n",
-        "const h = { Authorization: `Bearer ${token}` };\n",
-        "req.Header.Set(\"Authorization\", \"Bearer \"+token)\n",
-        "dataSource.setPassword(password);\nb.password(\"\");\n",
-        "password: |\n  {{ .Values.db.password }}\n",
-        "git clone https://github-actions-deploy-bot@github.com/org/repo\n",
-        "keytool -list -keystore a.jks -storepass:env STORE_PASS\n",
-        "help = \"the password to use for the admin user of this service\"\n",
-        "serverlessrepo:applicationId\n",
-    ] {
-        let body = serde_json::json!({"messages": [{"role": "user", "content": kept}]});
-        let (out, _) = mask_json(&m, &body);
-        assert!(!out.contains("TOLLGATE_"), "{kept:?} -> {out}");
-    }
+    assert_masked_and_kept(
+        &m,
+        &cases,
+        &[
+            "DB_PASSWORD=/run/secrets/db_password\n",
+            "API_TOKEN=AUTH_HEADER_NAME\n",
+            "MODE=SELECTED\n",
+            "token: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9\n",
+            "PRIMARY_KEY=id\nCACHE_KEY=user_profile_cache\nSORT_KEY=created_at\n",
+            "const h = { Authorization: `Bearer ${token}` };\n",
+            "req.Header.Set(\"Authorization\", \"Bearer \"+token)\n",
+            "dataSource.setPassword(password);\nb.password(\"\");\n",
+            "password: |\n  {{ .Values.db.password }}\n",
+            "git clone https://github-actions-deploy-bot@github.com/org/repo\n",
+            "keytool -list -keystore a.jks -storepass:env STORE_PASS\n",
+            "help = \"the password to use for the admin user of this service\"\n",
+            "serverlessrepo:applicationId\n",
+        ],
+    );
 }
 
 #[test]
@@ -2111,36 +2110,31 @@ fn credentials_in_other_tools_output_headers_and_tables() {
             (text, secret)
         })
         .collect();
-    for (text, secret) in &cases {
-        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
-        let (out, _) = mask_json(&m, &body);
-        assert_absent(&out, &[secret]);
-    }
-    for kept in [
-        "set -gx DB_PASSWORD $argv[1]\nDB_PASSWORD=$argv[1]\n",
-        "MNEMONIC=\"test test test test test test test test test test test junk\"\n",
-        "| password | string | The user's password |\n| token | Your API token |\n",
-        "echo $DB_PASSWORD | docker login -u ci --password-stdin reg\n",
-        "ssh-keygen -t ed25519 -N '' -f key\n",
-        "proxy_set_header Authorization $http_authorization;\n",
-        // Real code and configuration that only name credentials.
-        "PASS: addr2line -f option\nPASS: Run plt-main\n",
-        "const password = 'Password used to generate key';\n",
-        "challengePassword\t\t= A challenge password\n",
-        "<passphrase>optional; leave empty if not used.</passphrase>\n",
-        "passwd:         files systemd\ngroup:          files systemd\n",
-        "When the -r switch (mnemonic: \"regular expression\") is used\n",
-        "make Avahi hit an assert()); problem identified by \"jamesh\"\n",
-        "cvs://:pserver:anoncvs@sources.redhat.com:/cvs/src\n",
-        "key=\"-----BEGIN PRIVATE KEY-----\\nXXXX\\nXXXX\\n-----END PRIVATE KEY-----\"\n",
-        "_SK_START = b\"-----BEGIN OPENSSH PRIVATE KEY-----\"\n",
-        "log.info('token', 'getting list')\n",
-        "const newpassword = await readUserInfo.password('New password: ')\n",
-    ] {
-        let body = serde_json::json!({"messages": [{"role": "user", "content": kept}]});
-        let (out, _) = mask_json(&m, &body);
-        assert!(!out.contains("TOLLGATE_"), "{kept:?} -> {out}");
-    }
+    assert_masked_and_kept(
+        &m,
+        &cases,
+        &[
+            "set -gx DB_PASSWORD $argv[1]\nDB_PASSWORD=$argv[1]\n",
+            "MNEMONIC=\"test test test test test test test test test test test junk\"\n",
+            "| password | string | The user's password |\n| token | Your API token |\n",
+            "echo $DB_PASSWORD | docker login -u ci --password-stdin reg\n",
+            "ssh-keygen -t ed25519 -N '' -f key\n",
+            "proxy_set_header Authorization $http_authorization;\n",
+            // Real code and configuration that only name credentials.
+            "PASS: addr2line -f option\nPASS: Run plt-main\n",
+            "const password = 'Password used to generate key';\n",
+            "challengePassword\t\t= A challenge password\n",
+            "<passphrase>optional; leave empty if not used.</passphrase>\n",
+            "passwd:         files systemd\ngroup:          files systemd\n",
+            "When the -r switch (mnemonic: \"regular expression\") is used\n",
+            "make Avahi hit an assert()); problem identified by \"jamesh\"\n",
+            "cvs://:pserver:anoncvs@sources.redhat.com:/cvs/src\n",
+            "key=\"-----BEGIN PRIVATE KEY-----\\nXXXX\\nXXXX\\n-----END PRIVATE KEY-----\"\n",
+            "_SK_START = b\"-----BEGIN OPENSSH PRIVATE KEY-----\"\n",
+            "log.info('token', 'getting list')\n",
+            "const newpassword = await readUserInfo.password('New password: ')\n",
+        ],
+    );
 }
 
 #[test]
