@@ -1025,9 +1025,18 @@ pub fn has_secret_cookie(v: &str) -> bool {
         })
 }
 
-/// Call, path or quoting syntax in what a table cell holds (`f()`, `a->b`, `a::B`, `"x"`).
-fn is_call_or_path(v: &str) -> bool {
-    v.contains(['(', '"', '\'']) || v.contains("->") || v.contains("::")
+/// Whether a table cell beside a credential name holds a value: one word, no call, path,
+/// quoting or type syntax (`f()`, `a->b`, `a::B`, `"x"`, `*oauth2.Token`, `sql.NullString`),
+/// and looking made rather than typed, since such rows are also code (`Password    string`).
+fn is_table_value(key: &str, v: &str) -> bool {
+    !v.is_empty()
+        && !v.contains([' ', '\t', '(', '"', '\''])
+        && !v.contains("->")
+        && !v.contains("::")
+        && !matches!(v.as_bytes()[0], b'=' | b':' | b'*' | b'&' | b'[' | b'`')
+        && !is_qualified_type(v)
+        && (is_distinctive_secret(v) || is_gibberish(v))
+        && judge(key, v, Context::Yaml)
 }
 
 /// A type in a package (`sql.NullString`, `time.Duration`, `oauth2.Token`).
@@ -1363,17 +1372,7 @@ fn value_span(
     if before_key.is_empty() && !quoted_key && wide_gap && i < b.len() {
         let line_end = text[i..].find('\n').map_or(b.len(), |n| i + n);
         let value = text[i..line_end].trim_end();
-        if !value.is_empty()
-            && !value.contains([' ', '\t'])
-            && !matches!(
-                value.as_bytes()[0],
-                b'=' | b':' | b'*' | b'&' | b'[' | b'(' | b'`'
-            )
-            && !is_call_or_path(value)
-            && !is_qualified_type(value)
-            && (is_distinctive_secret(value) || is_gibberish(value))
-            && judge(key_text, value, Context::Yaml)
-        {
+        if is_table_value(key_text, value) {
             return Some((i, i + value.len()));
         }
     }
@@ -1400,12 +1399,7 @@ fn value_span(
             let raw = &cell[..close];
             let value = raw.trim().trim_matches('`');
             let start = from + (row.len() - cell.len()) + raw.find(value).unwrap_or(0);
-            if !value.is_empty()
-                && !value.contains(' ')
-                && !is_call_or_path(value)
-                && (is_distinctive_secret(value) || is_gibberish(value))
-                && judge(key_text, value, Context::Yaml)
-            {
+            if is_table_value(key_text, value) {
                 return Some((start, start + value.len()));
             }
         }
