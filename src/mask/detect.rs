@@ -616,6 +616,7 @@ fn passes(check: Check, secret: &str) -> bool {
         Check::None | Check::Assignment | Check::Field => true,
         Check::UrlPassword => url_password_ok(secret, ""),
         Check::NotPlaceholder => !is_placeholder(secret),
+        Check::Printed => super::printed::is_printed_value(secret),
         Check::Cookie => super::assign::has_secret_cookie(secret),
         Check::PemBody => pem_has_body(secret),
         Check::Random => {

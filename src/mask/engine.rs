@@ -380,6 +380,8 @@ impl<'a> Scan<'a> {
         // JSON Web Keys: objects with a `kty`, and the members that hold private key material.
         let mut jwk_objects: Vec<Vec<json::Segment<'static>>> = Vec::new();
         let mut jwk_members: Vec<(Vec<json::Segment<'static>>, usize, usize, String)> = Vec::new();
+        // Tool calls that print a secret, and their answers (`op read …` and what it printed).
+        let mut calls = super::printed::Calls::default();
         // A body's resent elements (`messages[0..n]`, `tools`): those masked before are not
         // walked again, and those walked are remembered for the next turn.
         let current = std::cell::Cell::new(usize::MAX);
@@ -442,6 +444,7 @@ impl<'a> Scan<'a> {
                 }
                 if depth == 0 {
                     if !s.is_key {
+                        calls.notice(&s);
                         self.facts.notice(s.path, s.text, s.raw_start);
                         if remembering
                             && firsts.last().is_none_or(|f| f.0 != current.get())
@@ -547,11 +550,53 @@ impl<'a> Scan<'a> {
                 edits.sort_by_key(|e| e.start);
             }
         }
+        self.printed(doc, &calls, &mut edits, remembering)?;
         if let Some(resent) = resent {
             self.settle(doc, resent, &firsts, &mut edits);
             edits.sort_by_key(|e| e.start);
         }
         Ok(Ok(edits))
+    }
+
+    /// Masks what tool calls that print a secret printed (the one-word lines of their
+    /// answers), where nothing else masked it.
+    fn printed(
+        &mut self,
+        doc: &str,
+        calls: &super::printed::Calls,
+        edits: &mut Vec<Edit>,
+        remembering: bool,
+    ) -> Result<(), MaskError> {
+        let answers = calls.answers();
+        let Some(rule) = self.policy.detector.rule_index("command-output") else {
+            return Ok(());
+        };
+        let mut added = false;
+        for (at, raw_start, raw_end, text) in answers {
+            let raw = &doc[raw_start..raw_end];
+            for (start, end, value) in super::printed::printed_values(text) {
+                let (s, e) = json::raw_span_in(raw, start, end);
+                let (start, end) = (raw_start + s, raw_start + e);
+                if edits.iter().any(|e| e.start < end && start < e.end) {
+                    continue;
+                }
+                let path = || json::JsonPath(at.to_vec()).to_string();
+                let edit = self.replace(rule, &value, 0, value.len(), &path);
+                if remembering {
+                    self.note(start);
+                }
+                edits.push(Edit {
+                    start,
+                    end,
+                    text: edit?.text,
+                });
+                added = true;
+            }
+        }
+        if added {
+            edits.sort_by_key(|e| e.start);
+        }
+        Ok(())
     }
 
     /// Remembers what masking each walked element did, and does what the known ones did when

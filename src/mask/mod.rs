@@ -6,6 +6,7 @@
 //! - [`engine`]: how a body is taken apart (nested JSON, credential keys, base64, text);
 //! - [`normalize`]: disguises undone for detection;
 //! - [`json`]: the JSON string walker every rewrite goes through;
+//! - [`printed`]: values a secret-revealing command printed;
 //! - [`vault`]: placeholders and the in-memory map back to values;
 //! - [`decode`] and [`stream_decode`]: content-encodings, under a size cap;
 //! - [`restore`]: responses, JSON and SSE.
@@ -16,6 +17,7 @@ pub(crate) mod detect;
 pub(crate) mod engine;
 pub mod json;
 pub(crate) mod normalize;
+mod printed;
 pub(crate) mod recall;
 pub mod restore;
 pub(crate) mod rules;

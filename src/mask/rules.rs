@@ -25,6 +25,9 @@ pub enum Check {
     /// A cookie string with a cookie whose value looks generated (`session=…`), not a
     /// documentation example (`foo=bar; Path=/`).
     Cookie,
+    /// A value a command printed on a line of its own: not a placeholder (`<sensitive>`), not a
+    /// label or a code fence.
+    Printed,
     /// No regex: each keyword hit is looked at as a possible `name = value` assignment by
     /// [`super::assign`], which judges the value by its context.
     Assignment,
@@ -65,6 +68,49 @@ macro_rules! rule {
         }
     };
 }
+
+/// Commands that print a secret: secret managers' read commands, cloud CLIs' token printers,
+/// `printenv`/`echo` of a credential's variable, `cat` of a secret's file, `jq` of its field.
+macro_rules! revealing_command {
+    () => {
+        concat!(
+            r"(?:",
+            r"\bop\s+(?:read|inject|item\s+get\b[^\n]*--(?:fields?|reveal))\b",
+            r"|\bterraform\s+output\b",
+            r"|\bkubectl\b[^\n]*\bsecrets?\b[^\n]*(?:jsonpath|go-template|base64)",
+            r"|\bkubectl\s+create\s+token\b",
+            r"|\bvault\s+(?:kv\s+get|read|token\s+create)\b[^\n]*-field\b|\bvault\s+print\s+token\b",
+            r"|\b(?:gh|glab)\s+auth\s+token\b",
+            r"|\bgcloud\s+(?:secrets\s+versions\s+access|auth\s+(?:application-default\s+)?print-(?:access|identity)-token)\b",
+            r"|\baws\s+(?:ecr(?:-public)?\s+get-login-password|secretsmanager\s+get-secret-value|ssm\s+get-parameters?\b[^\n]*--with-decryption|configure\s+get\s+\S*(?:secret|token)\S*|codeartifact\s+get-authorization-token|rds\s+generate-db-auth-token)\b",
+            r"|\baz\s+(?:keyvault\s+secret\s+show|account\s+get-access-token|acr\s+login\b[^\n]*--expose-token|storage\s+account\s+keys\s+list)\b",
+            r"|\bsecurity\s+find-(?:generic|internet)-password\b[^\n]*\s-w\b",
+            r"|\b(?:pass|gopass)\s+show\b|\bgopass\s+(?:cat|otp)\b",
+            r"|\bsecret-tool\s+lookup\b|\bkeyring\s+get\b|\bbw\s+get\s+(?:password|totp)\b|\blpass\s+show\b|\bchamber\s+read\b",
+            r"|\bdoppler\s+secrets\s+get\b|\bheroku\s+(?:auth:token|config:get)\b|\bsops\s+(?:-d|--decrypt)\b",
+            r"|\bopenssl\s+rand\b|\bpwgen\b|\bnpm\s+token\s+create\b",
+            r"|\bconsul\s+kv\s+get\b[^\n]*(?i:secret|passw|token|key)",
+            r"|\bprintenv\s+",
+            credential_variable!(),
+            r"|\b(?:echo|printf)\s+[^\n|;&]*?\$\{?",
+            credential_variable!(),
+            r#"|\bcat\s+[^\n|;&]*?(?i:secret|token|passw|credential|api[_-]?key|\.pem\b|\.key\b|id_rsa|id_ed25519)"#,
+            r"|\b(?:jq|yq)\b[^\n]*\.",
+            credential_variable!(),
+            r")"
+        )
+    };
+}
+
+/// A variable or field named for a credential (`DB_PASSWORD`, `deployToken`, `.api_key`).
+macro_rules! credential_variable {
+    () => {
+        r"(?i:[a-z0-9_]*(?:token|secret|passw|_pass\b|pass_|_pw\b|api_?key|private_?key|access_?key|credential))"
+    };
+}
+
+/// [`revealing_command!`] as a pattern of its own.
+pub const REVEALING_COMMAND: &str = revealing_command!();
 
 /// Value of an `name = value` / `"name": "value"` assignment, as group 1.
 macro_rules! assigned {
@@ -1140,6 +1186,63 @@ pub const RULES: &[RuleSpec] = &[
         Check::NotPlaceholder
     ),
     rule!(
+        "command-output",
+        "credentials",
+        [
+            "op read",
+            "op item",
+            "op inject",
+            "terraform output",
+            "kubectl",
+            "vault ",
+            "auth token",
+            "print-access-token",
+            "print-identity-token",
+            "versions access",
+            "get-login-password",
+            "get-secret-value",
+            "get-parameter",
+            "configure get",
+            "get-authorization-token",
+            "generate-db-auth-token",
+            "keyvault",
+            "get-access-token",
+            "expose-token",
+            "keys list",
+            "find-generic-password",
+            "find-internet-password",
+            "pass show",
+            "gopass",
+            "secret-tool",
+            "keyring get",
+            "bw get",
+            "lpass",
+            "chamber",
+            "doppler",
+            "heroku",
+            "sops",
+            "openssl rand",
+            "pwgen",
+            "token create",
+            "consul kv",
+            "printenv",
+            "echo",
+            "printf",
+            "cat ",
+            "jq ",
+            "yq "
+        ],
+        // A terminal transcript: a command that prints a secret, and the one word on the line
+        // after it (`$ op read op://…` / `hZ8…`).
+        concat!(
+            r"(?m)^[^\n]*",
+            revealing_command!(),
+            r"[^\n]*\r?\n[ \t]*(\S{6,4096})[ \t]*\r?$"
+        ),
+        Check::Printed,
+        1024
+    ),
+    rule!(
         "cookie-header",
         "credentials",
         ["cookie", " -b "],
@@ -1196,6 +1299,10 @@ pub const RULES: &[RuleSpec] = &[
 pub fn is_generic(id: &str) -> bool {
     matches!(
         id,
-        "generic-secret-assignment" | "bearer-auth-header" | "credential-field" | "url-token-user"
+        "generic-secret-assignment"
+            | "bearer-auth-header"
+            | "credential-field"
+            | "url-token-user"
+            | "command-output"
     )
 }

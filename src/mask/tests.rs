@@ -259,6 +259,10 @@ pub const SAMPLES: &[(&str, &str)] = &[
     ),
     ("cookie-header", "Cookie: _ga=GA1.2.3; sessionid={a:32}"),
     (
+        "command-output",
+        "$ op read op://prod/db/password\n{a:20}\n",
+    ),
+    (
         "url-token-user",
         "git clone https://{l:52}@dev.azure.com/org/p/_git/r",
     ),
@@ -2175,5 +2179,152 @@ fn no_text_around_a_credential_name_reaches_a_panic() {
                 }
             }
         }
+    }
+}
+
+// ── What a secret-revealing command printed ─────────────────────────────────────────────────
+
+/// Commands whose output is a secret, as agents run them.
+const REVEALING: &[&str] = &[
+    "op read op://Prod/db/password",
+    "op item get db --fields label=password --reveal",
+    "terraform output -raw db_password",
+    "kubectl get secret db -o jsonpath='{.data.password}' | base64 -d",
+    "kubectl get secret db -o jsonpath=\"{.data.password}\"",
+    "vault kv get -field=password secret/db",
+    "vault read -field=token auth/token/lookup-self",
+    "gh auth token",
+    "gcloud auth print-access-token",
+    "gcloud secrets versions access latest --secret=db-password",
+    "aws ecr get-login-password --region eu-west-1",
+    "aws secretsmanager get-secret-value --secret-id prod/db --query SecretString --output text",
+    "aws configure get aws_secret_access_key",
+    "az keyvault secret show --vault-name kv --name db --query value -o tsv",
+    "security find-generic-password -s deploy -w",
+    "pass show prod/db",
+    "printenv DATABASE_PASSWORD",
+    "echo $STRIPE_SECRET",
+    "echo \"${DEPLOY_TOKEN}\"",
+    "cat ~/.vault-token",
+    "cat /run/secrets/db_password",
+    "heroku config:get DATABASE_URL_PASSWORD",
+    "doppler secrets get API_KEY --plain",
+    "jq -r .password config.json",
+    "sops -d --extract '[\"db\"][\"password\"]' secrets.yaml",
+    "openssl rand -hex 24",
+];
+
+/// Values such commands print: generated and typed ones (`Tr0ub4dor-…`).
+fn printed_values() -> Vec<String> {
+    vec![
+        fresh(ALNUM, 28),
+        format!("Tr0ub4dor-{}", fresh(LETTERS, 5)),
+        format!(
+            "{}+{}/{}==",
+            fresh(ALNUM, 12),
+            fresh(ALNUM, 9),
+            fresh(ALNUM, 7)
+        ),
+        fresh(b"0123456789abcdef", 48),
+    ]
+}
+
+#[test]
+fn a_value_a_secret_revealing_command_printed_is_masked_in_the_tools_answer() {
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    for (n, command) in REVEALING.iter().enumerate() {
+        for value in printed_values() {
+            let id = format!("toolu_{n}{}", fresh(ALNUM, 6));
+            // Anthropic: a Bash tool_use, its tool_result as a string and as text blocks.
+            let input = serde_json::json!({"command": command, "description": "read it"});
+            for content in [
+                serde_json::json!(format!("{value}\n")),
+                serde_json::json!([{"type": "text", "text": value}]),
+            ] {
+                let body = serde_json::json!({"model": "claude-sonnet-4-5", "messages": [
+                    {"role": "user", "content": "get the db password"},
+                    {"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Bash", "input": input}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": content}]},
+                ]});
+                let (out, _) = mask_json(&m, &body);
+                assert_absent(&out, &[&value]);
+            }
+            // OpenAI chat: the call's arguments are a JSON string; the tool message answers it.
+            let args = serde_json::json!({"command": command}).to_string();
+            let body = serde_json::json!({"model": "gpt-4o", "messages": [
+                {"role": "assistant", "tool_calls": [{"id": id, "type": "function",
+                    "function": {"name": "shell", "arguments": args}}]},
+                {"role": "tool", "tool_call_id": id, "content": value},
+            ]});
+            let (out, _) = mask_json(&m, &body);
+            assert_absent(&out, &[&value]);
+            // Codex (Responses): the command as an argv, the output with its header or as JSON.
+            let args = serde_json::json!({"command": ["bash", "-lc", command], "workdir": "/src"})
+                .to_string();
+            for output in [
+                format!("Exit code: 0\nWall time: 0.3 seconds\nOutput:\n{value}\n"),
+                serde_json::json!({"output": format!("{value}\n"), "metadata": {"exit_code": 0, "duration_seconds": 0.3}}).to_string(),
+            ] {
+                let body = serde_json::json!({"model": "gpt-5", "input": [
+                    {"type": "function_call", "call_id": id, "name": "shell", "arguments": args},
+                    {"type": "function_call_output", "call_id": id, "output": output},
+                ]});
+                let (out, _) = mask_json(&m, &body);
+                assert_absent(&out, &[&value]);
+            }
+            // A terminal transcript pasted into a message.
+            for prompt in ["$ ", "% ", "PS C:\\src> ", ""] {
+                let text = format!(
+                    "Here is what I ran:\n```\n{prompt}{command}\n{value}\n```\nwhy does login fail?"
+                );
+                let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
+                let (out, _) = mask_json(&m, &body);
+                assert_absent(&out, &[&value]);
+            }
+        }
+    }
+}
+
+#[test]
+fn what_other_commands_print_and_errors_stay() {
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    let sha = fresh(b"0123456789abcdef", 40);
+    let cases: Vec<(&str, String)> = vec![
+        ("git rev-parse HEAD", format!("{sha}\n")),
+        ("ls src", "main.rs\nlib.rs\n".into()),
+        (
+            "cargo --version",
+            "cargo 1.86.0 (adcbaa0b1 2025-03-04)\n".into(),
+        ),
+        (
+            "op read op://Prod/db/password",
+            "[ERROR] 2025/01/02 could not read secret: item not found\n".into(),
+        ),
+        ("terraform output -raw db_password", "<sensitive>\n".into()),
+        (
+            "kubectl get secret db -o jsonpath='{.data.password}' | base64 -d",
+            "Error from server (NotFound): secrets \"db\" not found\n".into(),
+        ),
+        (
+            "gh auth token",
+            "no oauth token found for github.com\n".into(),
+        ),
+        ("printenv HOME", "/home/alice\n".into()),
+        ("echo $PATH", "/usr/local/bin:/usr/bin:/bin\n".into()),
+        ("pass show prod/db", "\n".into()),
+    ];
+    for (command, output) in cases {
+        let body = serde_json::json!({"model": "claude-sonnet-4-5", "messages": [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": command}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": output}]},
+        ]});
+        let (out, _) = mask_json(&m, &body);
+        assert!(!out.contains("TOLLGATE_"), "{command}: {out}");
+        let text = format!("$ {command}\n{output}");
+        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
+        let (out, _) = mask_json(&m, &body);
+        assert!(!out.contains("TOLLGATE_"), "{command}: {out}");
     }
 }
