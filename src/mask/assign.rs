@@ -1625,6 +1625,28 @@ fn value_span(
     judge(key_text, value, context).then_some((i, end))
 }
 
+/// The line-number gutter a tool printed at the start of `line` (Claude Code's Read:
+/// `     7→`, `7\t`; `cat -n` and `nl`: `     7\t`): its length, 0 if none.
+pub(super) fn gutter_len(line: &str) -> usize {
+    let b = line.as_bytes();
+    let spaces = b.iter().take_while(|&&c| c == b' ').count();
+    let digits = b[spaces..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    if spaces > 8 || !(1..=7).contains(&digits) {
+        return 0;
+    }
+    let at = spaces + digits;
+    if b.get(at) == Some(&b'\t') {
+        at + 1
+    } else if line[at..].starts_with('→') {
+        at + '→'.len_utf8()
+    } else {
+        0
+    }
+}
+
 /// What stands before a key on its line once the line-number gutter tools print is taken off:
 /// Claude Code's Read (`     7→`, `7\t`), `cat -n` and `nl` (`     7\t`), `grep -n` (`7:`,
 /// `7-` for context lines, `path:7:`) and `grep -r` (`path:`). A file shown that way is still
@@ -1756,6 +1778,166 @@ fn strip_comment(rest: &str) -> &str {
         Some(n) => &rest[..n],
         None => rest,
     }
+}
+
+/// A table's cells under a header that names a credential (`| Service | User | Password |`, a
+/// CSV's `user,password`, `psql`'s ` id | api_key `, a box-drawn `│ Token │`), for the keyword
+/// at `ks..ke` in that header: the span of each row's value in that column. A header of pipes
+/// has a rule line under it (`|---|`, `----+----`, `├──┼──┤`); a CSV's or TSV's header opens
+/// the text, a block, or a file shown with line numbers.
+pub fn column_values(text: &str, ks: usize, ke: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let ls = text[..ks].rfind('\n').map_or(0, |n| n + 1);
+    let le = text[ke..].find('\n').map_or(text.len(), |n| ke + n);
+    let gutter = gutter_len(&text[ls..le]);
+    let line = &text[ls + gutter..le];
+    let sep = if line.contains('│') {
+        '│'
+    } else if line.contains('|') {
+        '|'
+    } else if line.contains('\t') {
+        '\t'
+    } else if line.contains(',') {
+        ','
+    } else {
+        return out;
+    };
+    let header = split_cells(line, sep);
+    let Some(at) = (ks - ls).checked_sub(gutter) else {
+        return out;
+    };
+    let Some(column) = header.iter().position(|&(s, e)| s <= at && at < e) else {
+        return out;
+    };
+    let name = line[header[column].0..header[column].1]
+        .trim_matches(['`', '"', '\'', '*'])
+        .replace(' ', "_");
+    let pipes = matches!(sep, '|' | '│');
+    // Every header cell a label (`Service`, `db_password`, `` `API key` ``, `"user"`), and this
+    // one a credential's name; a CSV's header has no empty cell.
+    let label = |c: &str| {
+        let c = c.trim_matches(['`', '"', '\'', '*']);
+        c.len() <= 48
+            && (c.is_empty() && pipes
+                || c.starts_with(|ch: char| ch.is_ascii_alphabetic() || ch == '_')
+                    && c.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b" _-./#".contains(&b)))
+    };
+    if header.len() < 2
+        || !header.iter().all(|&(s, e)| label(&line[s..e]))
+        || !is_credential_key(&name)
+    {
+        return out;
+    }
+    let mut next = (le + 1).min(text.len());
+    if pipes {
+        match text_line(text, next) {
+            Some((rule, end)) if is_rule_line(&rule[gutter_len(rule)..]) => next = end + 1,
+            _ => return out,
+        }
+    } else {
+        let first = ls == 0 || {
+            let prev = text[..ls - 1].rsplit('\n').next().unwrap_or("");
+            let prev = prev.trim();
+            prev.is_empty() || prev.starts_with("```") || prev.ends_with("Output:")
+        };
+        let numbered_one = text[ls..ls + gutter].trim().trim_end_matches('→') == "1";
+        if !first && !numbered_one {
+            return out;
+        }
+    }
+    for _ in 0..2000 {
+        let Some((row, end)) = text_line(text, next) else {
+            break;
+        };
+        let row_start = next;
+        next = end + 1;
+        let gutter = gutter_len(row);
+        let cells_line = &row[gutter..];
+        if pipes && is_rule_line(cells_line) {
+            if cells_line.contains(['└', '┘']) {
+                break;
+            }
+            continue;
+        }
+        if !cells_line.contains(sep) {
+            break;
+        }
+        let cells = split_cells(cells_line, sep);
+        // A row has its header's cells; a line with other cells ends the table.
+        if cells.len() != header.len() {
+            break;
+        }
+        let Some(&(s, e)) = cells.get(column) else {
+            continue;
+        };
+        let cell = &cells_line[s..e];
+        let value = cell.trim_matches(['`', '"', '\'']);
+        if value.is_empty()
+            || value.contains(char::is_whitespace)
+            || !judge(&name, value, Context::Literal)
+        {
+            continue;
+        }
+        let start = row_start + gutter + s + cell.find(value).unwrap_or(0);
+        out.push((start, start + value.len()));
+        if next > text.len() {
+            break;
+        }
+    }
+    out
+}
+
+/// The line of `text` that starts at `at`, and where it ends.
+fn text_line(text: &str, at: usize) -> Option<(&str, usize)> {
+    if at >= text.len() {
+        return None;
+    }
+    let end = text[at..].find('\n').map_or(text.len(), |n| at + n);
+    Some((text[at..end].trim_end_matches('\r'), end))
+}
+
+/// A table's rule line: dashes and corners (`|---|:--:|`, `----+----`, `├───┼───┤`).
+fn is_rule_line(line: &str) -> bool {
+    let l = line.trim();
+    !l.is_empty()
+        && l.contains(['-', '─', '═', '━'])
+        && l.chars()
+            .all(|c| "-|+:= \t─━═┼├┤┬┴┌┐└┘│╞╡╪╇╈╋┃┏┓┗┛┣┫┳┻".contains(c))
+}
+
+/// The cells of a table row, as trimmed spans of `line`: split at `sep` (outer pipes dropped),
+/// a CSV's quoted cells kept whole.
+fn split_cells(line: &str, sep: char) -> Vec<(usize, usize)> {
+    let mut cells = Vec::new();
+    let b = line.as_bytes();
+    let (mut start, mut quoted) = (0, false);
+    let mut push = |s: usize, e: usize| {
+        let cell = &line[s..e];
+        let lead = cell.len() - cell.trim_start().len();
+        cells.push((s + lead, s + lead + cell.trim().len()));
+    };
+    for (i, c) in line.char_indices() {
+        if sep == ',' && c == '"' && (i == start || quoted || line[start..i].trim().is_empty()) {
+            quoted = !quoted || b.get(i + 1) == Some(&b'"');
+            continue;
+        }
+        if c == sep && !quoted {
+            push(start, i);
+            start = i + c.len_utf8();
+        }
+    }
+    push(start, line.len());
+    if matches!(sep, '|' | '│') {
+        // `| a | b |`: the empty cells outside the outer pipes are not cells.
+        if cells.first().is_some_and(|&(s, e)| s == e) {
+            cells.remove(0);
+        }
+        if cells.last().is_some_and(|&(s, e)| s == e) {
+            cells.pop();
+        }
+    }
+    cells
 }
 
 #[cfg(test)]

@@ -307,6 +307,10 @@ impl Detector {
                             super::assign::assigned_value(text, t_start, t_end)
                         {
                             hits.push(Hit { start, end, rule });
+                        } else {
+                            for (start, end) in super::assign::column_values(text, t_start, t_end) {
+                                hits.push(Hit { start, end, rule });
+                            }
                         }
                     }
                     Target::Literal { rule, whole_word } => {

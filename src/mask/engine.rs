@@ -240,28 +240,6 @@ struct Candidate<'k> {
     source: Source<'k>,
 }
 
-/// The line-number gutter a tool printed at the start of `line` (Claude Code's Read:
-/// `     7→`, `7\t`; `cat -n` and `nl`: `     7\t`): its length, 0 if none.
-fn gutter_len(line: &str) -> usize {
-    let b = line.as_bytes();
-    let spaces = b.iter().take_while(|&&c| c == b' ').count();
-    let digits = b[spaces..]
-        .iter()
-        .take_while(|c| c.is_ascii_digit())
-        .count();
-    if spaces > 8 || !(1..=7).contains(&digits) {
-        return 0;
-    }
-    let at = spaces + digits;
-    if b.get(at) == Some(&b'\t') {
-        at + 1
-    } else if line[at..].starts_with('→') {
-        at + '→'.len_utf8()
-    } else {
-        0
-    }
-}
-
 /// A hit that runs over several lines of a file shown with line numbers (a private key in a
 /// Read tool's output) is masked line by line, each line's text without its number: the model
 /// still sees the file's lines, and when it writes the file (without the numbers) each line
@@ -275,14 +253,21 @@ fn split_at_gutters<'k>(text: &str, found: Vec<Candidate<'k>>) -> Vec<Candidate<
         let span = &text[c.start..c.end];
         let numbered = span.contains('\n')
             && matches!(c.source, Source::Rule(_))
-            && span.split('\n').skip(1).all(|line| gutter_len(line) > 0);
+            && span
+                .split('\n')
+                .skip(1)
+                .all(|line| assign::gutter_len(line) > 0);
         if !numbered {
             out.push(c);
             continue;
         }
         let mut at = c.start;
         for line in span.split('\n') {
-            let skip = if at == c.start { 0 } else { gutter_len(line) };
+            let skip = if at == c.start {
+                0
+            } else {
+                assign::gutter_len(line)
+            };
             let piece = line[skip..].trim_end_matches('\r');
             if !piece.is_empty() {
                 out.push(Candidate {
@@ -377,6 +362,10 @@ impl<'a> Scan<'a> {
         let mut pair_values: Vec<(Vec<json::Segment<'static>>, usize, usize, String, bool)> =
             Vec::new();
         let mut named: Vec<(Vec<json::Segment<'static>>, String)> = Vec::new();
+        // Cookies as browsers save them (`{"name": "sid", "value": "…", "domain": …}`): the
+        // objects with a cookie's attributes, and those with a name that is not a credential's.
+        let mut cookie_objects: Vec<Vec<json::Segment<'static>>> = Vec::new();
+        let mut cookie_names: Vec<Vec<json::Segment<'static>>> = Vec::new();
         // JSON Web Keys: objects with a `kty`, and the members that hold private key material.
         let mut jwk_objects: Vec<Vec<json::Segment<'static>>> = Vec::new();
         let mut jwk_members: Vec<(Vec<json::Segment<'static>>, usize, usize, String)> = Vec::new();
@@ -470,11 +459,24 @@ impl<'a> Scan<'a> {
                             let name = s.text.rsplit(['/', '.', ':']).next().unwrap_or(s.text);
                             if k == "type" || assign::is_credential_key(name) {
                                 named.push((parent(s.path), name.to_owned()));
+                            } else if matches!(k, "name" | "Name") {
+                                cookie_names.push(parent(s.path));
                             }
                         } else if PAIR_VALUES.contains(&k) {
                             let (start, end) = s.raw_span(0, s.text.len());
                             let text = s.text.to_owned();
-                            pair_values.push((parent(s.path), start, end, text, false));
+                            let object = parent(s.path);
+                            // `"db_password": {"sensitive": true, "value": "…"}` (`terraform
+                            // output -json`): the object's own name names its value.
+                            if let [.., json::Segment::Key(name), json::Segment::Key(_)] =
+                                s.path.0.as_slice()
+                                && assign::is_credential_key(name)
+                            {
+                                named.push((object.clone(), name.to_string()));
+                            }
+                            pair_values.push((object, start, end, text, false));
+                        } else if matches!(k, "domain" | "sameSite" | "samesite") {
+                            cookie_objects.push(parent(s.path));
                         }
                     }
                     self.value(s.text, s.key_through_arrays(), &path, depth)?
@@ -499,9 +501,27 @@ impl<'a> Scan<'a> {
             Ok(Ok(())) if remembering => self.note(last_at),
             Ok(Ok(())) => {}
         }
+        let cookie_rule = self.policy.detector.rule_index("cookie-header");
         if let Some(rule) = self.policy.detector.field_rule() {
             for (object, start, end, value, number) in pair_values {
                 let Some((_, name)) = named.iter().find(|(o, _)| *o == object) else {
+                    if let Some(rule) = cookie_rule
+                        && cookie_objects.contains(&object)
+                        && cookie_names.contains(&object)
+                        && !edits.iter().any(|e| e.start < end && start < e.end)
+                        && assign::has_secret_cookie(&value)
+                    {
+                        let path = || format!("{prefix}{}.value", json::JsonPath(object.clone()));
+                        let e = self.replace(rule, &value, 0, value.len(), &path);
+                        if remembering {
+                            self.note(start);
+                        }
+                        edits.push(Edit {
+                            start,
+                            end,
+                            text: e?.text,
+                        });
+                    }
                     continue;
                 };
                 if edits.iter().any(|e| e.start < end && start < e.end)

@@ -1247,8 +1247,9 @@ pub const RULES: &[RuleSpec] = &[
         "credentials",
         ["cookie", " -b "],
         // A request's cookies (sessions, CSRF and remember-me tokens among them), whole; the
-        // first pair of a `Set-Cookie`, without its attributes; curl's `-b`/`--cookie`.
-        r#"(?im)(?:(?:^|[\s"'{,>(])cookie["']?\s*:\s*["']?([^\s=;"']{1,128}=[^\r\n"']{6,})|\bset-cookie["']?\s*:\s*["']?[^=;\s"']{1,128}=([^;\s"']{8,})|\bcurl\b[^\n]*?\s(?:-b|--cookie)[ =]["']?([^"'\s]*=[^"'\s]{8,}))"#,
+        // first pair of a `Set-Cookie`, without its attributes; curl's `-b`/`--cookie`; Go's
+        // `http.Cookie{…, Value: "…"}`, `document.cookie = "…"`, `cookies.set("name", "…")`.
+        r#"(?im)(?:(?:^|[\s"'{,>(])cookie["']?\s*:\s*["']?([^\s=;"']{1,128}=[^\r\n"']{6,})|\bset-cookie["']?\s*:\s*["']?[^=;\s"']{1,128}=([^;\s"']{8,})|\bcurl\b[^\n]*?\s(?:-b|--cookie)[ =]["']?([^"'\s]*=[^"'\s]{8,})|\bcookie\s*\{[^}]{0,200}?\bvalue:\s*"([^"]{8,})"|\bdocument\.cookie\s*=\s*["'`]([^"'`]*=[^"'`]{8,})|\bcookies\.set\(\s*["'][^"']+["']\s*,\s*["']([^"']{8,})["'])"#,
         Check::Cookie
     ),
     rule!(

@@ -2328,3 +2328,123 @@ fn what_other_commands_print_and_errors_stay() {
         assert!(!out.contains("TOLLGATE_"), "{command}: {out}");
     }
 }
+
+#[test]
+fn a_value_object_under_a_credential_name_and_cookie_objects_are_masked() {
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    let (pw, token, sid, csrf, go) = (
+        format!("Tr0ub4dor-{}", fresh(LETTERS, 6)),
+        fresh(ALNUM, 32),
+        fresh(ALNUM, 32),
+        fresh(ALNUM, 24),
+        fresh(ALNUM, 28),
+    );
+    // `terraform output -json`, as a tool's answer and as the body's own structure.
+    let tf = serde_json::json!({
+        "db_password": {"sensitive": true, "type": "string", "value": pw},
+        "api_token": {"sensitive": true, "type": "string", "value": token},
+        "region": {"sensitive": false, "type": "string", "value": "eu-west-1"},
+    });
+    // A browser's saved cookies (Playwright's storage state, Puppeteer's page.cookies()).
+    let state = serde_json::json!({"cookies": [
+        {"name": "sid", "value": sid, "domain": ".shop.internal", "path": "/", "expires": -1, "httpOnly": true, "secure": true, "sameSite": "Lax"},
+        {"name": "XSRF", "value": csrf, "domain": "shop.internal", "path": "/"},
+        {"name": "theme", "value": "dark", "domain": "shop.internal", "path": "/"},
+        {"name": "lang", "value": "en-US", "domain": "shop.internal", "path": "/"},
+    ], "origins": []});
+    for doc in [&tf, &state] {
+        let pretty = serde_json::to_string_pretty(doc).unwrap();
+        for content in [serde_json::json!(pretty), doc.clone()] {
+            let body = serde_json::json!({"messages": [{"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": content}]}]});
+            let (out, _) = mask_json(&m, &body);
+            assert_absent(&out, &[&pw, &token, &sid, &csrf]);
+            for kept in ["eu-west-1", "dark", "en-US"] {
+                assert!(
+                    out.contains(kept) || !pretty.contains(kept),
+                    "{kept} masked: {out}"
+                );
+            }
+        }
+    }
+    let cases = vec![
+        (
+            format!(
+                "http.SetCookie(w, &http.Cookie{{Name: \"session\", Value: \"{go}\", Path: \"/\", HttpOnly: true}})"
+            ),
+            go.clone(),
+        ),
+        (
+            format!("document.cookie = \"session_id={sid}; path=/\";"),
+            sid.clone(),
+        ),
+        (
+            format!("s.cookies.set('sessionid', '{csrf}', domain='shop.internal')"),
+            csrf.clone(),
+        ),
+    ];
+    assert_masked_and_kept(
+        &m,
+        &cases,
+        &[
+            "http.SetCookie(w, &http.Cookie{Name: \"lang\", Value: \"en-US\", Path: \"/\"})",
+            "document.cookie = \"theme=dark; path=/\";",
+            "{\"password\": {\"type\": \"string\", \"description\": \"The user's password\"}}",
+        ],
+    );
+}
+
+#[test]
+fn values_in_a_tables_credential_column_are_masked() {
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    let (a, b, c) = (
+        format!("Tr0ub4dor-{}", fresh(LETTERS, 6)),
+        fresh(ALNUM, 20),
+        format!("{}!{}", fresh(LETTERS, 5), fresh(ALNUM, 6)),
+    );
+    let tables = [
+        format!(
+            "| Service | Username | Password |\n|---------|----------|----------|\n| db      | admin    | {a} |\n| redis   | default  | {b} |\n| queue | app | `{c}` |\n"
+        ),
+        format!(
+            "service,username,password,notes\ndb,admin,{a},primary\nredis,default,\"{b}\",\"cache, shared\"\nqueue,app,{c},\n"
+        ),
+        format!(
+            "     1→name\temail\tapi_key\n     2→alice\ta@corp.io\t{a}\n     3→bob\tb@corp.io\t{b}\n     4→carol\tc@corp.io\t{c}\n"
+        ),
+        format!(
+            " id | username | db_password \n----+----------+-------------\n  1 | alice    | {a}\n  2 | bob      | {b}\n  3 | carol    | {c}\n(3 rows)\n"
+        ),
+        format!(
+            "┌─────────┬───────────┐\n│ Service │ Token     │\n├─────────┼───────────┤\n│ ci      │ {a} │\n│ deploy  │ {b} │\n│ api     │ {c} │\n└─────────┴───────────┘\n"
+        ),
+    ];
+    for table in &tables {
+        let cases = vec![
+            (table.clone(), a.clone()),
+            (table.clone(), b.clone()),
+            (table.clone(), c.clone()),
+        ];
+        assert_masked_and_kept(&m, &cases, &[]);
+        let body = serde_json::json!({"messages": [{"role": "user", "content": table}]});
+        let (out, _) = mask_json(&m, &body);
+        for kept in ["admin", "default", "alice", "Service", "corp.io"] {
+            assert!(
+                !table.contains(kept) || out.contains(kept),
+                "{kept} masked: {out}"
+            );
+        }
+    }
+    assert_masked_and_kept(
+        &m,
+        &[],
+        &[
+            "| Field | Type | Description |\n|---|---|---|\n| password | string | The user's password |\n| token_ttl | duration | How long a token lives |\n",
+            "| Password | Required |\n|---|---|\n| yes | always |\n| ******** | never |\n",
+            "name,password_policy\nalice,strict\nbob,default_policy_v2\n",
+            "user,password\nalice,<redacted>\nbob,${BOB_PASSWORD}\ncarol,changeme\n",
+        ],
+    );
+}
