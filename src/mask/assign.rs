@@ -522,7 +522,8 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
                 .iter()
                 .any(|op| v.contains(op));
             let quoted_inside = v.contains('"') || v.contains('\'');
-            !(is_type_name(v) || is_code_expression(v) || prose || arithmetic || quoted_inside)
+            let type_name = is_type_name(v) && !is_gibberish(v);
+            !(type_name || is_code_expression(v) || prose || arithmetic || quoted_inside)
         }
         Context::Yaml => {
             let bare_name = v
@@ -533,7 +534,9 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
             !(is_type_name(v) || code || prose)
         }
         Context::Inline => {
-            words == 1 && looks_random(v) && !is_code_expression_strict(v) && !is_camel_type(v)
+            words == 1
+                && !is_code_expression_strict(v)
+                && (is_gibberish(v) || (looks_random(v) && !is_camel_type(v)))
         }
     }
 }
@@ -1425,6 +1428,22 @@ fn value_span(
         return None;
     }
     let line_end = text[i..].find('\n').map_or(b.len(), |n| i + n);
+    // Go's headers: `X-Api-Key:[…]` as a printed map shows them, `"X-Api-Key": {"…"}` and
+    // `[]string{"…"}` as code writes them.
+    if colon {
+        if b[i] == b'[' && space_after == 0 {
+            let start = i + 1;
+            let end = text[start..line_end].find(']').map(|n| start + n)?;
+            let v = &text[start..end];
+            return (!v.contains(' ') && judge(key_text, v, Context::Literal))
+                .then_some((start, end));
+        }
+        if text[i..].starts_with("[]string{") {
+            i += "[]string{".len();
+        } else if b[i] == b'{' && b.get(i + 1) == Some(&b'"') {
+            i += 1;
+        }
+    }
     // What may stand before a key on its line: diff markers, comments, list items, shell and
     // Dockerfile keywords.
     // A commented line counts as a line only in its dotenv form (`# DB_PASSWORD=…`), not as

@@ -108,6 +108,23 @@ pub fn normalize(text: &str) -> Option<Normalized> {
             let (decoded, len) = match b.get(i + 1) {
                 // An escaped escape before a line break (`\\n`): text escaped twice, as in a
                 // JSON log line quoted in JSON.
+                // A shell line continued (`\` at the end of a line, the next one indented):
+                // one line, as the shell reads it, so that a command's flags stay together.
+                Some(b'\n' | b'\r') => {
+                    let mut len = 1;
+                    if b.get(i + len) == Some(&b'\r') {
+                        len += 1;
+                    }
+                    if b.get(i + len) == Some(&b'\n') {
+                        len += 1;
+                        while matches!(b.get(i + len), Some(b' ' | b'\t')) {
+                            len += 1;
+                        }
+                        (Some(' '), len)
+                    } else {
+                        (None, 1)
+                    }
+                }
                 Some(b'\\') if matches!(b.get(i + 2), Some(b'n' | b'r' | b't')) => (
                     Some(match b[i + 2] {
                         b'n' => '\n',

@@ -1109,6 +1109,10 @@ pub const RULES: &[RuleSpec] = &[
             "7za ",
             "zip -",
             "smbclient",
+            "mc alias",
+            "mc config",
+            "psexec",
+            "paexec",
             "chpasswd",
             "secret set",
             "ldap",
@@ -1129,7 +1133,7 @@ pub const RULES: &[RuleSpec] = &[
             "secret put",
             "env add"
         ],
-        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:([^\s'"]{4,128})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,128})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,128})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|\bredis-cli\b[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,128})|\bmongo(?:sh)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bdocker\s+login\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bhtpasswd\s+-[A-Za-z]*n[A-Za-z]*\s+\S+\s+['"]?([^\s'"]{4,128})|\bhtpasswd\s+-[A-Za-z]*b[A-Za-z]*\s+\S+\s+\S+\s+['"]?([^\s'"]{4,128})|\bldap(?:search|modify|add|delete|passwd|whoami|compare)\b[^\n|;&]*?\s-w\s+['"]?([^\s'"-][^\s'"]{3,127})|\bsqlcmd\b[^\n|;&]*?\s-P\s+['"]?([^\s'"-][^\s'"]{3,127})|\bxfreerdp\b[^\n|;&]*?\s/p:['"]?([^\s'"]{4,128})|\blftp\b[^\n|;&]*?\s-u\s+['"]?[^\s,'"]{1,64},([^\s'"]{4,128})|\baz\s+[a-z\- ]*?\b(?:login|create|update|reset)\b[^\n|;&]*?\s(?:-p|--password|--admin-password|--secret)\s+['"]?([^\s'"$-][^\s'"]{3,127})|\bssh-keygen\b[^\n|;&]*?\s-[NP]\s+['"]?([^\s'"-][^\s'"]{3,127})|\brabbitmqctl\s+(?:add_user|change_password)\s+\S+\s+['"]?([^\s'"]{4,128})|\bunrar\b[^\n|;&]*?\s-p([^\s'"-][^\s'"]{3,127})|\bopenssl\s+passwd(?:\s+-[0-9a-z]+)*\s+['"]?([^\s'"$-][^\s'"]{3,127})|\btwine\b[^\n|;&]*?\s(?:-p|--password)\s+['"]?([^\s'"$-][^\s'"]{3,127})|\bnet\s+use\b[^\n|;&]*?/user:\S+\s+['"]?([^\s'"/*$][^\s'"]{3,127})|\becho\s+(?:-[ne]\s+)?['"]?([^\s'"$|-][^\s'"|]{3,127})['"]?\s*\|\s*(?:sudo\s+)?(?:[^\n|]*--password-stdin|passwd\s+--stdin|[^\n|]*\bsecret\s+(?:put|set|create)|vercel\s+env\s+add)|\s-(?:src|dest)?(?:store|key)pass\s+['"]?([^\s'"$%-][^\s'"]{3,127})|\b7za?\s+[a-z]\b[^\n|;&]*?\s-p['"]?([^\s'"-][^\s'"]{3,127})|\b(?:un)?zip\b[^\n|;&]*?\s(?:-P|--password)\s+['"]?([^\s'"-][^\s'"]{3,127})|\bsmbclient\b[^\n|;&]*?\s(?:-U|--user)[ =]['"]?[^\s%'"]{1,64}%([^\s'"]{4,128})|\becho\s+(?:-[ne]\s+)?['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,128})['"]?\s*\|\s*(?:sudo\s+)?chpasswd|\bchpasswd\s*<<<\s*['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,128})|\bgh\s+secret\s+set\b[^\n|;&]*?\s(?:--body|-b)[ =]?['"]?([^\s'"-][^\s'"]{3,127}))"#,
+        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]{1,64}:([^\s'"]{4,128})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,128})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,128})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|\bredis-cli\b[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,128})|\bmongo(?:sh)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bdocker\s+login\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127})|\bhtpasswd\s+-[A-Za-z]*n[A-Za-z]*\s+\S+\s+['"]?([^\s'"]{4,128})|\bhtpasswd\s+-[A-Za-z]*b[A-Za-z]*\s+\S+\s+\S+\s+['"]?([^\s'"]{4,128})|\bldap(?:search|modify|add|delete|passwd|whoami|compare)\b[^\n|;&]*?\s-w\s+['"]?([^\s'"-][^\s'"]{3,127})|\bsqlcmd\b[^\n|;&]*?\s-P\s+['"]?([^\s'"-][^\s'"]{3,127})|\bxfreerdp\b[^\n|;&]*?\s/p:['"]?([^\s'"]{4,128})|\blftp\b[^\n|;&]*?\s-u\s+['"]?[^\s,'"]{1,64},([^\s'"]{4,128})|\baz\s+[a-z\- ]*?\b(?:login|create|update|reset)\b[^\n|;&]*?\s(?:-p|--password|--admin-password|--secret)\s+['"]?([^\s'"$-][^\s'"]{3,127})|\bssh-keygen\b[^\n|;&]*?\s-[NP]\s+['"]?([^\s'"-][^\s'"]{3,127})|\brabbitmqctl\s+(?:add_user|change_password)\s+\S+\s+['"]?([^\s'"]{4,128})|\bunrar\b[^\n|;&]*?\s-p([^\s'"-][^\s'"]{3,127})|\bopenssl\s+passwd(?:\s+-[0-9a-z]+)*\s+['"]?([^\s'"$-][^\s'"]{3,127})|\btwine\b[^\n|;&]*?\s(?:-p|--password)\s+['"]?([^\s'"$-][^\s'"]{3,127})|\bnet\s+use\b[^\n|;&]*?/user:\S+\s+['"]?([^\s'"/*$][^\s'"]{3,127})|\becho\s+(?:-[ne]\s+)?['"]?([^\s'"$|-][^\s'"|]{3,127})['"]?\s*\|\s*(?:sudo\s+)?(?:[^\n|]*--password-stdin|passwd\s+--stdin|[^\n|]*\bsecret\s+(?:put|set|create)|vercel\s+env\s+add)|\s-(?:src|dest)?(?:store|key)pass\s+['"]?([^\s'"$%-][^\s'"]{3,127})|\b7za?\s+[a-z]\b[^\n|;&]*?\s-p['"]?([^\s'"-][^\s'"]{3,127})|\b(?:un)?zip\b[^\n|;&]*?\s(?:-P|--password)\s+['"]?([^\s'"-][^\s'"]{3,127})|\bsmbclient\b[^\n|;&]*?\s(?:-U|--user)[ =]['"]?[^\s%'"]{1,64}%([^\s'"]{4,128})|\becho\s+(?:-[ne]\s+)?['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,128})['"]?\s*\|\s*(?:sudo\s+)?chpasswd|\bchpasswd\s*<<<\s*['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,128})|\bgh\s+secret\s+set\b[^\n|;&]*?\s(?:--body|-b)[ =]?['"]?([^\s'"-][^\s'"]{3,127})|\bmc\s+(?:alias\s+set|config\s+host\s+add)\s+\S+\s+\S+\s+\S+\s+['"]?([^\s'"$-][^\s'"]{3,127})|\b(?:psexec|paexec)(?:64)?(?:\.exe)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,127}))"#,
         Check::UrlPassword
     ),
     rule!(
@@ -1183,6 +1187,22 @@ pub const RULES: &[RuleSpec] = &[
         ["\tTRUE\t", "\tFALSE\t"],
         // A cookies.txt line: domain, subdomains, path, secure, expiry, name, value.
         r"(?m)^[^\t\n]+\t(?:TRUE|FALSE)\t[^\t\n]*\t(?:TRUE|FALSE)\t\d+\t[^\t\n]+\t(\S{8,})",
+        Check::NotPlaceholder
+    ),
+    rule!(
+        "curl-userpwd",
+        "credentials",
+        ["userpwd"],
+        // libcurl's `CURLOPT_USERPWD, "user:password"` (PHP, pycurl, C), also for a proxy.
+        r#"(?i)\b(?:curlopt_|pycurl\.)?(?:proxy)?userpwd["']?\s*(?:,|=>|=)\s*["'][^:"'\s]{0,64}:([^"'\s]{4,128})["']"#,
+        Check::NotPlaceholder
+    ),
+    rule!(
+        "keychain-set",
+        "credentials",
+        ["forkey"],
+        // Apple's keychain wrappers and defaults: `.set("…", forKey: "password")`.
+        r#"(?i)\.set\(\s*"([^"\\]{6,256})"\s*,\s*forKey:\s*"[^"]*(?:password|passwd|token|secret|apikey|api_key|credential)[^"]*""#,
         Check::NotPlaceholder
     ),
     rule!(
@@ -1269,13 +1289,20 @@ pub const RULES: &[RuleSpec] = &[
     rule!(
         "bearer-auth-header",
         "credentials",
-        ["authorization", "bearer_auth", "authenticationheadervalue"],
+        [
+            "authorization",
+            "bearer_auth",
+            "authenticationheadervalue",
+            "bearer {",
+            "bearer %"
+        ],
         // Also as code writes it: ``Authorization: `Bearer …` ``, `Header.Set("Authorization",
-        // "Bearer …")`, `f"Bearer …"`, `"Bearer " + "…"`.
+        // "Bearer …")`, `f"Bearer …"`, `"Bearer " + "…"`, `format!("Bearer {}", "…")`,
+        // `String.format("Bearer %s", "…")`, Go's `http.Header{"Authorization": []string{…}}`.
         // Also Go's `map[Authorization:[Bearer …]]`, Ruby's `=>`, nginx's
         // `proxy_set_header Authorization "Bearer …"`, .NET's `AuthenticationHeaderValue(
         // "Bearer", "…")`, reqwest's `.bearer_auth("…")`.
-        r#"(?i)(?:\bauthorization["']?\]?(?:\s*(?:=>|[:=,])\s*\[?|\s+)(?:[fr]?["'`])?\s*(?:bearer|token|bot|apikey)(?:\s+|\s*["'`]\s*\+\s*["'`]\s*)|\.bearer_auth\(\s*"|authenticationheadervalue\(\s*"bearer"\s*,\s*")([A-Za-z0-9_\-.~+/]{20,}=*)"#,
+        r#"(?i)(?:\bauthorization["']?\]?(?:\s*(?:=>|[:=,])\s*(?:\[\]string\s*)?[\[{]?|\s+)(?:[fr]?["'`])?\s*(?:bearer|token|bot|apikey)(?:\s+|\s*["'`]\s*\+\s*["'`]\s*)|\.bearer_auth\(\s*"|authenticationheadervalue\(\s*"bearer"\s*,\s*"|["'`]bearer\s+(?:\{0?\}|%[sv])["'`]\s*(?:,|%|\.format\()\s*\(?\s*["'])([A-Za-z0-9_\-.~+/]{20,}=*)"#,
         Check::NotPlaceholder
     ),
     RuleSpec {

@@ -263,6 +263,14 @@ pub const SAMPLES: &[(&str, &str)] = &[
         "$ op read op://prod/db/password\n{a:20}\n",
     ),
     (
+        "curl-userpwd",
+        "curl_setopt($ch, CURLOPT_USERPWD, \"deploy:{a:16}\");",
+    ),
+    (
+        "keychain-set",
+        "keychain.set(\"{a:16}\", forKey: \"password\")",
+    ),
+    (
         "url-token-user",
         "git clone https://{l:52}@dev.azure.com/org/p/_git/r",
     ),
@@ -2445,6 +2453,50 @@ fn values_in_a_tables_credential_column_are_masked() {
             "| Password | Required |\n|---|---|\n| yes | always |\n| ******** | never |\n",
             "name,password_policy\nalice,strict\nbob,default_policy_v2\n",
             "user,password\nalice,<redacted>\nbob,${BOB_PASSWORD}\ncarol,changeme\n",
+        ],
+    );
+}
+
+#[test]
+fn credentials_in_go_headers_php_swift_and_continued_command_lines() {
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    // (With digits: a value of letters alone, unquoted in a command line, is judged by how
+    // random its letters look, which a few random strings in a hundred do not.)
+    let s = || format!("{}{}", fresh(ALNUM, 20), fresh(b"0123456789", 2));
+    let cases: Vec<(String, String)> = [
+        "map[Authorization:[Bearer {s}] X-Api-Key:[{s2}]]",
+        "req.Header = http.Header{\"Authorization\": []string{\"Bearer {s}\"}, \"X-Api-Key\": {\"{s2}\"}}",
+        "let auth = format!(\"Bearer {}\", \"{s}\");",
+        "String auth = String.format(\"Bearer %s\", \"{s}\");",
+        "curl_setopt($ch, CURLOPT_USERPWD, \"admin:{s}\");",
+        "mc alias set myminio https://minio.corp.io minioadmin {s}",
+        "psexec \\\\fileserver -u CORP\\admin -p {s} cmd",
+        "keychain.set(\"{s}\", forKey: \"password\")",
+        "KeychainWrapper.standard.set(\"{s}\", forKey: \"authToken\")",
+        "mysql -h db.corp.io -u root \\\n  -p'{s}' \\\n  appdb",
+        "pg_dump --host=db --username=app \\\n  --password \\\n  {s}",
+        "curl https://api.corp.io/v1 \\\n  -H \"X-Api-Key: {s}\" \\\n  -d @body.json",
+    ]
+    .iter()
+    .flat_map(|t| {
+        let (a, b) = (s(), s());
+        let text = t.replace("{s}", &a).replace("{s2}", &b);
+        let mut out = vec![(text.clone(), a)];
+        if t.contains("{s2}") {
+            out.push((text, b));
+        }
+        out
+    })
+    .collect();
+    assert_masked_and_kept(
+        &m,
+        &cases,
+        &[
+            "map[Accept:[application/json] User-Agent:[Go-http-client/1.1]]",
+            "let auth = format!(\"Bearer {}\", token);",
+            "mc alias set myminio https://minio.corp.io $MINIO_USER $MINIO_PASSWORD",
+            "keychain.set(token, forKey: \"authToken\")",
         ],
     );
 }
