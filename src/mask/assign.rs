@@ -522,8 +522,7 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
                 .iter()
                 .any(|op| v.contains(op));
             let quoted_inside = v.contains('"') || v.contains('\'');
-            let type_name = is_type_name(v) && !is_gibberish(v);
-            !(type_name || is_code_expression(v) || prose || arithmetic || quoted_inside)
+            !(is_type_name(v) || is_code_expression(v) || prose || arithmetic || quoted_inside)
         }
         Context::Yaml => {
             let bare_name = v
@@ -534,9 +533,7 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
             !(is_type_name(v) || code || prose)
         }
         Context::Inline => {
-            words == 1
-                && !is_code_expression_strict(v)
-                && (is_gibberish(v) || (looks_random(v) && !is_camel_type(v)))
+            words == 1 && looks_random(v) && !is_code_expression_strict(v) && !is_camel_type(v)
         }
     }
 }
