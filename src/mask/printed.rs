@@ -77,14 +77,47 @@ pub(super) fn printed_values(output: &str) -> Vec<(usize, usize, String)> {
         );
         return spans;
     }
-    let body = match output.find("Output:\n") {
-        Some(at) if at == 0 || output.as_bytes()[at - 1] == b'\n' => at + "Output:\n".len(),
-        _ => 0,
-    };
-    lines_of_one_word(&output[body..])
+    let (start, end) = body_of(output);
+    lines_of_one_word(&output[start..end])
         .into_iter()
-        .map(|(a, b)| (body + a, body + b, output[body + a..body + b].to_owned()))
+        .map(|(a, b)| {
+            (
+                start + a,
+                start + b,
+                output[start + a..start + b].to_owned(),
+            )
+        })
         .collect()
+}
+
+/// What the command printed, in a tool's answer: after Codex's `Output:` line, or from Gemini
+/// CLI's `Output: `/`Stdout: ` to its `Error:`/`Stderr:` line; else the whole answer.
+fn body_of(output: &str) -> (usize, usize) {
+    let line_start = |at: usize| at == 0 || output.as_bytes()[at - 1] == b'\n';
+    if let Some(at) = output.find("Output:\n").filter(|&at| line_start(at)) {
+        return (at + "Output:\n".len(), output.len());
+    }
+    if named_command(output).is_some() {
+        for label in ["Output: ", "Stdout: "] {
+            if let Some(at) = output.find(label).filter(|&at| line_start(at)) {
+                let start = at + label.len();
+                let end = ["\nError: ", "\nStderr: ", "\nExit Code: "]
+                    .iter()
+                    .filter_map(|l| output[start..].find(l))
+                    .min()
+                    .map_or(output.len(), |n| start + n);
+                return (start, end);
+            }
+        }
+    }
+    (0, output.len())
+}
+
+/// The command a tool's answer names on its first line (Gemini CLI: `Command: …`).
+fn named_command(output: &str) -> Option<&str> {
+    output
+        .strip_prefix("Command: ")
+        .map(|rest| rest.split('\n').next().unwrap_or(rest))
 }
 
 /// A cheap first look for [`printed_values`]: a short answer with a line of one word, or one
@@ -95,6 +128,9 @@ fn may_hold_a_printed_value(text: &str) -> bool {
     }
     if text.trim_start().starts_with('{') {
         return text.contains("\"output\"") || text.contains("\"stdout\"");
+    }
+    if named_command(text).is_some() {
+        return true;
     }
     text.split('\n').take(MAX_LINES).any(|line| {
         let word = line.trim();
@@ -123,8 +159,9 @@ pub(super) struct Calls {
     ids: Vec<(Vec<Segment<'static>>, String)>,
     /// Paths of command strings that print a secret.
     revealing: Vec<Vec<Segment<'static>>>,
-    /// Answers that may hold a printed value: path, raw span in the document, decoded text.
-    outputs: Vec<(Vec<Segment<'static>>, usize, usize, String)>,
+    /// Answers that may hold a printed value: path, raw span in the document, decoded text,
+    /// and whether the answer names a command that prints a secret itself.
+    outputs: Vec<(Vec<Segment<'static>>, usize, usize, String, bool)>,
 }
 
 fn owned(path: &[Segment<'_>]) -> Vec<Segment<'static>> {
@@ -154,6 +191,7 @@ impl Calls {
                 s.raw_start,
                 s.raw_start + s.raw.len(),
                 s.text.to_owned(),
+                named_command(s.text).is_some_and(reveals),
             ));
         }
     }
@@ -161,7 +199,7 @@ impl Calls {
     /// Answers to calls that revealed a secret: the path of each, its raw span in the
     /// document, and its decoded text.
     pub(super) fn answers(&self) -> Vec<(&[Segment<'static>], usize, usize, &str)> {
-        if self.revealing.is_empty() || self.outputs.is_empty() {
+        if self.outputs.is_empty() {
             return Vec::new();
         }
         // Each revealing command's call: the nearest object around it with an id.
@@ -177,15 +215,16 @@ impl Calls {
             .collect();
         self.outputs
             .iter()
-            .filter(|(path, ..)| {
-                self.ids.iter().any(|(o, id)| {
-                    path.starts_with(o)
-                        && calls
-                            .iter()
-                            .any(|(call, call_id)| call_id == id && !path.starts_with(call))
-                })
+            .filter(|(path, _, _, _, names_one)| {
+                *names_one
+                    || self.ids.iter().any(|(o, id)| {
+                        path.starts_with(o)
+                            && calls
+                                .iter()
+                                .any(|(call, call_id)| call_id == id && !path.starts_with(call))
+                    })
             })
-            .map(|(path, start, end, text)| (path.as_slice(), *start, *end, text.as_str()))
+            .map(|(path, start, end, text, _)| (path.as_slice(), *start, *end, text.as_str()))
             .collect()
     }
 }

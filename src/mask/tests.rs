@@ -2222,73 +2222,102 @@ const REVEALING: &[&str] = &[
     "openssl rand -hex 24",
 ];
 
-/// Values such commands print: generated and typed ones (`Tr0ub4dor-…`).
-fn printed_values() -> Vec<String> {
-    vec![
-        fresh(ALNUM, 28),
-        format!("Tr0ub4dor-{}", fresh(LETTERS, 5)),
-        format!(
+/// A value such a command prints, of each kind: generated and typed ones (`Tr0ub4dor-…`).
+/// Fresh on every call: a value masked once is masked wherever it comes again, so each shape
+/// gets its own.
+fn printed_value(kind: usize) -> String {
+    match kind % 4 {
+        0 => fresh(ALNUM, 28),
+        1 => format!("Tr0ub4dor-{}", fresh(LETTERS, 5)),
+        2 => format!(
             "{}+{}/{}==",
             fresh(ALNUM, 12),
             fresh(ALNUM, 9),
             fresh(ALNUM, 7)
         ),
-        fresh(b"0123456789abcdef", 48),
-    ]
+        _ => fresh(b"0123456789abcdef", 48),
+    }
 }
 
 #[test]
 fn a_value_a_secret_revealing_command_printed_is_masked_in_the_tools_answer() {
     let v = vault();
     let m = masker(default_policy(), &v);
+    let masks = |kind: usize, body: &dyn Fn(&str) -> serde_json::Value| {
+        let value = printed_value(kind);
+        let (out, _) = mask_json(&m, &body(&value));
+        assert_absent(&out, &[&value]);
+    };
     for (n, command) in REVEALING.iter().enumerate() {
-        for value in printed_values() {
+        for kind in 0..4 {
             let id = format!("toolu_{n}{}", fresh(ALNUM, 6));
             // Anthropic: a Bash tool_use, its tool_result as a string and as text blocks.
             let input = serde_json::json!({"command": command, "description": "read it"});
-            for content in [
-                serde_json::json!(format!("{value}\n")),
-                serde_json::json!([{"type": "text", "text": value}]),
-            ] {
-                let body = serde_json::json!({"model": "claude-sonnet-4-5", "messages": [
+            let anthropic = |content: serde_json::Value| {
+                serde_json::json!({"model": "claude-sonnet-4-5", "messages": [
                     {"role": "user", "content": "get the db password"},
                     {"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "Bash", "input": input}]},
                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": content}]},
-                ]});
-                let (out, _) = mask_json(&m, &body);
-                assert_absent(&out, &[&value]);
-            }
+                ]})
+            };
+            masks(kind, &|v| anthropic(serde_json::json!(format!("{v}\n"))));
+            masks(kind, &|v| {
+                anthropic(serde_json::json!([{"type": "text", "text": v}]))
+            });
             // OpenAI chat: the call's arguments are a JSON string; the tool message answers it.
             let args = serde_json::json!({"command": command}).to_string();
-            let body = serde_json::json!({"model": "gpt-4o", "messages": [
-                {"role": "assistant", "tool_calls": [{"id": id, "type": "function",
-                    "function": {"name": "shell", "arguments": args}}]},
-                {"role": "tool", "tool_call_id": id, "content": value},
-            ]});
-            let (out, _) = mask_json(&m, &body);
-            assert_absent(&out, &[&value]);
+            masks(kind, &|v| {
+                serde_json::json!({"model": "gpt-4o", "messages": [
+                    {"role": "assistant", "tool_calls": [{"id": id, "type": "function",
+                        "function": {"name": "shell", "arguments": args}}]},
+                    {"role": "tool", "tool_call_id": id, "content": v},
+                ]})
+            });
             // Codex (Responses): the command as an argv, the output with its header or as JSON.
-            let args = serde_json::json!({"command": ["bash", "-lc", command], "workdir": "/src"})
+            let argv = serde_json::json!({"command": ["bash", "-lc", command], "workdir": "/src"})
                 .to_string();
-            for output in [
-                format!("Exit code: 0\nWall time: 0.3 seconds\nOutput:\n{value}\n"),
-                serde_json::json!({"output": format!("{value}\n"), "metadata": {"exit_code": 0, "duration_seconds": 0.3}}).to_string(),
-            ] {
-                let body = serde_json::json!({"model": "gpt-5", "input": [
-                    {"type": "function_call", "call_id": id, "name": "shell", "arguments": args},
+            let codex = |output: String| {
+                serde_json::json!({"model": "gpt-5", "input": [
+                    {"type": "function_call", "call_id": id, "name": "shell", "arguments": argv},
                     {"type": "function_call_output", "call_id": id, "output": output},
-                ]});
-                let (out, _) = mask_json(&m, &body);
-                assert_absent(&out, &[&value]);
-            }
+                ]})
+            };
+            masks(kind, &|v| {
+                codex(format!(
+                    "Exit code: 0\nWall time: 0.3 seconds\nOutput:\n{v}\n"
+                ))
+            });
+            masks(kind, &|v| {
+                codex(
+                    serde_json::json!({"output": format!("{v}\n"), "metadata": {"exit_code": 0, "duration_seconds": 0.3}})
+                        .to_string(),
+                )
+            });
+            // Gemini CLI: the shell tool's answer names its command; no id ties the two.
+            let gemini = |output: String| {
+                serde_json::json!({"contents": [
+                    {"role": "model", "parts": [{"functionCall": {"name": "run_shell_command", "args": {"command": command}}}]},
+                    {"role": "user", "parts": [{"functionResponse": {"name": "run_shell_command", "response": {"output": output}}}]},
+                ]})
+            };
+            masks(kind, &|v| {
+                gemini(format!(
+                    "Command: {command}\nDirectory: (root)\nOutput: {v}\nError: (none)\nExit Code: 0\nSignal: (none)\nBackground PIDs: (none)\nProcess Group PGID: 4242"
+                ))
+            });
+            masks(kind, &|v| {
+                gemini(format!(
+                    "Command: {command}\nDirectory: (root)\nStdout: {v}\n\nStderr: (empty)\nError: (none)\nExit Code: 0"
+                ))
+            });
             // A terminal transcript pasted into a message.
             for prompt in ["$ ", "% ", "PS C:\\src> ", ""] {
-                let text = format!(
-                    "Here is what I ran:\n```\n{prompt}{command}\n{value}\n```\nwhy does login fail?"
-                );
-                let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
-                let (out, _) = mask_json(&m, &body);
-                assert_absent(&out, &[&value]);
+                masks(kind, &|v| {
+                    let text = format!(
+                        "Here is what I ran:\n```\n{prompt}{command}\n{v}\n```\nwhy does login fail?"
+                    );
+                    serde_json::json!({"messages": [{"role": "user", "content": text}]})
+                });
             }
         }
     }
@@ -2327,6 +2356,15 @@ fn what_other_commands_print_and_errors_stay() {
         let body = serde_json::json!({"model": "claude-sonnet-4-5", "messages": [
             {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": command}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": output}]},
+        ]});
+        let (out, _) = mask_json(&m, &body);
+        assert!(!out.contains("TOLLGATE_"), "{command}: {out}");
+        let gemini = format!(
+            "Command: {command}\nDirectory: (root)\nOutput: {}\nError: (none)\nExit Code: 0",
+            output.trim_end()
+        );
+        let body = serde_json::json!({"contents": [
+            {"role": "user", "parts": [{"functionResponse": {"name": "run_shell_command", "response": {"output": gemini}}}]},
         ]});
         let (out, _) = mask_json(&m, &body);
         assert!(!out.contains("TOLLGATE_"), "{command}: {out}");
