@@ -509,6 +509,7 @@ impl<'a> Scan<'a> {
                         && cookie_objects.contains(&object)
                         && cookie_names.contains(&object)
                         && !edits.iter().any(|e| e.start < end && start < e.end)
+                        && !is_placeholder_token(&value)
                         && assign::has_secret_cookie(&value)
                     {
                         let path = || format!("{prefix}{}.value", json::JsonPath(object.clone()));

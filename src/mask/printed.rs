@@ -41,10 +41,12 @@ pub(super) fn reveals(command: &str) -> bool {
         && REVEALS.is_match(&command.replace("\",\"", " ").replace("\", \"", " "))
 }
 
-/// Whether a line's only word may be a printed value: not a placeholder (`<sensitive>`), not a
-/// label (`Output:`), not a code fence, two letters or digits at least.
+/// Whether a line's only word may be a printed value: not a placeholder (`<sensitive>`, or
+/// Tollgate's own, in a body masked before), not a label (`Output:`), not a code fence, two
+/// letters or digits at least.
 pub(super) fn is_printed_value(v: &str) -> bool {
     v.len() >= 6
+        && !super::vault::is_placeholder_token(v)
         && !v.ends_with(':')
         && !v.starts_with("```")
         && v.bytes().filter(u8::is_ascii_alphanumeric).count() >= 2

@@ -2543,3 +2543,41 @@ fn credentials_in_go_headers_php_swift_and_continued_command_lines() {
         ],
     );
 }
+
+#[test]
+fn a_masked_answer_of_a_revealing_command_a_cookie_or_a_table_masks_to_the_same_bytes() {
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    let (a, b, c) = (fresh(ALNUM, 24), fresh(ALNUM, 28), fresh(ALNUM, 20));
+    let cookies = serde_json::json!({"cookies": [{"name": "sid", "value": b, "domain": "shop.internal", "path": "/"}]});
+    let bodies = [
+        serde_json::json!({"messages": [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_9", "name": "Bash", "input": {"command": "cat secrets/deploy_token"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": format!("{a}\n")}]},
+        ]}),
+        serde_json::json!({"messages": [{"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t", "content": serde_json::to_string_pretty(&cookies).unwrap()}]}]}),
+        serde_json::json!({"messages": [{"role": "user", "content": format!("user,password\nalice,{c}\n")}]}),
+        serde_json::json!({"messages": [{"role": "user", "content": format!("$ gh auth token\n{a}\n")}]}),
+    ];
+    for body in bodies {
+        let once = m
+            .mask_body(
+                Some("application/json"),
+                None,
+                Bytes::from(body.to_string()),
+            )
+            .unwrap()
+            .body
+            .expect("something to mask");
+        assert_absent(std::str::from_utf8(&once).unwrap(), &[&a, &b, &c]);
+        let twice = m
+            .mask_body(Some("application/json"), None, once.clone())
+            .unwrap();
+        assert!(
+            twice.body.is_none(),
+            "masked again: {}",
+            String::from_utf8_lossy(&twice.body.unwrap())
+        );
+    }
+}
