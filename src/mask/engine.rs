@@ -513,15 +513,14 @@ impl<'a> Scan<'a> {
                         && assign::has_secret_cookie(&value)
                     {
                         let path = || format!("{prefix}{}.value", json::JsonPath(object.clone()));
-                        let e = self.replace(rule, &value, 0, value.len(), &path);
-                        if remembering {
-                            self.note(start);
-                        }
-                        edits.push(Edit {
+                        edits.push(self.mask_member(
+                            rule,
+                            &value,
                             start,
                             end,
-                            text: e?.text,
-                        });
+                            &path,
+                            remembering,
+                        )?);
                     }
                     continue;
                 };
@@ -556,15 +555,7 @@ impl<'a> Scan<'a> {
                     continue;
                 }
                 let path = || format!("{prefix}{}", json::JsonPath(object.clone()));
-                let e = self.replace(rule, &value, 0, value.len(), &path);
-                if remembering {
-                    self.note(start);
-                }
-                edits.push(Edit {
-                    start,
-                    end,
-                    text: e?.text,
-                });
+                edits.push(self.mask_member(rule, &value, start, end, &path, remembering)?);
                 added = true;
             }
             if added {
@@ -577,6 +568,28 @@ impl<'a> Scan<'a> {
             edits.sort_by_key(|e| e.start);
         }
         Ok(Ok(edits))
+    }
+
+    /// Masks a member's `value`, which stands at `start..end` of the document, with `rule`
+    /// (finding, placeholder, edit), noting where it was found when elements are remembered.
+    fn mask_member(
+        &mut self,
+        rule: usize,
+        value: &str,
+        start: usize,
+        end: usize,
+        path: &dyn Fn() -> String,
+        remembering: bool,
+    ) -> Result<Edit, MaskError> {
+        let e = self.replace(rule, value, 0, value.len(), path);
+        if remembering {
+            self.note(start);
+        }
+        Ok(Edit {
+            start,
+            end,
+            text: e?.text,
+        })
     }
 
     /// Masks what tool calls that print a secret printed (the one-word lines of their
@@ -602,15 +615,7 @@ impl<'a> Scan<'a> {
                     continue;
                 }
                 let path = || json::JsonPath(at.to_vec()).to_string();
-                let edit = self.replace(rule, &value, 0, value.len(), &path);
-                if remembering {
-                    self.note(start);
-                }
-                edits.push(Edit {
-                    start,
-                    end,
-                    text: edit?.text,
-                });
+                edits.push(self.mask_member(rule, &value, start, end, &path, remembering)?);
                 added = true;
             }
         }
