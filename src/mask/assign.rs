@@ -1297,13 +1297,19 @@ fn value_span(
         .iter()
         .any(|f| before.ends_with(f))
     };
+    // `["--token", "…"]`: a flag and its value as two strings of an argv written in code or YAML.
+    let quoted_flag = quoted_key
+        && text[ks..].starts_with("--")
+        && text[..ks - 1].trim_end().ends_with(['[', ',']);
     if quoted_key
-        && text[..ks - 1]
-            .trim_end()
-            .strip_suffix('(')
-            .is_some_and(|before| {
-                before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') && !logged(before)
-            })
+        && (quoted_flag
+            || text[..ks - 1]
+                .trim_end()
+                .strip_suffix('(')
+                .is_some_and(|before| {
+                    before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                        && !logged(before)
+                }))
     {
         let mut j = i;
         while j < b.len() && b[j] == b' ' {

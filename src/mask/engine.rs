@@ -59,6 +59,11 @@ const PAIR_NAMES: &[&str] = &[
     "field",
     "variable",
 ];
+/// Keys whose arrays of strings are a command's words (Codex's `command`, a container's `args`).
+const ARGV_KEYS: &[&str] = &["command", "cmd", "args", "argv", "arguments", "entrypoint"];
+/// An array's string longer than this is no command word: it is masked on its own only.
+const ARGV_WORD: usize = 512;
+
 /// The members of a JSON Web Key (RFC 7517/7518) that hold private key material.
 const JWK_PRIVATE: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "k"];
 /// Object keys that hold the value a sibling names.
@@ -369,6 +374,10 @@ impl<'a> Scan<'a> {
         // JSON Web Keys: objects with a `kty`, and the members that hold private key material.
         let mut jwk_objects: Vec<Vec<json::Segment<'static>>> = Vec::new();
         let mut jwk_members: Vec<(Vec<json::Segment<'static>>, usize, usize, String)> = Vec::new();
+        // Strings of arrays (an argv: `["mysql", "-u", "root", "--password", "…"]`): a flag and
+        // its value are two strings, seen together only as the command line they make.
+        // (array, raw start, raw length, text)
+        let mut words: Vec<(Vec<json::Segment<'static>>, usize, usize, String)> = Vec::new();
         // Tool calls that print a secret, and their answers (`op read …` and what it printed).
         let mut calls = super::printed::Calls::default();
         // A body's resent elements (`messages[0..n]`, `tools`): those masked before are not
@@ -448,6 +457,14 @@ impl<'a> Scan<'a> {
                 let local = if s.is_key {
                     self.text(s.text, &path, depth)?
                 } else {
+                    if matches!(s.path.0.last(), Some(json::Segment::Index(_))) {
+                        let word = if s.text.len() > ARGV_WORD || s.text.contains('\n') {
+                            String::new()
+                        } else {
+                            s.text.to_owned()
+                        };
+                        words.push((parent(s.path), s.raw_start, s.raw.len(), word));
+                    }
                     if let Some(k) = s.key() {
                         if k == "kty" {
                             jwk_objects.push(parent(s.path));
@@ -562,6 +579,7 @@ impl<'a> Scan<'a> {
                 edits.sort_by_key(|e| e.start);
             }
         }
+        self.command_lines(doc, prefix, depth, &words, &mut edits, remembering)?;
         self.printed(doc, &calls, &mut edits, remembering)?;
         if let Some(resent) = resent {
             self.settle(doc, resent, &firsts, &mut edits);
@@ -590,6 +608,98 @@ impl<'a> Scan<'a> {
             end,
             text: e?.text,
         })
+    }
+
+    /// Masks what the arrays of strings that are a command's words hold as the command line
+    /// they make (`["docker", "login", "-p", "…"]`), where nothing masked it in its own string.
+    /// An array counts when it sits under a command's key or one of its words is a flag.
+    fn command_lines(
+        &mut self,
+        doc: &str,
+        prefix: &str,
+        depth: usize,
+        words: &[(Vec<json::Segment<'static>>, usize, usize, String)],
+        edits: &mut Vec<Edit>,
+        remembering: bool,
+    ) -> Result<(), MaskError> {
+        let is_flag = |w: &str| {
+            w.len() >= 2 && w.starts_with('-') && w.as_bytes()[1].is_ascii_alphanumeric()
+                || w.starts_with("--")
+        };
+        let mut added = false;
+        for array in words.chunk_by(|a, b| a.0 == b.0) {
+            if array.len() < 2 {
+                continue;
+            }
+            let under_a_command_key = array[0].0.iter().rev().find_map(|seg| match seg {
+                json::Segment::Key(k) => Some(ARGV_KEYS.contains(&k.as_ref())),
+                json::Segment::Index(_) => None,
+            });
+            if under_a_command_key != Some(true) && !array.iter().any(|w| is_flag(&w.3)) {
+                continue;
+            }
+            // The words joined by spaces; a word too long for one stands as `_`.
+            let mut line = String::new();
+            let mut starts = Vec::with_capacity(array.len());
+            // A word masked in its own string already stands in the line as masked, so it is
+            // neither found nor counted twice.
+            let mut masked = vec![false; array.len()];
+            for (i, (_, raw_start, raw_len, word)) in array.iter().enumerate() {
+                if !line.is_empty() {
+                    line.push(' ');
+                }
+                starts.push(line.len());
+                let (from, to) = (*raw_start, raw_start + raw_len);
+                let inside: Vec<Edit> = edits
+                    .iter()
+                    .filter(|e| e.start < to && from < e.end)
+                    .map(|e| Edit {
+                        start: e.start.saturating_sub(from),
+                        end: (e.end - from).min(*raw_len),
+                        text: e.text.clone(),
+                    })
+                    .collect();
+                if word.is_empty() || (!inside.is_empty() && doc[from..to].contains('\\')) {
+                    line.push('_');
+                    masked[i] = !inside.is_empty();
+                } else if inside.is_empty() {
+                    line.push_str(word);
+                } else {
+                    line.push_str(&apply(word, &inside));
+                    masked[i] = true;
+                }
+            }
+            let path = || format!("{prefix}{}", json::JsonPath(array[0].0.clone()));
+            for e in self.text(&line, &path, depth)? {
+                let Some(i) = starts.iter().rposition(|&at| at <= e.start) else {
+                    continue;
+                };
+                let (_, raw_start, raw_len, word) = &array[i];
+                let (a, b) = (e.start - starts[i], e.end - starts[i]);
+                if word.is_empty() || masked[i] || b > word.len() {
+                    continue;
+                }
+                let raw = &doc[*raw_start..raw_start + raw_len];
+                let (s, t) = json::raw_span_in(raw, a, b);
+                let (start, end) = (raw_start + s, raw_start + t);
+                if edits.iter().any(|x| x.start < end && start < x.end) {
+                    continue;
+                }
+                if remembering {
+                    self.note(*raw_start);
+                }
+                edits.push(Edit {
+                    start,
+                    end,
+                    text: escape_for_string(e.text),
+                });
+                added = true;
+            }
+        }
+        if added {
+            edits.sort_by_key(|e| e.start);
+        }
+        Ok(())
     }
 
     /// Masks what tool calls that print a secret printed (the one-word lines of their

@@ -161,6 +161,8 @@ pub(super) struct Calls {
     ids: Vec<(Vec<Segment<'static>>, String)>,
     /// Paths of command strings that print a secret.
     revealing: Vec<Vec<Segment<'static>>>,
+    /// Arrays of a command's words, and the command line they make.
+    argv: Vec<(Vec<Segment<'static>>, String)>,
     /// Answers that may hold a printed value: path, raw span in the document, decoded text,
     /// and whether the answer names a command that prints a secret itself.
     outputs: Vec<(Vec<Segment<'static>>, usize, usize, String, bool)>,
@@ -185,7 +187,17 @@ impl Calls {
         let Some(k) = s.key_through_arrays() else {
             return;
         };
-        if COMMAND_KEYS.contains(&k) && reveals(s.text) {
+        if COMMAND_KEYS.contains(&k) && matches!(s.path.0.last(), Some(Segment::Index(_))) {
+            // A word of an argv (Codex's `local_shell_call`: `["printenv", "DB_PASSWORD"]`).
+            let array = &s.path.0[..s.path.0.len() - 1];
+            match self.argv.last_mut() {
+                Some((path, line)) if path.as_slice() == array => {
+                    line.push(' ');
+                    line.push_str(s.text);
+                }
+                _ => self.argv.push((owned(array), s.text.to_owned())),
+            }
+        } else if COMMAND_KEYS.contains(&k) && reveals(s.text) {
             self.revealing.push(owned(&s.path.0));
         } else if OUTPUT_KEYS.contains(&k) && may_hold_a_printed_value(s.text) {
             self.outputs.push((
@@ -205,9 +217,15 @@ impl Calls {
             return Vec::new();
         }
         // Each revealing command's call: the nearest object around it with an id.
+        let argv = self
+            .argv
+            .iter()
+            .filter(|(_, line)| reveals(line))
+            .map(|(path, _)| path);
         let calls: Vec<&(Vec<Segment<'static>>, String)> = self
             .revealing
             .iter()
+            .chain(argv)
             .filter_map(|p| {
                 self.ids
                     .iter()

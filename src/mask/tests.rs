@@ -2581,3 +2581,97 @@ fn a_masked_answer_of_a_revealing_command_a_cookie_or_a_table_masks_to_the_same_
         );
     }
 }
+
+#[test]
+fn a_commands_words_in_an_array_are_masked_as_the_command_line_they_make() {
+    let s = || {
+        format!(
+            "{}{}-{}",
+            fresh(ALNUM, 16),
+            fresh(b"0123456789", 2),
+            fresh(ALNUM, 4)
+        )
+    };
+    let tool_use = |input: serde_json::Value| {
+        serde_json::json!({"messages": [{"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_1", "name": "Exec", "input": input}]}]})
+    };
+    let local_shell = |command: serde_json::Value, output: &str| {
+        serde_json::json!({"model": "codex-mini-latest", "input": [
+            {"type": "local_shell_call", "call_id": "call_7", "status": "completed",
+             "action": {"type": "exec", "command": command}},
+            {"type": "local_shell_call_output", "call_id": "call_7", "output": output}]})
+    };
+    let bodies: Vec<Box<dyn Fn(&str) -> serde_json::Value>> = vec![
+        Box::new(|v| {
+            tool_use(serde_json::json!({"argv": ["mysql", "-u", "root", "--password", v, "app"]}))
+        }),
+        Box::new(|v| {
+            tool_use(
+                serde_json::json!({"args": ["docker", "login", "-u", "bot", "-p", v, "registry.corp.io"]}),
+            )
+        }),
+        Box::new(|v| {
+            tool_use(
+                serde_json::json!({"command": ["curl", "-u", format!("admin:{v}"), "https://nexus.corp.io"]}),
+            )
+        }),
+        Box::new(|v| tool_use(serde_json::json!({"cmd": ["deploy", "--api-key", v]}))),
+        Box::new(|v| {
+            local_shell(
+                serde_json::json!(["mysql", "-uroot", format!("-p{v}"), "-e", "select 1"]),
+                "1\n",
+            )
+        }),
+        Box::new(|v| {
+            local_shell(
+                serde_json::json!(["printenv", "DB_PASSWORD"]),
+                &format!("{v}\n"),
+            )
+        }),
+        Box::new(|v| {
+            local_shell(
+                serde_json::json!(["bash", "-lc", "echo $API_TOKEN"]),
+                &format!("{v}\n"),
+            )
+        }),
+        Box::new(|v| {
+            serde_json::json!({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+            "function": {"name": "run", "arguments": serde_json::json!({"args": ["--db-password", v]}).to_string()}}]}]})
+        }),
+        Box::new(|v| {
+            serde_json::json!({"messages": [{"role": "user", "content": format!(
+            "containers:\n  - name: app\n    args: [\"--token\", \"{v}\"]\n")}]})
+        }),
+        Box::new(|v| {
+            serde_json::json!({"messages": [{"role": "user", "content": format!(
+            "subprocess.run(['psql', '--host', 'db', '--password', '{v}'])")}]})
+        }),
+    ];
+    for (i, body) in bodies.iter().enumerate() {
+        // Each shape its own vault and value: nothing passes on what an earlier one taught.
+        let v = vault();
+        let m = masker(default_policy(), &v);
+        let secret = s();
+        let (out, _) = mask_json(&m, &body(&secret));
+        assert_absent(&out, &[&secret]);
+        assert!(out.contains("TOLLGATE_"), "shape {i}: {out}");
+    }
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    for kept in [
+        tool_use(
+            serde_json::json!({"command": ["git", "commit", "-m", "fix the password reset form"]}),
+        ),
+        tool_use(serde_json::json!({"argv": ["ls", "-la", "--color=auto", "src/auth/token.rs"]})),
+        serde_json::json!({"tools": [{"name": "login", "input_schema": {"type": "object",
+            "required": ["username", "password"], "properties": {"password": {"type": "string"}}}}]}),
+        local_shell(
+            serde_json::json!(["cargo", "test", "--", "--nocapture"]),
+            "test result: ok\n",
+        ),
+    ] {
+        let (out, _) = mask_json(&m, &kept);
+        assert!(!out.contains("TOLLGATE_"), "{out}");
+    }
+}
