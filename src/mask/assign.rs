@@ -394,7 +394,7 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
             return false;
         }
     }
-    if is_format_string(v) {
+    if is_format_string(v) || is_regex_pattern(v) {
         return false;
     }
     let named = segments(key);
@@ -592,12 +592,20 @@ fn is_format_string(v: &str) -> bool {
         return true;
     }
     // A template: what is left without its directives is punctuation or a scheme word
-    // (`'{0}:{1}'`, `'Digest %s'`).
-    let has_directive =
-        v.contains("%s") || v.contains("{}") || v.contains("{0}") || v.contains("%(");
+    // (`'{0}:{1}'`, `'Digest %s'`, `f"{prefix}{suffix}"`).
+    let named = named_directives(v);
+    let has_directive = v.contains("%s")
+        || v.contains("{}")
+        || v.contains("{0}")
+        || v.contains("%(")
+        || !named.is_empty();
     has_directive && {
         let mut rest = v.to_owned();
-        for d in ["%s", "%d", "{}", "{0}", "{1}", "{2}"] {
+        for d in named
+            .iter()
+            .map(String::as_str)
+            .chain(["%s", "%d", "{}", "{0}", "{1}", "{2}"])
+        {
             rest = rest.replace(d, "");
         }
         let words: Vec<&str> = rest
@@ -609,6 +617,37 @@ fn is_format_string(v: &str) -> bool {
                 .iter()
                 .all(|w| w.bytes().all(|b| b.is_ascii_alphabetic()))
     }
+}
+
+/// The named directives of a template (`{prefix}`, `{user.name}`, `{count:>4}`), each whole.
+fn named_directives(v: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = v;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else { break };
+        let inner = &after[..close];
+        let name = inner.split([':', '!']).next().unwrap_or(inner);
+        if !name.is_empty()
+            && name.as_bytes()[0].is_ascii_alphabetic()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        {
+            out.push(format!("{{{inner}}}"));
+        }
+        rest = &after[close + 1..];
+    }
+    out
+}
+
+/// A regular expression rather than a value (`^[a-z]+$`, `\d{4}-\w+`, `(?i)token`).
+fn is_regex_pattern(v: &str) -> bool {
+    let class = [
+        "[a-z", "[A-Z", "[0-9", "[^", "\\d", "\\w", "\\s", "\\b", "(?",
+    ];
+    let classes = class.iter().filter(|c| v.contains(*c)).count();
+    (v.starts_with('^') && (v.ends_with('$') || classes > 0)) || classes >= 2
 }
 
 /// Stand-ins that are not values in any context: documented placeholders, defaults that are
@@ -888,6 +927,16 @@ fn is_code_expression(v: &str) -> bool {
     if tail.is_empty() && looks_random(head) && !head.contains('.') {
         return false;
     }
+    // An attribute chain's parts are names (`self.config.token`); a part that starts with a
+    // digit or looks random makes a value with a dot in it (`oXIhdaU.5ProBH3U`).
+    if tail.is_empty()
+        && head.contains('.')
+        && head.split('.').any(|part| {
+            part.is_empty() || part.as_bytes()[0].is_ascii_digit() || looks_random(part)
+        })
+    {
+        return false;
+    }
     true
 }
 
@@ -1046,6 +1095,7 @@ fn is_qualified_type(v: &str) -> bool {
             && pkg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             && ty.starts_with(|c: char| c.is_ascii_uppercase())
             && ty.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !(looks_random(pkg) && looks_random(ty))
     })
 }
 
@@ -1088,13 +1138,7 @@ fn is_path(v: &str) -> bool {
             .all(|seg| seg.is_empty() || !(looks_random(seg) || is_gibberish(seg)))
 }
 
-/// Letters and digits mixed with enough entropy to be generated, not typed as a name.
-pub fn looks_random(v: &str) -> bool {
-    let has_letter = v.bytes().any(|b| b.is_ascii_alphabetic());
-    let has_digit = v.bytes().any(|b| b.is_ascii_digit());
-    let needed = 3.0f64.min((v.len() as f64).log2() * 0.85);
-    v.len() >= 8 && has_letter && has_digit && super::detect::entropy(v) >= needed
-}
+pub use super::detect::looks_random;
 
 /// Whether a value a generic rule found by its key is also to be looked for out of context,
 /// where nothing but its spelling gives it away: one that looks generated, mixes letters,
@@ -1491,6 +1535,18 @@ fn value_span(
     .iter()
     .any(|f| text[..ks].ends_with(f) || text[..ks].trim_end().ends_with(f));
 
+    // A literal with a prefix or delimiters of its own (`b'…'`, `r#"…"#`, `@"…"`, `"""…"""`).
+    if let Some((start, end)) = prefixed_literal(text, i, line_end) {
+        let value = &text[start..end];
+        // Words in a byte string are a test's data (`secret = b"input keying material"`).
+        // An interpolating literal (`f"{user}-token"`, `$"{a}"`) is an expression.
+        let interpolated = text[i..start].contains(['f', 'F', '$']) && value.contains('{');
+        let bytes_of_words = text[i..start].starts_with(['b', 'B'])
+            && value.contains(' ')
+            && value.bytes().all(|b| b.is_ascii_lowercase() || b == b' ');
+        return (!bytes_of_words && !interpolated && judge(key_text, value, Context::Literal))
+            .then_some((start, end));
+    }
     // A quoted value, also with the quotes of a JSON string level around it (`\"…\"`).
     let escaped_quote = b[i] == b'\\' && matches!(b.get(i + 1), Some(b'"' | b'\''));
     if matches!(b[i], b'"' | b'\'' | b'`') || escaped_quote {
@@ -1778,6 +1834,80 @@ fn yaml_pair_value(
 
 /// A keyword argument closing a call (`request_token=request.resource_owner_key):`): a dotted
 /// name and the brackets and colon after it.
+/// The contents of a string literal at `i` that has a prefix or delimiters of its own, on the
+/// line ending at `line_end`: Python's `b'…'`, `f"…"`, `r'…'`, `u'…'` and `"""…"""`; C#'s
+/// `@"…"` and `$"…"`; Rust's `r#"…"#` and `b"…"`; C++'s `R"(…)"`, `u8"…"` and `L"…"`; shell's
+/// `$'…'`. Plain quotes are not its business.
+fn prefixed_literal(text: &str, i: usize, line_end: usize) -> Option<(usize, usize)> {
+    let b = &text.as_bytes()[..line_end];
+    let mut p = i;
+    while p < b.len()
+        && p - i < 3
+        && matches!(
+            b[p],
+            b'b' | b'B' | b'f' | b'F' | b'r' | b'R' | b'u' | b'U' | b'L' | b'8' | b'@' | b'$'
+        )
+    {
+        p += 1;
+    }
+    let prefix = &text[i..p];
+    if prefix.contains('8') && !prefix.starts_with("u8") {
+        return None;
+    }
+    let hashes = b[p..].iter().take_while(|&&c| c == b'#').count();
+    if hashes > 0 && !prefix.ends_with('r') {
+        return None;
+    }
+    let q_at = p + hashes;
+    let q = *b.get(q_at).filter(|&&q| q == b'"' || q == b'\'')?;
+    let triple = b[q_at..].starts_with(&[q, q, q]);
+    if prefix.is_empty() && !triple {
+        return None;
+    }
+    let raw = prefix.contains(['r', 'R', '@']);
+    let (start, close): (usize, Vec<u8>) = if triple {
+        (q_at + 3, vec![q, q, q])
+    } else if hashes > 0 {
+        let mut close = vec![b'"'];
+        close.extend(std::iter::repeat_n(b'#', hashes));
+        (q_at + 1, close)
+    } else if prefix == "R" && q == b'"' {
+        // C++: `R"delim(…)delim"`; without the parenthesis, Python's raw string.
+        let open = b[q_at + 1..]
+            .iter()
+            .take(17)
+            .position(|&c| c == b'(')
+            .filter(|&n| {
+                b[q_at + 1..q_at + 1 + n]
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            });
+        match open {
+            Some(n) => {
+                let mut close = vec![b')'];
+                close.extend_from_slice(&b[q_at + 1..q_at + 1 + n]);
+                close.push(b'"');
+                (q_at + 2 + n, close)
+            }
+            None => (q_at + 1, vec![q]),
+        }
+    } else {
+        (q_at + 1, vec![q])
+    };
+    let mut j = start;
+    while j + close.len() <= b.len() {
+        if !raw && b[j] == b'\\' {
+            j += 2;
+            continue;
+        }
+        if b[j..].starts_with(&close) {
+            return (j > start).then_some((start, j));
+        }
+        j += 1;
+    }
+    None
+}
+
 fn is_argument_tail(rest: &str) -> bool {
     let name = rest.trim_end_matches([')', ']', ':', ',', ';']);
     name.len() < rest.len()

@@ -762,7 +762,16 @@ fn is_dotted_identifier(v: &str) -> bool {
             !part.is_empty()
                 && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 && !part.as_bytes()[0].is_ascii_digit()
+                && !looks_random(part)
         })
+}
+
+/// Letters and digits mixed with enough entropy to be generated, not typed as a name.
+pub fn looks_random(v: &str) -> bool {
+    let has_letter = v.bytes().any(|b| b.is_ascii_alphabetic());
+    let has_digit = v.bytes().any(|b| b.is_ascii_digit());
+    let needed = 3.0f64.min((v.len() as f64).log2() * 0.85);
+    v.len() >= 8 && has_letter && has_digit && entropy(v) >= needed
 }
 
 /// Shannon entropy in bits per character.

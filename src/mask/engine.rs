@@ -1018,6 +1018,35 @@ impl<'a> Scan<'a> {
                         found.push(Candidate { start, end, source });
                     }
                 }
+                // Decoding also changes what an escape inside a value meant as written
+                // (`PASSWORD="q\"uo…"`, `PASSWORD=q\ne…` in a dotenv file, `%2F` in a URL's
+                // password): each line holding a backslash or a percent escape is scanned as
+                // written too.
+                let b = text.as_bytes();
+                let mut at = 0;
+                while let Some(n) = memchr::memchr2(b'\\', b'%', &b[at..]) {
+                    if b[at + n] == b'%'
+                        && !b
+                            .get(at + n + 1..at + n + 3)
+                            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    {
+                        at += n + 1;
+                        continue;
+                    }
+                    let ls = text[..at + n].rfind('\n').map_or(0, |p| p + 1);
+                    let le = text[at + n..].find('\n').map_or(text.len(), |p| at + n + p);
+                    for hit in detector.scan(&text[ls..le]) {
+                        let (start, end) = (ls + hit.start, ls + hit.end);
+                        if !overlaps(&found, start, end) {
+                            found.push(Candidate {
+                                start,
+                                end,
+                                source: Source::Rule(hit.rule),
+                            });
+                        }
+                    }
+                    at = le;
+                }
             }
         }
         found.sort_by_key(|c| c.start);

@@ -2675,3 +2675,56 @@ fn a_commands_words_in_an_array_are_masked_as_the_command_line_they_make() {
         assert!(!out.contains("TOLLGATE_"), "{out}");
     }
 }
+
+#[test]
+fn prefixed_literals_escaped_values_dotted_yaml_and_encoded_url_passwords() {
+    let s = || {
+        format!(
+            "{}{}{}",
+            fresh(ALNUM, 10),
+            fresh(b"0123456789", 2),
+            fresh(ALNUM, 10)
+        )
+    };
+    let shapes = [
+        "app.secret_key = b'{s}'",
+        "API_TOKEN = f\"{s}\"",
+        "DB_PASSWORD = r'{s}'",
+        "API_TOKEN = \"\"\"{s}\"\"\"",
+        "string apiToken = @\"{s}\";",
+        "let password = r#\"{s}\"#;",
+        "const char* password = R\"({s})\";",
+        "auto token = u8\"{s}\";",
+        "DB_PASSWORD=\"q\\\"{s}\"",
+        "DB_PASSWORD = 'q\\'{s}'",
+        "config.json:\n{\"db\": {\"password\": \"q\\\"{s}\"}}",
+        "DB_PASSWORD=q\\n{s}",
+        "password: 'q\\t{s}'",
+        "db:\n  host: db.internal\n  password: {s}.{s2}",
+        "DATABASE_URL=postgres://app:p%2F{s}@db.internal:5432/app",
+        "cache: redis://default:ab%3F{s}@cache:6379/0",
+    ];
+    for shape in shapes {
+        let v = vault();
+        let m = masker(default_policy(), &v);
+        let (a, b) = (s(), s());
+        let text = shape.replace("{s}", &a).replace("{s2}", &b);
+        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
+        let (out, _) = mask_json(&m, &body);
+        assert_absent(&out, &[&a]);
+    }
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    assert_masked_and_kept(
+        &m,
+        &[],
+        &[
+            "password = f\"{prefix}{suffix}\"",
+            "secret_key = r\"^[a-z0-9]{32}$\"",
+            "token_re = r'\\d{4}-\\w+'",
+            "password: settings.database.password",
+            "token = self.config.auth.token",
+            "print(\"token:\\n\", token)",
+        ],
+    );
+}
