@@ -2602,7 +2602,8 @@ fn a_commands_words_in_an_array_are_masked_as_the_command_line_they_make() {
              "action": {"type": "exec", "command": command}},
             {"type": "local_shell_call_output", "call_id": "call_7", "output": output}]})
     };
-    let bodies: Vec<Box<dyn Fn(&str) -> serde_json::Value>> = vec![
+    type Shape<'a> = Box<dyn Fn(&str) -> serde_json::Value + 'a>;
+    let bodies: Vec<Shape> = vec![
         Box::new(|v| {
             tool_use(serde_json::json!({"argv": ["mysql", "-u", "root", "--password", v, "app"]}))
         }),
