@@ -97,6 +97,12 @@ macro_rules! revealing_command {
             r#"|\bcat\s+[^\n|;&]*?(?i:secret|token|passw|credential|api[_-]?key|\.pem\b|\.key\b|id_rsa|id_ed25519)"#,
             r"|\b(?:jq|yq)\b[^\n]*\.",
             credential_variable!(),
+            // Scripts and filters that print a credential's variable or line.
+            r"|\b(?:python[0-9.]*|node|deno|bun|ruby|perl|php)\s+(?:-[A-Za-z]+\s+)*-(?:c|e|p|r|-eval|-print)\b[^\n]*?(?:environ|getenv|env\b|ENV)[^\n]*?",
+            credential_variable!(),
+            r"|\b(?:grep|egrep|rg|ag|sed|awk|gawk|cut)\b[^\n|;&]*?",
+            credential_variable!(),
+            r"|\bpulumi\s+config\s+get\b",
             r")"
         )
     };
@@ -1133,16 +1139,35 @@ pub const RULES: &[RuleSpec] = &[
             "secret put",
             "env add"
         ],
-        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]+:([^\s'"]{4,})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|\bredis-cli\b[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,})|\bmongo(?:sh)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|\bdocker\s+login\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|\bhtpasswd\s+-[A-Za-z]*n[A-Za-z]*\s+\S+\s+['"]?([^\s'"]{4,})|\bhtpasswd\s+-[A-Za-z]*b[A-Za-z]*\s+\S+\s+\S+\s+['"]?([^\s'"]{4,})|\bldap(?:search|modify|add|delete|passwd|whoami|compare)\b[^\n|;&]*?\s-w\s+['"]?([^\s'"-][^\s'"]{3,})|\bsqlcmd\b[^\n|;&]*?\s-P\s+['"]?([^\s'"-][^\s'"]{3,})|\bxfreerdp\b[^\n|;&]*?\s/p:['"]?([^\s'"]{4,})|\blftp\b[^\n|;&]*?\s-u\s+['"]?[^\s,'"]+,([^\s'"]{4,})|\baz\s+[a-z\- ]*?\b(?:login|create|update|reset)\b[^\n|;&]*?\s(?:-p|--password|--admin-password|--secret)\s+['"]?([^\s'"$-][^\s'"]{3,})|\bssh-keygen\b[^\n|;&]*?\s-[NP]\s+['"]?([^\s'"-][^\s'"]{3,})|\brabbitmqctl\s+(?:add_user|change_password)\s+\S+\s+['"]?([^\s'"]{4,})|\bunrar\b[^\n|;&]*?\s-p([^\s'"-][^\s'"]{3,})|\bopenssl\s+passwd(?:\s+-[0-9a-z]+)*\s+['"]?([^\s'"$-][^\s'"]{3,})|\btwine\b[^\n|;&]*?\s(?:-p|--password)\s+['"]?([^\s'"$-][^\s'"]{3,})|\bnet\s+use\b[^\n|;&]*?/user:\S+\s+['"]?([^\s'"/*$][^\s'"]{3,})|\becho\s+(?:-[ne]\s+)?['"]?([^\s'"$|-][^\s'"|]{3,})['"]?\s*\|\s*(?:sudo\s+)?(?:[^\n|]*--password-stdin|passwd\s+--stdin|[^\n|]*\bsecret\s+(?:put|set|create)|vercel\s+env\s+add)|\s-(?:src|dest)?(?:store|key)pass\s+['"]?([^\s'"$%-][^\s'"]{3,})|\b7za?\s+[a-z]\b[^\n|;&]*?\s-p['"]?([^\s'"-][^\s'"]{3,})|\b(?:un)?zip\b[^\n|;&]*?\s(?:-P|--password)\s+['"]?([^\s'"-][^\s'"]{3,})|\bsmbclient\b[^\n|;&]*?\s(?:-U|--user)[ =]['"]?[^\s%'"]+%([^\s'"]{4,})|\becho\s+(?:-[ne]\s+)?['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})['"]?\s*\|\s*(?:sudo\s+)?chpasswd|\bchpasswd\s*<<<\s*['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})|\bgh\s+secret\s+set\b[^\n|;&]*?\s(?:--body|-b)[ =]?['"]?([^\s'"-][^\s'"]{3,})|\bmc\s+(?:alias\s+set|config\s+host\s+add)\s+\S+\s+\S+\s+\S+\s+['"]?([^\s'"$-][^\s'"]{3,})|\b(?:psexec|paexec)(?:64)?(?:\.exe)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,}))"#,
+        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]+:([^\s'"]{4,})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|\bredis-cli\b[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,})|\bmongo(?:sh)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|\bdocker\s+login\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|\bhtpasswd\s+-[A-Za-z]*n[A-Za-z]*\s+\S+\s+['"]?([^\s'"]{4,})|\bhtpasswd\s+(?:-[A-Za-z]+\s+)*-[A-Za-z]*b[A-Za-z]*\s+(?:-[A-Za-z]+\s+)*[^\s-]\S*\s+\S+\s+['"]?([^\s'"]{4,})|\bldap(?:search|modify|add|delete|passwd|whoami|compare)\b[^\n|;&]*?\s-w\s+['"]?([^\s'"-][^\s'"]{3,})|\bsqlcmd\b[^\n|;&]*?\s-P\s+['"]?([^\s'"-][^\s'"]{3,})|\bxfreerdp\b[^\n|;&]*?\s/p:['"]?([^\s'"]{4,})|\blftp\b[^\n|;&]*?\s-u\s+['"]?[^\s,'"]+,([^\s'"]{4,})|\baz\s+[a-z\- ]*?\b(?:login|create|update|reset)\b[^\n|;&]*?\s(?:-p|--password|--admin-password|--secret)\s+['"]?([^\s'"$-][^\s'"]{3,})|\bssh-keygen\b[^\n|;&]*?\s-[NP]\s+['"]?([^\s'"-][^\s'"]{3,})|\brabbitmqctl\s+(?:add_user|change_password)\s+\S+\s+['"]?([^\s'"]{4,})|\bunrar\b[^\n|;&]*?\s-p([^\s'"-][^\s'"]{3,})|\bopenssl\s+passwd(?:\s+-[0-9a-z]+)*\s+['"]?([^\s'"$-][^\s'"]{3,})|\btwine\b[^\n|;&]*?\s(?:-p|--password)\s+['"]?([^\s'"$-][^\s'"]{3,})|\bnet\s+use\b[^\n|;&]*?/user:\S+\s+['"]?([^\s'"/*$][^\s'"]{3,})|\becho\s+(?:-[ne]\s+)?['"]?([^\s'"$|-][^\s'"|]{3,})['"]?\s*\|\s*(?:sudo\s+)?(?:[^\n|]*--password-stdin|passwd\s+--stdin|[^\n|]*\bsecret\s+(?:put|set|create)|vercel\s+env\s+add)|\s-(?:src|dest)?(?:store|key)pass\s+['"]?([^\s'"$%-][^\s'"]{3,})|\b7za?\s+[a-z]\b[^\n|;&]*?\s-p['"]?([^\s'"-][^\s'"]{3,})|\b(?:un)?zip\b[^\n|;&]*?\s(?:-P|--password)\s+['"]?([^\s'"-][^\s'"]{3,})|\bsmbclient\b[^\n|;&]*?\s(?:-U|--user)[ =]['"]?[^\s%'"]+%([^\s'"]{4,})|\becho\s+(?:-[ne]\s+)?['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})['"]?\s*\|\s*(?:sudo\s+)?chpasswd|\bchpasswd\s*<<<\s*['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})|\bgh\s+secret\s+set\b[^\n|;&]*?\s(?:--body|-b)[ =]?['"]?([^\s'"-][^\s'"]{3,})|\bmc\s+(?:alias\s+set|config\s+host\s+add)\s+\S+\s+\S+\s+\S+\s+['"]?([^\s'"$-][^\s'"]{3,})|\b(?:psexec|paexec)(?:64)?(?:\.exe)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,}))"#,
         Check::UrlPassword
     ),
     rule!(
         "sql-password",
         "credentials",
-        ["identified", "password '"],
+        ["identified", "password '", "set password"],
         // In double quotes only where the statement is written in capitals: prose says a
         // problem was "identified by" someone.
-        r#"(?i)\b(?:identified\s+(?:with\s+\w+\s+)?by|(?:with|login|encrypted|unencrypted|user\s+\S+|role\s+\S+)\s+password)\s+'((?:[^'\n]|''){4,128})'|(?-i:\b(?:IDENTIFIED\s+(?:WITH\s+\w+\s+)?BY|(?:WITH|LOGIN|ENCRYPTED|UNENCRYPTED)\s+PASSWORD))\s+"([^"\n]{4,128})""#,
+        r#"(?i)\b(?:identified\s+(?:with\s+\w+\s+)?by|(?:with|login|encrypted|unencrypted|user\s+\S+|role\s+\S+)\s+password)\s+'((?:[^'\n]|''){4,128})'|(?-i:\b(?:IDENTIFIED\s+(?:WITH\s+\w+\s+)?BY|(?:WITH|LOGIN|ENCRYPTED|UNENCRYPTED)\s+PASSWORD))\s+"([^"\n]{4,128})"|\bset\s+password(?:\s+for\s+\S+)?\s*=\s*(?:password\(\s*)?'((?:[^'\n]|''){4,128})'"#,
+        Check::UrlPassword
+    ),
+    rule!(
+        "positional-password",
+        "credentials",
+        [
+            "getconnection(",
+            "pdo(",
+            "mysqli",
+            "connect(",
+            "login(",
+            "sequelize(",
+            ".auth("
+        ],
+        // A password passed by position: JDBC's `getConnection(url, "u", "pw")`, PHP's
+        // `new PDO($dsn, 'u', 'pw')` and `mysqli("host", "u", "pw")`, Python's
+        // `MySQLdb.connect("host", "u", "pw")` and `smtp.login("u", "pw")`, Sequelize's
+        // `new Sequelize("db", "u", "pw")`, a Redis client's `auth("pw")`.
+        r#"(?i)(?:\bgetConnection\(\s*[^,()\n]+,|\bPDO\(\s*[^,()\n]+,|\b(?:mysqli(?:_connect)?|(?:MySQLdb|pymysql|mysql\.connector|psycopg2?|pg8000)\.connect)\(\s*["'][^"'\n]*["']\s*,|\bSequelize\(\s*["'][^"'\n]*["']\s*,)\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,128})["']|\.login\(\s*["'][^"'\n]{1,128}["']\s*,\s*["']([^"'\n]{4,128})["']\s*\)|\b\w*(?:jedis|redis)\w*\.auth\(\s*["']([^"'\n]{4,128})["']\s*\)"#,
         Check::UrlPassword
     ),
     rule!(
@@ -1250,7 +1275,21 @@ pub const RULES: &[RuleSpec] = &[
             "printf",
             "cat ",
             "jq ",
-            "yq "
+            "yq ",
+            "python",
+            "node ",
+            "deno ",
+            "bun ",
+            "ruby ",
+            "perl ",
+            "php ",
+            "grep",
+            "rg ",
+            "ag ",
+            "sed ",
+            "awk ",
+            "cut ",
+            "pulumi"
         ],
         // A terminal transcript: a command that prints a secret, and the one word on the line
         // after it (`$ op read op://…` / `hZ8…`).

@@ -293,6 +293,10 @@ pub const SAMPLES: &[(&str, &str)] = &[
         "CREATE USER 'app'@'%' IDENTIFIED BY '{a:14}';",
     ),
     (
+        "positional-password",
+        "conn = DriverManager.getConnection(url, \"app\", \"{a:14}\");",
+    ),
+    (
         "auth-pair-password",
         "r = requests.get(url, auth=('deploy', '{a:14}'))",
     ),
@@ -2220,6 +2224,12 @@ const REVEALING: &[&str] = &[
     "jq -r .password config.json",
     "sops -d --extract '[\"db\"][\"password\"]' secrets.yaml",
     "openssl rand -hex 24",
+    "python3 -c \"import os; print(os.environ['DB_PASSWORD'])\"",
+    "node -e 'console.log(process.env.STRIPE_API_KEY)'",
+    "grep DB_PASSWORD .env | cut -d= -f2",
+    "sed -n 's/^DB_PASSWORD=//p' .env",
+    "awk -F= '/^API_TOKEN/{print $2}' .env",
+    "pulumi config get dbPassword",
 ];
 
 /// A value such a command prints, of each kind: generated and typed ones (`Tr0ub4dor-…`).
@@ -2351,6 +2361,15 @@ fn what_other_commands_print_and_errors_stay() {
         ("printenv HOME", "/home/alice\n".into()),
         ("echo $PATH", "/usr/local/bin:/usr/bin:/bin\n".into()),
         ("pass show prod/db", "\n".into()),
+        (
+            "awk '{print $1}' access.log",
+            "10.20.30.40\n10.20.30.41\n".into(),
+        ),
+        ("grep -rl TODO src", "src/main.rs\nsrc/lib.rs\n".into()),
+        (
+            "python3 -c 'import sys; print(sys.executable)'",
+            "/usr/bin/python3\n".into(),
+        ),
     ];
     for (command, output) in cases {
         let body = serde_json::json!({"model": "claude-sonnet-4-5", "messages": [
@@ -2726,6 +2745,59 @@ fn prefixed_literals_escaped_values_dotted_yaml_and_encoded_url_passwords() {
             "password: settings.database.password",
             "token = self.config.auth.token",
             "print(\"token:\\n\", token)",
+        ],
+    );
+}
+
+#[test]
+fn passwords_passed_by_position_and_set_by_sql_or_htpasswd() {
+    let s = || {
+        format!(
+            "{}{}{}",
+            fresh(ALNUM, 8),
+            fresh(b"0123456789", 2),
+            fresh(ALNUM, 6)
+        )
+    };
+    let shapes = [
+        "Connection c = DriverManager.getConnection(url, \"app\", \"{s}\");",
+        "$db = new PDO($dsn, 'root', '{s}');",
+        "$db = new PDO(\"mysql:host=db;dbname=app\", \"root\", \"{s}\");",
+        "$c = new mysqli(\"localhost\", \"root\", \"{s}\", \"app\");",
+        "$c = mysqli_connect('localhost', 'root', '{s}');",
+        "db = MySQLdb.connect(\"localhost\", \"app\", \"{s}\", \"appdb\")",
+        "conn = pymysql.connect('db', 'app', '{s}')",
+        "server.login(\"alerts@corp.io\", \"{s}\")",
+        "ftp.login('deploy', '{s}')",
+        "const sequelize = new Sequelize(\"app\", \"app\", \"{s}\", { dialect: \"mysql\" });",
+        "jedis.auth(\"{s}\");",
+        "SET PASSWORD FOR 'app'@'localhost' = '{s}';",
+        "SET PASSWORD = PASSWORD('{s}');",
+        "htpasswd -b -c /etc/nginx/.htpasswd admin {s}",
+    ];
+    for shape in shapes {
+        let v = vault();
+        let m = masker(default_policy(), &v);
+        let secret = s();
+        let text = shape.replace("{s}", &secret);
+        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
+        let (out, _) = mask_json(&m, &body);
+        assert_absent(&out, &[&secret]);
+    }
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    assert_masked_and_kept(
+        &m,
+        &[],
+        &[
+            "Connection c = DriverManager.getConnection(url, user, password);",
+            "$db = new PDO($dsn, $user, $pass);",
+            "server.login(user, password)",
+            "smtp.login(os.environ['SMTP_USER'], os.environ['SMTP_PASSWORD'])",
+            "client.login('user', '${PASSWORD}')",
+            "redis.auth(process.env.REDIS_PASSWORD)",
+            "SET PASSWORD FOR 'app'@'localhost' = '<new password>';",
+            "htpasswd -c /etc/nginx/.htpasswd admin",
         ],
     );
 }
