@@ -2723,6 +2723,7 @@ fn prefixed_literals_escaped_values_dotted_yaml_and_encoded_url_passwords() {
         "db:\n  host: db.internal\n  password: {s}.{s2}",
         "DATABASE_URL=postgres://app:p%2F{s}@db.internal:5432/app",
         "cache: redis://default:ab%3F{s}@cache:6379/0",
+        "smbclient //files/share -U alice%4f{s}",
     ];
     for shape in shapes {
         let v = vault();
