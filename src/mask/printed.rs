@@ -30,6 +30,9 @@ const OUTPUT_KEYS: &[&str] = &["content", "output", "text", "result", "stdout", 
 const MAX_OUTPUT: usize = 8 << 10;
 /// Lines of an answer looked at.
 const MAX_LINES: usize = 64;
+/// An argv's words are joined up to this long (a list of documents under `input` is no
+/// command).
+const MAX_COMMAND_LINE: usize = 16 << 10;
 
 /// Whether `command` (or a call's arguments holding it) prints a secret.
 pub(super) fn reveals(command: &str) -> bool {
@@ -192,10 +195,15 @@ impl Calls {
             let array = &s.path.0[..s.path.0.len() - 1];
             match self.argv.last_mut() {
                 Some((path, line)) if path.as_slice() == array => {
-                    line.push(' ');
-                    line.push_str(s.text);
+                    if line.len() + s.text.len() < MAX_COMMAND_LINE {
+                        line.push(' ');
+                        line.push_str(s.text);
+                    }
                 }
-                _ => self.argv.push((owned(array), s.text.to_owned())),
+                _ if s.text.len() < MAX_COMMAND_LINE => {
+                    self.argv.push((owned(array), s.text.to_owned()))
+                }
+                _ => {}
             }
         } else if COMMAND_KEYS.contains(&k) && reveals(s.text) {
             self.revealing.push(owned(&s.path.0));
@@ -222,15 +230,22 @@ impl Calls {
             .iter()
             .filter(|(_, line)| reveals(line))
             .map(|(path, _)| path);
+        // (Every id of that object: a Responses item has its own `id` and a `call_id`.)
         let calls: Vec<&(Vec<Segment<'static>>, String)> = self
             .revealing
             .iter()
             .chain(argv)
-            .filter_map(|p| {
+            .flat_map(|p| {
+                let around = |o: &Vec<Segment<'static>>| p.starts_with(o);
+                let nearest = self
+                    .ids
+                    .iter()
+                    .filter(|(o, _)| around(o))
+                    .map(|(o, _)| o.len())
+                    .max();
                 self.ids
                     .iter()
-                    .filter(|(o, _)| p.starts_with(o))
-                    .max_by_key(|(o, _)| o.len())
+                    .filter(move |(o, _)| around(o) && Some(o.len()) == nearest)
             })
             .collect();
         self.outputs

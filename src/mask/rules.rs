@@ -100,9 +100,18 @@ macro_rules! revealing_command {
             // Scripts and filters that print a credential's variable or line.
             r"|\b(?:python[0-9.]*|node|deno|bun|ruby|perl|php)\s+(?:-[A-Za-z]+\s+)*-(?:c|e|p|r|-eval|-print)\b[^\n]*?(?:environ|getenv|env\b|ENV)[^\n]*?",
             credential_variable!(),
-            r"|\b(?:grep|egrep|rg|ag|sed|awk|gawk|cut)\b[^\n|;&]*?",
+            // Filters that print a credential's value, not its line or its name: `grep NAME … |
+            // cut -f2`, `sed -n 's/^NAME=//p'`, `awk '/NAME/{print $2}'`.
+            r"|\b(?:grep|egrep|rg)\b[^\n|;&]*?",
             credential_variable!(),
-            r"|\bpulumi\s+config\s+get\b",
+            r"[^\n]*\|\s*(?:cut\b[^\n|]*-f\s*[2-9]|(?:g?awk)\b[^\n|]*print\s+\$[2-9]|sed\b)",
+            r"|\bsed\s+(?:-[A-Za-z]+\s+)*-n\b[^\n]*?",
+            credential_variable!(),
+            r"|\bg?awk\b[^\n]*?",
+            credential_variable!(),
+            r"[^\n]*print\s+\$[2-9]",
+            r"|\bpulumi\s+config\s+get\s+",
+            credential_variable!(),
             r")"
         )
     };
@@ -1285,10 +1294,8 @@ pub const RULES: &[RuleSpec] = &[
             "php ",
             "grep",
             "rg ",
-            "ag ",
             "sed ",
             "awk ",
-            "cut ",
             "pulumi"
         ],
         // A terminal transcript: a command that prints a secret, and the one word on the line

@@ -2365,6 +2365,20 @@ fn what_other_commands_print_and_errors_stay() {
             "awk '{print $1}' access.log",
             "10.20.30.40\n10.20.30.41\n".into(),
         ),
+        (
+            "grep -rl API_TOKEN src/",
+            "src/config.py\nsrc/settings_prod.py\n".into(),
+        ),
+        ("rg -l DB_PASSWORD", "docker-compose.yml\n".into()),
+        (
+            "awk -F= '/TOKEN/{print $1}' .env",
+            "GITHUB_TOKEN\nNPM_TOKEN\n".into(),
+        ),
+        (
+            "grep -o 'def [a-z_]*token' auth.py",
+            "refresh_token\n".into(),
+        ),
+        ("pulumi config get aws:region", "eu-central-1\n".into()),
         ("grep -rl TODO src", "src/main.rs\nsrc/lib.rs\n".into()),
         (
             "python3 -c 'import sys; print(sys.executable)'",
@@ -2617,7 +2631,8 @@ fn a_commands_words_in_an_array_are_masked_as_the_command_line_they_make() {
     };
     let local_shell = |command: serde_json::Value, output: &str| {
         serde_json::json!({"model": "codex-mini-latest", "input": [
-            {"type": "local_shell_call", "call_id": "call_7", "status": "completed",
+            // (Keys come sorted: the item's `call_id` before its own `id`.)
+            {"type": "local_shell_call", "call_id": "call_7", "id": "lsh_7", "status": "completed",
              "action": {"type": "exec", "command": command}},
             {"type": "local_shell_call_output", "call_id": "call_7", "output": output}]})
     };
