@@ -1474,6 +1474,24 @@ fn value_span(
     if i >= b.len() {
         return None;
     }
+    // `API_TOKEN = (\n    "…"\n)`: a long literal alone in parentheses, as Black writes it.
+    if !colon && b[i] == b'(' {
+        let next = text[i + 1..].trim_start_matches([' ', '\t', '\r']);
+        if let Some(line) = next.strip_prefix('\n') {
+            let at = text.len() - line.trim_start_matches([' ', '\t']).len();
+            // The literal alone: its line is one string and the next one closes the parenthesis
+            // (not a string continued on the next line, which is a template or a path).
+            let (literal, after) = text[at..].split_once('\n').unwrap_or((&text[at..], ""));
+            let literal = literal.trim_end();
+            if let Some(&q) = b.get(at).filter(|&&q| q == b'"' || q == b'\'')
+                && literal.len() >= 2
+                && literal.ends_with(q as char)
+                && after.trim_start().starts_with(')')
+            {
+                i = at;
+            }
+        }
+    }
     let line_end = text[i..].find('\n').map_or(b.len(), |n| i + n);
     // Go's headers: `X-Api-Key:[…]` as a printed map shows them, `"X-Api-Key": {"…"}` and
     // `[]string{"…"}` as code writes them.

@@ -194,12 +194,13 @@ impl Calls {
             // A word of an argv (Codex's `local_shell_call`: `["printenv", "DB_PASSWORD"]`).
             let array = &s.path.0[..s.path.0.len() - 1];
             match self.argv.last_mut() {
-                Some((path, line)) if path.as_slice() == array => {
-                    if line.len() + s.text.len() < MAX_COMMAND_LINE {
-                        line.push(' ');
-                        line.push_str(s.text);
-                    }
+                Some((path, line))
+                    if path.as_slice() == array && line.len() + s.text.len() < MAX_COMMAND_LINE =>
+                {
+                    line.push(' ');
+                    line.push_str(s.text);
                 }
+                Some((path, _)) if path.as_slice() == array => {}
                 _ if s.text.len() < MAX_COMMAND_LINE => {
                     self.argv.push((owned(array), s.text.to_owned()))
                 }

@@ -89,6 +89,19 @@ macro_rules! revealing_command {
             r"|\bsecret-tool\s+lookup\b|\bkeyring\s+get\b|\bbw\s+get\s+(?:password|totp)\b|\blpass\s+show\b|\bchamber\s+read\b",
             r"|\bdoppler\s+secrets\s+get\b|\bheroku\s+(?:auth:token|config:get)\b|\bsops\s+(?:-d|--decrypt)\b",
             r"|\bopenssl\s+rand\b|\bpwgen\b|\bnpm\s+token\s+create\b",
+            r"|\b(?:head|tail|less|more|bat|type|Get-Content|gc)\s+[^\n|;&]*?(?i:secret|token|passw|credential|api[_-]?key|\.pem\b|\.key\b|id_rsa|id_ed25519)",
+            r"|\b(?:git\s+config|npm\s+config\s+get|yarn\s+config\s+get)\b[^\n|;&]*?(?i:token|passw|secret|_auth)",
+            r"|\bsecurity\s+find-(?:generic|internet)-password\b[^\n]*\s-[a-z]*w[a-z]*\b",
+            r"|\bkubectl\s+config\s+view\b[^\n]*--raw\b[^\n]*(?i:token|password|client-key)",
+            r"|\bgpg\s+(?:[^\n|;&]*\s)?(?:-d|--decrypt)\b|\baws\s+kms\s+decrypt\b",
+            r"|\b(?:netlify\s+env:get|infisical\s+secrets\s+get|vercel\s+env\s+pull)\b",
+            r"|\becho\s+%",
+            credential_variable!(),
+            r"%|\$env:",
+            credential_variable!(),
+            r"|GetEnvironmentVariable\(\s*['\x22]",
+            credential_variable!(),
+            r"|\bGet-Secret\b[^\n]*-AsPlainText",
             r"|\bconsul\s+kv\s+get\b[^\n]*(?i:secret|passw|token|key)",
             r"|\bprintenv\s+",
             credential_variable!(),
@@ -1146,9 +1159,12 @@ pub const RULES: &[RuleSpec] = &[
             "--password-stdin",
             "--stdin",
             "secret put",
-            "env add"
+            "env add",
+            "mysqladmin",
+            "net user",
+            "requirepass"
         ],
-        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]+:([^\s'"]{4,})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|\bredis-cli\b[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,})|\bmongo(?:sh)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|\bdocker\s+login\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|\bhtpasswd\s+-[A-Za-z]*n[A-Za-z]*\s+\S+\s+['"]?([^\s'"]{4,})|\bhtpasswd\s+(?:-[A-Za-z]+\s+)*-[A-Za-z]*b[A-Za-z]*\s+(?:-[A-Za-z]+\s+)*[^\s-]\S*\s+\S+\s+['"]?([^\s'"]{4,})|\bldap(?:search|modify|add|delete|passwd|whoami|compare)\b[^\n|;&]*?\s-w\s+['"]?([^\s'"-][^\s'"]{3,})|\bsqlcmd\b[^\n|;&]*?\s-P\s+['"]?([^\s'"-][^\s'"]{3,})|\bxfreerdp\b[^\n|;&]*?\s/p:['"]?([^\s'"]{4,})|\blftp\b[^\n|;&]*?\s-u\s+['"]?[^\s,'"]+,([^\s'"]{4,})|\baz\s+[a-z\- ]*?\b(?:login|create|update|reset)\b[^\n|;&]*?\s(?:-p|--password|--admin-password|--secret)\s+['"]?([^\s'"$-][^\s'"]{3,})|\bssh-keygen\b[^\n|;&]*?\s-[NP]\s+['"]?([^\s'"-][^\s'"]{3,})|\brabbitmqctl\s+(?:add_user|change_password)\s+\S+\s+['"]?([^\s'"]{4,})|\bunrar\b[^\n|;&]*?\s-p([^\s'"-][^\s'"]{3,})|\bopenssl\s+passwd(?:\s+-[0-9a-z]+)*\s+['"]?([^\s'"$-][^\s'"]{3,})|\btwine\b[^\n|;&]*?\s(?:-p|--password)\s+['"]?([^\s'"$-][^\s'"]{3,})|\bnet\s+use\b[^\n|;&]*?/user:\S+\s+['"]?([^\s'"/*$][^\s'"]{3,})|\becho\s+(?:-[ne]\s+)?['"]?([^\s'"$|-][^\s'"|]{3,})['"]?\s*\|\s*(?:sudo\s+)?(?:[^\n|]*--password-stdin|passwd\s+--stdin|[^\n|]*\bsecret\s+(?:put|set|create)|vercel\s+env\s+add)|\s-(?:src|dest)?(?:store|key)pass\s+['"]?([^\s'"$%-][^\s'"]{3,})|\b7za?\s+[a-z]\b[^\n|;&]*?\s-p['"]?([^\s'"-][^\s'"]{3,})|\b(?:un)?zip\b[^\n|;&]*?\s(?:-P|--password)\s+['"]?([^\s'"-][^\s'"]{3,})|\bsmbclient\b[^\n|;&]*?\s(?:-U|--user)[ =]['"]?[^\s%'"]+%([^\s'"]{4,})|\becho\s+(?:-[ne]\s+)?['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})['"]?\s*\|\s*(?:sudo\s+)?chpasswd|\bchpasswd\s*<<<\s*['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})|\bgh\s+secret\s+set\b[^\n|;&]*?\s(?:--body|-b)[ =]?['"]?([^\s'"-][^\s'"]{3,})|\bmc\s+(?:alias\s+set|config\s+host\s+add)\s+\S+\s+\S+\s+\S+\s+['"]?([^\s'"$-][^\s'"]{3,})|\b(?:psexec|paexec)(?:64)?(?:\.exe)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,}))"#,
+        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]+:([^\s'"]{4,})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|\bredis-cli\b[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,})|\bmongo(?:sh)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|\bdocker\s+login\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|\bhtpasswd\s+-[A-Za-z]*n[A-Za-z]*\s+\S+\s+['"]?([^\s'"]{4,})|\bhtpasswd\s+(?:-[A-Za-z]+\s+)*-[A-Za-z]*b[A-Za-z]*\s+(?:-[A-Za-z]+\s+)*[^\s-]\S*\s+\S+\s+['"]?([^\s'"]{4,})|\bldap(?:search|modify|add|delete|passwd|whoami|compare)\b[^\n|;&]*?\s-w\s+['"]?([^\s'"-][^\s'"]{3,})|\bsqlcmd\b[^\n|;&]*?\s-P\s+['"]?([^\s'"-][^\s'"]{3,})|\bxfreerdp\b[^\n|;&]*?\s/p:['"]?([^\s'"]{4,})|\blftp\b[^\n|;&]*?\s-u\s+['"]?[^\s,'"]+,([^\s'"]{4,})|\baz\s+[a-z\- ]*?\b(?:login|create|update|reset)\b[^\n|;&]*?\s(?:-p|--password|--admin-password|--secret)\s+['"]?([^\s'"$-][^\s'"]{3,})|\bssh-keygen\b[^\n|;&]*?\s-[NP]\s+['"]?([^\s'"-][^\s'"]{3,})|\brabbitmqctl\s+(?:add_user|change_password)\s+\S+\s+['"]?([^\s'"]{4,})|\bunrar\b[^\n|;&]*?\s-p([^\s'"-][^\s'"]{3,})|\bopenssl\s+passwd(?:\s+-[0-9a-z]+)*\s+['"]?([^\s'"$-][^\s'"]{3,})|\btwine\b[^\n|;&]*?\s(?:-p|--password)\s+['"]?([^\s'"$-][^\s'"]{3,})|\bnet\s+use\b[^\n|;&]*?/user:\S+\s+['"]?([^\s'"/*$][^\s'"]{3,})|\becho\s+(?:-[ne]\s+)?['"]?([^\s'"$|-][^\s'"|]{3,})['"]?\s*\|\s*(?:sudo\s+)?(?:[^\n|]*--password-stdin|passwd\s+--stdin|[^\n|]*\bsecret\s+(?:put|set|create)|vercel\s+env\s+add)|\s-(?:src|dest)?(?:store|key)pass\s+['"]?([^\s'"$%-][^\s'"]{3,})|\b7za?\s+[a-z]\b[^\n|;&]*?\s-p['"]?([^\s'"-][^\s'"]{3,})|\b(?:un)?zip\b[^\n|;&]*?\s(?:-P|--password)\s+['"]?([^\s'"-][^\s'"]{3,})|\bsmbclient\b[^\n|;&]*?\s(?:-U|--user)[ =]['"]?[^\s%'"]+%([^\s'"]{4,})|\becho\s+(?:-[ne]\s+)?['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})['"]?\s*\|\s*(?:sudo\s+)?chpasswd|\bchpasswd\s*<<<\s*['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})|\bgh\s+secret\s+set\b[^\n|;&]*?\s(?:--body|-b)[ =]?['"]?([^\s'"-][^\s'"]{3,})|\bmc\s+(?:alias\s+set|config\s+host\s+add)\s+\S+\s+\S+\s+\S+\s+['"]?([^\s'"$-][^\s'"]{3,})|\b(?:psexec|paexec)(?:64)?(?:\.exe)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|\bmysqladmin\b[^\n|;&]*?\spassword\s+['"]?([^\s'"-][^\s'"]{3,})|\bnet\s+user\s+[^\s/]+\s+['"]?([^\s'"*/][^\s'"]{3,})|(?:--|\b)requirepass\s+['"]?([^\s'"-][^\s'"]{3,})|\bredis-cli\b[^\n|;&]*?\sAUTH\s+(?:default\s+)?['"]?([^\s'"]{4,}))"#,
         Check::UrlPassword
     ),
     rule!(
@@ -1170,13 +1186,24 @@ pub const RULES: &[RuleSpec] = &[
             "connect(",
             "login(",
             "sequelize(",
-            ".auth("
+            ".auth(",
+            "ftp(",
+            "ftp_tls(",
+            "bind(",
+            "bind_s(",
+            "ldap_bind",
+            "connection(",
+            "passwordauthentication",
+            "usernamepasswordcredentials",
+            "set_password(",
+            "ftp_login",
+            "->connect"
         ],
         // A password passed by position: JDBC's `getConnection(url, "u", "pw")`, PHP's
         // `new PDO($dsn, 'u', 'pw')` and `mysqli("host", "u", "pw")`, Python's
         // `MySQLdb.connect("host", "u", "pw")` and `smtp.login("u", "pw")`, Sequelize's
         // `new Sequelize("db", "u", "pw")`, a Redis client's `auth("pw")`.
-        r#"(?i)(?:\bgetConnection\(\s*[^,()\n]+,|\bPDO\(\s*[^,()\n]+,|\b(?:mysqli(?:_connect)?|(?:MySQLdb|pymysql|mysql\.connector|psycopg2?|pg8000)\.connect)\(\s*["'][^"'\n]*["']\s*,|\bSequelize\(\s*["'][^"'\n]*["']\s*,)\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,128})["']|\.login\(\s*["'][^"'\n]{1,128}["']\s*,\s*["']([^"'\n]{4,128})["']\s*\)|\b\w*(?:jedis|redis)\w*\.auth\(\s*["']([^"'\n]{4,128})["']\s*\)"#,
+        r#"(?i)(?:\bgetConnection\(\s*[^,()\n]+,|\bPDO\(\s*[^,()\n]+,|\b(?:mysqli(?:_connect)?|(?:MySQLdb|pymysql|mysql\.connector|psycopg2?|pg8000)\.connect)\(\s*["'][^"'\n]*["']\s*,|\bSequelize\(\s*["'][^"'\n]*["']\s*,)\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.login\(\s*["'][^"'\n]+["']\s*,\s*["']([^"'\n]{4,})["']\s*\)|\b(?:r|rc|rdb|client|conn|cache|\w*jedis\w*|\w*redis\w*)\.auth\(\s*["']([^"'\n]{4,})["']\s*\)|\.auth\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']\s*\)|\b(?:cx_Oracle|oracledb)\.connect\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\b(?:pymssql\.connect|mysql_connect|FTP(?:_TLS)?(?:\.new)?)\(\s*["'][^"'\n]*["']\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\b(?:simple_bind_s|simple_bind|bind_s|ldap_bind)\(\s*(?:\$\w+\s*,\s*)?["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\bConnection\(\s*\w+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.bind\(\s*["'][^"'\n]*(?:cn|uid|dc)=[^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.connect\(\s*[^,()\n]+,\s*\d+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\b(?:PasswordAuthentication|UsernamePasswordCredentials)\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\bset_password\(\s*["'][^"'\n]*["']\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|->connect\(\s*[^,()\n]+,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\bftp_login\(\s*\$\w+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']"#,
         Check::UrlPassword
     ),
     rule!(
@@ -1296,7 +1323,22 @@ pub const RULES: &[RuleSpec] = &[
             "rg ",
             "sed ",
             "awk ",
-            "pulumi"
+            "pulumi",
+            "head ",
+            "tail ",
+            "get-content",
+            "git config",
+            "npm config",
+            "yarn config",
+            "security find",
+            "gpg ",
+            "kms decrypt",
+            "netlify env",
+            "infisical",
+            "echo %",
+            "$env:",
+            "getenvironmentvariable",
+            "get-secret"
         ],
         // A terminal transcript: a command that prints a secret, and the one word on the line
         // after it (`$ op read op://…` / `hZ8…`).

@@ -2230,6 +2230,14 @@ const REVEALING: &[&str] = &[
     "sed -n 's/^DB_PASSWORD=//p' .env",
     "awk -F= '/^API_TOKEN/{print $2}' .env",
     "pulumi config get dbPassword",
+    "head -1 secrets/api_token.txt",
+    "tail -n 1 ~/.config/deploy/token",
+    "git config --get github.token",
+    "npm config get //registry.npmjs.org/:_authToken",
+    "security find-generic-password -s deploy -wa alice",
+    "echo %API_TOKEN%",
+    "Write-Output $env:DEPLOY_TOKEN",
+    "Get-Secret -Name DbPassword -AsPlainText",
 ];
 
 /// A value such a command prints, of each kind: generated and typed ones (`Tr0ub4dor-…`).
@@ -2790,6 +2798,22 @@ fn passwords_passed_by_position_and_set_by_sql_or_htpasswd() {
         "SET PASSWORD FOR 'app'@'localhost' = '{s}';",
         "SET PASSWORD = PASSWORD('{s}');",
         "htpasswd -b -c /etc/nginx/.htpasswd admin {s}",
+        "conn.simple_bind_s(\"cn=admin,dc=corp,dc=io\", \"{s}\")",
+        "conn = Connection(server, \"cn=svc,dc=corp\", \"{s}\", auto_bind=True)",
+        "ssh.connect(\"bastion.corp.io\", 22, \"deploy\", \"{s}\")",
+        "new PasswordAuthentication(\"svc\", \"{s}\".toCharArray())",
+        "new UsernamePasswordCredentials(\"svc\", \"{s}\")",
+        "ftp = ftplib.FTP(\"ftp.corp.io\", \"upload\", \"{s}\")",
+        "keyring.set_password(\"corp-vpn\", \"alice\", \"{s}\")",
+        "my $dbh = DBI->connect($dsn, \"app\", \"{s}\");",
+        "conn = cx_Oracle.connect(\"app\", \"{s}\", \"db.corp:1521/ORCL\")",
+        "r.auth(\"{s}\")",
+        "db.auth(\"admin\", \"{s}\")",
+        "mysqladmin -u root password {s}",
+        "net user Administrator {s}",
+        "redis-server --requirepass {s}",
+        "redis-cli -h cache AUTH {s}",
+        "API_TOKEN = (\n    \"{s}\"\n)",
     ];
     for shape in shapes {
         let v = vault();
@@ -2814,6 +2838,12 @@ fn passwords_passed_by_position_and_set_by_sql_or_htpasswd() {
             "redis.auth(process.env.REDIS_PASSWORD)",
             "SET PASSWORD FOR 'app'@'localhost' = '<new password>';",
             "htpasswd -c /etc/nginx/.htpasswd admin",
+            "conn = Connection(server, user_dn, password, auto_bind=True)",
+            "ssh.connect(host, 22, username, password)",
+            "net user alice /delete",
+            "net user alice *",
+            "redis-cli -h cache AUTH $REDIS_PASSWORD",
+            "r.auth(password)",
         ],
     );
 }
