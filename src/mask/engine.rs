@@ -60,7 +60,16 @@ const PAIR_NAMES: &[&str] = &[
     "variable",
 ];
 /// Keys whose arrays of strings are a command's words (Codex's `command`, a container's `args`).
-const ARGV_KEYS: &[&str] = &["command", "cmd", "args", "argv", "arguments", "entrypoint"];
+const ARGV_KEYS: &[&str] = &[
+    "command",
+    "cmd",
+    "args",
+    "argv",
+    "arguments",
+    "entrypoint",
+    "run",
+    "exec",
+];
 /// An array's string longer than this is no command word: it is masked on its own only.
 const ARGV_WORD: usize = 512;
 
@@ -1049,6 +1058,26 @@ impl<'a> Scan<'a> {
                 }
             }
         }
+        // Lists of quoted words written in code, YAML or HCL (`["docker", "login", "-p", "…"]`):
+        // a flag and its value are two strings, seen together as the command line they make.
+        for list in quoted_word_lists(text) {
+            for hit in detector.scan(&list.line) {
+                let Some(&(at, from, len)) = list.words.iter().rfind(|w| w.0 <= hit.start) else {
+                    continue;
+                };
+                if hit.end > at + len {
+                    continue;
+                }
+                let (start, end) = (from + hit.start - at, from + hit.end - at);
+                if !overlaps(&found, start, end) {
+                    found.push(Candidate {
+                        start,
+                        end,
+                        source: Source::Rule(hit.rule),
+                    });
+                }
+            }
+        }
         found.sort_by_key(|c| c.start);
         let found = split_at_gutters(text, found);
         let mut edits = Vec::with_capacity(found.len());
@@ -1259,6 +1288,71 @@ static B64: [bool; 256] = {
 };
 
 /// The refusal a blocking rule asks for, naming the rule and the place, never the value.
+/// A list of quoted words on one line of text, joined by spaces.
+struct WordList {
+    line: String,
+    /// Each word: where it starts in `line`, where in the text, and its length.
+    words: Vec<(usize, usize, usize)>,
+}
+
+/// The lists of two or more quoted words on one line (`["mysql", "-p", "…"]`) that hold a
+/// flag: an argv written in code, YAML or HCL.
+fn quoted_word_lists(text: &str) -> Vec<WordList> {
+    let b = text.as_bytes();
+    let mut lists = Vec::new();
+    let mut at = 0;
+    while let Some(n) = memchr::memchr(b'[', &b[at..]) {
+        let open = at + n;
+        at = open + 1;
+        let mut i = open + 1;
+        let mut words: Vec<(usize, usize)> = Vec::new();
+        let closed = loop {
+            while matches!(b.get(i), Some(b' ' | b'\t')) {
+                i += 1;
+            }
+            let Some(&q) = b.get(i).filter(|&&q| q == b'"' || q == b'\'') else {
+                break b.get(i) == Some(&b']');
+            };
+            let start = i + 1;
+            let Some(len) = b[start..]
+                .iter()
+                .position(|&c| c == q || c == b'\n' || c == b'\\')
+                .filter(|&len| b[start + len] == q)
+            else {
+                break false;
+            };
+            words.push((start, len));
+            i = start + len + 1;
+            while matches!(b.get(i), Some(b' ' | b'\t')) {
+                i += 1;
+            }
+            match b.get(i) {
+                Some(b',') => i += 1,
+                Some(b']') => break true,
+                _ => break false,
+            }
+        };
+        if !closed || words.len() < 2 || !words.iter().any(|&(s, _)| b[s] == b'-') {
+            continue;
+        }
+        let mut line = String::new();
+        let mut joined = Vec::with_capacity(words.len());
+        for (start, len) in words {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            joined.push((line.len(), start, len));
+            line.push_str(&text[start..start + len]);
+        }
+        at = i;
+        lists.push(WordList {
+            line,
+            words: joined,
+        });
+    }
+    lists
+}
+
 fn refuse_if_blocked(rule: &Rule, path: &dyn Fn() -> String) -> Result<(), MaskError> {
     if rule.action == super::detect::RuleAction::Block {
         return Err(MaskError::Blocked {

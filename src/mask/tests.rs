@@ -2690,6 +2690,19 @@ fn a_commands_words_in_an_array_are_masked_as_the_command_line_they_make() {
             serde_json::json!({"messages": [{"role": "user", "content": format!(
             "subprocess.run(['psql', '--host', 'db', '--password', '{v}'])")}]})
         }),
+        Box::new(|v| {
+            serde_json::json!({"messages": [{"role": "user", "content": format!(
+            "subprocess.check_call([\"docker\", \"login\", \"-u\", \"bob\", \"-p\", \"{v}\", \"registry.corp.io\"])")}]})
+        }),
+        Box::new(|v| {
+            serde_json::json!({"messages": [{"role": "user", "content": format!(
+            "FROM redis:7\nCMD [\"redis-server\", \"--requirepass\", \"{v}\"]\n")}]})
+        }),
+        Box::new(|v| {
+            serde_json::json!({"messages": [{"role": "user", "content": format!(
+            "args: ['sqlcmd', '-S', 'db', '-U', 'sa', '-P', '{v}']")}]})
+        }),
+        Box::new(|v| tool_use(serde_json::json!({"run": ["redis-cli", "-h", "cache", "AUTH", v]}))),
     ];
     for (i, body) in bodies.iter().enumerate() {
         // Each shape its own vault and value: nothing passes on what an earlier one taught.
@@ -2713,6 +2726,8 @@ fn a_commands_words_in_an_array_are_masked_as_the_command_line_they_make() {
             serde_json::json!(["cargo", "test", "--", "--nocapture"]),
             "test result: ok\n",
         ),
+        serde_json::json!({"messages": [{"role": "user", "content":
+            "cmd = [\"pytest\", \"-k\", \"test_password_reset\", \"-x\"]\nrun([\"ls\", \"-la\", \"/tmp\"])"}]}),
     ] {
         let (out, _) = mask_json(&m, &kept);
         assert!(!out.contains("TOLLGATE_"), "{out}");
