@@ -75,55 +75,55 @@ macro_rules! revealing_command {
     () => {
         concat!(
             r"(?:",
-            r"\bop\s+(?:read|inject|item\s+get\b[^\n]*--(?:fields?|reveal))\b",
-            r"|\bterraform\s+output\b",
-            r"|\bkubectl\b[^\n]*\bsecrets?\b[^\n]*(?:jsonpath|go-template|base64)",
-            r"|\bkubectl\s+create\s+token\b",
-            r"|\bvault\s+(?:kv\s+get|read|token\s+create)\b[^\n]*-field\b|\bvault\s+print\s+token\b",
-            r"|\b(?:gh|glab)\s+auth\s+token\b",
-            r"|\bgcloud\s+(?:secrets\s+versions\s+access|auth\s+(?:application-default\s+)?print-(?:access|identity)-token)\b",
-            r"|\baws\s+(?:ecr(?:-public)?\s+get-login-password|secretsmanager\s+get-secret-value|ssm\s+get-parameters?\b[^\n]*--with-decryption|configure\s+get\s+\S*(?:secret|token)\S*|codeartifact\s+get-authorization-token|rds\s+generate-db-auth-token)\b",
-            r"|\baz\s+(?:keyvault\s+secret\s+show|account\s+get-access-token|acr\s+login\b[^\n]*--expose-token|storage\s+account\s+keys\s+list)\b",
-            r"|\bsecurity\s+find-(?:generic|internet)-password\b[^\n]*\s-w\b",
-            r"|\b(?:pass|gopass)\s+show\b|\bgopass\s+(?:cat|otp)\b",
-            r"|\bsecret-tool\s+lookup\b|\bkeyring\s+get\b|\bbw\s+get\s+(?:password|totp)\b|\blpass\s+show\b|\bchamber\s+read\b",
-            r"|\bdoppler\s+secrets\s+get\b|\bheroku\s+(?:auth:token|config:get)\b|\bsops\s+(?:-d|--decrypt)\b",
-            r"|\bopenssl\s+rand\b|\bpwgen\b|\bnpm\s+token\s+create\b",
-            r"|\b(?:head|tail|less|more|bat|type|Get-Content|gc)\s+[^\n|;&]*?(?i:secret|token|passw|credential|api[_-]?key|\.pem\b|\.key\b|id_rsa|id_ed25519)",
-            r"|\b(?:git\s+config|npm\s+config\s+get|yarn\s+config\s+get)\b[^\n|;&]*?(?i:token|passw|secret|_auth)",
-            r"|\bsecurity\s+find-(?:generic|internet)-password\b[^\n]*\s-[a-z]*w[a-z]*\b",
-            r"|\bkubectl\s+config\s+view\b[^\n]*--raw\b[^\n]*(?i:token|password|client-key)",
-            r"|\bgpg\s+(?:[^\n|;&]*\s)?(?:-d|--decrypt)\b|\baws\s+kms\s+decrypt\b",
-            r"|\b(?:netlify\s+env:get|infisical\s+secrets\s+get|vercel\s+env\s+pull)\b",
-            r"|\becho\s+%",
+            r"(?-u:\b)op\s+(?:read|inject|item\s+get(?-u:\b)[^\n]*--(?:fields?|reveal))(?-u:\b)",
+            r"|(?-u:\b)terraform\s+output(?-u:\b)",
+            r"|(?-u:\b)kubectl(?-u:\b)[^\n]*(?-u:\b)secrets?(?-u:\b)[^\n]*(?:jsonpath|go-template|base64)",
+            r"|(?-u:\b)kubectl\s+create\s+token(?-u:\b)",
+            r"|(?-u:\b)vault\s+(?:kv\s+get|read|token\s+create)(?-u:\b)[^\n]*-field(?-u:\b)|(?-u:\b)vault\s+print\s+token(?-u:\b)",
+            r"|(?-u:\b)(?:gh|glab)\s+auth\s+token(?-u:\b)",
+            r"|(?-u:\b)gcloud\s+(?:secrets\s+versions\s+access|auth\s+(?:application-default\s+)?print-(?:access|identity)-token)(?-u:\b)",
+            r"|(?-u:\b)aws\s+(?:ecr(?:-public)?\s+get-login-password|secretsmanager\s+get-secret-value|ssm\s+get-parameters?(?-u:\b)[^\n]*--with-decryption|configure\s+get\s+\S*(?:secret|token)\S*|codeartifact\s+get-authorization-token|rds\s+generate-db-auth-token)(?-u:\b)",
+            r"|(?-u:\b)az\s+(?:keyvault\s+secret\s+show|account\s+get-access-token|acr\s+login(?-u:\b)[^\n]*--expose-token|storage\s+account\s+keys\s+list)(?-u:\b)",
+            r"|(?-u:\b)security\s+find-(?:generic|internet)-password(?-u:\b)[^\n]*\s-w(?-u:\b)",
+            r"|(?-u:\b)(?:pass|gopass)\s+show(?-u:\b)|(?-u:\b)gopass\s+(?:cat|otp)(?-u:\b)",
+            r"|(?-u:\b)secret-tool\s+lookup(?-u:\b)|(?-u:\b)keyring\s+get(?-u:\b)|(?-u:\b)bw\s+get\s+(?:password|totp)(?-u:\b)|(?-u:\b)lpass\s+show(?-u:\b)|(?-u:\b)chamber\s+read(?-u:\b)",
+            r"|(?-u:\b)doppler\s+secrets\s+get(?-u:\b)|(?-u:\b)heroku\s+(?:auth:token|config:get)(?-u:\b)|(?-u:\b)sops\s+(?:-d|--decrypt)(?-u:\b)",
+            r"|(?-u:\b)openssl\s+rand(?-u:\b)|(?-u:\b)pwgen(?-u:\b)|(?-u:\b)npm\s+token\s+create(?-u:\b)",
+            r"|(?-u:\b)(?:head|tail|less|more|bat|type|Get-Content|gc)\s+[^\n|;&]*?(?i:secret|token|passw|credential|api[_-]?key|\.pem(?-u:\b)|\.key(?-u:\b)|id_rsa|id_ed25519)",
+            r"|(?-u:\b)(?:git\s+config|npm\s+config\s+get|yarn\s+config\s+get)(?-u:\b)[^\n|;&]*?(?i:token|passw|secret|_auth)",
+            r"|(?-u:\b)security\s+find-(?:generic|internet)-password(?-u:\b)[^\n]*\s-[a-z]*w[a-z]*(?-u:\b)",
+            r"|(?-u:\b)kubectl\s+config\s+view(?-u:\b)[^\n]*--raw(?-u:\b)[^\n]*(?i:token|password|client-key)",
+            r"|(?-u:\b)gpg\s+(?:[^\n|;&]*\s)?(?:-d|--decrypt)(?-u:\b)|(?-u:\b)aws\s+kms\s+decrypt(?-u:\b)",
+            r"|(?-u:\b)(?:netlify\s+env:get|infisical\s+secrets\s+get|vercel\s+env\s+pull)(?-u:\b)",
+            r"|(?-u:\b)echo\s+%",
             credential_variable!(),
             r"%|\$env:",
             credential_variable!(),
             r"|GetEnvironmentVariable\(\s*['\x22]",
             credential_variable!(),
-            r"|\bGet-Secret\b[^\n]*-AsPlainText",
-            r"|\bconsul\s+kv\s+get\b[^\n]*(?i:secret|passw|token|key)",
-            r"|\bprintenv\s+",
+            r"|(?-u:\b)Get-Secret(?-u:\b)[^\n]*-AsPlainText",
+            r"|(?-u:\b)consul\s+kv\s+get(?-u:\b)[^\n]*(?i:secret|passw|token|key)",
+            r"|(?-u:\b)printenv\s+",
             credential_variable!(),
-            r"|\b(?:echo|printf)\s+[^\n|;&]*?\$\{?",
+            r"|(?-u:\b)(?:echo|printf)\s+[^\n|;&]*?\$\{?",
             credential_variable!(),
-            r#"|\bcat\s+[^\n|;&]*?(?i:secret|token|passw|credential|api[_-]?key|\.pem\b|\.key\b|id_rsa|id_ed25519)"#,
-            r"|\b(?:jq|yq)\b[^\n]*\.",
+            r#"|(?-u:\b)cat\s+[^\n|;&]*?(?i:secret|token|passw|credential|api[_-]?key|\.pem(?-u:\b)|\.key(?-u:\b)|id_rsa|id_ed25519)"#,
+            r"|(?-u:\b)(?:jq|yq)(?-u:\b)[^\n]*\.",
             credential_variable!(),
             // Scripts and filters that print a credential's variable or line.
-            r"|\b(?:python[0-9.]*|node|deno|bun|ruby|perl|php)\s+(?:-[A-Za-z]+\s+)*-(?:c|e|p|r|-eval|-print)\b[^\n]*?(?:environ|getenv|env\b|ENV)[^\n]*?",
+            r"|(?-u:\b)(?:python[0-9.]*|node|deno|bun|ruby|perl|php)\s+(?:-[A-Za-z]+\s+)*-(?:c|e|p|r|-eval|-print)(?-u:\b)[^\n]*?(?:environ|getenv|env(?-u:\b)|ENV)[^\n]*?",
             credential_variable!(),
             // Filters that print a credential's value, not its line or its name: `grep NAME … |
             // cut -f2`, `sed -n 's/^NAME=//p'`, `awk '/NAME/{print $2}'`.
-            r"|\b(?:grep|egrep|rg)\b[^\n|;&]*?",
+            r"|(?-u:\b)(?:grep|egrep|rg)(?-u:\b)[^\n|;&]*?",
             credential_variable!(),
-            r"[^\n]*\|\s*(?:cut\b[^\n|]*-f\s*[2-9]|(?:g?awk)\b[^\n|]*print\s+\$[2-9]|sed\b)",
-            r"|\bsed\s+(?:-[A-Za-z]+\s+)*-n\b[^\n]*?",
+            r"[^\n]*\|\s*(?:cut(?-u:\b)[^\n|]*-f\s*[2-9]|(?:g?awk)(?-u:\b)[^\n|]*print\s+\$[2-9]|sed(?-u:\b))",
+            r"|(?-u:\b)sed\s+(?:-[A-Za-z]+\s+)*-n(?-u:\b)[^\n]*?",
             credential_variable!(),
-            r"|\bg?awk\b[^\n]*?",
+            r"|(?-u:\b)g?awk(?-u:\b)[^\n]*?",
             credential_variable!(),
             r"[^\n]*print\s+\$[2-9]",
-            r"|\bpulumi\s+config\s+get\s+",
+            r"|(?-u:\b)pulumi\s+config\s+get\s+",
             credential_variable!(),
             r")"
         )
@@ -133,7 +133,7 @@ macro_rules! revealing_command {
 /// A variable or field named for a credential (`DB_PASSWORD`, `deployToken`, `.api_key`).
 macro_rules! credential_variable {
     () => {
-        r"(?i:[a-z0-9_]*(?:token|secret|passw|_pass\b|pass_|_pw\b|api_?key|private_?key|access_?key|credential))"
+        r"(?i:[a-z0-9_]*(?:token|secret|passw|_pass(?-u:\b)|pass_|_pw(?-u:\b)|api_?key|private_?key|access_?key|credential))"
     };
 }
 
@@ -1164,7 +1164,7 @@ pub const RULES: &[RuleSpec] = &[
             "net user",
             "requirepass"
         ],
-        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]+:([^\s'"]{4,})|\bsshpass\s+-p\s*['"]?([^\s'"]{4,})|\b(?:mysql|mysqldump|mariadb|mysqladmin)\b[^\n|;&]*?\s-p['"]?([^\s'"]{4,})|\bsqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|\bredis-cli\b[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,})|\bmongo(?:sh)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|\bdocker\s+login\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|\bhtpasswd\s+-[A-Za-z]*n[A-Za-z]*\s+\S+\s+['"]?([^\s'"]{4,})|\bhtpasswd\s+(?:-[A-Za-z]+\s+)*-[A-Za-z]*b[A-Za-z]*\s+(?:-[A-Za-z]+\s+)*[^\s-]\S*\s+\S+\s+['"]?([^\s'"]{4,})|\bldap(?:search|modify|add|delete|passwd|whoami|compare)\b[^\n|;&]*?\s-w\s+['"]?([^\s'"-][^\s'"]{3,})|\bsqlcmd\b[^\n|;&]*?\s-P\s+['"]?([^\s'"-][^\s'"]{3,})|\bxfreerdp\b[^\n|;&]*?\s/p:['"]?([^\s'"]{4,})|\blftp\b[^\n|;&]*?\s-u\s+['"]?[^\s,'"]+,([^\s'"]{4,})|\baz\s+[a-z\- ]*?\b(?:login|create|update|reset)\b[^\n|;&]*?\s(?:-p|--password|--admin-password|--secret)\s+['"]?([^\s'"$-][^\s'"]{3,})|\bssh-keygen\b[^\n|;&]*?\s-[NP]\s+['"]?([^\s'"-][^\s'"]{3,})|\brabbitmqctl\s+(?:add_user|change_password)\s+\S+\s+['"]?([^\s'"]{4,})|\bunrar\b[^\n|;&]*?\s-p([^\s'"-][^\s'"]{3,})|\bopenssl\s+passwd(?:\s+-[0-9a-z]+)*\s+['"]?([^\s'"$-][^\s'"]{3,})|\btwine\b[^\n|;&]*?\s(?:-p|--password)\s+['"]?([^\s'"$-][^\s'"]{3,})|\bnet\s+use\b[^\n|;&]*?/user:\S+\s+['"]?([^\s'"/*$][^\s'"]{3,})|\becho\s+(?:-[ne]\s+)?['"]?([^\s'"$|-][^\s'"|]{3,})['"]?\s*\|\s*(?:sudo\s+)?(?:[^\n|]*--password-stdin|passwd\s+--stdin|[^\n|]*\bsecret\s+(?:put|set|create)|vercel\s+env\s+add)|\s-(?:src|dest)?(?:store|key)pass\s+['"]?([^\s'"$%-][^\s'"]{3,})|\b7za?\s+[a-z]\b[^\n|;&]*?\s-p['"]?([^\s'"-][^\s'"]{3,})|\b(?:un)?zip\b[^\n|;&]*?\s(?:-P|--password)\s+['"]?([^\s'"-][^\s'"]{3,})|\bsmbclient\b[^\n|;&]*?\s(?:-U|--user)[ =]['"]?[^\s%'"]+%([^\s'"]{4,})|\becho\s+(?:-[ne]\s+)?['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})['"]?\s*\|\s*(?:sudo\s+)?chpasswd|\bchpasswd\s*<<<\s*['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})|\bgh\s+secret\s+set\b[^\n|;&]*?\s(?:--body|-b)[ =]?['"]?([^\s'"-][^\s'"]{3,})|\bmc\s+(?:alias\s+set|config\s+host\s+add)\s+\S+\s+\S+\s+\S+\s+['"]?([^\s'"$-][^\s'"]{3,})|\b(?:psexec|paexec)(?:64)?(?:\.exe)?\b[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|\bmysqladmin\b[^\n|;&]*?\spassword\s+['"]?([^\s'"-][^\s'"]{3,})|\bnet\s+user\s+[^\s/]+\s+['"]?([^\s'"*/][^\s'"]{3,})|(?:--|\b)requirepass\s+['"]?([^\s'"-][^\s'"]{3,})|\bredis-cli\b[^\n|;&]*?\sAUTH\s+(?:default\s+)?['"]?([^\s'"]{4,}))"#,
+        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]+:([^\s'"]{4,})|(?-u:\b)sshpass\s+-p\s*['"]?([^\s'"]{4,})|(?-u:\b)(?:mysql|mysqldump|mariadb|mysqladmin)(?-u:\b)[^\n|;&]*?\s-p['"]?([^\s'"]{4,})|(?-u:\b)sqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|(?-u:\b)redis-cli(?-u:\b)[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,})|(?-u:\b)mongo(?:sh)?(?-u:\b)[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)docker\s+login(?-u:\b)[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)htpasswd\s+-[A-Za-z]*n[A-Za-z]*\s+\S+\s+['"]?([^\s'"]{4,})|(?-u:\b)htpasswd\s+(?:-[A-Za-z]+\s+)*-[A-Za-z]*b[A-Za-z]*\s+(?:-[A-Za-z]+\s+)*[^\s-]\S*\s+\S+\s+['"]?([^\s'"]{4,})|(?-u:\b)ldap(?:search|modify|add|delete|passwd|whoami|compare)(?-u:\b)[^\n|;&]*?\s-w\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)sqlcmd(?-u:\b)[^\n|;&]*?\s-P\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)xfreerdp(?-u:\b)[^\n|;&]*?\s/p:['"]?([^\s'"]{4,})|(?-u:\b)lftp(?-u:\b)[^\n|;&]*?\s-u\s+['"]?[^\s,'"]+,([^\s'"]{4,})|(?-u:\b)az\s+[a-z\- ]*?(?-u:\b)(?:login|create|update|reset)(?-u:\b)[^\n|;&]*?\s(?:-p|--password|--admin-password|--secret)\s+['"]?([^\s'"$-][^\s'"]{3,})|(?-u:\b)ssh-keygen(?-u:\b)[^\n|;&]*?\s-[NP]\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)rabbitmqctl\s+(?:add_user|change_password)\s+\S+\s+['"]?([^\s'"]{4,})|(?-u:\b)unrar(?-u:\b)[^\n|;&]*?\s-p([^\s'"-][^\s'"]{3,})|(?-u:\b)openssl\s+passwd(?:\s+-[0-9a-z]+)*\s+['"]?([^\s'"$-][^\s'"]{3,})|(?-u:\b)twine(?-u:\b)[^\n|;&]*?\s(?:-p|--password)\s+['"]?([^\s'"$-][^\s'"]{3,})|(?-u:\b)net\s+use(?-u:\b)[^\n|;&]*?/user:\S+\s+['"]?([^\s'"/*$][^\s'"]{3,})|(?-u:\b)echo\s+(?:-[ne]\s+)?['"]?([^\s'"$|-][^\s'"|]{3,})['"]?\s*\|\s*(?:sudo\s+)?(?:[^\n|]*--password-stdin|passwd\s+--stdin|[^\n|]*(?-u:\b)secret\s+(?:put|set|create)|vercel\s+env\s+add)|\s-(?:src|dest)?(?:store|key)pass\s+['"]?([^\s'"$%-][^\s'"]{3,})|(?-u:\b)7za?\s+[a-z](?-u:\b)[^\n|;&]*?\s-p['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)(?:un)?zip(?-u:\b)[^\n|;&]*?\s(?:-P|--password)\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)smbclient(?-u:\b)[^\n|;&]*?\s(?:-U|--user)[ =]['"]?[^\s%'"]+%([^\s'"]{4,})|(?-u:\b)echo\s+(?:-[ne]\s+)?['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})['"]?\s*\|\s*(?:sudo\s+)?chpasswd|(?-u:\b)chpasswd\s*<<<\s*['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})|(?-u:\b)gh\s+secret\s+set(?-u:\b)[^\n|;&]*?\s(?:--body|-b)[ =]?['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)mc\s+(?:alias\s+set|config\s+host\s+add)\s+\S+\s+\S+\s+\S+\s+['"]?([^\s'"$-][^\s'"]{3,})|(?-u:\b)(?:psexec|paexec)(?:64)?(?:\.exe)?(?-u:\b)[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)mysqladmin(?-u:\b)[^\n|;&]*?\spassword\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)net\s+user\s+[^\s/]+\s+['"]?([^\s'"*/][^\s'"]{3,})|(?:--|(?-u:\b))requirepass\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)redis-cli(?-u:\b)[^\n|;&]*?\sAUTH\s+(?:default\s+)?['"]?([^\s'"]{4,}))"#,
         Check::UrlPassword
     ),
     rule!(
@@ -1203,7 +1203,7 @@ pub const RULES: &[RuleSpec] = &[
         // `new PDO($dsn, 'u', 'pw')` and `mysqli("host", "u", "pw")`, Python's
         // `MySQLdb.connect("host", "u", "pw")` and `smtp.login("u", "pw")`, Sequelize's
         // `new Sequelize("db", "u", "pw")`, a Redis client's `auth("pw")`.
-        r#"(?i)(?:\bgetConnection\(\s*[^,()\n]+,|\bPDO\(\s*[^,()\n]+,|\b(?:mysqli(?:_connect)?|(?:MySQLdb|pymysql|mysql\.connector|psycopg2?|pg8000)\.connect)\(\s*["'][^"'\n]*["']\s*,|\bSequelize\(\s*["'][^"'\n]*["']\s*,)\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.login\(\s*["'][^"'\n]+["']\s*,\s*["']([^"'\n]{4,})["']\s*\)|\b(?:r|rc|rdb|client|conn|cache|\w*jedis\w*|\w*redis\w*)\.auth\(\s*["']([^"'\n]{4,})["']\s*\)|\.auth\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']\s*\)|\b(?:cx_Oracle|oracledb)\.connect\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\b(?:pymssql\.connect|mysql_connect|FTP(?:_TLS)?(?:\.new)?)\(\s*["'][^"'\n]*["']\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\b(?:simple_bind_s|simple_bind|bind_s|ldap_bind)\(\s*(?:\$\w+\s*,\s*)?["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\bConnection\(\s*\w+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.bind\(\s*["'][^"'\n]*(?:cn|uid|dc)=[^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.connect\(\s*[^,()\n]+,\s*\d+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\b(?:PasswordAuthentication|UsernamePasswordCredentials)\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\bset_password\(\s*["'][^"'\n]*["']\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|->connect\(\s*[^,()\n]+,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\bftp_login\(\s*\$\w+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']"#,
+        r#"(?i)(?:(?-u:\b)getConnection\(\s*[^,()\n]+,|(?-u:\b)PDO\(\s*[^,()\n]+,|(?-u:\b)(?:mysqli(?:_connect)?|(?:MySQLdb|pymysql|mysql\.connector|psycopg2?|pg8000)\.connect)\(\s*["'][^"'\n]*["']\s*,|(?-u:\b)Sequelize\(\s*["'][^"'\n]*["']\s*,)\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.login\(\s*["'][^"'\n]+["']\s*,\s*["']([^"'\n]{4,})["']\s*\)|(?-u:\b)(?:r|rc|rdb|client|conn|cache|\w*jedis\w*|\w*redis\w*)\.auth\(\s*["']([^"'\n]{4,})["']\s*\)|\.auth\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']\s*\)|(?-u:\b)(?:cx_Oracle|oracledb)\.connect\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)(?:pymssql\.connect|mysql_connect|FTP(?:_TLS)?(?:\.new)?)\(\s*["'][^"'\n]*["']\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)(?:simple_bind_s|simple_bind|bind_s|ldap_bind)\(\s*(?:\$\w+\s*,\s*)?["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)Connection\(\s*\w+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.bind\(\s*["'][^"'\n]*(?:cn|uid|dc)=[^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.connect\(\s*[^,()\n]+,\s*\d+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)(?:PasswordAuthentication|UsernamePasswordCredentials)\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)set_password\(\s*["'][^"'\n]*["']\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|->connect\(\s*[^,()\n]+,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)ftp_login\(\s*\$\w+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']"#,
         Check::UrlPassword
     ),
     rule!(
