@@ -2763,15 +2763,7 @@ fn prefixed_literals_escaped_values_dotted_yaml_and_encoded_url_passwords() {
         "cache: redis://default:ab%3F{s}@cache:6379/0",
         "smbclient //files/share -U alice%4f{s}",
     ];
-    for shape in shapes {
-        let v = vault();
-        let m = masker(default_policy(), &v);
-        let (a, b) = (s(), s());
-        let text = shape.replace("{s}", &a).replace("{s2}", &b);
-        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
-        let (out, _) = mask_json(&m, &body);
-        assert_absent(&out, &[&a]);
-    }
+    masks_each_shape_alone(&shapes, s);
     let v = vault();
     let m = masker(default_policy(), &v);
     assert_masked_and_kept(
@@ -2830,15 +2822,7 @@ fn passwords_passed_by_position_and_set_by_sql_or_htpasswd() {
         "redis-cli -h cache AUTH {s}",
         "API_TOKEN = (\n    \"{s}\"\n)",
     ];
-    for shape in shapes {
-        let v = vault();
-        let m = masker(default_policy(), &v);
-        let secret = s();
-        let text = shape.replace("{s}", &secret);
-        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
-        let (out, _) = mask_json(&m, &body);
-        assert_absent(&out, &[&secret]);
-    }
+    masks_each_shape_alone(&shapes, s);
     let v = vault();
     let m = masker(default_policy(), &v);
     assert_masked_and_kept(
@@ -2861,4 +2845,18 @@ fn passwords_passed_by_position_and_set_by_sql_or_htpasswd() {
             "r.auth(password)",
         ],
     );
+}
+
+/// Each shape, with `{s}` (and `{s2}`) made of fresh values, masks its `{s}` value, in a vault
+/// of its own: nothing passes on what an earlier shape taught.
+fn masks_each_shape_alone(shapes: &[&str], value: impl Fn() -> String) {
+    for shape in shapes {
+        let v = vault();
+        let m = masker(default_policy(), &v);
+        let (a, b) = (value(), value());
+        let text = shape.replace("{s}", &a).replace("{s2}", &b);
+        let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
+        let (out, _) = mask_json(&m, &body);
+        assert_absent(&out, &[&a]);
+    }
 }
