@@ -2757,20 +2757,14 @@ fn prefixed_literals_escaped_values_dotted_yaml_and_encoded_url_passwords() {
         "smbclient //files/share -U alice%4f{s}",
     ];
     masks_each_shape_alone(&shapes, s);
-    let v = vault();
-    let m = masker(default_policy(), &v);
-    assert_masked_and_kept(
-        &m,
-        &[],
-        &[
-            "password = f\"{prefix}{suffix}\"",
-            "secret_key = r\"^[a-z0-9]{32}$\"",
-            "token_re = r'\\d{4}-\\w+'",
-            "password: settings.database.password",
-            "token = self.config.auth.token",
-            "print(\"token:\\n\", token)",
-        ],
-    );
+    assert_kept_alone(&[
+        "password = f\"{prefix}{suffix}\"",
+        "secret_key = r\"^[a-z0-9]{32}$\"",
+        "token_re = r'\\d{4}-\\w+'",
+        "password: settings.database.password",
+        "token = self.config.auth.token",
+        "print(\"token:\\n\", token)",
+    ]);
 }
 
 #[test]
@@ -2809,28 +2803,22 @@ fn passwords_passed_by_position_and_set_by_sql_or_htpasswd() {
         "API_TOKEN = (\n    \"{s}\"\n)",
     ];
     masks_each_shape_alone(&shapes, s);
-    let v = vault();
-    let m = masker(default_policy(), &v);
-    assert_masked_and_kept(
-        &m,
-        &[],
-        &[
-            "Connection c = DriverManager.getConnection(url, user, password);",
-            "$db = new PDO($dsn, $user, $pass);",
-            "server.login(user, password)",
-            "smtp.login(os.environ['SMTP_USER'], os.environ['SMTP_PASSWORD'])",
-            "client.login('user', '${PASSWORD}')",
-            "redis.auth(process.env.REDIS_PASSWORD)",
-            "SET PASSWORD FOR 'app'@'localhost' = '<new password>';",
-            "htpasswd -c /etc/nginx/.htpasswd admin",
-            "conn = Connection(server, user_dn, password, auto_bind=True)",
-            "ssh.connect(host, 22, username, password)",
-            "net user alice /delete",
-            "net user alice *",
-            "redis-cli -h cache AUTH $REDIS_PASSWORD",
-            "r.auth(password)",
-        ],
-    );
+    assert_kept_alone(&[
+        "Connection c = DriverManager.getConnection(url, user, password);",
+        "$db = new PDO($dsn, $user, $pass);",
+        "server.login(user, password)",
+        "smtp.login(os.environ['SMTP_USER'], os.environ['SMTP_PASSWORD'])",
+        "client.login('user', '${PASSWORD}')",
+        "redis.auth(process.env.REDIS_PASSWORD)",
+        "SET PASSWORD FOR 'app'@'localhost' = '<new password>';",
+        "htpasswd -c /etc/nginx/.htpasswd admin",
+        "conn = Connection(server, user_dn, password, auto_bind=True)",
+        "ssh.connect(host, 22, username, password)",
+        "net user alice /delete",
+        "net user alice *",
+        "redis-cli -h cache AUTH $REDIS_PASSWORD",
+        "r.auth(password)",
+    ]);
 }
 
 /// Each shape, with `{s}` (and `{s2}`) made of fresh values, masks its `{s}` value, in a vault
@@ -2856,4 +2844,11 @@ fn with_digits(head: usize, tail: usize) -> String {
         fresh(b"0123456789", 2),
         fresh(ALNUM, tail)
     )
+}
+
+/// Each text, masked in a vault of its own, goes without a placeholder.
+fn assert_kept_alone(kept: &[&str]) {
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    assert_masked_and_kept(&m, &[], kept);
 }
