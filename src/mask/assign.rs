@@ -1396,7 +1396,7 @@ fn value_span(
     // value`, a Dockerfile's `ENV NAME value`.
     let line_start = text[..ks].rfind('\n').map_or(0, |n| n + 1);
     let before_key = after_gutter(text[line_start..ks.saturating_sub(quoted_key as usize)].trim());
-    let statement = matches!(before_key, "setx" | "SETX" | "ENV")
+    let statement = matches!(before_key, "setx" | "SETX" | "ENV" | "#define")
         || before_key.strip_prefix("set -").is_some_and(|flags| {
             !flags.is_empty() && flags.bytes().all(|b| b.is_ascii_alphabetic())
         });
@@ -1407,6 +1407,13 @@ fn value_span(
         let word = text.get(i..end)?;
         let value = word.trim_matches(|c| c == '"' || c == '\'');
         let start = i + text[i..end].find(value).unwrap_or(0);
+        // A C macro counts with a string literal that looks made (`#define DB_PASSWORD "…"`),
+        // not with code or a name (`#define SSL_kPSK 0x04u`, `#define LN_kx_psk "kx-psk"`).
+        if before_key == "#define" {
+            let made = value.len() >= 8 && (looks_random(value) || is_gibberish(value));
+            return (value.len() < word.len() && made && judge(key_text, value, Context::Literal))
+                .then_some((start, start + value.len()));
+        }
         // A statement assigns a literal, as a dotenv line does; so does a quoted flag value.
         let context = if statement || value.len() < word.len() {
             Context::Literal
@@ -1474,22 +1481,41 @@ fn value_span(
     if i >= b.len() {
         return None;
     }
-    // `API_TOKEN = (\n    "…"\n)`: a long literal alone in parentheses, as Black writes it.
+    // `API_TOKEN = (\n    "…"\n)`: a long literal alone in parentheses, as Black writes it,
+    // or several that are joined (`"…"\n    "…"`), each alone on its line.
+    let mut wrapped = false;
     if !colon && b[i] == b'(' {
         let next = text[i + 1..].trim_start_matches([' ', '\t', '\r']);
         if let Some(line) = next.strip_prefix('\n') {
             let at = text.len() - line.trim_start_matches([' ', '\t']).len();
-            // The literal alone: its line is one string and the next one closes the parenthesis
-            // (not a string continued on the next line, which is a template or a path).
-            let (literal, after) = text[at..].split_once('\n').unwrap_or((&text[at..], ""));
-            let literal = literal.trim_end();
-            if let Some(&q) = b.get(at).filter(|&&q| q == b'"' || q == b'\'')
-                && literal.len() >= 2
-                && literal.ends_with(q as char)
-                && after.trim_start().starts_with(')')
-            {
+            // Each line one string, and the next line after them closes the parenthesis (not a
+            // string continued by code, which is a template or a path).
+            let mut lines = text[at..].split('\n');
+            let mut literals = 0;
+            let closed = loop {
+                let Some(line) = lines.next() else {
+                    break false;
+                };
+                let line = line.trim();
+                if line.starts_with(')') {
+                    break literals > 0;
+                }
+                let Some(q) = line.chars().next().filter(|&q| q == '"' || q == '\'') else {
+                    break false;
+                };
+                if line.len() < 2 || !line.ends_with(q) || literals == 8 {
+                    break false;
+                }
+                literals += 1;
+            };
+            if closed {
                 i = at;
+                wrapped = true;
             }
+        } else if next.starts_with(['"', '\'']) {
+            // `TOKEN = ("…"\n         "…")`
+            i = text.len() - next.len();
+            wrapped = true;
         }
     }
     let line_end = text[i..].find('\n').map_or(b.len(), |n| i + n);
@@ -1554,11 +1580,18 @@ fn value_span(
     .any(|f| text[..ks].ends_with(f) || text[..ks].trim_end().ends_with(f));
 
     // A literal with a prefix or delimiters of its own (`b'…'`, `r#"…"#`, `@"…"`, `"""…"""`).
-    if let Some((start, end)) = prefixed_literal(text, i, line_end) {
+    if let Some((start, end)) =
+        prefixed_literal(text, i, line_end).or_else(|| block_literal(text, i, line_end))
+    {
         let value = &text[start..end];
+        let prefix = &text[i..start];
         // Words in a byte string are a test's data (`secret = b"input keying material"`).
-        // An interpolating literal (`f"{user}-token"`, `$"{a}"`) is an expression.
-        let interpolated = text[i..start].contains(['f', 'F', '$']) && value.contains('{');
+        // An interpolating literal (`f"{user}-token"`, `$"{a}"`, `s"$user"`, `` `${a}` ``) is
+        // an expression.
+        let interpolated = value.contains("${")
+            || (prefix.contains(['f', 'F', '$']) && value.contains('{'))
+            || (prefix.starts_with('s') && value.contains('$'))
+            || (prefix.starts_with("<<<") && !prefix.contains('\'') && value.contains('$'));
         let bytes_of_words = text[i..start].starts_with(['b', 'B'])
             && value.contains(' ')
             && value.bytes().all(|b| b.is_ascii_lowercase() || b == b' ');
@@ -1600,6 +1633,11 @@ fn value_span(
         }
         if after.starts_with(".format(") || after.trim_start().starts_with("% ") {
             return None;
+        }
+        // A secret split into literals that are joined (`"…" + "…"`, `"…" "…"`): what is judged
+        // and masked is all of them.
+        if !escaped_quote && let Some((last, joined)) = joined_literals(text, start, j, wrapped) {
+            return judge(key_text, &joined, Context::Literal).then_some((start, last));
         }
         // Backticks quote code in prose and Markdown (`Ok(None)`), not literals; and a short
         // lower-case word in quotes names something (`token: "explain"`).
@@ -1858,6 +1896,18 @@ fn yaml_pair_value(
 /// `$'…'`. Plain quotes are not its business.
 fn prefixed_literal(text: &str, i: usize, line_end: usize) -> Option<(usize, usize)> {
     let b = &text.as_bytes()[..line_end];
+    if let Some(span) = delimited_literal(text, i, line_end) {
+        return Some(span);
+    }
+    // Scala's `s"…"` and `raw"…"`, JavaScript's ``String.raw`…` ``: a word before the quote.
+    for word in ["String.raw`", "raw\"", "s\""] {
+        if text[i..line_end].starts_with(word) {
+            let start = i + word.len();
+            let q = word.as_bytes()[word.len() - 1];
+            let len = b[start..].iter().position(|&c| c == q)?;
+            return (len > 0).then_some((start, start + len));
+        }
+    }
     let mut p = i;
     while p < b.len()
         && p - i < 3
@@ -1873,16 +1923,17 @@ fn prefixed_literal(text: &str, i: usize, line_end: usize) -> Option<(usize, usi
         return None;
     }
     let hashes = b[p..].iter().take_while(|&&c| c == b'#').count();
-    if hashes > 0 && !prefix.ends_with('r') {
+    // Rust's `r#"…"#`, and Swift's `#"…"#` with no prefix.
+    if hashes > 0 && !(prefix.ends_with('r') || prefix.is_empty()) {
         return None;
     }
     let q_at = p + hashes;
     let q = *b.get(q_at).filter(|&&q| q == b'"' || q == b'\'')?;
     let triple = b[q_at..].starts_with(&[q, q, q]);
-    if prefix.is_empty() && !triple {
+    if prefix.is_empty() && !triple && hashes == 0 {
         return None;
     }
-    let raw = prefix.contains(['r', 'R', '@']);
+    let raw = prefix.contains(['r', 'R', '@']) || hashes > 0;
     let (start, close): (usize, Vec<u8>) = if triple {
         (q_at + 3, vec![q, q, q])
     } else if hashes > 0 {
@@ -1924,6 +1975,159 @@ fn prefixed_literal(text: &str, i: usize, line_end: usize) -> Option<(usize, usi
         j += 1;
     }
     None
+}
+
+/// The literals joined to the one whose contents are `start..close` (`close` at its closing
+/// quote): `"…" + "…"` (JavaScript, Java, C#), `"…" "…"` (Python, C), `'…' . '…'` (PHP, Perl),
+/// `"…" .. "…"` (Lua), `'…' || '…'` (SQL), `"…" & "…"` (VB). Parts may stand on the next line
+/// when an operator joins them there, or when they are `wrapped` in parentheses. The end of the
+/// last part's contents and all the parts' contents joined; `None` when nothing is joined.
+fn joined_literals(
+    text: &str,
+    start: usize,
+    close: usize,
+    wrapped: bool,
+) -> Option<(usize, String)> {
+    let b = text.as_bytes();
+    let operator = |k: usize| -> usize {
+        let at = |n: usize| b.get(k + n).copied();
+        match (at(0), at(1), at(2)) {
+            (Some(b'+'), Some(b'+' | b'='), _) | (Some(b'&'), Some(b'&' | b'='), _) => 0,
+            (Some(b'.'), Some(b'.'), Some(b'.')) => 0,
+            (Some(b'.'), Some(b'.'), _) | (Some(b'|'), Some(b'|'), _) => 2,
+            (Some(b'+' | b'.' | b'&' | b'~'), _, _) => 1,
+            _ => 0,
+        }
+    };
+    let spaces = |k: &mut usize| {
+        while matches!(b.get(*k), Some(b' ' | b'\t')) {
+            *k += 1;
+        }
+    };
+    let mut joined = String::new();
+    let (mut end, mut p, mut parts) = (close, close + 1, 1);
+    while parts < 16 {
+        let mut k = p;
+        spaces(&mut k);
+        let mut joins = operator(k);
+        k += joins;
+        let mut crossed = false;
+        loop {
+            match b.get(k) {
+                Some(b' ' | b'\t' | b'\r') => k += 1,
+                Some(b'\n') => {
+                    crossed = true;
+                    k += 1;
+                }
+                Some(b'\\') if b.get(k + 1) == Some(&b'\n') => {
+                    crossed = true;
+                    k += 2;
+                }
+                _ => break,
+            }
+        }
+        if joins == 0 {
+            joins = operator(k);
+            k += joins;
+            spaces(&mut k);
+        }
+        if crossed && joins == 0 && !wrapped {
+            break;
+        }
+        let Some(&q) = b.get(k).filter(|&&c| matches!(c, b'"' | b'\'' | b'`')) else {
+            break;
+        };
+        let from = k + 1;
+        let mut j = from;
+        while j < b.len() && b[j] != q && b[j] != b'\n' {
+            j += if b[j] == b'\\' { 2 } else { 1 };
+        }
+        if b.get(j) != Some(&q) {
+            break;
+        }
+        if parts == 1 {
+            joined.push_str(&text[start..close]);
+        }
+        joined.push_str(&text[from..j]);
+        (end, p, parts) = (j, j + 1, parts + 1);
+    }
+    (parts > 1).then_some((end, joined))
+}
+
+/// The contents of a literal at `i` whose delimiters are not quotes, on the line ending at
+/// `line_end`: Ruby's `%q(…)`, `%Q[…]`, `%(…)` and `%{…}` (any bracket, or one character twice),
+/// and Lua's long brackets `[[…]]` and `[==[…]==]`.
+fn delimited_literal(text: &str, i: usize, line_end: usize) -> Option<(usize, usize)> {
+    let b = &text.as_bytes()[..line_end];
+    let (start, close): (usize, Vec<u8>) = match (b.get(i), b.get(i + 1), b.get(i + 2)) {
+        (Some(b'%'), Some(b'q' | b'Q'), Some(&d)) if !d.is_ascii_alphanumeric() && d != b' ' => {
+            (i + 3, vec![closing(d)])
+        }
+        (Some(b'%'), Some(&d @ (b'(' | b'[' | b'{' | b'<' | b'|' | b'!')), _) => {
+            (i + 2, vec![closing(d)])
+        }
+        (Some(b'['), Some(b'[' | b'='), _) => {
+            let level = b[i + 1..].iter().take_while(|&&c| c == b'=').count();
+            if b.get(i + 1 + level) != Some(&b'[') {
+                return None;
+            }
+            let mut close = vec![b']'];
+            close.extend(std::iter::repeat_n(b'=', level));
+            close.push(b']');
+            (i + 2 + level, close)
+        }
+        _ => return None,
+    };
+    let len = memchr::memmem::find(&b[start..], &close)?;
+    (len > 0).then_some((start, start + len))
+}
+
+/// The bracket that closes `open`, or `open` itself.
+fn closing(open: u8) -> u8 {
+    match open {
+        b'(' => b')',
+        b'[' => b']',
+        b'{' => b'}',
+        b'<' => b'>',
+        d => d,
+    }
+}
+
+/// The one line a multi-line literal opened at `i` holds (its line ending at `line_end`, where
+/// the opener stands last): PowerShell's here-strings `@"` … `"@` and `@'` … `'@`, PHP's and
+/// Ruby's heredocs (`<<<EOT`, `<<<'EOT'`, `<<~EOS`) and triple quotes (`"""` in Kotlin, Java,
+/// Python, TOML). A literal of several lines is a document, whose lines are read as lines.
+fn block_literal(text: &str, i: usize, line_end: usize) -> Option<(usize, usize)> {
+    let opener = text[i..line_end].trim_end();
+    let terminator: &str = match opener {
+        "@\"" => "\"@",
+        "@'" => "'@",
+        "\"\"\"" | "'''" => opener,
+        _ => {
+            let tag = opener
+                .strip_prefix("<<<")
+                .or_else(|| opener.strip_prefix("<<~"))
+                .or_else(|| opener.strip_prefix("<<-"))?;
+            let tag = tag.trim_matches(|c| c == '\'' || c == '"');
+            if tag.is_empty() || !tag.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                return None;
+            }
+            tag
+        }
+    };
+    let body_at = line_end + 1;
+    let mut lines = text.get(body_at..)?.split_inclusive('\n');
+    let value = lines.next()?;
+    let last = lines.next()?.trim();
+    if !last.starts_with(terminator) {
+        return None;
+    }
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    let start = body_at + (value.len() - value.trim_start().len());
+    Some((start, start + trimmed.len()))
 }
 
 fn is_argument_tail(rest: &str) -> bool {

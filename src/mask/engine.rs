@@ -1058,9 +1058,13 @@ impl<'a> Scan<'a> {
                 }
             }
         }
-        // Lists of quoted words written in code, YAML or HCL (`["docker", "login", "-p", "…"]`):
-        // a flag and its value are two strings, seen together as the command line they make.
-        for list in quoted_word_lists(text) {
+        // Lists of quoted words written in code, YAML or HCL (`["docker", "login", "-p", "…"]`),
+        // and YAML's block sequences (`- --requirepass` and `- …` on the next line): a flag and
+        // its value are two items, seen together as the command line they make.
+        for list in quoted_word_lists(text)
+            .into_iter()
+            .chain(yaml_block_lists(text))
+        {
             for hit in detector.scan(&list.line) {
                 let Some(&(at, from, len)) = list.words.iter().rfind(|w| w.0 <= hit.start) else {
                     continue;
@@ -1287,8 +1291,8 @@ static B64: [bool; 256] = {
     t
 };
 
-/// The refusal a blocking rule asks for, naming the rule and the place, never the value.
-/// A list of quoted words on one line of text, joined by spaces.
+/// A list of words written in text (quoted on one line, or a YAML block sequence), joined by
+/// spaces.
 struct WordList {
     line: String,
     /// Each word: where it starts in `line`, where in the text, and its length.
@@ -1350,6 +1354,103 @@ fn quoted_word_lists(text: &str) -> Vec<WordList> {
             words: joined,
         });
     }
+    lists
+}
+
+/// The YAML block sequences of two or more scalars, one item a line, that hold a flag (a
+/// container's `command:` or `args:`, a compose file's `entrypoint:`):
+///
+/// ```yaml
+/// command:
+///   - redis-server
+///   - --requirepass
+///   - "…"
+/// ```
+///
+/// Items may be quoted; the lines may carry a tool's line-number gutter. A sequence with a
+/// mapping among its items (`- name: x`) is not an argv.
+fn yaml_block_lists(text: &str) -> Vec<WordList> {
+    let mut lists = Vec::new();
+    let finder = |needle: &str| memchr::memmem::find(text.as_bytes(), needle.as_bytes());
+    if finder("- -").is_none() && finder("- \"-").is_none() && finder("- '-").is_none() {
+        return lists;
+    }
+    // The run being read: its indent and its items (start in the text, length).
+    let mut run: Option<(usize, Vec<(usize, usize)>)> = None;
+    let mut close = |run: &mut Option<(usize, Vec<(usize, usize)>)>| {
+        let Some((_, words)) = run.take() else {
+            return;
+        };
+        let b = text.as_bytes();
+        if words.len() < 2
+            || !words.iter().any(|&(s, len)| {
+                len >= 2 && b[s] == b'-' && (b[s + 1] == b'-' || b[s + 1].is_ascii_alphanumeric())
+            })
+        {
+            return;
+        }
+        let mut line = String::new();
+        let mut joined = Vec::with_capacity(words.len());
+        for (start, len) in words {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            joined.push((line.len(), start, len));
+            line.push_str(&text[start..start + len]);
+        }
+        lists.push(WordList {
+            line,
+            words: joined,
+        });
+    };
+    let mut at = 0;
+    for raw in text.split_inclusive('\n') {
+        let line_at = at;
+        at += raw.len();
+        let line = raw.trim_end_matches(['\n', '\r']);
+        let gutter = assign::gutter_len(line);
+        let body = &line[gutter..];
+        let indent = body.len() - body.trim_start_matches(' ').len();
+        let Some(item) = body[indent..].strip_prefix("- ") else {
+            close(&mut run);
+            continue;
+        };
+        let item_at = line_at + gutter + indent + 2 + (item.len() - item.trim_start().len());
+        let item = item.trim();
+        let item = match item.find(" #") {
+            Some(n) => item[..n].trim_end(),
+            None => item,
+        };
+        let word = match item.as_bytes().first() {
+            Some(&q @ (b'"' | b'\''))
+                if item.len() >= 2
+                    && item.ends_with(q as char)
+                    && !item[1..item.len() - 1].contains([q as char, '\\']) =>
+            {
+                Some((item_at + 1, item.len() - 2))
+            }
+            Some(b'"' | b'\'' | b'{' | b'[' | b'&' | b'*' | b'|' | b'>') | None => None,
+            Some(_) if item.contains(": ") || item.ends_with(':') => None,
+            Some(_) => Some((item_at, item.len())),
+        };
+        match (word, &mut run) {
+            (Some(w), Some((ind, words))) if *ind == indent => words.push(w),
+            (Some(w), _) => {
+                close(&mut run);
+                run = Some((indent, vec![w]));
+            }
+            (None, _) => {
+                // A mapping among the items: the whole sequence is not an argv.
+                if let Some((ind, words)) = &mut run
+                    && *ind == indent
+                {
+                    words.clear();
+                }
+                close(&mut run);
+            }
+        }
+    }
+    close(&mut run);
     lists
 }
 

@@ -1197,13 +1197,18 @@ pub const RULES: &[RuleSpec] = &[
             "usernamepasswordcredentials",
             "set_password(",
             "ftp_login",
-            "->connect"
+            "->connect",
+            "ftp.new(",
+            ", :login",
+            ", :plain",
+            ", :cram_md5"
         ],
         // A password passed by position: JDBC's `getConnection(url, "u", "pw")`, PHP's
         // `new PDO($dsn, 'u', 'pw')` and `mysqli("host", "u", "pw")`, Python's
         // `MySQLdb.connect("host", "u", "pw")` and `smtp.login("u", "pw")`, Sequelize's
-        // `new Sequelize("db", "u", "pw")`, a Redis client's `auth("pw")`.
-        r#"(?i)(?:(?-u:\b)getConnection\(\s*[^,()\n]+,|(?-u:\b)PDO\(\s*[^,()\n]+,|(?-u:\b)(?:mysqli(?:_connect)?|(?:MySQLdb|pymysql|mysql\.connector|psycopg2?|pg8000)\.connect)\(\s*["'][^"'\n]*["']\s*,|(?-u:\b)Sequelize\(\s*["'][^"'\n]*["']\s*,)\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.login\(\s*["'][^"'\n]+["']\s*,\s*["']([^"'\n]{4,})["']\s*\)|(?-u:\b)(?:r|rc|rdb|client|conn|cache|\w*jedis\w*|\w*redis\w*)\.auth\(\s*["']([^"'\n]{4,})["']\s*\)|\.auth\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']\s*\)|(?-u:\b)(?:cx_Oracle|oracledb)\.connect\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)(?:pymssql\.connect|mysql_connect|FTP(?:_TLS)?(?:\.new)?)\(\s*["'][^"'\n]*["']\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)(?:simple_bind_s|simple_bind|bind_s|ldap_bind)\(\s*(?:\$\w+\s*,\s*)?["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)Connection\(\s*\w+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.bind\(\s*["'][^"'\n]*(?:cn|uid|dc)=[^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.connect\(\s*[^,()\n]+,\s*\d+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)(?:PasswordAuthentication|UsernamePasswordCredentials)\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)set_password\(\s*["'][^"'\n]*["']\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|->connect\(\s*[^,()\n]+,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)ftp_login\(\s*\$\w+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']"#,
+        // `new Sequelize("db", "u", "pw")`, a Redis client's `auth("pw")`, Ruby's
+        // `Net::FTP.new("host", "u", "pw")` and `Net::SMTP.start(…, "u", "pw", :login)`.
+        r#"(?i)(?:(?-u:\b)getConnection\(\s*[^,()\n]+,|(?-u:\b)PDO\(\s*[^,()\n]+,|(?-u:\b)(?:mysqli(?:_connect)?|(?:MySQLdb|pymysql|mysql\.connector|psycopg2?|pg8000)\.connect)\(\s*["'][^"'\n]*["']\s*,|(?-u:\b)Sequelize\(\s*["'][^"'\n]*["']\s*,)\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.login\(\s*["'][^"'\n]+["']\s*,\s*["']([^"'\n]{4,})["']\s*\)|(?-u:\b)(?:r|rc|rdb|client|conn|cache|\w*jedis\w*|\w*redis\w*)\.auth\(\s*["']([^"'\n]{4,})["']\s*\)|\.auth\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']\s*\)|(?-u:\b)(?:cx_Oracle|oracledb)\.connect\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)(?:pymssql\.connect|mysql_connect|FTP(?:_TLS)?(?:\.new)?)\(\s*["'][^"'\n]*["']\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)(?:simple_bind_s|simple_bind|bind_s|ldap_bind)\(\s*(?:\$\w+\s*,\s*)?["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)Connection\(\s*\w+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.bind\(\s*["'][^"'\n]*(?:cn|uid|dc)=[^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.connect\(\s*[^,()\n]+,\s*\d+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)(?:PasswordAuthentication|UsernamePasswordCredentials)\(\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)set_password\(\s*["'][^"'\n]*["']\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|->connect\(\s*[^,()\n]+,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|(?-u:\b)ftp_login\(\s*\$\w+\s*,\s*["'][^"'\n]*["']\s*,\s*["']([^"'\n]{4,})["']|\.start\([^()\n]*?,\s*["']([^"'\n]{4,})["']\s*,\s*:(?:plain|login|cram_md5)(?-u:\b)"#,
         Check::UrlPassword
     ),
     rule!(

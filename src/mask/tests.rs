@@ -2768,6 +2768,65 @@ fn prefixed_literals_escaped_values_dotted_yaml_and_encoded_url_passwords() {
 }
 
 #[test]
+fn yaml_block_sequences_concatenated_and_other_languages_literals() {
+    let s = || with_digits(8, 6);
+    let shapes = [
+        // A YAML block sequence is an argv: a flag and its value are items on two lines.
+        "spec:\n  containers:\n  - name: cache\n    image: redis:7\n    command:\n      - redis-server\n      - --requirepass\n      - {s}\n",
+        "    args:\n    - \"--db-password\"\n    - \"{s}\"\n    - --port\n    - \"5432\"\n",
+        "services:\n  app:\n    entrypoint:\n      - /app/server\n      - '--api-key'\n      - '{s}'\n",
+        "     7→    command:\n     8→      - mysql\n     9→      - -uroot\n    10→      - --password\n    11→      - {s}\n",
+        // A secret split into literals that are joined.
+        "const token = \"{s}\" + \"{s2}\";",
+        "const apiKey = \"{s}\"\n  + \"{s2}\";",
+        "PASSWORD = \"{s}\" \"{s2}\"",
+        "API_TOKEN = (\n    \"{s}\"\n    \"{s2}\"\n)",
+        "$password = '{s}' . '{s2}';",
+        "local secret = \"{s}\" .. \"{s2}\"",
+        // Literal forms of other languages.
+        "let password = #\"{s}\"#",
+        "let apiKey = ##\"{s}\"##",
+        "password = %q({s})",
+        "api_token = %Q[{s}]",
+        "secret = %{{s}}",
+        "val password = s\"{s}\"",
+        "val secret = raw\"{s}\"",
+        "const password = String.raw`{s}`;",
+        "local password = [[{s}]]",
+        "local token = [==[{s}]==]",
+        "$password = @\"\n{s}\n\"@",
+        "$token = @'\n{s}\n'@",
+        "$password = <<<EOT\n{s}\nEOT;",
+        "$token = <<<'EOT'\n    {s}\n    EOT;",
+        "val password = \"\"\"\n    {s}\n\"\"\".trimIndent()",
+        "String token = \"\"\"\n        {s}\n        \"\"\";",
+        "#define DB_PASSWORD \"{s}\"",
+        // Positional passwords of Ruby's standard library.
+        "ftp = Net::FTP.new(\"ftp.corp.io\", \"deploy\", \"{s}\")",
+        "Net::SMTP.start(\"smtp.corp.io\", 587, \"corp.io\", \"alerts\", \"{s}\", :login) do |smtp|",
+        "smtp.start(\"corp.io\", \"alerts@corp.io\", \"{s}\", :plain)",
+    ];
+    masks_each_shape_alone(&shapes, s);
+    assert_kept_alone(&[
+        "command:\n  - python\n  - -m\n  - http.server\n  - --bind\n  - 0.0.0.0\n",
+        "args:\n  - --config\n  - /etc/app/config.yaml\n  - --log-level\n  - debug\n",
+        "- --password-file\n- /run/secrets/db_password\n",
+        "steps:\n  - name: test\n    run: cargo test -- --nocapture\n  - name: lint\n",
+        "const message = \"Invalid \" + \"password\";",
+        "const token = \"Bearer \" + accessToken;",
+        "password = \"\" + input.value",
+        "words = %w[token password secret]",
+        "local help = [[Set the password with --password.]]",
+        "$password = <<<EOT\nYour password is {$pw}.\nEOT;",
+        "#define PASSWORD_MAX_LENGTH 128",
+        "#define TOKEN_HEADER \"X-Auth-Token\"",
+        "#define LN_kx_psk \"kx-psk\"",
+        "#define SSL_kPSK 0x00000004u",
+        "#define RSA_set0_key BORINGSSL_ADD_PREFIX(BORINGSSL_PREFIX, RSA_set0_key)",
+    ]);
+}
+
+#[test]
 fn passwords_passed_by_position_and_set_by_sql_or_htpasswd() {
     let s = || with_digits(8, 6);
     let shapes = [
@@ -2832,6 +2891,9 @@ fn masks_each_shape_alone(shapes: &[&str], value: impl Fn() -> String) {
         let body = serde_json::json!({"messages": [{"role": "user", "content": text}]});
         let (out, _) = mask_json(&m, &body);
         assert_absent(&out, &[&a]);
+        if shape.contains("{s2}") {
+            assert_absent(&out, &[&b]);
+        }
     }
 }
 
