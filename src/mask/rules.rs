@@ -111,7 +111,7 @@ macro_rules! revealing_command {
             r"|(?-u:\b)(?:jq|yq)(?-u:\b)[^\n]*\.",
             credential_variable!(),
             // Scripts and filters that print a credential's variable or line.
-            r"|(?-u:\b)(?:python[0-9.]*|node|deno|bun|ruby|perl|php)\s+(?:-[A-Za-z]+\s+)*-(?:c|e|p|r|-eval|-print)(?-u:\b)[^\n]*?(?:environ|getenv|env(?-u:\b)|ENV)[^\n]*?",
+            r"|(?-u:\b)(?:(?:python[0-9.]*|node|deno|bun|ruby|perl|php)\s+(?:-[A-Za-z]+\s+)*-(?:c|e|p|r|-eval|-print)|deno\s+eval)(?-u:\b)[^\n]*?(?:environ|getenv|env(?-u:\b)|ENV)[^\n]*?",
             credential_variable!(),
             // Filters that print a credential's value, not its line or its name: `grep NAME … |
             // cut -f2`, `sed -n 's/^NAME=//p'`, `awk '/NAME/{print $2}'`.

@@ -2226,6 +2226,7 @@ const REVEALING: &[&str] = &[
     "openssl rand -hex 24",
     "python3 -c \"import os; print(os.environ['DB_PASSWORD'])\"",
     "node -e 'console.log(process.env.STRIPE_API_KEY)'",
+    "deno eval 'console.log(Deno.env.get(\"API_KEY\"))'",
     "grep DB_PASSWORD .env | cut -d= -f2",
     "sed -n 's/^DB_PASSWORD=//p' .env",
     "awk -F= '/^API_TOKEN/{print $2}' .env",
