@@ -679,12 +679,22 @@ fn pem_has_body(pem: &str) -> bool {
         .split(['\n', '\r'])
         .flat_map(|line| line.split("\\n"))
         .filter(|line| !line.contains(": "))
-        // Without its armour (`-----BEGIN … KEY-----`), wherever it stands on the line.
-        .map(|line| match (line.find("-----"), line.rfind("-----")) {
-            (Some(a), Some(z)) if z > a => [&line[..a], &line[z + 5..]],
-            _ => [line, ""],
+        // Without its armour (`-----BEGIN … KEY-----`, `-----END … KEY-----`), wherever it
+        // stands on the line: a key flattened onto one line keeps its body between them.
+        .flat_map(|line| {
+            let mut kept = Vec::new();
+            let mut rest = line;
+            while let Some(a) = rest.find("-----") {
+                let Some(z) = rest[a + 5..].find("-----") else {
+                    break;
+                };
+                kept.push(&rest[..a]);
+                rest = &rest[a + 5 + z + 5..];
+            }
+            kept.push(rest);
+            kept
         })
-        .flat_map(|[a, z]| a.bytes().chain(z.bytes()))
+        .flat_map(str::bytes)
         .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
         .collect();
     let mut counts = [0usize; 256];

@@ -679,13 +679,57 @@ impl<'a> Scan<'a> {
                 }
             }
             let path = || format!("{prefix}{}", json::JsonPath(array[0].0.clone()));
+            let before = self.findings.len();
             for e in self.text(&line, &path, depth)? {
                 let Some(i) = starts.iter().rposition(|&at| at <= e.start) else {
                     continue;
                 };
                 let (_, raw_start, raw_len, word) = &array[i];
                 let (a, b) = (e.start - starts[i], e.end - starts[i]);
-                if word.is_empty() || masked[i] || b > word.len() {
+                if b > word.len() {
+                    // A hit across words (a key whose lines are words of their own): the part
+                    // of each word it covers is masked, each under a placeholder of its own.
+                    let finding = self.findings[before..]
+                        .iter()
+                        .find(|f| f.offset == e.start)
+                        .map(|f| (f.rule.clone(), f.category.clone()));
+                    let Some((kind, category)) = finding else {
+                        continue;
+                    };
+                    let restore = self
+                        .policy
+                        .detector
+                        .rule_named(&kind)
+                        .is_none_or(|r| r.restore);
+                    for (k, (_, raw_start, raw_len, word)) in array.iter().enumerate().skip(i) {
+                        let at = starts[k];
+                        if at >= e.end {
+                            break;
+                        }
+                        let (a, b) = (e.start.max(at) - at, (e.end - at).min(word.len()));
+                        if masked[k] || a >= b || word.is_empty() {
+                            continue;
+                        }
+                        let raw = &doc[*raw_start..raw_start + raw_len];
+                        let (s, t) = json::raw_span_in(raw, a, b);
+                        let (start, end) = (raw_start + s, raw_start + t);
+                        if edits.iter().any(|x| x.start < end && start < x.end) {
+                            continue;
+                        }
+                        if remembering {
+                            self.note(*raw_start);
+                        }
+                        let text = self.placeholder(false, &kind, &category, &word[a..b], restore);
+                        edits.push(Edit {
+                            start,
+                            end,
+                            text: escape_for_string(text),
+                        });
+                        added = true;
+                    }
+                    continue;
+                }
+                if word.is_empty() || masked[i] {
                     continue;
                 }
                 let raw = &doc[*raw_start..raw_start + raw_len];

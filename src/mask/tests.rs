@@ -2714,6 +2714,34 @@ fn a_commands_words_in_an_array_are_masked_as_the_command_line_they_make() {
         assert_absent(&out, &[&secret]);
         assert!(out.contains("TOLLGATE_"), "shape {i}: {out}");
     }
+    // A key whose lines are words of their own: every line of its body is masked.
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let lines: Vec<String> = (0..5).map(|_| fresh(B64, 64)).collect();
+    let mut argv = vec![
+        "bash".to_string(),
+        "-c".into(),
+        "echo".into(),
+        "-----BEGIN OPENSSH PRIVATE KEY-----".into(),
+    ];
+    argv.extend(lines.iter().cloned());
+    argv.push("-----END OPENSSH PRIVATE KEY-----".into());
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    let (out, _) = mask_json(&m, &tool_use(serde_json::json!({ "command": argv })));
+    assert_absent(&out, &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    // Flattened onto one line, as a dotenv file often holds it.
+    let lines: Vec<String> = (0..5).map(|_| fresh(B64, 64)).collect();
+    let text = format!(
+        "PRIVATE_KEY=\"-----BEGIN RSA PRIVATE KEY----- {} -----END RSA PRIVATE KEY-----\"",
+        lines.join(" ")
+    );
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    let (out, _) = mask_json(
+        &m,
+        &serde_json::json!({"messages": [{"role": "user", "content": text}]}),
+    );
+    assert_absent(&out, &lines.iter().map(String::as_str).collect::<Vec<_>>());
     let v = vault();
     let m = masker(default_policy(), &v);
     for kept in [
