@@ -1110,19 +1110,21 @@ impl<'a> Scan<'a> {
             .chain(yaml_block_lists(text))
         {
             for hit in detector.scan(&list.line) {
-                let Some(&(at, from, len)) = list.words.iter().rfind(|w| w.0 <= hit.start) else {
-                    continue;
-                };
-                if hit.end > at + len {
-                    continue;
-                }
-                let (start, end) = (from + hit.start - at, from + hit.end - at);
-                if !overlaps(&found, start, end) {
-                    found.push(Candidate {
-                        start,
-                        end,
-                        source: Source::Rule(hit.rule),
-                    });
+                // Each word's part of the hit (most hits lie within one word; a key whose
+                // lines are items of their own spans several).
+                for &(at, from, len) in &list.words {
+                    let (a, b) = (hit.start.max(at), hit.end.min(at + len));
+                    if a >= b {
+                        continue;
+                    }
+                    let (start, end) = (from + a - at, from + b - at);
+                    if !overlaps(&found, start, end) {
+                        found.push(Candidate {
+                            start,
+                            end,
+                            source: Source::Rule(hit.rule),
+                        });
+                    }
                 }
             }
         }

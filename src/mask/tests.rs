@@ -2729,6 +2729,22 @@ fn a_commands_words_in_an_array_are_masked_as_the_command_line_they_make() {
     let m = masker(default_policy(), &v);
     let (out, _) = mask_json(&m, &tool_use(serde_json::json!({ "command": argv })));
     assert_absent(&out, &lines.iter().map(String::as_str).collect::<Vec<_>>());
+    // The same as a YAML block sequence.
+    let lines: Vec<String> = (0..5).map(|_| fresh(B64, 64)).collect();
+    let text = format!(
+        "command:\n  - bash\n  - -c\n  - echo\n  - \"-----BEGIN OPENSSH PRIVATE KEY-----\"\n{}  - \"-----END OPENSSH PRIVATE KEY-----\"\n",
+        lines
+            .iter()
+            .map(|l| format!("  - {l}\n"))
+            .collect::<String>()
+    );
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    let (out, _) = mask_json(
+        &m,
+        &serde_json::json!({"messages": [{"role": "user", "content": text}]}),
+    );
+    assert_absent(&out, &lines.iter().map(String::as_str).collect::<Vec<_>>());
     // Flattened onto one line, as a dotenv file often holds it.
     let lines: Vec<String> = (0..5).map(|_| fresh(B64, 64)).collect();
     let text = format!(
