@@ -169,6 +169,8 @@ pub(super) struct Calls {
     /// Answers that may hold a printed value: path, raw span in the document, decoded text,
     /// and whether the answer names a command that prints a secret itself.
     outputs: Vec<(Vec<Segment<'static>>, usize, usize, String, bool)>,
+    /// Gemini's calls and answers seen so far, by side (answer or not) and function name.
+    gemini: Vec<(bool, String, usize)>,
 }
 
 fn owned(path: &[Segment<'_>]) -> Vec<Segment<'static>> {
@@ -185,6 +187,34 @@ impl Calls {
             let path = &s.path.0;
             self.ids
                 .push((owned(&path[..path.len() - 1]), s.text.to_owned()));
+            return;
+        }
+        // The Gemini API's calls carry no id (Vertex's and newer ones may): the n-th answer
+        // named `f` answers the n-th call of `f`, so that pair is the id both get.
+        let path = &s.path.0;
+        if s.key() == Some("name")
+            && let [.., Segment::Key(side), Segment::Key(_)] = path.as_slice()
+            && matches!(side.as_ref(), "functionCall" | "functionResponse")
+        {
+            let answer = side.as_ref() == "functionResponse";
+            let n = match self
+                .gemini
+                .iter_mut()
+                .find(|(a, name, _)| *a == answer && name == s.text)
+            {
+                Some((_, _, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    self.gemini.push((answer, s.text.to_owned(), 0));
+                    0
+                }
+            };
+            self.ids.push((
+                owned(&path[..path.len() - 1]),
+                format!("{}#{n}\u{0}gemini", s.text),
+            ));
             return;
         }
         let Some(k) = s.key_through_arrays() else {

@@ -2329,6 +2329,18 @@ fn a_value_a_secret_revealing_command_printed_is_masked_in_the_tools_answer() {
                     "Command: {command}\nDirectory: (root)\nStdout: {v}\n\nStderr: (empty)\nError: (none)\nExit Code: 0"
                 ))
             });
+            // The Gemini API: no ids; a call and its answer share the function's name, and the
+            // answers come in the order of the calls.
+            masks(kind, &|v| {
+                serde_json::json!({"contents": [
+                    {"role": "model", "parts": [
+                        {"functionCall": {"name": "shell", "args": {"command": "ls -la"}}},
+                        {"functionCall": {"name": "shell", "args": {"command": command}}}]},
+                    {"role": "user", "parts": [
+                        {"functionResponse": {"name": "shell", "response": {"output": "README.md\nsrc\n"}}},
+                        {"functionResponse": {"name": "shell", "response": {"output": format!("{v}\n")}}}]},
+                ]})
+            });
             // A terminal transcript pasted into a message.
             for prompt in ["$ ", "% ", "PS C:\\src> ", ""] {
                 masks(kind, &|v| {
@@ -2407,6 +2419,18 @@ fn what_other_commands_print_and_errors_stay() {
         );
         let body = serde_json::json!({"contents": [
             {"role": "user", "parts": [{"functionResponse": {"name": "run_shell_command", "response": {"output": gemini}}}]},
+        ]});
+        let (out, _) = mask_json(&m, &body);
+        assert!(!out.contains("TOLLGATE_"), "{command}: {out}");
+        // The Gemini API, no ids: this answer's call is the one before it of its name, not
+        // the revealing call of another name or a later one.
+        let body = serde_json::json!({"contents": [
+            {"role": "model", "parts": [
+                {"functionCall": {"name": "shell", "args": {"command": command}}},
+                {"functionCall": {"name": "env", "args": {"command": "printenv DB_PASSWORD"}}},
+                {"functionCall": {"name": "shell", "args": {"command": "printenv DB_PASSWORD"}}}]},
+            {"role": "user", "parts": [
+                {"functionResponse": {"name": "shell", "response": {"output": output}}}]},
         ]});
         let (out, _) = mask_json(&m, &body);
         assert!(!out.contains("TOLLGATE_"), "{command}: {out}");
