@@ -113,6 +113,10 @@ macro_rules! revealing_command {
             // Scripts and filters that print a credential's variable or line.
             r"|(?-u:\b)(?:(?:python[0-9.]*|node|deno|bun|ruby|perl|php)\s+(?:-[A-Za-z]+\s+)*-(?:c|e|p|r|-eval|-print)|deno\s+eval)(?-u:\b)[^\n]*?(?:environ|getenv|env(?-u:\b)|ENV)[^\n]*?",
             credential_variable!(),
+            // The same script over several lines: a quoted `-c` script with line breaks, or a
+            // heredoc (`python3 - <<'EOF'`).
+            r"|(?-u:\b)(?:python[0-9.]*|node|deno|bun|ruby|perl|php)\s+(?:-[A-Za-z]+\s+)*(?:-(?:c|e|r|-eval)\s+['\x22]|-?\s*<<-?\s*['\x22]?[A-Za-z_]+['\x22]?)[^\n]*\n(?:[^\n]*\n)*?[^\n]*?(?:environ|getenv|env(?-u:\b)|ENV)[^\n]*?",
+            credential_variable!(),
             // Filters that print a credential's value, not its line or its name: `grep NAME … |
             // cut -f2`, `sed -n 's/^NAME=//p'`, `awk '/NAME/{print $2}'`.
             r"|(?-u:\b)(?:grep|egrep|rg)(?-u:\b)[^\n|;&]*?",

@@ -2355,6 +2355,34 @@ fn a_value_a_secret_revealing_command_printed_is_masked_in_the_tools_answer() {
 }
 
 #[test]
+fn a_script_over_several_lines_that_prints_a_credentials_variable_reveals_it() {
+    for command in [
+        "python3 - <<'EOF'\nimport os\nprint(os.environ['DB_PASSWORD'])\nEOF",
+        "python -c 'import os\nprint(os.getenv(\"API_TOKEN\"))'",
+        "node <<EOF\nconsole.log(process.env.STRIPE_SECRET_KEY)\nEOF",
+    ] {
+        let v = vault();
+        let m = masker(default_policy(), &v);
+        let value = with_digits(10, 8);
+        let body = serde_json::json!({"model": "claude-sonnet-4-5", "messages": [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_9", "name": "Bash", "input": {"command": command}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": format!("{value}\n")}]},
+        ]});
+        let (out, _) = mask_json(&m, &body);
+        assert_absent(&out, &[&value]);
+    }
+    // A script that prints something else stays as it is.
+    let v = vault();
+    let m = masker(default_policy(), &v);
+    let body = serde_json::json!({"model": "claude-sonnet-4-5", "messages": [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_9", "name": "Bash", "input": {"command": "python3 - <<'EOF'\nimport sys\nprint(sys.version)\nEOF"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "3.11.7\n"}]},
+    ]});
+    let (out, _) = mask_json(&m, &body);
+    assert!(!out.contains("TOLLGATE_"), "{out}");
+}
+
+#[test]
 fn what_other_commands_print_and_errors_stay() {
     let v = vault();
     let m = masker(default_policy(), &v);
