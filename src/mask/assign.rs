@@ -49,6 +49,10 @@ const CREDENTIAL_WORDS: &[&str] = &[
     "sessid",
     "identitytoken",
     "psk",
+    "pw",
+    "creds",
+    "masterauth",
+    "requirepass",
 ];
 
 /// Words before `key` that make it a credential (`API_KEY`, `ENCRYPTION_KEY`, `signingKey`).
@@ -176,6 +180,8 @@ const VALUE_SUFFIXES: &[&str] = &[
 /// The keywords (any case) that start a look at an assignment in text; used to prefilter.
 pub const KEYWORDS: &[&str] = &[
     "pass",
+    "pw",
+    "creds",
     "mnemonic",
     "phrase",
     "cookie",
@@ -382,8 +388,21 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
     // A value that shares a word with its key names a field: `TOKEN_NAME = "token"`,
     // `password = password`, `"access_token"`, `SESSION_KEY = "user_session"`.
     let lower = v.to_ascii_lowercase();
-    let has_digit = v.bytes().any(|b| b.is_ascii_digit());
-    if !has_digit && is_identifier_like(v) {
+    // (A version at the end of a name is no digit of a value: `"password_hash_v2"`.)
+    let unversioned = {
+        let head = v.trim_end_matches(|c: char| c.is_ascii_digit());
+        match head.strip_suffix(['v', 'V']) {
+            Some(name) if head.len() < v.len() && name.ends_with(['_', '-', '.']) => {
+                &name[..name.len() - 1]
+            }
+            _ => v,
+        }
+    };
+    let has_digit = unversioned.bytes().any(|b| b.is_ascii_digit());
+    if is_label(v) || is_validation_rules(v) {
+        return false;
+    }
+    if !has_digit && is_identifier_like(unversioned) {
         let key_words = segments(key);
         if segments(v)
             .iter()
@@ -444,7 +463,7 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
         && (looks_like_prose(v)
             || words_of_value.iter().any(|w| {
                 let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-                w.len() >= 4 && named.iter().any(|k| k.eq_ignore_ascii_case(w))
+                w.len() >= 3 && named.iter().any(|k| k.eq_ignore_ascii_case(w))
             }))
     {
         return false;
@@ -536,6 +555,102 @@ pub fn judge(key: &str, value: &str, context: Context) -> bool {
             words == 1 && looks_random(v) && !is_code_expression_strict(v) && !is_camel_type(v)
         }
     }
+}
+
+/// Words for a password, a key or a token in other languages, as a translation file gives them
+/// (`"password": "Passwort"`, `password: Mot de passe`).
+const LABELS: &[&str] = &[
+    "passwort",
+    "kennwort",
+    "mot de passe",
+    "contraseña",
+    "contrasena",
+    "senha",
+    "wachtwoord",
+    "hasło",
+    "haslo",
+    "пароль",
+    "parola",
+    "lösenord",
+    "losenord",
+    "salasana",
+    "jelszó",
+    "heslo",
+    "adgangskode",
+    "passord",
+    "şifre",
+    "sifre",
+    "κωδικός",
+    "סיסמה",
+    "كلمة المرور",
+    "비밀번호",
+    "mật khẩu",
+    "パスワード",
+    "密码",
+    "密碼",
+    "clave",
+    "clé",
+    "schlüssel",
+    "chiave",
+    "chave",
+    "llave",
+    "sleutel",
+    "jeton",
+    "токен",
+    "ключ",
+    "トークン",
+    "令牌",
+];
+
+/// A translation file's label for a credential, not one: letters and spaces holding one of
+/// [`LABELS`] as a word.
+fn is_label(v: &str) -> bool {
+    if v.bytes().any(|b| b.is_ascii_digit()) || v.len() > 64 {
+        return false;
+    }
+    let lower = v.to_lowercase();
+    let lower = lower.trim_end_matches([':', '.', '?', '!', '*']).trim();
+    LABELS.iter().any(|label| {
+        lower.match_indices(label).any(|(at, _)| {
+            let before = lower[..at].chars().next_back();
+            let after = lower[at + label.len()..].chars().next();
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+        })
+    })
+}
+
+/// A validation rule list (Laravel's `'required|string|min:8|confirmed'`), not a value.
+fn is_validation_rules(v: &str) -> bool {
+    const RULES: &[&str] = &[
+        "required",
+        "nullable",
+        "sometimes",
+        "string",
+        "confirmed",
+        "min",
+        "max",
+        "between",
+        "size",
+        "regex",
+        "email",
+        "alpha_num",
+        "alpha_dash",
+        "numeric",
+        "same",
+        "different",
+        "current_password",
+        "password",
+        "bail",
+    ];
+    let parts: Vec<&str> = v.split('|').collect();
+    parts.len() >= 2
+        && parts
+            .iter()
+            .any(|p| RULES.contains(&p.split(':').next().unwrap_or(p)))
+        && parts.iter().all(|p| {
+            let name = p.split(':').next().unwrap_or(p);
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        })
 }
 
 /// A CamelCase type name (`PKCS7PrivateKeyTypes`, `_DSAPrivateKey`): words of three letters or
@@ -1146,6 +1261,11 @@ pub use super::detect::looks_random;
 /// letters (`LaceCapriltnc`). A short word (`development`) is not: it would be masked wherever
 /// it is written.
 pub fn is_distinctive_secret(v: &str) -> bool {
+    // Words with spaces between them are looked for only where a name gives them away: taken
+    // out of context, a phrase wrongly masked once would be masked in every sentence after.
+    if v.contains(char::is_whitespace) {
+        return false;
+    }
     looks_random(v) || (v.len() >= 8 && super::vault::is_distinctive(v))
 }
 
@@ -1400,6 +1520,36 @@ fn value_span(
         || before_key.strip_prefix("set -").is_some_and(|flags| {
             !flags.is_empty() && flags.bytes().all(|b| b.is_ascii_alphabetic())
         });
+    // A config file's `name value` line (msmtprc's `password …`, redis.conf's `masterauth …`):
+    // the key alone at the start of its line, and one word after it that is quoted or looks
+    // made (a line of prose goes on, or names a word: `Password required`).
+    if before_key.is_empty()
+        && !quoted_key
+        && !spaced_flag
+        && space_before > 0
+        && !matches!(b.get(i), Some(b'=' | b':' | b'{' | b'(' | b'['))
+    {
+        let line_end = text[i..].find('\n').map_or(b.len(), |n| i + n);
+        let word = text[i..line_end].trim_end();
+        if !word.is_empty() && !word.contains(char::is_whitespace) {
+            let value = word.trim_matches(|c| c == '"' || c == '\'');
+            let quoted = value.len() + 2 == word.len();
+            let mixed = value.bytes().any(|c| c.is_ascii_alphabetic())
+                && value
+                    .bytes()
+                    .any(|c| !c.is_ascii_alphabetic() && !b"?!.,;:'\"()".contains(&c))
+                && !value.ends_with(['?', '!', '.', ',', ';', ':']);
+            let start = i + usize::from(quoted);
+            let code = is_code_expression(value)
+                || is_type_name(value)
+                || is_qualified_type(value)
+                || value.starts_with(['*', '&', '[', '$', '%', '{', '<', '(', '-', '#', '/']);
+            if (quoted || mixed) && !code {
+                return judge(key_text, value, Context::Literal)
+                    .then_some((start, start + value.len()));
+            }
+        }
+    }
     if (spaced_flag || statement) && space_before > 0 && !matches!(b.get(i), Some(b'=' | b':')) {
         let end = text[i..]
             .find(|c: char| c.is_whitespace())
@@ -1462,7 +1612,119 @@ fn value_span(
         }
         return None;
     }
-    let op = if text[i..].starts_with(":=") || text[i..].starts_with("=>") {
+    // Literals that follow their name with no operator: a Clojure or Emacs Lisp keyword
+    // (`:db-password "…"`), an Elixir attribute (`@api_key "…"`), an Erlang tuple
+    // (`{db_password, "…"}`), Tcl's `set password "…"`.
+    {
+        let mut j = i;
+        let erlang = ks > 0 && b[ks - 1] == b'{' && b.get(ke) == Some(&b',');
+        if erlang {
+            j = ke + 1;
+            while matches!(b.get(j), Some(b' ' | b'\t')) {
+                j += 1;
+            }
+        }
+        let sigil = ks > 0
+            && matches!(b[ks - 1], b':' | b'@')
+            && (ks < 2 || matches!(b[ks - 2], b' ' | b'\t' | b'\n' | b'(' | b'{' | b'['));
+        let tcl = before_key == "set";
+        if (erlang || ((sigil || tcl) && space_before > 0)) && b.get(j) == Some(&b'"') {
+            let start = j + 1;
+            let line_end = text[start..].find('\n').map_or(b.len(), |n| start + n);
+            let end = text[start..line_end].find('"').map(|n| start + n)?;
+            return judge(key_text, &text[start..end], Context::Literal).then_some((start, end));
+        }
+    }
+    // A type between the name and its `=` (Go's `var password string = "…"`, VB's `Dim
+    // password As String = "…"`, T-SQL's `DECLARE @pwd NVARCHAR(50) = N'…'`), or C's array
+    // brackets (`char password[] = "…"`); C++'s brace or parenthesis initialiser after a type
+    // (`std::string password{"…"}`).
+    if !quoted_key && !matches!(b.get(i), Some(b'=' | b':')) {
+        let line_end = text[ke..].find('\n').map_or(b.len(), |n| ke + n);
+        let rest = &text[ke..line_end];
+        if let Some(eq) = rest.find('=') {
+            let ty = &rest[..eq];
+            let words: Vec<&str> = ty.split_whitespace().collect();
+            let brackets = ty.trim_end().starts_with('[')
+                && ty.trim_end().ends_with(']')
+                && ty.trim_end()[1..ty.trim_end().len() - 1]
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || c == b'*');
+            let type_words = ty.starts_with([' ', '\t'])
+                && (1..=3).contains(&words.len())
+                && words.iter().all(|w| {
+                    w.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"_.[]()*&<>,:".contains(&c))
+                        && w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '[' || c == '*')
+                        && !matches!(
+                            w.to_ascii_lowercase().as_str(),
+                            "and"
+                                | "or"
+                                | "is"
+                                | "not"
+                                | "in"
+                                | "if"
+                                | "then"
+                                | "when"
+                                | "where"
+                                | "set"
+                                | "null"
+                                | "to"
+                                | "from"
+                                | "by"
+                                | "of"
+                                | "the"
+                                | "a"
+                        )
+                });
+            let next = rest.as_bytes().get(eq + 1);
+            let prev = ty.as_bytes().last();
+            if (brackets || type_words)
+                && next != Some(&b'=')
+                && !matches!(
+                    prev,
+                    Some(b'<' | b'>' | b'!' | b'+' | b'-' | b'*' | b'/' | b'|' | b'&')
+                )
+            {
+                i = ke + eq;
+            }
+        }
+        let typed_before = before_key.rsplit(' ').next().is_some_and(|t| {
+            matches!(
+                t,
+                "std::string"
+                    | "string"
+                    | "String"
+                    | "QString"
+                    | "auto"
+                    | "CString"
+                    | "std::wstring"
+                    | "wstring"
+                    | "SecureString"
+                    | "const"
+                    | "var"
+                    | "let"
+            ) || t.ends_with('>')
+        });
+        if typed_before && matches!(b.get(ke), Some(b'{' | b'(')) && b.get(ke + 1) == Some(&b'"') {
+            let start = ke + 2;
+            let end = text[start..line_end].find('"').map(|n| start + n)?;
+            let closed = matches!(b.get(end + 1), Some(b'}' | b')'));
+            return (closed && judge(key_text, &text[start..end], Context::Literal))
+                .then_some((start, end));
+        }
+    }
+    // Operators that assign: `:=`, `=>`, Make's `?=` and `::=`, Ruby's `||=`, JavaScript's
+    // `??=`, R's `<-`.
+    let op = if ["||=", "??=", "::="]
+        .iter()
+        .any(|o| text[i..].starts_with(o))
+    {
+        3
+    } else if [":=", "=>", "?=", "<-"]
+        .iter()
+        .any(|o| text[i..].starts_with(o))
+    {
         2
     } else if (b.get(i) == Some(&b'=') && b.get(i + 1) != Some(&b'='))
         || (b.get(i) == Some(&b':') && b.get(i + 1) != Some(&b':'))
@@ -1480,6 +1742,42 @@ fn value_span(
     let space_after = spaces(&mut i);
     if i >= b.len() {
         return None;
+    }
+    // A literal wrapped in a call that makes a value of it (`SecretStr("…")`,
+    // `String::from("…")`, `[]byte("…")`, `Buffer.from("…")`, `Some("…".to_owned())`).
+    for wrapper in [
+        "SecretStr(",
+        "SecretString(",
+        "SecretBytes(",
+        "SecretString::new(",
+        "SecretString::from(",
+        "Secret::new(",
+        "Secret(",
+        "Zeroizing::new(",
+        "String::from(",
+        "String(",
+        "new String(",
+        "str(",
+        "bytes(",
+        "[]byte(",
+        "Buffer.from(",
+        "Some(",
+        "Ok(",
+        "std::string(",
+        "QStringLiteral(",
+        "_T(",
+        "TEXT(",
+    ] {
+        if text[i..].starts_with(wrapper)
+            && matches!(
+                b.get(i + wrapper.len()),
+                Some(b'"' | b'\'' | b'`' | b'b' | b'r')
+            )
+            && !text[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            i += wrapper.len();
+            break;
+        }
     }
     // `API_TOKEN = (\n    "…"\n)`: a long literal alone in parentheses, as Black writes it,
     // or several that are joined (`"…"\n    "…"`), each alone on its line.
@@ -1720,6 +2018,13 @@ fn value_span(
     {
         let mut j = eq + 1;
         spaces(&mut j);
+        // `const API_TOKEN: &str = r#"…"#;` (a byte string there is a name's bytes:
+        // `LN_userPassword: &[u8; 13] = b"userPassword\0"`).
+        if matches!(b.get(j), Some(b'r' | b'#' | b'@'))
+            && let Some((start, end)) = prefixed_literal(text, j, line_end)
+        {
+            return judge(key_text, &text[start..end], Context::Literal).then_some((start, end));
+        }
         if let Some(&q) = b.get(j).filter(|&&q| q == b'"' || q == b'\'') {
             let start = j + 1;
             let mut k = start;
@@ -1918,6 +2223,10 @@ fn prefixed_literal(text: &str, i: usize, line_end: usize) -> Option<(usize, usi
     {
         p += 1;
     }
+    // T-SQL's national strings: `N'…'`.
+    if b.get(i) == Some(&b'N') && b.get(i + 1) == Some(&b'\'') {
+        p = i + 1;
+    }
     let prefix = &text[i..p];
     if prefix.contains('8') && !prefix.starts_with("u8") {
         return None;
@@ -2107,7 +2416,8 @@ fn block_literal(text: &str, i: usize, line_end: usize) -> Option<(usize, usize)
             let tag = opener
                 .strip_prefix("<<<")
                 .or_else(|| opener.strip_prefix("<<~"))
-                .or_else(|| opener.strip_prefix("<<-"))?;
+                .or_else(|| opener.strip_prefix("<<-"))
+                .or_else(|| opener.strip_prefix("<<"))?;
             let tag = tag.trim_matches(|c| c == '\'' || c == '"');
             if tag.is_empty() || !tag.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
                 return None;

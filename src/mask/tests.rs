@@ -2924,6 +2924,68 @@ fn yaml_block_sequences_concatenated_and_other_languages_literals() {
 }
 
 #[test]
+fn typed_wrapped_and_operator_less_assignments_of_many_languages() {
+    let s = || with_digits(8, 6);
+    let shapes = [
+        // A type between the name and `=`.
+        "var dbPassword string = \"{s}\"",
+        "char password[] = \"{s}\";",
+        "static const char api_key[64] = \"{s}\";",
+        "std::string password{\"{s}\"};",
+        "std::string token(\"{s}\");",
+        "Dim password As String = \"{s}\"",
+        "DECLARE @pwd NVARCHAR(50) = N'{s}';",
+        "const API_TOKEN: &str = r#\"{s}\"#;",
+        // A literal wrapped in a call that makes a value of it.
+        "password = SecretStr(\"{s}\")",
+        "let token = String::from(\"{s}\");",
+        "secret := []byte(\"{s}\")",
+        "const apiKey = Buffer.from(\"{s}\");",
+        "password: Some(\"{s}\".to_owned()),",
+        "API_KEY = str(\"{s}\")",
+        // Other operators.
+        "DB_PASSWORD ?= {s}",
+        "@token ||= \"{s}\"",
+        "config.apiKey ??= \"{s}\";",
+        "db_password <- \"{s}\"",
+        "password = <<EOF\n{s}\nEOF",
+        // No operator.
+        "(def config {:db-password \"{s}\"})",
+        "  @api_key \"{s}\"",
+        "{db_password, \"{s}\"}",
+        "set password \"{s}\"",
+        "account default\nhost smtp.corp.io\nuser alerts\npassword {s}\n",
+        "masterauth {s}",
+        // Short names.
+        "pw = \"{s}\"",
+        "creds = \"{s}\"",
+    ];
+    masks_each_shape_alone(&shapes, s);
+    assert_kept_alone(&[
+        "var password string",
+        "if password != \"\" && token == expected {",
+        "Token *oauth2.Token",
+        "Password *string `json:\"password\"`",
+        "password required",
+        "    pass  # nothing to do",
+        "WHERE password IS NOT NULL AND token = 'pending'",
+        "password = getpass.getpass(\"Password: \")",
+        "token = os.getenv(\"GITHUB_TOKEN\")",
+        "std::string password;",
+        "pw_len = len(pw)",
+        // Translation files, validation rules and labels name a credential.
+        "{\"password\": \"Passwort\", \"forgot\": \"Passwort vergessen?\"}",
+        "password: Mot de passe",
+        "api_key: Clave de API",
+        "api_key: API Key",
+        "'password' => 'required|string|min:8|confirmed',",
+        "PASSWORD = \"password_hash_v2\"",
+        "pub const LN_userPassword: &[u8; 13] = b\"userPassword\\0\";",
+        "pub const SN_kx_psk: &[u8; 6] = b\"KxPSK\\0\";",
+    ]);
+}
+
+#[test]
 fn passwords_passed_by_position_and_set_by_sql_or_htpasswd() {
     let s = || with_digits(8, 6);
     let shapes = [
