@@ -51,6 +51,8 @@ const CREDENTIAL_WORDS: &[&str] = &[
     "psk",
     "pw",
     "creds",
+    "bearer",
+    "totp",
     "masterauth",
     "requirepass",
 ];
@@ -182,6 +184,8 @@ pub const KEYWORDS: &[&str] = &[
     "pass",
     "pw",
     "creds",
+    "bearer",
+    "totp",
     "mnemonic",
     "phrase",
     "cookie",
@@ -319,6 +323,16 @@ fn names_credential(key: &str) -> bool {
     }
     if last == "key" {
         return segs.len() >= 2 && KEY_QUALIFIERS.contains(&segs[segs.len() - 2].as_str());
+    }
+    // A one-time password's seed (`TOTP_SEED`, `mfa_seed`), a password hashing's salt
+    // (`SECURITY_PASSWORD_SALT`).
+    if segs.len() >= 2 {
+        let before = segs[segs.len() - 2].as_str();
+        if (last == "seed" && ["totp", "otp", "hotp", "mfa", "2fa"].contains(&before))
+            || (last == "salt" && ["password", "passwd", "security", "secret"].contains(&before))
+        {
+            return true;
+        }
     }
     if last == "phrase" {
         // `SEED_PHRASE`, `recoveryPhrase`: a wallet's words.
@@ -1623,6 +1637,10 @@ fn value_span(
             while matches!(b.get(j), Some(b' ' | b'\t')) {
                 j += 1;
             }
+            // A binary: `{api_key, <<"…">>}`.
+            if text[j..].starts_with("<<\"") {
+                j += 2;
+            }
         }
         let sigil = ks > 0
             && matches!(b[ks - 1], b':' | b'@')
@@ -1650,6 +1668,8 @@ fn value_span(
                 && ty.trim_end()[1..ty.trim_end().len() - 1]
                     .bytes()
                     .all(|c| c.is_ascii_digit() || c == b'*');
+            // (Nim's export marker: `let apiKey* = "…"`.)
+            let exported = ty.trim() == "*";
             let type_words = ty.starts_with([' ', '\t'])
                 && (1..=3).contains(&words.len())
                 && words.iter().all(|w| {
@@ -1679,7 +1699,7 @@ fn value_span(
                 });
             let next = rest.as_bytes().get(eq + 1);
             let prev = ty.as_bytes().last();
-            if (brackets || type_words)
+            if (brackets || type_words || exported)
                 && next != Some(&b'=')
                 && !matches!(
                     prev,

@@ -1166,9 +1166,16 @@ pub const RULES: &[RuleSpec] = &[
             "env add",
             "mysqladmin",
             "net user",
-            "requirepass"
+            "requirepass",
+            "secret create",
+            "--with-token",
+            "jdbc:oracle:thin:",
+            "http -a",
+            "https -a",
+            "http --auth",
+            "--auth="
         ],
-        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]+:([^\s'"]{4,})|(?-u:\b)sshpass\s+-p\s*['"]?([^\s'"]{4,})|(?-u:\b)(?:mysql|mysqldump|mariadb|mysqladmin)(?-u:\b)[^\n|;&]*?\s-p['"]?([^\s'"]{4,})|(?-u:\b)sqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|(?-u:\b)redis-cli(?-u:\b)[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,})|(?-u:\b)mongo(?:sh)?(?-u:\b)[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)docker\s+login(?-u:\b)[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)htpasswd\s+-[A-Za-z]*n[A-Za-z]*\s+\S+\s+['"]?([^\s'"]{4,})|(?-u:\b)htpasswd\s+(?:-[A-Za-z]+\s+)*-[A-Za-z]*b[A-Za-z]*\s+(?:-[A-Za-z]+\s+)*[^\s-]\S*\s+\S+\s+['"]?([^\s'"]{4,})|(?-u:\b)ldap(?:search|modify|add|delete|passwd|whoami|compare)(?-u:\b)[^\n|;&]*?\s-w\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)sqlcmd(?-u:\b)[^\n|;&]*?\s-P\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)xfreerdp(?-u:\b)[^\n|;&]*?\s/p:['"]?([^\s'"]{4,})|(?-u:\b)lftp(?-u:\b)[^\n|;&]*?\s-u\s+['"]?[^\s,'"]+,([^\s'"]{4,})|(?-u:\b)az\s+[a-z\- ]*?(?-u:\b)(?:login|create|update|reset)(?-u:\b)[^\n|;&]*?\s(?:-p|--password|--admin-password|--secret)\s+['"]?([^\s'"$-][^\s'"]{3,})|(?-u:\b)ssh-keygen(?-u:\b)[^\n|;&]*?\s-[NP]\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)rabbitmqctl\s+(?:add_user|change_password)\s+\S+\s+['"]?([^\s'"]{4,})|(?-u:\b)unrar(?-u:\b)[^\n|;&]*?\s-p([^\s'"-][^\s'"]{3,})|(?-u:\b)openssl\s+passwd(?:\s+-[0-9a-z]+)*\s+['"]?([^\s'"$-][^\s'"]{3,})|(?-u:\b)twine(?-u:\b)[^\n|;&]*?\s(?:-p|--password)\s+['"]?([^\s'"$-][^\s'"]{3,})|(?-u:\b)net\s+use(?-u:\b)[^\n|;&]*?/user:\S+\s+['"]?([^\s'"/*$][^\s'"]{3,})|(?-u:\b)echo\s+(?:-[ne]\s+)?['"]?([^\s'"$|-][^\s'"|]{3,})['"]?\s*\|\s*(?:sudo\s+)?(?:[^\n|]*--password-stdin|passwd\s+--stdin|[^\n|]*(?-u:\b)secret\s+(?:put|set|create)|vercel\s+env\s+add)|\s-(?:src|dest)?(?:store|key)pass\s+['"]?([^\s'"$%-][^\s'"]{3,})|(?-u:\b)7za?\s+[a-z](?-u:\b)[^\n|;&]*?\s-p['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)(?:un)?zip(?-u:\b)[^\n|;&]*?\s(?:-P|--password)\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)smbclient(?-u:\b)[^\n|;&]*?\s(?:-U|--user)[ =]['"]?[^\s%'"]+%([^\s'"]{4,})|(?-u:\b)echo\s+(?:-[ne]\s+)?['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})['"]?\s*\|\s*(?:sudo\s+)?chpasswd|(?-u:\b)chpasswd\s*<<<\s*['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})|(?-u:\b)gh\s+secret\s+set(?-u:\b)[^\n|;&]*?\s(?:--body|-b)[ =]?['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)mc\s+(?:alias\s+set|config\s+host\s+add)\s+\S+\s+\S+\s+\S+\s+['"]?([^\s'"$-][^\s'"]{3,})|(?-u:\b)(?:psexec|paexec)(?:64)?(?:\.exe)?(?-u:\b)[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)mysqladmin(?-u:\b)[^\n|;&]*?\spassword\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)net\s+user\s+[^\s/]+\s+['"]?([^\s'"*/][^\s'"]{3,})|(?:--|(?-u:\b))requirepass\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)redis-cli(?-u:\b)[^\n|;&]*?\sAUTH\s+(?:default\s+)?['"]?([^\s'"]{4,}))"#,
+        r#"(?:(?:^|\s)(?:-u|--user)[ =]['"]?[^\s:'"@/]+:([^\s'"]{4,})|(?-u:\b)sshpass\s+-p\s*['"]?([^\s'"]{4,})|(?-u:\b)(?:mysql|mysqldump|mariadb|mysqladmin)(?-u:\b)[^\n|;&]*?\s-p['"]?([^\s'"]{4,})|(?-u:\b)sqlplus\s+(?:-\w+\s+)*[A-Za-z0-9_$#]+/([^\s@'"]{3,128})@|(?-u:\b)redis-cli(?-u:\b)[^\n|;&]*?\s(?:-a|--pass)\s+['"]?([^\s'"]{4,})|(?-u:\b)mongo(?:sh)?(?-u:\b)[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)docker\s+login(?-u:\b)[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)htpasswd\s+-[A-Za-z]*n[A-Za-z]*\s+\S+\s+['"]?([^\s'"]{4,})|(?-u:\b)htpasswd\s+(?:-[A-Za-z]+\s+)*-[A-Za-z]*b[A-Za-z]*\s+(?:-[A-Za-z]+\s+)*[^\s-]\S*\s+\S+\s+['"]?([^\s'"]{4,})|(?-u:\b)ldap(?:search|modify|add|delete|passwd|whoami|compare)(?-u:\b)[^\n|;&]*?\s-w\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)sqlcmd(?-u:\b)[^\n|;&]*?\s-P\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)xfreerdp(?-u:\b)[^\n|;&]*?\s/p:['"]?([^\s'"]{4,})|(?-u:\b)lftp(?-u:\b)[^\n|;&]*?\s-u\s+['"]?[^\s,'"]+,([^\s'"]{4,})|(?-u:\b)az\s+[a-z\- ]*?(?-u:\b)(?:login|create|update|reset)(?-u:\b)[^\n|;&]*?\s(?:-p|--password|--admin-password|--secret)\s+['"]?([^\s'"$-][^\s'"]{3,})|(?-u:\b)ssh-keygen(?-u:\b)[^\n|;&]*?\s-[NP]\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)rabbitmqctl\s+(?:add_user|change_password)\s+\S+\s+['"]?([^\s'"]{4,})|(?-u:\b)unrar(?-u:\b)[^\n|;&]*?\s-p([^\s'"-][^\s'"]{3,})|(?-u:\b)openssl\s+passwd(?:\s+-[0-9a-z]+)*\s+['"]?([^\s'"$-][^\s'"]{3,})|(?-u:\b)twine(?-u:\b)[^\n|;&]*?\s(?:-p|--password)\s+['"]?([^\s'"$-][^\s'"]{3,})|(?-u:\b)net\s+use(?-u:\b)[^\n|;&]*?/user:\S+\s+['"]?([^\s'"/*$][^\s'"]{3,})|(?-u:\b)echo\s+(?:-[ne]\s+)?['"]?([^\s'"$|-][^\s'"|]{3,})['"]?\s*\|\s*(?:sudo\s+)?(?:[^\n|]*--password-stdin|passwd\s+--stdin|[^\n|]*(?-u:\b)secret\s+(?:put|set|create)|vercel\s+env\s+add|[^\n|]*--with-token)|\s-(?:src|dest)?(?:store|key)pass\s+['"]?([^\s'"$%-][^\s'"]{3,})|(?-u:\b)7za?\s+[a-z](?-u:\b)[^\n|;&]*?\s-p['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)(?:un)?zip(?-u:\b)[^\n|;&]*?\s(?:-P|--password)\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)smbclient(?-u:\b)[^\n|;&]*?\s(?:-U|--user)[ =]['"]?[^\s%'"]+%([^\s'"]{4,})|(?-u:\b)echo\s+(?:-[ne]\s+)?['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})['"]?\s*\|\s*(?:sudo\s+)?chpasswd|(?-u:\b)chpasswd\s*<<<\s*['"]?[A-Za-z0-9_.\-]{1,32}:([^\s:'"]{4,})|(?-u:\b)gh\s+secret\s+set(?-u:\b)[^\n|;&]*?\s(?:--body|-b)[ =]?['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)mc\s+(?:alias\s+set|config\s+host\s+add)\s+\S+\s+\S+\s+\S+\s+['"]?([^\s'"$-][^\s'"]{3,})|(?-u:\b)(?:psexec|paexec)(?:64)?(?:\.exe)?(?-u:\b)[^\n|;&]*?\s-p\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)mysqladmin(?-u:\b)[^\n|;&]*?\spassword\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)net\s+user\s+[^\s/]+\s+['"]?([^\s'"*/][^\s'"]{3,})|(?:--|(?-u:\b))requirepass\s+['"]?([^\s'"-][^\s'"]{3,})|(?-u:\b)redis-cli(?-u:\b)[^\n|;&]*?\sAUTH\s+(?:default\s+)?['"]?([^\s'"]{4,})|(?-u:\b)jdbc:oracle:thin:[A-Za-z0-9_$#]+/([^\s@'"]{3,})@|(?-u:\b)https?\s+(?:[^\n|;&]*?\s)?(?:-a|--auth)[ =]['"]?[^\s:'"]+:([^\s'"]{4,}))"#,
         Check::UrlPassword
     ),
     rule!(
@@ -1221,14 +1228,71 @@ pub const RULES: &[RuleSpec] = &[
         [
             "auth=(",
             "auth = (",
+            "auth = [",
+            "creds = (",
+            "creds=(",
+            "credentials = (",
+            "credentials=(",
+            "login = (",
             "basicauth(",
             "networkcredential(",
             "credentials("
         ],
         // A user and a password passed as a pair: requests' `auth=('u', 'pw')`,
         // `HTTPBasicAuth('u', 'pw')`, .NET's `NetworkCredential("u", "pw")`.
-        r#"(?i)(?:\bauth\s*=\s*\(|basicauth\(|\bnetworkcredential\(|\bcredentials\()\s*['"][^'"\n]{1,64}['"]\s*,\s*['"]([^'"\n]{4,128})['"]"#,
+        r#"(?i)(?:\b(?:auth|creds|credentials|basic_auth|http_auth|login)\s*=\s*[\(\[]|basicauth\(|\bnetworkcredential\(|\bcredentials\()\s*['"][^'"\n]{1,64}['"]\s*,\s*['"]([^'"\n]{4,128})['"]"#,
         Check::UrlPassword
+    ),
+    rule!(
+        "encoded-basic-auth",
+        "credentials",
+        [
+            "b64encode(",
+            "encodetostring(",
+            "btoa(",
+            "base64_encode(",
+            "encode64(",
+            "strict_encode64(",
+            "tobase64string("
+        ],
+        // Basic credentials encoded in code: Python's `b64encode(b"user:pw")`, Java's
+        // `encodeToString("user:pw".getBytes())`, `btoa("user:pw")`, PHP's `base64_encode`,
+        // Ruby's `Base64.strict_encode64`, .NET's `Convert.ToBase64String(…("user:pw"))`.
+        r#"(?i)(?:b64encode|encodeToString|btoa|base64_encode|encode64|ToBase64String)\(\s*(?:[A-Za-z_.]+\(\s*)?[bu]?['"`][^'"`:\s]{1,64}:([^'"`\s]{4,128})['"`]"#,
+        Check::UrlPassword
+    ),
+    rule!(
+        "placeholder-default",
+        "credentials",
+        ["${"],
+        // A default written into a placeholder for a credential: Spring's
+        // `${DB_PASSWORD:…}`, `@Value("${stripe.key:…}")`, shell's `${API_TOKEN:-…}`.
+        r"\$\{[A-Za-z0-9_.\-]*(?i:pass|secret|token|key|credential|auth)[A-Za-z0-9_.\-]*:-?([^}\s'`]{8,256})\}",
+        Check::Random
+    ),
+    rule!(
+        "prose-secret",
+        "credentials",
+        [
+            "password is ",
+            "password was ",
+            "password to ",
+            "password ",
+            "api key ",
+            "api key is ",
+            "secret to ",
+            "secret is ",
+            "token is ",
+            "token to ",
+            "**password**",
+            "**token**",
+            "**api key**",
+            "**secret**"
+        ],
+        // A secret in prose or Markdown: `my db password is …`, `use api key … for`, `set the JWT
+        // secret to …`, `- **Password**: `…``. Only what looks generated counts.
+        r"(?i)(?-u:\b)(?:password|passwd|passphrase|api[ _-]?key|secret|token)(?:\*\*)?(?: (?:is|was|to|of)| ?:)? [`'\x22]?([A-Za-z0-9][A-Za-z0-9_\-+/=!@#%^&*~]{7,255}?)[`'\x22]?(?:[\s,;)]|\.(?:\s|$)|$)",
+        Check::Random
     ),
     rule!(
         "dsn-password",
@@ -1425,6 +1489,7 @@ pub fn is_generic(id: &str) -> bool {
     matches!(
         id,
         "generic-secret-assignment"
+            | "prose-secret"
             | "bearer-auth-header"
             | "credential-field"
             | "url-token-user"

@@ -14,9 +14,17 @@ pub fn sample(template: &str) -> String {
     let mut seed: u32 = 0x9e37_79b9;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
-        let close = open + rest[open..].find('}').unwrap();
-        let (class, n) = rest[open + 1..close].split_once(':').unwrap();
-        let n: usize = n.parse().unwrap();
+        // A brace that opens no `{class:n}` is the text's own (`${DB_PASSWORD:…}`).
+        let spec = rest[open + 1..].split('}').next().unwrap_or("");
+        let Some((class, n)) = spec
+            .split_once(':')
+            .and_then(|(c, n)| Some((c, n.parse::<usize>().ok()?)))
+        else {
+            out.push('{');
+            rest = &rest[open + 1..];
+            continue;
+        };
+        let close = open + 1 + spec.len();
         let alphabet: &[u8] = match class {
             "a" => b"aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uVwXyZ",
             "h" => b"0123456789abcdef",
@@ -304,6 +312,12 @@ pub const SAMPLES: &[(&str, &str)] = &[
         "dsn-password",
         "dsn := \"app:{a:14}@tcp(db.internal:3306)/app?parseTime=true\"",
     ),
+    (
+        "encoded-basic-auth",
+        "auth = base64.b64encode(b\"deploy:{a:14}\")",
+    ),
+    ("placeholder-default", "  password: ${DB_PASSWORD:{a:14}}"),
+    ("prose-secret", "the staging db password is {a:14} for now"),
     (
         "jwk-private-key",
         r#"jwk = "kty":"EC","crv":"P-256","x":"{w:43}","y":"{w:43}","d":"{w:43}""#,
@@ -957,9 +971,10 @@ fn a_value_once_masked_is_masked_wherever_it_reappears() {
         vault: &v,
         scope: "bob",
     };
+    // (Out of context: "the db password is …" would be masked by its words in any scope.)
     assert!(
         bob.mask_text(
-            &format!("the db password is {DB_PW}."),
+            &format!("the notes say {DB_PW}."),
             &|| "t".into(),
             &mut Vec::new()
         )
@@ -2982,6 +2997,48 @@ fn typed_wrapped_and_operator_less_assignments_of_many_languages() {
         "PASSWORD = \"password_hash_v2\"",
         "pub const LN_userPassword: &[u8; 13] = b\"userPassword\\0\";",
         "pub const SN_kx_psk: &[u8; 6] = b\"KxPSK\\0\";",
+    ]);
+}
+
+#[test]
+fn encoded_piped_defaulted_and_prose_secrets() {
+    let s = || with_digits(8, 6);
+    let shapes = [
+        "auth = base64.b64encode(b\"admin:{s}\")",
+        "String auth = Base64.getEncoder().encodeToString(\"admin:{s}\".getBytes());",
+        "headers: { Authorization: 'Basic ' + btoa('admin:{s}') }",
+        "echo {s} | gh auth login --with-token",
+        "echo \"{s}\" | docker secret create db_password -",
+        "http -a admin:{s} https://api.corp.io/status",
+        "url = jdbc:oracle:thin:app/{s}@db.corp:1521/ORCL",
+        "@Value(\"${stripe.key:{s}}\")",
+        "  password: ${DB_PASSWORD:{s}}",
+        "TOKEN=\"${API_TOKEN:-{s}}\"",
+        "my db password is {s}",
+        "Use api key {s} for the ops API.",
+        "I set the JWT secret to {s} in prod",
+        "log in with username admin and password {s}",
+        "- **Password**: `{s}`",
+        "CREDENTIALS = (\"admin\", \"{s}\")",
+        "bearer = \"{s}\"",
+        "TOTP_SEED = \"{s}\"",
+        "SECURITY_PASSWORD_SALT = \"{s}\"",
+        "let apiKey* = \"{s}\"",
+        "{my_app, [{api_key, <<\"{s}\">>}]}.",
+    ];
+    masks_each_shape_alone(&shapes, s);
+    assert_kept_alone(&[
+        "The password is stored as a bcrypt hash.",
+        "Reset your password to continue.",
+        "Set the token to expire after 3600 seconds.",
+        "- **Password**: the one you chose at sign-up",
+        "echo $TOKEN | gh auth login --with-token",
+        "password: ${DB_PASSWORD:}",
+        "url: ${BASE_URL:http://localhost:8080}",
+        "auth = base64.b64encode(f\"{user}:{password}\".encode())",
+        "Authorization: Bearer <token>",
+        "The api key is required for every request.",
+        "#define LN_pkcs9_challengePassword \"challengePassword\"",
     ]);
 }
 
