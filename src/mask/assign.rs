@@ -611,6 +611,15 @@ const LABELS: &[&str] = &[
     "sleutel",
     "jeton",
     "токен",
+    "geheimnis",
+    "geheim",
+    "zugangsschlüssel",
+    "zugangsdaten",
+    "anmeldedaten",
+    "secreto",
+    "segreto",
+    "segredo",
+    "sekret",
     "ключ",
     "トークン",
     "令牌",
@@ -619,7 +628,12 @@ const LABELS: &[&str] = &[
 /// A translation file's label for a credential, not one: letters and spaces holding one of
 /// [`LABELS`] as a word.
 fn is_label(v: &str) -> bool {
-    if v.bytes().any(|b| b.is_ascii_digit()) || v.len() > 64 {
+    // Words, spaces and a sentence's punctuation only (`geheim$parole` is a password).
+    if v.len() > 64
+        || !v.chars().all(|c| {
+            c.is_alphabetic() || matches!(c, ' ' | '\'' | '-' | '.' | '?' | '!' | ':' | '*')
+        })
+    {
         return false;
     }
     let lower = v.to_lowercase();
@@ -1897,6 +1911,17 @@ fn value_span(
     .iter()
     .any(|f| text[..ks].ends_with(f) || text[..ks].trim_end().ends_with(f));
 
+    // A YAML anchor before the value (`secretRef: &tok …`): the value follows it.
+    if colon && b.get(i) == Some(&b'&') {
+        let name = text[i + 1..line_end]
+            .bytes()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+            .count();
+        if name > 0 && b.get(i + 1 + name) == Some(&b' ') {
+            i += 1 + name;
+            spaces(&mut i);
+        }
+    }
     // A literal with a prefix or delimiters of its own (`b'…'`, `r#"…"#`, `@"…"`, `"""…"""`).
     if let Some((start, end)) =
         prefixed_literal(text, i, line_end).or_else(|| block_literal(text, i, line_end))

@@ -616,6 +616,9 @@ fn starts_with_keyword(spec: &RuleSpec) -> bool {
 }
 
 fn passes(check: Check, secret: &str) -> bool {
+    if is_filler(secret) {
+        return false;
+    }
     match check {
         Check::None | Check::Assignment | Check::Field => true,
         Check::UrlPassword => url_password_ok(secret, ""),
@@ -711,6 +714,18 @@ fn url_password_ok(password: &str, user: &str) -> bool {
         && !super::assign::is_placeholder_literal(password)
         && !password.starts_with(['$', '{', '%', '<'])
         && !password.contains("${")
+}
+
+/// A documentation's stand-in of a token's length (`ghp_xxxx…`, `sk-XXXX…`, `AKIA0000…`): one
+/// character is four fifths of its letters and digits, or more. No generated token is.
+fn is_filler(secret: &str) -> bool {
+    let mut counts = [0usize; 128];
+    let mut total = 0;
+    for b in secret.bytes().filter(u8::is_ascii_alphanumeric) {
+        counts[b as usize] += 1;
+        total += 1;
+    }
+    total >= 12 && counts.iter().max().is_some_and(|&m| m * 5 >= total * 4)
 }
 
 /// Values that stand for a secret without being one.

@@ -2974,6 +2974,7 @@ fn typed_wrapped_and_operator_less_assignments_of_many_languages() {
         // Short names.
         "pw = \"{s}\"",
         "creds = \"{s}\"",
+        "passwd = 'geheim${s}'",
     ];
     masks_each_shape_alone(&shapes, s);
     assert_kept_alone(&[
@@ -2990,6 +2991,9 @@ fn typed_wrapped_and_operator_less_assignments_of_many_languages() {
         "pw_len = len(pw)",
         // Translation files, validation rules and labels name a credential.
         "{\"password\": \"Passwort\", \"forgot\": \"Passwort vergessen?\"}",
+        "{\"login\": {\"password\": \"Passwort\", \"token\": \"Zugangsschlüssel\", \"secret\": \"Geheimnis\"}}",
+        "export GITHUB_TOKEN=ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        "aws_access_key_id = AKIAXXXXXXXXXXXXXXXX",
         "password: Mot de passe",
         "api_key: Clave de API",
         "api_key: API Key",
@@ -3024,6 +3028,7 @@ fn encoded_piped_defaulted_and_prose_secrets() {
         "TOTP_SEED = \"{s}\"",
         "SECURITY_PASSWORD_SALT = \"{s}\"",
         "let apiKey* = \"{s}\"",
+        "db:\n  password: &pw {s}\n  replica_password: *pw\n",
         "{my_app, [{api_key, <<\"{s}\">>}]}.",
     ];
     masks_each_shape_alone(&shapes, s);
