@@ -505,7 +505,12 @@ impl<'a> Scan<'a> {
                             cookie_objects.push(parent(s.path));
                         }
                     }
-                    self.value(s.text, s.key_through_arrays(), &path, depth)?
+                    self.value(
+                        s.text,
+                        host_keyed_token(&s.path.0).or(s.key_through_arrays()),
+                        &path,
+                        depth,
+                    )?
                 };
                 for e in local {
                     let (start, end) = s.raw_span(e.start, e.end);
@@ -1336,6 +1341,20 @@ static B64: [bool; 256] = {
     }
     t
 };
+
+/// A token keyed by the host it is for, as Composer's `auth.json` keeps them
+/// (`"github-oauth": {"github.com": "…"}`, `"bearer": {"repo.corp.io": "…"}`): `token` when the
+/// value's parent object is one of those.
+fn host_keyed_token(path: &[json::Segment<'_>]) -> Option<&'static str> {
+    let [.., json::Segment::Key(parent), json::Segment::Key(_)] = path else {
+        return None;
+    };
+    matches!(
+        parent.as_ref(),
+        "github-oauth" | "gitlab-oauth" | "gitlab-token" | "bitbucket-oauth" | "bearer"
+    )
+    .then_some("token")
+}
 
 /// A list of words written in text (quoted on one line, or a YAML block sequence), joined by
 /// spaces.

@@ -1262,6 +1262,14 @@ pub const RULES: &[RuleSpec] = &[
         Check::UrlPassword
     ),
     rule!(
+        "sonar-token",
+        "credentials",
+        ["sonar.login", "sonar.token", "sonar.password"],
+        // SonarQube's token as a scanner's property (`-Dsonar.login=…`, `sonar.token=…`).
+        r#"(?i)sonar\.(?:login|token|password)\s*[=:]\s*['"]?([^\s'"$][^\s'"]{7,})"#,
+        Check::UrlPassword
+    ),
+    rule!(
         "placeholder-default",
         "credentials",
         ["${"],

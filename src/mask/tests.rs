@@ -318,6 +318,7 @@ pub const SAMPLES: &[(&str, &str)] = &[
     ),
     ("placeholder-default", "  password: ${DB_PASSWORD:{a:14}}"),
     ("prose-secret", "the staging db password is {a:14} for now"),
+    ("sonar-token", "mvn sonar:sonar -Dsonar.login={a:40}"),
     (
         "jwk-private-key",
         r#"jwk = "kty":"EC","crv":"P-256","x":"{w:43}","y":"{w:43}","d":"{w:43}""#,
@@ -3028,6 +3029,9 @@ fn encoded_piped_defaulted_and_prose_secrets() {
         "TOTP_SEED = \"{s}\"",
         "SECURITY_PASSWORD_SALT = \"{s}\"",
         "let apiKey* = \"{s}\"",
+        "{\"github-oauth\": {\"github.com\": \"{s}\"}}",
+        "{\"bearer\": {\"repo.corp.io\": \"{s}\"}}",
+        "sh \"sonar-scanner -Dsonar.login={s}\"",
         "db:\n  password: &pw {s}\n  replica_password: *pw\n",
         "{my_app, [{api_key, <<\"{s}\">>}]}.",
     ];
@@ -3044,6 +3048,7 @@ fn encoded_piped_defaulted_and_prose_secrets() {
         "Authorization: Bearer <token>",
         "The api key is required for every request.",
         "#define LN_pkcs9_challengePassword \"challengePassword\"",
+        "{\"components\": {\"securitySchemes\": {\"bearer\": {\"type\": \"http\", \"scheme\": \"bearer\", \"bearerFormat\": \"JWT\", \"description\": \"A token from the login endpoint\"}}}}",
     ]);
 }
 
