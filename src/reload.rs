@@ -167,6 +167,9 @@ impl PolicyState {
                         report.restart_required.join(", ")
                     );
                 }
+                // The report is in place before the policy it describes: whoever sees the new
+                // policy (`GET /api/policy` reads the two apart) sees the reload that put it there.
+                self.set_last(report.clone());
                 if report.changed {
                     info!(trigger = ?trigger, fingerprint = %report.fingerprint, "policy reloaded: {}", policy.summary());
                     self.current.store(Arc::new(policy));
@@ -174,7 +177,6 @@ impl PolicyState {
                 } else {
                     info!(trigger = ?trigger, "policy reload: the files are unchanged");
                 }
-                self.set_last(report.clone());
                 Ok(report)
             }
             Err(e) => {

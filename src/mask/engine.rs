@@ -645,6 +645,33 @@ impl<'a> Scan<'a> {
             if array.len() < 2 {
                 continue;
             }
+            // A name and its value as a pair (`"headers": [["X-API-Key", "…"]]`).
+            if array.len() == 2
+                && assign::is_credential_key(&array[0].3)
+                && let Some(rule) = self.policy.detector.field_rule()
+            {
+                let (_, raw_start, raw_len, value) = &array[1];
+                let from = assign::strip_scheme(value);
+                let (start, end) = (*raw_start, raw_start + raw_len);
+                if from < value.len()
+                    && assign::judge(&array[0].3, &value[from..], Context::Literal)
+                    && !edits.iter().any(|x| x.start < end && start < x.end)
+                {
+                    let path = || format!("{prefix}{}", json::JsonPath(array[1].0.clone()));
+                    let e = self.replace(rule, &value[from..], from, value.len(), &path)?;
+                    let (s, t) = json::raw_span_in(&doc[start..end], from, value.len());
+                    if remembering {
+                        self.note(start);
+                    }
+                    edits.push(Edit {
+                        start: start + s,
+                        end: start + t,
+                        text: escape_for_string(e.text),
+                    });
+                    added = true;
+                    continue;
+                }
+            }
             let under_a_command_key = array[0].0.iter().rev().find_map(|seg| match seg {
                 json::Segment::Key(k) => Some(ARGV_KEYS.contains(&k.as_ref())),
                 json::Segment::Index(_) => None,

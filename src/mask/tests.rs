@@ -3024,6 +3024,7 @@ fn encoded_piped_defaulted_and_prose_secrets() {
         "I set the JWT secret to {s} in prod",
         "log in with username admin and password {s}",
         "- **Password**: `{s}`",
+        "Use token {s} as GITHUB_TOKEN",
         "CREDENTIALS = (\"admin\", \"{s}\")",
         "bearer = \"{s}\"",
         "TOTP_SEED = \"{s}\"",
@@ -3031,6 +3032,8 @@ fn encoded_piped_defaulted_and_prose_secrets() {
         "let apiKey* = \"{s}\"",
         "{\"github-oauth\": {\"github.com\": \"{s}\"}}",
         "{\"bearer\": {\"repo.corp.io\": \"{s}\"}}",
+        "{\"url\": \"https://api.corp.io\", \"headers\": [[\"X-API-Key\", \"{s}\"], [\"Accept\", \"application/json\"]]}",
+        "{\"headers\": [[\"Authorization\", \"Bearer {s}\"]]}",
         "sh \"sonar-scanner -Dsonar.login={s}\"",
         "db:\n  password: &pw {s}\n  replica_password: *pw\n",
         "{my_app, [{api_key, <<\"{s}\">>}]}.",
@@ -3048,6 +3051,8 @@ fn encoded_piped_defaulted_and_prose_secrets() {
         "Authorization: Bearer <token>",
         "The api key is required for every request.",
         "#define LN_pkcs9_challengePassword \"challengePassword\"",
+        "{\"headers\": [[\"Authorization\", \"Bearer $TOKEN\"], [\"X-Request-Id\", \"abc123def456\"]]}",
+        "{\"fields\": [[\"password\", \"string\"], [\"token\", \"string\"]]}",
         "{\"components\": {\"securitySchemes\": {\"bearer\": {\"type\": \"http\", \"scheme\": \"bearer\", \"bearerFormat\": \"JWT\", \"description\": \"A token from the login endpoint\"}}}}",
     ]);
 }
