@@ -3029,6 +3029,7 @@ fn encoded_piped_defaulted_and_prose_secrets() {
         "bearer = \"{s}\"",
         "TOTP_SEED = \"{s}\"",
         "SECURITY_PASSWORD_SALT = \"{s}\"",
+        "API_TOKEN = \"{s}xxxx{s}\"",
         "let apiKey* = \"{s}\"",
         "{\"github-oauth\": {\"github.com\": \"{s}\"}}",
         "{\"bearer\": {\"repo.corp.io\": \"{s}\"}}",
