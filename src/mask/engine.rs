@@ -742,49 +742,59 @@ impl<'a> Scan<'a> {
                         if masked[k] || a >= b || word.is_empty() {
                             continue;
                         }
-                        let raw = &doc[*raw_start..raw_start + raw_len];
-                        let (s, t) = json::raw_span_in(raw, a, b);
-                        let (start, end) = (raw_start + s, raw_start + t);
-                        if edits.iter().any(|x| x.start < end && start < x.end) {
-                            continue;
-                        }
-                        if remembering {
-                            self.note(*raw_start);
-                        }
-                        let text = self.placeholder(false, &kind, &category, &word[a..b], restore);
-                        edits.push(Edit {
-                            start,
-                            end,
-                            text: escape_for_string(text),
-                        });
-                        added = true;
+                        let piece = &word[a..b];
+                        added |= self.edit_in_string(
+                            doc,
+                            (*raw_start, *raw_len),
+                            (a, b),
+                            edits,
+                            remembering,
+                            |m| m.placeholder(false, &kind, &category, piece, restore),
+                        );
                     }
                     continue;
                 }
                 if word.is_empty() || masked[i] {
                     continue;
                 }
-                let raw = &doc[*raw_start..raw_start + raw_len];
-                let (s, t) = json::raw_span_in(raw, a, b);
-                let (start, end) = (raw_start + s, raw_start + t);
-                if edits.iter().any(|x| x.start < end && start < x.end) {
-                    continue;
-                }
-                if remembering {
-                    self.note(*raw_start);
-                }
-                edits.push(Edit {
-                    start,
-                    end,
-                    text: escape_for_string(e.text),
-                });
-                added = true;
+                added |= self.edit_in_string(
+                    doc,
+                    (*raw_start, *raw_len),
+                    (a, b),
+                    edits,
+                    remembering,
+                    |_| e.text,
+                );
             }
         }
         if added {
             edits.sort_by_key(|e| e.start);
         }
         Ok(())
+    }
+
+    /// Puts what `text` makes (a placeholder) in place of `a..b` of a decoded string that stands
+    /// at `raw` (start, length) in `doc`, unless an edit is there already: whether it did.
+    fn edit_in_string(
+        &mut self,
+        doc: &str,
+        (raw_start, raw_len): (usize, usize),
+        (a, b): (usize, usize),
+        edits: &mut Vec<Edit>,
+        remembering: bool,
+        text: impl FnOnce(&mut Self) -> String,
+    ) -> bool {
+        let (s, t) = json::raw_span_in(&doc[raw_start..raw_start + raw_len], a, b);
+        let (start, end) = (raw_start + s, raw_start + t);
+        if edits.iter().any(|x| x.start < end && start < x.end) {
+            return false;
+        }
+        if remembering {
+            self.note(raw_start);
+        }
+        let text = escape_for_string(text(self));
+        edits.push(Edit { start, end, text });
+        true
     }
 
     /// Masks what tool calls that print a secret printed (the one-word lines of their
