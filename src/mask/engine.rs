@@ -1401,6 +1401,25 @@ struct WordList {
     words: Vec<(usize, usize, usize)>,
 }
 
+impl WordList {
+    /// The words of `text` at each (start, length), joined by spaces.
+    fn joining(text: &str, words: Vec<(usize, usize)>) -> Self {
+        let mut line = String::new();
+        let mut joined = Vec::with_capacity(words.len());
+        for (start, len) in words {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            joined.push((line.len(), start, len));
+            line.push_str(&text[start..start + len]);
+        }
+        WordList {
+            line,
+            words: joined,
+        }
+    }
+}
+
 /// The lists of two or more quoted words on one line (`["mysql", "-p", "…"]`) that hold a
 /// flag: an argv written in code, YAML or HCL.
 fn quoted_word_lists(text: &str) -> Vec<WordList> {
@@ -1441,20 +1460,8 @@ fn quoted_word_lists(text: &str) -> Vec<WordList> {
         if !closed || words.len() < 2 || !words.iter().any(|&(s, _)| b[s] == b'-') {
             continue;
         }
-        let mut line = String::new();
-        let mut joined = Vec::with_capacity(words.len());
-        for (start, len) in words {
-            if !line.is_empty() {
-                line.push(' ');
-            }
-            joined.push((line.len(), start, len));
-            line.push_str(&text[start..start + len]);
-        }
         at = i;
-        lists.push(WordList {
-            line,
-            words: joined,
-        });
+        lists.push(WordList::joining(text, words));
     }
     lists
 }
@@ -1491,19 +1498,7 @@ fn yaml_block_lists(text: &str) -> Vec<WordList> {
         {
             return;
         }
-        let mut line = String::new();
-        let mut joined = Vec::with_capacity(words.len());
-        for (start, len) in words {
-            if !line.is_empty() {
-                line.push(' ');
-            }
-            joined.push((line.len(), start, len));
-            line.push_str(&text[start..start + len]);
-        }
-        lists.push(WordList {
-            line,
-            words: joined,
-        });
+        lists.push(WordList::joining(text, words));
     };
     let mut at = 0;
     for raw in text.split_inclusive('\n') {
